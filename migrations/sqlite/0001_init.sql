@@ -1,0 +1,65 @@
+-- Times are Unix microseconds (UTC): integers compare and sort correctly in SQLite.
+create table users (
+    id text primary key,
+    email text not null unique,
+    email_verified integer not null default 0,
+    password_hash text,
+    name text,
+    phone text,
+    role text not null,
+    disabled integer not null default 0,
+    metadata text not null default '{}',
+    created_at integer not null,
+    updated_at integer not null,
+    last_login_at integer
+);
+create index users_newest_first on users (created_at desc, id desc);
+
+-- A session is the chain of refresh tokens from one login.
+create table sessions (
+    id text primary key,
+    user_id text not null references users (id) on delete cascade,
+    user_agent text,
+    ip text,
+    created_at integer not null,
+    updated_at integer not null,
+    last_used_at integer not null,
+    expires_at integer not null,
+    revoked_at integer
+);
+create index sessions_by_user on sessions (user_id);
+
+-- Refresh tokens are stored only as hashes.
+create table refresh_tokens (
+    token_hash text primary key,
+    session_id text not null references sessions (id) on delete cascade,
+    created_at integer not null,
+    updated_at integer not null,
+    expires_at integer not null,
+    used_at integer
+);
+create index refresh_tokens_by_session on refresh_tokens (session_id);
+
+-- The outbox: one row per event, written in the transaction of the change it describes.
+create table events (
+    seq integer primary key autoincrement,
+    id text not null unique,
+    user_id text,
+    type text not null,
+    envelope text not null,
+    created_at integer not null,
+    updated_at integer not null,
+    published_at integer
+);
+create index events_unpublished on events (published_at, seq);
+
+-- JWT signing keys, shared by every instance on this database.
+create table signing_keys (
+    kid text primary key,
+    alg text not null,
+    private_der blob not null,
+    public_jwk text not null,
+    created_at integer not null,
+    updated_at integer not null,
+    retired_at integer
+);

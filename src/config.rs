@@ -1,0 +1,278 @@
+//! Settings: every one a `--flag` and a `LATCHKEY_*` variable, validated once into a `Config`.
+
+use crate::crypto::JwtAlg;
+use crate::crypto::password::HashingConfig;
+use crate::domain::{PasswordPolicy, Roles, password};
+use std::net::SocketAddr;
+use time::Duration;
+
+/// The settings shared by every command that touches the database.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Database URL: `sqlite://path` (created when missing).
+    #[arg(long, env = "LATCHKEY_DATABASE_URL", default_value = "sqlite://latchkey.db", hide_env_values = true)]
+    pub database_url: Secret,
+    /// Externally visible base URL, including any base path [default: http://{LISTEN}{BASE_PATH}].
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Prefix for every path, e.g. `/api`.
+    #[arg(long, env = "LATCHKEY_BASE_PATH", default_value = "")]
+    pub base_path: String,
+    /// Access-token signing algorithm.
+    #[arg(long, env = "LATCHKEY_JWT_ALG", value_enum, default_value = "EdDSA")]
+    pub jwt_alg: JwtAlg,
+    /// Shared secret for HS256/HS512 (raw UTF-8, at least 32 bytes).
+    #[arg(long, env = "LATCHKEY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+    /// `iss` of access tokens [default: the public URL].
+    #[arg(long, env = "LATCHKEY_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// `aud` of access tokens (none when unset).
+    #[arg(long, env = "LATCHKEY_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Access-token lifetime (`900ms`, `10s`, `15m`, `24h`, `30d`; a bare number is seconds).
+    #[arg(long, env = "LATCHKEY_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub access_token_ttl: Duration,
+    /// Refresh-token lifetime.
+    #[arg(long, env = "LATCHKEY_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
+    pub refresh_token_ttl: Duration,
+    /// Whether login requires a verified email.
+    #[arg(long, env = "LATCHKEY_REQUIRE_EMAIL_VERIFICATION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub require_email_verification: bool,
+    /// Shortest password accepted (8 at the least).
+    #[arg(long, env = "LATCHKEY_PASSWORD_MIN_LENGTH", default_value_t = 12)]
+    pub password_min_length: usize,
+    /// argon2id memory cost, KiB.
+    #[arg(long, env = "LATCHKEY_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations.
+    #[arg(long, env = "LATCHKEY_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+    /// argon2id parallelism.
+    #[arg(long, env = "LATCHKEY_ARGON2_PARALLELISM", default_value_t = 1)]
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once [default: 0 = one per core].
+    #[arg(long, env = "LATCHKEY_HASH_WORKERS", default_value_t = 0)]
+    pub hash_workers: usize,
+    /// Password hashes allowed to wait for a worker; beyond that requests get 503 `overloaded`.
+    #[arg(long, env = "LATCHKEY_HASH_QUEUE", default_value_t = 32)]
+    pub hash_queue: usize,
+    /// The roles, comma-separated.
+    #[arg(long, env = "LATCHKEY_ROLES", default_value = "user,admin", value_delimiter = ',')]
+    pub roles: Vec<String>,
+    /// The role of new users.
+    #[arg(long, env = "LATCHKEY_DEFAULT_ROLE", default_value = "user")]
+    pub default_role: String,
+    /// The role allowed to administer users.
+    #[arg(long, env = "LATCHKEY_ADMIN_ROLE", default_value = "admin")]
+    pub admin_role: String,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `latchkey=debug`.
+    #[arg(long, env = "LATCHKEY_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A secret setting: its `Debug` never shows the value.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The validated configuration the service runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Database URL (never logged: it may carry a password).
+    pub database_url: Secret,
+    /// Public base URL without a trailing slash, including the base path.
+    pub public_url: String,
+    /// Path prefix, empty or `/something` without a trailing slash.
+    pub base_path: String,
+    /// JWT algorithm.
+    pub jwt_alg: JwtAlg,
+    /// Shared secret for HS algorithms.
+    pub jwt_secret: Option<Secret>,
+    /// JWT issuer.
+    pub jwt_issuer: String,
+    /// JWT audience.
+    pub jwt_audience: Option<String>,
+    /// Access-token lifetime.
+    pub access_token_ttl: Duration,
+    /// Refresh-token lifetime.
+    pub refresh_token_ttl: Duration,
+    /// Whether login requires a verified email.
+    pub require_email_verification: bool,
+    /// Password rules.
+    pub password_policy: PasswordPolicy,
+    /// Hashing cost and pool.
+    pub hashing: HashingConfig,
+    /// The roles.
+    pub roles: Roles,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log: String,
+}
+
+impl Settings {
+    /// Validates the settings; the error is one line naming the setting.
+    pub fn into_config(self) -> Result<Config, String> {
+        let base_path = normalise_base_path(&self.base_path)?;
+        let public_url = match self.public_url {
+            Some(url) => {
+                let url = url.trim_end_matches('/').to_owned();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err("LATCHKEY_PUBLIC_URL must start with http:// or https://".into());
+                }
+                url
+            }
+            None => format!("http://{}{base_path}", self.listen),
+        };
+        if self.jwt_alg.is_symmetric() {
+            match &self.jwt_secret {
+                None => return Err(format!("LATCHKEY_JWT_SECRET is required with LATCHKEY_JWT_ALG={}", self.jwt_alg.as_str())),
+                Some(secret) if secret.expose().len() < 32 => {
+                    return Err("LATCHKEY_JWT_SECRET must be at least 32 bytes".into());
+                }
+                Some(_) => {}
+            }
+        }
+        if self.access_token_ttl < Duration::seconds(1) {
+            return Err("LATCHKEY_ACCESS_TOKEN_TTL must be at least 1s".into());
+        }
+        if self.refresh_token_ttl < self.access_token_ttl {
+            return Err("LATCHKEY_REFRESH_TOKEN_TTL must not be shorter than LATCHKEY_ACCESS_TOKEN_TTL".into());
+        }
+        if !(password::MIN_LENGTH_FLOOR..=password::MAX_LENGTH).contains(&self.password_min_length) {
+            return Err(format!(
+                "LATCHKEY_PASSWORD_MIN_LENGTH must be between {} and {}",
+                password::MIN_LENGTH_FLOOR,
+                password::MAX_LENGTH
+            ));
+        }
+        argon2::Params::new(self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism, None)
+            .map_err(|e| format!("LATCHKEY_ARGON2_* parameters are invalid: {e}"))?;
+        let roles = Roles::new(&self.roles, &self.default_role, &self.admin_role)
+            .map_err(|e| format!("LATCHKEY_ROLES/LATCHKEY_DEFAULT_ROLE/LATCHKEY_ADMIN_ROLE: {e}"))?;
+        let workers = match self.hash_workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        Ok(Config {
+            listen: self.listen,
+            database_url: self.database_url,
+            jwt_issuer: self.jwt_issuer.unwrap_or_else(|| public_url.clone()),
+            public_url,
+            base_path,
+            jwt_alg: self.jwt_alg,
+            jwt_secret: self.jwt_secret,
+            jwt_audience: self.jwt_audience.filter(|a| !a.is_empty()),
+            access_token_ttl: self.access_token_ttl,
+            refresh_token_ttl: self.refresh_token_ttl,
+            require_email_verification: self.require_email_verification,
+            password_policy: PasswordPolicy { min_length: self.password_min_length },
+            hashing: HashingConfig {
+                memory_kib: self.argon2_memory_kib,
+                iterations: self.argon2_iterations,
+                parallelism: self.argon2_parallelism,
+                workers,
+                queue: self.hash_queue,
+            },
+            roles,
+            log_format: self.log_format,
+            log: self.log,
+        })
+    }
+}
+
+fn normalise_base_path(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    let valid = trimmed.starts_with('/')
+        && trimmed[1..].split('/').all(|segment| {
+            !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        });
+    if valid { Ok(trimmed.to_owned()) } else { Err(format!("LATCHKEY_BASE_PATH {raw:?} must look like /api")) }
+}
+
+/// Parses `900ms`, `10s`, `15m`, `24h`, `30d`, or a bare number of seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (digits, unit) = raw.split_at(split);
+    let amount: i64 = digits.parse().map_err(|_| format!("{raw:?} is not a duration like 900ms, 10s, 15m, 24h or 30d"))?;
+    let duration = match unit {
+        "ms" => Duration::milliseconds(amount),
+        "" | "s" => Duration::seconds(amount),
+        "m" => Duration::minutes(amount),
+        "h" => Duration::hours(amount),
+        "d" => Duration::days(amount),
+        _ => return Err(format!("{raw:?} has an unknown unit (use ms, s, m, h or d)")),
+    };
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_every_documented_form() {
+        assert_eq!(parse_duration("900ms").unwrap(), Duration::milliseconds(900));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::seconds(10));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::minutes(15));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::hours(24));
+        assert_eq!(parse_duration("30d").unwrap(), Duration::days(30));
+        assert_eq!(parse_duration("42").unwrap(), Duration::seconds(42));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("10y").is_err());
+    }
+
+    #[test]
+    fn base_paths_are_normalised_or_refused() {
+        assert_eq!(normalise_base_path("").unwrap(), "");
+        assert_eq!(normalise_base_path("/api/").unwrap(), "/api");
+        assert!(normalise_base_path("api").is_err());
+        assert!(normalise_base_path("/a b").is_err());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        assert_eq!(format!("{:?}", Secret("hunter2".into())), "[redacted]");
+    }
+}

@@ -1,0 +1,366 @@
+//! Access tokens: signing with the configured algorithm and key, verification that refuses
+//! every forgery the contract names, and the JWKS that lets gateways verify on their own.
+
+use crate::crypto::random;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+/// Leeway for `exp` and `nbf`, per the contract.
+const LEEWAY_SECONDS: i64 = 1;
+
+/// The signing algorithms offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JwtAlg {
+    /// Ed25519 with a key generated and stored in the database (the default).
+    #[value(name = "EdDSA")]
+    EdDsa,
+    /// ECDSA P-256 with a key generated and stored in the database.
+    #[value(name = "ES256")]
+    Es256,
+    /// HMAC-SHA256 with `LATCHKEY_JWT_SECRET`.
+    #[value(name = "HS256")]
+    Hs256,
+    /// HMAC-SHA512 with `LATCHKEY_JWT_SECRET`.
+    #[value(name = "HS512")]
+    Hs512,
+}
+
+impl JwtAlg {
+    /// The JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JwtAlg::EdDsa => "EdDSA",
+            JwtAlg::Es256 => "ES256",
+            JwtAlg::Hs256 => "HS256",
+            JwtAlg::Hs512 => "HS512",
+        }
+    }
+
+    /// Whether the key is a shared secret rather than a stored key pair.
+    pub fn is_symmetric(self) -> bool {
+        matches!(self, JwtAlg::Hs256 | JwtAlg::Hs512)
+    }
+
+    fn jose(self) -> Algorithm {
+        match self {
+            JwtAlg::EdDsa => Algorithm::EdDSA,
+            JwtAlg::Es256 => Algorithm::ES256,
+            JwtAlg::Hs256 => Algorithm::HS256,
+            JwtAlg::Hs512 => Algorithm::HS512,
+        }
+    }
+}
+
+/// An asymmetric key pair as stored: the private key (PKCS#8 DER) and its public JWK.
+#[derive(Clone)]
+pub struct KeyMaterial {
+    /// The key id: the RFC 7638 thumbprint of the public JWK.
+    pub kid: String,
+    /// `EdDSA` or `ES256`.
+    pub alg: String,
+    /// PKCS#8 DER. Never logged.
+    pub private_der: Vec<u8>,
+    /// The public JWK, as published.
+    pub public_jwk: Value,
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyMaterial").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+    }
+}
+
+impl KeyMaterial {
+    /// Generates a fresh key pair for `alg` (asymmetric algorithms only).
+    pub fn generate(alg: JwtAlg) -> anyhow::Result<KeyMaterial> {
+        let rng = SystemRandom::new();
+        let (private_der, public_jwk) = match alg {
+            JwtAlg::EdDsa => {
+                // jsonwebtoken reads the v1 (48-byte) PKCS#8 form, not the v2 one.
+                let document = Ed25519KeyPair::generate_pkcs8v1(&rng).map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?;
+                let pair = Ed25519KeyPair::from_pkcs8(document.as_ref()).map_err(|e| anyhow::anyhow!("Ed25519 key rejected: {e}"))?;
+                let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+                (document.as_ref().to_vec(), json!({"crv": "Ed25519", "kty": "OKP", "x": x}))
+            }
+            JwtAlg::Es256 => {
+                let document = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(|_| anyhow::anyhow!("P-256 key generation failed"))?;
+                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, document.as_ref())
+                    .map_err(|e| anyhow::anyhow!("P-256 key rejected: {e}"))?;
+                let point = pair.public_key().as_ref(); // 0x04 || x || y
+                let (x, y) = (URL_SAFE_NO_PAD.encode(&point[1..33]), URL_SAFE_NO_PAD.encode(&point[33..65]));
+                (document.as_ref().to_vec(), json!({"crv": "P-256", "kty": "EC", "x": x, "y": y}))
+            }
+            JwtAlg::Hs256 | JwtAlg::Hs512 => anyhow::bail!("{} uses the shared secret, not a stored key", alg.as_str()),
+        };
+        // serde_json orders object keys, which is exactly the canonical form RFC 7638 hashes.
+        let kid = random::sha256_b64(public_jwk.to_string().as_bytes());
+        Ok(KeyMaterial { kid, alg: alg.as_str().to_owned(), private_der, public_jwk })
+    }
+}
+
+/// The claims of an access token, as issued and as accepted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccessClaims {
+    /// Issuer.
+    pub iss: String,
+    /// The user id.
+    pub sub: String,
+    /// Audience, when configured.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub aud: Option<String>,
+    /// Issued at (Unix seconds).
+    pub iat: i64,
+    /// Not before (Unix seconds).
+    #[serde(default)]
+    pub nbf: Option<i64>,
+    /// Expiry (Unix seconds); a token without it is refused.
+    #[serde(default)]
+    pub exp: Option<i64>,
+    /// Token id.
+    pub jti: String,
+    /// The session id.
+    pub sid: String,
+    /// The user's email.
+    pub email: String,
+    /// Whether the email is verified.
+    pub email_verified: bool,
+    /// The user's role.
+    pub role: String,
+    /// The user's name, when set.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
+}
+
+/// Why a bearer token was refused. Deliberately coarse: every case answers 401 alike.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Unparseable, forged, wrong algorithm or key, expired, not yet valid.
+    #[error("invalid token: {0}")]
+    Invalid(&'static str),
+    /// Signing failed.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Token settings.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// The algorithm.
+    pub alg: JwtAlg,
+    /// `iss` of issued tokens, and the only one accepted.
+    pub issuer: String,
+    /// `aud`, when configured.
+    pub audience: Option<String>,
+    /// Lifetime of access tokens.
+    pub ttl: Duration,
+}
+
+struct KeyRing {
+    signing_kid: String,
+    signing: EncodingKey,
+    verifying: HashMap<String, DecodingKey>,
+    jwks: Vec<Value>,
+}
+
+/// Issues and verifies access tokens. Cheap to clone; keys can be swapped while serving.
+#[derive(Clone)]
+pub struct Tokens {
+    settings: Arc<TokenSettings>,
+    ring: Arc<RwLock<Arc<KeyRing>>>,
+}
+
+impl Tokens {
+    /// Tokens signed with a shared secret (HS256/HS512).
+    pub fn with_secret(settings: TokenSettings, secret: &[u8]) -> Tokens {
+        // The kid names the secret without revealing it.
+        let kid = format!("hs-{}", &random::sha256_b64(&[b"latchkey-kid:", secret].concat())[..16]);
+        let ring = KeyRing {
+            signing_kid: kid.clone(),
+            signing: EncodingKey::from_secret(secret),
+            verifying: HashMap::from([(kid, DecodingKey::from_secret(secret))]),
+            jwks: Vec::new(),
+        };
+        Tokens { settings: Arc::new(settings), ring: Arc::new(RwLock::new(Arc::new(ring))) }
+    }
+
+    /// Tokens signed with the first of `keys` and verified with any of them.
+    pub fn with_keys(settings: TokenSettings, keys: &[KeyMaterial]) -> anyhow::Result<Tokens> {
+        let tokens = Tokens {
+            settings: Arc::new(settings),
+            ring: Arc::new(RwLock::new(Arc::new(KeyRing {
+                signing_kid: String::new(),
+                signing: EncodingKey::from_secret(&[]),
+                verifying: HashMap::new(),
+                jwks: Vec::new(),
+            }))),
+        };
+        tokens.replace_keys(keys)?;
+        Ok(tokens)
+    }
+
+    /// Installs a new key set: the first key signs, all of them verify and are published.
+    pub fn replace_keys(&self, keys: &[KeyMaterial]) -> anyhow::Result<()> {
+        let Some(first) = keys.first() else { anyhow::bail!("no signing key") };
+        let mut verifying = HashMap::new();
+        let mut jwks = Vec::new();
+        for key in keys {
+            let (x, y) = (key.public_jwk["x"].as_str().unwrap_or_default(), key.public_jwk["y"].as_str());
+            let decoding = match (key.alg.as_str(), y) {
+                ("EdDSA", _) => DecodingKey::from_ed_components(x)?,
+                ("ES256", Some(y)) => DecodingKey::from_ec_components(x, y)?,
+                (other, _) => anyhow::bail!("stored key {} has unsupported algorithm {other}", key.kid),
+            };
+            verifying.insert(key.kid.clone(), decoding);
+            let mut jwk = key.public_jwk.clone();
+            jwk["kid"] = Value::String(key.kid.clone());
+            jwk["alg"] = Value::String(key.alg.clone());
+            jwk["use"] = Value::String("sig".into());
+            jwks.push(jwk);
+        }
+        let signing = match first.alg.as_str() {
+            "EdDSA" => EncodingKey::from_ed_der(&first.private_der),
+            _ => EncodingKey::from_ec_der(&first.private_der),
+        };
+        let ring = KeyRing { signing_kid: first.kid.clone(), signing, verifying, jwks };
+        *self.ring.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(ring);
+        Ok(())
+    }
+
+    /// The token settings.
+    pub fn settings(&self) -> &TokenSettings {
+        &self.settings
+    }
+
+    /// The public keys that verify live tokens, as a JWKS document.
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": self.ring().jwks })
+    }
+
+    /// Signs `claims` (whose `iss`, `aud`, times and `jti` this fills in) issued at `now`.
+    pub fn issue(&self, mut claims: AccessClaims, now: OffsetDateTime) -> Result<String, TokenError> {
+        let ring = self.ring();
+        let issued = now.unix_timestamp();
+        claims.iss = self.settings.issuer.clone();
+        claims.aud = self.settings.audience.clone();
+        claims.iat = issued;
+        claims.nbf = Some(issued);
+        claims.exp = Some(issued + self.settings.ttl.whole_seconds());
+        claims.jti = Uuid::now_v7().to_string();
+        let mut header = Header::new(self.settings.alg.jose());
+        header.kid = Some(ring.signing_kid.clone());
+        jsonwebtoken::encode(&header, &claims, &ring.signing).map_err(|e| TokenError::Internal(e.into()))
+    }
+
+    /// Verifies a bearer token at `now`: configured algorithm only, a known `kid`, a valid
+    /// signature, our issuer (and audience), `exp` present and not past, `nbf` not future.
+    pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<AccessClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid("malformed header"))?;
+        if header.alg != self.settings.alg.jose() {
+            return Err(TokenError::Invalid("unexpected algorithm"));
+        }
+        if header.crit.is_some() {
+            return Err(TokenError::Invalid("critical header extensions are not understood"));
+        }
+        let ring = self.ring();
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| ring.verifying.get(kid))
+            .ok_or(TokenError::Invalid("unknown key id"))?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation())
+            .map_err(|_| TokenError::Invalid("signature or claims rejected"))?;
+        let claims = data.claims;
+        // Time is checked here rather than by the library, so it follows the injected clock.
+        let now = now.unix_timestamp();
+        let exp = claims.exp.ok_or(TokenError::Invalid("no expiry"))?;
+        if now > exp + LEEWAY_SECONDS {
+            return Err(TokenError::Invalid("expired"));
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECONDS) {
+            return Err(TokenError::Invalid("not yet valid"));
+        }
+        Ok(claims)
+    }
+
+    fn validation(&self) -> Validation {
+        let mut validation = Validation::new(self.settings.alg.jose());
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.set_issuer(&[&self.settings.issuer]);
+        match &self.settings.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        validation
+    }
+
+    fn ring(&self) -> Arc<KeyRing> {
+        Arc::clone(&self.ring.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(alg: JwtAlg) -> TokenSettings {
+        TokenSettings { alg, issuer: "http://issuer.test".into(), audience: None, ttl: Duration::minutes(15) }
+    }
+
+    fn claims() -> AccessClaims {
+        AccessClaims {
+            iss: String::new(), sub: Uuid::now_v7().to_string(), aud: None, iat: 0, nbf: None, exp: None,
+            jti: String::new(), sid: Uuid::now_v7().to_string(), email: "ada@example.com".into(),
+            email_verified: true, role: "user".into(), name: None,
+        }
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn each_algorithm_round_trips() {
+        for alg in [JwtAlg::EdDsa, JwtAlg::Es256] {
+            let tokens = Tokens::with_keys(settings(alg), &[KeyMaterial::generate(alg).unwrap()]).unwrap();
+            let token = tokens.issue(claims(), now()).unwrap();
+            assert_eq!(tokens.verify(&token, now()).unwrap().email, "ada@example.com", "{alg:?}");
+        }
+        for alg in [JwtAlg::Hs256, JwtAlg::Hs512] {
+            let tokens = Tokens::with_secret(settings(alg), &[7u8; 32]);
+            let token = tokens.issue(claims(), now()).unwrap();
+            assert!(tokens.verify(&token, now()).is_ok(), "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn expiry_allows_one_second_of_leeway_and_no_more() {
+        let tokens = Tokens::with_keys(settings(JwtAlg::EdDsa), &[KeyMaterial::generate(JwtAlg::EdDsa).unwrap()]).unwrap();
+        let token = tokens.issue(claims(), now()).unwrap();
+        assert!(tokens.verify(&token, now() + Duration::seconds(901)).is_ok());
+        assert!(tokens.verify(&token, now() + Duration::seconds(902)).is_err());
+    }
+
+    #[test]
+    fn a_token_signed_by_a_retired_key_is_refused() {
+        let old = KeyMaterial::generate(JwtAlg::EdDsa).unwrap();
+        let tokens = Tokens::with_keys(settings(JwtAlg::EdDsa), std::slice::from_ref(&old)).unwrap();
+        let token = tokens.issue(claims(), now()).unwrap();
+        tokens.replace_keys(&[KeyMaterial::generate(JwtAlg::EdDsa).unwrap(), old]).unwrap();
+        assert!(tokens.verify(&token, now()).is_ok(), "old keys still verify while kept");
+        tokens.replace_keys(&[KeyMaterial::generate(JwtAlg::EdDsa).unwrap()]).unwrap();
+        assert!(tokens.verify(&token, now()).is_err());
+    }
+}

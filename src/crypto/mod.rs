@@ -1,0 +1,9 @@
+//! Cryptography: password hashing on a bounded blocking pool, JWT signing and verification,
+//! random opaque tokens and their hashes.
+
+pub mod jwt;
+pub mod password;
+pub mod random;
+
+pub use jwt::{AccessClaims, JwtAlg, KeyMaterial, TokenError, Tokens};
+pub use password::{HashError, Hasher, HashingConfig, Verified};

@@ -1,0 +1,200 @@
+//! Password hashing with argon2id on a bounded blocking pool: never on the async workers, and
+//! when the queue is full the caller is told to shed load instead of waiting without bound.
+
+use crate::domain::password::{Candidate, Password};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::Semaphore;
+
+/// Why a hash could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every worker is busy and the queue is full.
+    #[error("the hashing queue is full")]
+    Overloaded,
+    /// The hash library or the blocking pool failed.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Hashing cost and pool size.
+#[derive(Debug, Clone, Copy)]
+pub struct HashingConfig {
+    /// argon2 m, in KiB.
+    pub memory_kib: u32,
+    /// argon2 t.
+    pub iterations: u32,
+    /// argon2 p.
+    pub parallelism: u32,
+    /// Hashes computed at once (normally the number of cores).
+    pub workers: usize,
+    /// Hashes allowed to wait for a worker before new ones are refused.
+    pub queue: usize,
+}
+
+/// The outcome of checking a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// The password matched the stored hash.
+    pub matches: bool,
+    /// The stored hash uses other parameters than the current ones.
+    pub needs_rehash: bool,
+}
+
+/// The shared hashing pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Hasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    params: Params,
+    workers: Semaphore,
+    admission: Semaphore,
+    dummy_hash: String,
+    operations: AtomicU64,
+}
+
+impl Hasher {
+    /// Builds the pool and the dummy hash that unknown accounts are verified against.
+    pub fn new(config: HashingConfig) -> anyhow::Result<Hasher> {
+        let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
+            .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
+        let workers = config.workers.max(1);
+        let dummy_secret = crate::crypto::random::token();
+        let dummy_hash = hash_with(&params, &dummy_secret)?;
+        Ok(Hasher {
+            inner: Arc::new(Inner {
+                params,
+                workers: Semaphore::new(workers),
+                admission: Semaphore::new(workers + config.queue),
+                dummy_hash,
+                operations: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Hashes a new password to an argon2id PHC string.
+    pub async fn hash(&self, password: &Password) -> Result<String, HashError> {
+        self.hash_secret(password.expose().to_owned()).await
+    }
+
+    /// Hashes a password that just verified against an outdated hash, with current parameters.
+    pub async fn rehash(&self, candidate: &Candidate) -> Result<String, HashError> {
+        self.hash_secret(candidate.expose().to_owned()).await
+    }
+
+    async fn hash_secret(&self, secret: String) -> Result<String, HashError> {
+        self.run(move |params| hash_with(params, &secret)).await
+    }
+
+    /// Checks `candidate` against `stored`; with no stored hash (unknown account, or an account
+    /// without a password) it checks against the dummy hash, so the work is the same either way.
+    pub async fn verify(&self, candidate: &Candidate, stored: Option<&str>) -> Result<Verified, HashError> {
+        let secret = candidate.expose().to_owned();
+        let known = stored.is_some();
+        let stored = stored.map_or_else(|| self.inner.dummy_hash.clone(), str::to_owned);
+        let verified = self.run(move |params| verify_with(params, &secret, &stored)).await?;
+        Ok(Verified { matches: known && verified.matches, needs_rehash: known && verified.needs_rehash })
+    }
+
+    /// How many hashes and verifications have run, for tests that compare work.
+    pub fn operations(&self) -> u64 {
+        self.inner.operations.load(Ordering::Relaxed)
+    }
+
+    async fn run<T, F>(&self, work: F) -> Result<T, HashError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Params) -> anyhow::Result<T> + Send + 'static,
+    {
+        let _admitted = self.inner.admission.try_acquire().map_err(|_| HashError::Overloaded)?;
+        let _worker = self.inner.workers.acquire().await.map_err(|e| HashError::Internal(e.into()))?;
+        self.inner.operations.fetch_add(1, Ordering::Relaxed);
+        let inner = Arc::clone(&self.inner);
+        let result = tokio::task::spawn_blocking(move || work(&inner.params))
+            .await
+            .map_err(|e| HashError::Internal(e.into()))?;
+        Ok(result?)
+    }
+}
+
+fn argon2(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+fn hash_with(params: &Params, secret: &str) -> anyhow::Result<String> {
+    let hash = argon2(params)
+        .hash_password(secret.as_bytes())
+        .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))?;
+    Ok(hash.to_string())
+}
+
+fn verify_with(params: &Params, secret: &str, stored: &str) -> anyhow::Result<Verified> {
+    let parsed = PasswordHash::new(stored).map_err(|e| anyhow::anyhow!("stored hash is not a PHC string: {e}"))?;
+    let matches = argon2(params).verify_password(secret.as_bytes(), &parsed).is_ok();
+    let current = parsed.algorithm.as_str() == argon2::ARGON2ID_IDENT.as_str()
+        && Params::try_from(&parsed).is_ok_and(|used| {
+            used.m_cost() == params.m_cost() && used.t_cost() == params.t_cost() && used.p_cost() == params.p_cost()
+        });
+    Ok(Verified { matches, needs_rehash: !current })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PasswordPolicy;
+
+    fn config(workers: usize, queue: usize, iterations: u32) -> HashingConfig {
+        HashingConfig { memory_kib: 8192, iterations, parallelism: 1, workers, queue }
+    }
+
+    fn password(raw: &str) -> Password {
+        PasswordPolicy { min_length: 12 }.parse(raw, None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_and_nothing_else() {
+        let hasher = Hasher::new(config(1, 4, 1)).unwrap();
+        let hash = hasher.hash(&password("correct horse battery")).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"));
+        let right = Candidate::new("correct horse battery").unwrap();
+        let wrong = Candidate::new("incorrect horse battery").unwrap();
+        assert!(hasher.verify(&right, Some(&hash)).await.unwrap().matches);
+        assert!(!hasher.verify(&wrong, Some(&hash)).await.unwrap().matches);
+    }
+
+    #[tokio::test]
+    async fn unknown_accounts_cost_one_verification_and_never_match() {
+        let hasher = Hasher::new(config(1, 4, 1)).unwrap();
+        let before = hasher.operations();
+        let verified = hasher.verify(&Candidate::new("whatever it is").unwrap(), None).await.unwrap();
+        assert!(!verified.matches);
+        assert_eq!(hasher.operations(), before + 1);
+    }
+
+    #[tokio::test]
+    async fn hashes_with_other_parameters_need_a_rehash() {
+        let old = Hasher::new(config(1, 4, 1)).unwrap();
+        let current = Hasher::new(config(1, 4, 2)).unwrap();
+        let hash = old.hash(&password("correct horse battery")).await.unwrap();
+        let candidate = Candidate::new("correct horse battery").unwrap();
+        assert!(current.verify(&candidate, Some(&hash)).await.unwrap().needs_rehash);
+        assert!(!old.verify(&candidate, Some(&hash)).await.unwrap().needs_rehash);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_sheds_load_instead_of_waiting() {
+        let hasher = Hasher::new(config(1, 1, 40)).unwrap();
+        let attempts = (0..6).map(|_| {
+            let hasher = hasher.clone();
+            tokio::spawn(async move { hasher.hash(&password("correct horse battery")).await })
+        });
+        let results = futures::future::join_all(attempts).await;
+        let overloaded = results.iter().filter(|r| matches!(r, Ok(Err(HashError::Overloaded)))).count();
+        let hashed = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+        assert!(overloaded >= 1, "some attempts must be refused");
+        assert!(hashed >= 1 && hashed <= 6 - overloaded);
+    }
+}

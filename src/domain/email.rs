@@ -1,0 +1,100 @@
+//! Email addresses: normalised (NFKC, trimmed, lower-cased) so that case variants are one account.
+
+use super::ValidationErrors;
+use unicode_normalization::UnicodeNormalization;
+
+const MAX_LEN: usize = 254;
+const MAX_LOCAL_LEN: usize = 64;
+
+/// A syntactically valid, normalised email address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    /// Normalises and validates an address as typed by a user.
+    pub fn parse(raw: &str) -> Result<Email, ValidationErrors> {
+        let normalised: String = raw.nfkc().collect::<String>().trim().to_lowercase();
+        let invalid = |message: &str| Err(ValidationErrors::one("email", message));
+        if normalised.is_empty() {
+            return invalid("must not be empty");
+        }
+        if normalised.chars().count() > MAX_LEN {
+            return invalid("must be at most 254 characters");
+        }
+        let Some((local, domain)) = normalised.rsplit_once('@') else {
+            return invalid("must be a valid email address");
+        };
+        if !valid_local(local) || !valid_domain(domain) {
+            return invalid("must be a valid email address");
+        }
+        Ok(Email(normalised))
+    }
+
+    /// Rebuilds an address read back from storage, where it was stored normalised.
+    pub fn from_trusted(stored: String) -> Email {
+        Email(stored)
+    }
+
+    /// The normalised address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part before the `@`.
+    pub fn local_part(&self) -> &str {
+        self.0.rsplit_once('@').map_or(self.0.as_str(), |(local, _)| local)
+    }
+}
+
+impl std::fmt::Display for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// The WHATWG "valid email address" grammar (what browsers accept), plus RFC 5321 length limits
+// and a dot in the domain: addresses that could never receive our mail are refused up front.
+fn valid_local(local: &str) -> bool {
+    const SPECIALS: &str = ".!#$%&'*+/=?^_`{|}~-";
+    !local.is_empty()
+        && local.len() <= MAX_LOCAL_LEN
+        && local.chars().all(|c| c.is_ascii_alphanumeric() || SPECIALS.contains(c))
+}
+
+fn valid_domain(domain: &str) -> bool {
+    domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_and_width_variants_normalise_to_one_address() {
+        let plain = Email::parse("ada@example.com").unwrap();
+        assert_eq!(Email::parse("  ADA@Example.COM ").unwrap(), plain);
+        assert_eq!(Email::parse("ａｄａ@example.com").unwrap(), plain);
+    }
+
+    #[test]
+    fn malformed_addresses_are_refused() {
+        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com",
+                    "ada@-example.com", "ada@example..com", "ada@exa_mple.com", "ada\"@example.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad} should be refused");
+        }
+        let long = format!("{}@example.com", "a".repeat(65));
+        assert!(Email::parse(&long).is_err());
+    }
+
+    #[test]
+    fn local_part_is_what_precedes_the_at_sign() {
+        assert_eq!(Email::parse("ada.l@example.com").unwrap().local_part(), "ada.l");
+    }
+}

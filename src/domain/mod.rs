@@ -1,0 +1,63 @@
+//! Pure types and rules: emails, passwords, users, roles and events. No HTTP, no SQL.
+
+pub mod email;
+pub mod event;
+pub mod password;
+pub mod user;
+
+pub use email::Email;
+pub use event::{Event, EventType};
+pub use password::{Password, PasswordPolicy};
+pub use user::{Metadata, Name, Phone, Role, Roles, User};
+
+use serde::Serialize;
+
+/// One offending field of a request, as reported in a problem's `errors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// The field as the client sent it, e.g. `new_password`.
+    pub field: String,
+    /// What is wrong with it, in plain words.
+    pub message: String,
+}
+
+/// Every offending field of one request; empty means valid.
+#[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
+#[error("validation failed")]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl ValidationErrors {
+    /// A single-field failure.
+    pub fn one(field: &str, message: impl Into<String>) -> Self {
+        ValidationErrors(vec![FieldError { field: field.to_owned(), message: message.into() }])
+    }
+
+    /// Records a failure of `field`.
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError { field: field.to_owned(), message: message.into() });
+    }
+
+    /// Takes the value of a parse, or records its failure under `field` (renamed as sent).
+    pub fn take<T>(&mut self, field: &str, result: Result<T, ValidationErrors>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(errors) => {
+                self.0.extend(errors.0.into_iter().map(|e| FieldError { field: field.to_owned(), ..e }));
+                None
+            }
+        }
+    }
+
+    /// Records a missing required field and gives `None`.
+    pub fn require<T>(&mut self, field: &str, value: Option<T>) -> Option<T> {
+        if value.is_none() {
+            self.add(field, "is required");
+        }
+        value
+    }
+
+    /// `Ok(())` when nothing was recorded.
+    pub fn into_result(self) -> Result<(), ValidationErrors> {
+        if self.0.is_empty() { Ok(()) } else { Err(self) }
+    }
+}

@@ -1,0 +1,131 @@
+//! `/auth/*`: registration, login and the forward-auth check for gateways.
+
+use super::error::{ApiError, Problem};
+use super::extract::{ApiJson, Bearer, Client};
+use super::views::{TokenPairView, UserView, refuse_unknown};
+use crate::domain::ValidationErrors;
+use crate::service::accounts::{self, NewAccount, Origin, Registered};
+use crate::service::sessions;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// Body of `POST /auth/register`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    /// Any case; stored trimmed, lower-cased, NFKC-normalised.
+    #[schema(required = true, value_type = String, format = Email)]
+    email: Option<String>,
+    /// 12–128 characters by default; not common, not containing the email's local part.
+    #[schema(required = true, value_type = String, format = Password)]
+    password: Option<String>,
+    /// Full name, 1–200 characters.
+    name: Option<String>,
+    /// E.164.
+    phone: Option<String>,
+    /// Application fields, at most 4 KiB serialised.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Map<String, Value>>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: Map<String, Value>,
+}
+
+/// Body of `POST /auth/login`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    /// The account's email, any case.
+    #[schema(required = true, value_type = String, format = Email)]
+    email: Option<String>,
+    /// The password.
+    #[schema(required = true, value_type = String, format = Password)]
+    password: Option<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: Map<String, Value>,
+}
+
+/// Answer of `POST /auth/register`: the user, or (verification off) a token pair with it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RegisterView {
+    /// Email verification is required: the new, unverified user.
+    Created(UserView),
+    /// Email verification is off: the user is logged in.
+    LoggedIn(TokenPairView),
+}
+
+/// Register a new account. With email verification on (the default) the answer is the user;
+/// with it off, the user is logged in at once and the answer also carries a token pair.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered", body = RegisterView, headers(("Location" = String, description = "/users/{id}"))),
+        (status = 400, description = "`validation_failed` or `malformed_body`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`overloaded` or `unavailable`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn register(State(app): State<AppState>, Client(client): Client, ApiJson(req): ApiJson<RegisterRequest>) -> Result<Response, ApiError> {
+    let mut errors = ValidationErrors::default();
+    refuse_unknown(&mut errors, &req.unknown);
+    let account = NewAccount::parse(&app.config.password_policy, req.email, req.password, req.name, req.phone, req.metadata, &mut errors);
+    let Some(account) = account else { return Err(ApiError::Validation(errors)) };
+    let registered = accounts::register(&app, account, Origin::SelfService(client)).await?;
+    let (id, view) = match registered {
+        Registered::Created(user) => (user.id, RegisterView::Created(user.into())),
+        Registered::LoggedIn(pair) => (pair.user.id, RegisterView::LoggedIn(pair.into())),
+    };
+    let location = format!("{}/users/{id}", app.config.base_path);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)).into_response())
+}
+
+/// Log in with email and password. Unknown email and wrong password answer alike, after the
+/// same hashing work; `email_not_verified` and `account_disabled` only after a correct password.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = TokenPairView),
+        (status = 400, description = "`validation_failed` or `malformed_body`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`email_not_verified` or `account_disabled`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`overloaded` or `unavailable`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn login(State(app): State<AppState>, Client(client): Client, ApiJson(req): ApiJson<LoginRequest>) -> Result<Json<TokenPairView>, ApiError> {
+    let mut errors = ValidationErrors::default();
+    refuse_unknown(&mut errors, &req.unknown);
+    let email = errors.require("email", req.email);
+    let password = errors.require("password", req.password);
+    errors.into_result()?;
+    let (Some(email), Some(password)) = (email, password) else { unreachable!("required above") };
+    let pair = sessions::login(&app, &email, &password, client).await?;
+    Ok(Json(pair.into()))
+}
+
+/// Forward-auth for gateways: checks the bearer token and answers 200 with the caller in
+/// `X-User-Id`, `X-User-Email`, `X-User-Role` and `X-User-Email-Verified`, or 401.
+#[utoipa::path(get, path = "/auth/verify", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Valid token; empty body", headers(
+            ("X-User-Id" = String), ("X-User-Email" = String), ("X-User-Role" = String),
+            ("X-User-Email-Verified" = String, description = "`true` or `false`"))),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn verify(Bearer(principal): Bearer) -> Result<HeaderMap, ApiError> {
+    let claims = &principal.claims;
+    let mut headers = HeaderMap::new();
+    let pairs = [
+        ("x-user-id", claims.sub.as_str()),
+        ("x-user-email", claims.email.as_str()),
+        ("x-user-role", claims.role.as_str()),
+        ("x-user-email-verified", if claims.email_verified { "true" } else { "false" }),
+    ];
+    for (name, value) in pairs {
+        let value = HeaderValue::from_str(value).map_err(|e| ApiError::Internal(e.into()))?;
+        headers.insert(HeaderName::from_static(name), value);
+    }
+    Ok(headers)
+}

@@ -1,0 +1,199 @@
+//! `ApiError`: the only type that knows status codes, the contract's `code` strings and
+//! RFC 9457 problem documents. Each service error converts into it explicitly.
+
+use crate::domain::{FieldError, ValidationErrors};
+use crate::service::Fault;
+use crate::service::accounts::{AccountError, RegisterError};
+use crate::service::sessions::{AuthError, LoginError};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Every way a request can fail, as the client sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Not JSON, wrong types, duplicate keys.
+    #[error("malformed body: {0}")]
+    MalformedBody(&'static str),
+    /// One or more fields break a rule.
+    #[error("validation failed")]
+    Validation(ValidationErrors),
+    /// No valid bearer token.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// Wrong email or password.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// Right password, email not verified.
+    #[error("email not verified")]
+    EmailNotVerified,
+    /// Right password, account disabled.
+    #[error("account disabled")]
+    AccountDisabled,
+    /// The password confirming a change is wrong.
+    #[error("invalid current password")]
+    InvalidCurrentPassword,
+    /// The email is taken.
+    #[error("email taken")]
+    EmailTaken,
+    /// Authenticated but not allowed.
+    #[error("forbidden")]
+    Forbidden,
+    /// No such resource.
+    #[error("not found")]
+    NotFound,
+    /// The path exists, the method does not.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Body over the limit.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// Body not sent as JSON.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// The hashing queue is full.
+    #[error("overloaded")]
+    Overloaded,
+    /// The database cannot be reached.
+    #[error("unavailable")]
+    Unavailable(anyhow::Error),
+    /// Anything unexpected; logged with the request id, never shown.
+    #[error("internal error")]
+    Internal(anyhow::Error),
+}
+
+/// An RFC 9457 problem document with the contract's `code` and field `errors`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: `code` carries the machine-readable kind.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Short summary.
+    pub title: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// Stable snake_case code.
+    pub code: &'static str,
+    /// Explanation for a human.
+    pub detail: String,
+    /// One entry per offending field (validation failures only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+/// The cause of a 5xx, carried in the response's extensions and logged once, inside the
+/// request's span, by the request middleware.
+#[derive(Clone)]
+pub struct LoggedCause(pub Arc<anyhow::Error>);
+
+const RETRY_AFTER_SECONDS: &str = "1";
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
+        use ApiError::*;
+        let (status, code, title, detail): (StatusCode, &str, &str, String) = match self {
+            MalformedBody(why) => (StatusCode::BAD_REQUEST, "malformed_body", "Malformed body", format!("The request body is not valid JSON for this endpoint: {why}.")),
+            Validation(_) => (StatusCode::BAD_REQUEST, "validation_failed", "Validation failed", "One or more fields are invalid.".into()),
+            Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", "A valid bearer token is required.".into()),
+            InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", "Invalid credentials", "The email or password is incorrect.".into()),
+            EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified", "Email not verified", "Confirm your email address before logging in.".into()),
+            AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled", "Account disabled", "This account has been disabled.".into()),
+            InvalidCurrentPassword => (StatusCode::FORBIDDEN, "invalid_current_password", "Invalid current password", "The password given is incorrect.".into()),
+            EmailTaken => (StatusCode::CONFLICT, "email_taken", "Email taken", "An account with this email already exists.".into()),
+            Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden", "You are not allowed to do this.".into()),
+            NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found", "There is nothing here.".into()),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", "This path does not accept this method.".into()),
+            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large", "The request body is over 64 KiB.".into()),
+            UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported media type", "Send the body as application/json.".into()),
+            Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Overloaded", "The service is busy; retry shortly.".into()),
+            Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Unavailable", "The service cannot reach its database; retry shortly.".into()),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "Something went wrong on our side; it has been logged.".into()),
+        };
+        (status, code, title, detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, title, detail) = self.parts();
+        let errors = match &self {
+            ApiError::Validation(errors) => Some(errors.0.clone()),
+            _ => None,
+        };
+        let problem = Problem { kind: "about:blank", title, status: status.as_u16(), code, detail, errors };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"))], body).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::Overloaded | ApiError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            }
+            _ => {}
+        }
+        if let ApiError::Internal(cause) | ApiError::Unavailable(cause) = self {
+            response.extensions_mut().insert(LoggedCause(Arc::new(cause)));
+        }
+        response
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(errors: ValidationErrors) -> ApiError {
+        ApiError::Validation(errors)
+    }
+}
+
+impl From<Fault> for ApiError {
+    fn from(fault: Fault) -> ApiError {
+        match fault {
+            Fault::Overloaded => ApiError::Overloaded,
+            Fault::Unavailable(cause) => ApiError::Unavailable(cause),
+            Fault::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(error: LoginError) -> ApiError {
+        match error {
+            LoginError::InvalidCredentials => ApiError::InvalidCredentials,
+            LoginError::EmailNotVerified => ApiError::EmailNotVerified,
+            LoginError::AccountDisabled => ApiError::AccountDisabled,
+            LoginError::Fault(fault) => fault.into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        match error {
+            AuthError::Unauthorized => ApiError::Unauthorized,
+            AuthError::Fault(fault) => fault.into(),
+        }
+    }
+}
+
+impl From<RegisterError> for ApiError {
+    fn from(error: RegisterError) -> ApiError {
+        match error {
+            RegisterError::EmailTaken => ApiError::EmailTaken,
+            RegisterError::Fault(fault) => fault.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> ApiError {
+        match error {
+            AccountError::Invalid(errors) => ApiError::Validation(errors),
+            AccountError::InvalidCurrentPassword => ApiError::InvalidCurrentPassword,
+            // The token outlived its account.
+            AccountError::Gone => ApiError::Unauthorized,
+            AccountError::Fault(fault) => fault.into(),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Extractors that turn every rejection into the contract's problem: `ApiJson` (bodies),
+//! `Bearer` (access tokens), `Client` (address and user agent).
+
+use super::error::ApiError;
+use crate::service::sessions::authenticate;
+use crate::service::{ClientInfo, Principal};
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::{DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+/// A JSON body: `application/json` only (else 415), at most 64 KiB (else 413), syntactically
+/// valid without duplicate keys at any depth, and of the right shape (else 400 `malformed_body`).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(request.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            _ => ApiError::MalformedBody("the body could not be read"),
+        })?;
+        check_structure(&bytes)?;
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|_| ApiError::MalformedBody("a field has the wrong type"))
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Refuses what serde would otherwise let through: duplicate keys (serde_json keeps the last
+/// one silently inside free-form objects) and anything but an object at the top.
+fn check_structure(bytes: &[u8]) -> Result<(), ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let top = deserializer.deserialize_any(StrictVisitor).map_err(|e| {
+        ApiError::MalformedBody(if e.to_string().contains("duplicate key") { "a key appears twice" } else { "it is not valid JSON" })
+    })?;
+    deserializer.end().map_err(|_| ApiError::MalformedBody("it is not valid JSON"))?;
+    match top {
+        Shape::Object => Ok(()),
+        Shape::Other => Err(ApiError::MalformedBody("expected a JSON object")),
+    }
+}
+
+enum Shape {
+    Object,
+    Other,
+}
+
+/// Walks a JSON document without building it, failing on the first repeated key.
+struct StrictVisitor;
+
+impl<'de> serde::Deserialize<'de> for Shape {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Shape, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Shape;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key) {
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+            map.next_value::<Shape>()?;
+        }
+        Ok(Shape::Object)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+        while seq.next_element::<Shape>()?.is_some() {}
+        Ok(Shape::Other)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+        Ok(Shape::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+        Ok(Shape::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+        Ok(Shape::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+        Ok(Shape::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+        Ok(Shape::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Shape, E> {
+        Ok(Shape::Other)
+    }
+}
+
+/// The caller, proven by `Authorization: Bearer <access token>`; anything else is 401.
+pub struct Bearer(pub Principal);
+
+impl FromRequestParts<AppState> for Bearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Bearer(authenticate(app, token).await?))
+    }
+}
+
+/// Where the request came from: the socket peer and the `User-Agent`.
+pub struct Client(pub ClientInfo);
+
+const MAX_USER_AGENT_CHARS: usize = 512;
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect());
+        Ok(Client(ClientInfo { ip, user_agent }))
+    }
+}

@@ -1,0 +1,127 @@
+//! The HTTP surface: the router, its layers (request id, logging, body limit, panics) and one
+//! module per area. Handlers stay thin: parse, call a service, map the outcome.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod ops;
+pub mod users;
+pub mod views;
+pub mod wellknown;
+
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use error::{ApiError, LoggedCause};
+use std::time::Instant;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "latchkey", description = "User registration and authentication: JWTs, rotating refresh tokens, forward-auth for gateways. Every error is application/problem+json (RFC 9457) with a stable `code`."),
+    components(schemas(error::Problem, crate::domain::FieldError)),
+    modifiers(&BearerScheme),
+    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "operations")),
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::verify))
+        .routes(routes!(users::me, users::update_me, users::delete_me))
+        .routes(routes!(users::change_password))
+        .routes(routes!(wellknown::jwks))
+        .routes(routes!(wellknown::openid_configuration))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::openapi_json))
+}
+
+/// The OpenAPI document for a service mounted under `base_path`.
+pub fn openapi(base_path: &str) -> utoipa::openapi::OpenApi {
+    let mut doc = api().into_openapi();
+    if !base_path.is_empty() {
+        doc.servers = Some(vec![utoipa::openapi::Server::new(base_path)]);
+    }
+    doc
+}
+
+/// The whole service, ready to serve.
+pub fn router(app: AppState) -> Router {
+    let base_path = app.config.base_path.clone();
+    let (routes, _) = api().split_for_parts();
+    let routes = routes.fallback(not_found).method_not_allowed_fallback(method_not_allowed);
+    let routes = if base_path.is_empty() { routes } else { Router::new().nest(&base_path, routes).fallback(not_found) };
+    routes
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()))
+        .layer(middleware::from_fn(request_context))
+        .with_state(app)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Gives every request an id (the client's when well-formed), a span carrying it, one access
+/// log line, and the log line of any 5xx cause, then echoes the id in `X-Request-Id`.
+async fn request_context(request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| is_valid_request_id(id))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
+    async move {
+        let started = Instant::now();
+        let mut response = next.run(request).await;
+        let status = response.status();
+        if let Some(LoggedCause(cause)) = response.extensions_mut().remove::<LoggedCause>() {
+            if status.is_server_error() && status != axum::http::StatusCode::SERVICE_UNAVAILABLE {
+                tracing::error!(error = format!("{cause:#}"), "request failed");
+            } else {
+                tracing::warn!(error = format!("{cause:#}"), "request refused");
+            }
+        }
+        tracing::info!(status = status.as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "served");
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+fn is_valid_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}

@@ -1,0 +1,128 @@
+//! Response bodies shared by several areas, and the request-field helpers every area uses.
+
+use crate::domain::{Name, Phone, User, ValidationErrors};
+use crate::service::TokenPair;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::macros::format_description;
+use utoipa::ToSchema;
+
+/// A user as clients see it: never a password hash or token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    /// UUIDv7.
+    pub id: String,
+    /// Normalised (trimmed, lower-cased, NFKC) address.
+    #[schema(format = Email)]
+    pub email: String,
+    /// Whether the email is confirmed.
+    pub email_verified: bool,
+    /// Full name, or null.
+    pub name: Option<String>,
+    /// E.164 phone, or null.
+    pub phone: Option<String>,
+    /// One of the configured roles.
+    pub role: String,
+    /// Whether an admin disabled the account.
+    pub disabled: bool,
+    /// Application fields (`{}` when empty).
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    /// RFC 3339 UTC.
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// RFC 3339 UTC.
+    #[serde(serialize_with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+    /// RFC 3339 UTC, or null before the first login.
+    #[serde(serialize_with = "rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_login_at: Option<OffsetDateTime>,
+}
+
+impl From<User> for UserView {
+    fn from(user: User) -> UserView {
+        UserView {
+            id: user.id.to_string(),
+            email: user.email.as_str().to_owned(),
+            email_verified: user.email_verified,
+            name: user.name.as_ref().map(|n| n.as_str().to_owned()),
+            phone: user.phone.as_ref().map(|p| p.as_str().to_owned()),
+            role: user.role.as_str().to_owned(),
+            disabled: user.disabled,
+            metadata: user.metadata.as_map().clone(),
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            last_login_at: user.last_login_at,
+        }
+    }
+}
+
+/// An access token, a refresh token and the user they belong to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPairView {
+    /// JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Opaque; exchange it at `/auth/refresh`.
+    pub refresh_token: String,
+    /// The user.
+    pub user: UserView,
+}
+
+impl From<TokenPair> for TokenPairView {
+    fn from(pair: TokenPair) -> TokenPairView {
+        TokenPairView {
+            access_token: pair.access_token,
+            token_type: "Bearer",
+            expires_in: pair.expires_in,
+            refresh_token: pair.refresh_token,
+            user: pair.user.into(),
+        }
+    }
+}
+
+fn rfc3339<S: Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
+    let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    let text = at.to_offset(time::UtcOffset::UTC).format(&format).map_err(serde::ser::Error::custom)?;
+    serializer.serialize_str(&text)
+}
+
+fn rfc3339_option<S: Serializer>(at: &Option<OffsetDateTime>, serializer: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => rfc3339(at, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Tells "absent" (outer `None`) from "null" (`Some(None)`) in PATCH bodies.
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Records every field the endpoint does not know (e.g. `role` at registration).
+pub(crate) fn refuse_unknown(errors: &mut ValidationErrors, unknown: &Map<String, Value>) {
+    for field in unknown.keys() {
+        errors.add(field, "is not a field of this request");
+    }
+}
+
+/// Parses an optional, clearable name as sent in a PATCH body.
+pub(crate) fn clearable_name(errors: &mut ValidationErrors, raw: Option<Option<String>>) -> Option<Option<Name>> {
+    raw.map(|value| value.and_then(|raw| errors.take("name", Name::parse(&raw))))
+}
+
+/// Parses an optional, clearable phone as sent in a PATCH body.
+pub(crate) fn clearable_phone(errors: &mut ValidationErrors, raw: Option<Option<String>>) -> Option<Option<Phone>> {
+    raw.map(|value| value.and_then(|raw| errors.take("phone", Phone::parse(&raw))))
+}

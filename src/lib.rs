@@ -1,0 +1,26 @@
+//! latchkey: user registration and authentication service.
+//!
+//! Dependencies point down: `http` → `service` → `store` / `crypto` / `domain`.
+
+/// The command line (clap).
+pub mod cli;
+/// The only reader of the wall clock; tests move a manual one.
+pub mod clock;
+/// Settings (flags and `LATCHKEY_*` variables) validated into a `Config`.
+pub mod config;
+/// Password hashing pool, JWTs, random tokens.
+pub mod crypto;
+/// Pure types and rules: email, password, user, role, event.
+pub mod domain;
+/// Router, layers, extractors, problem+json errors, one module per area.
+pub mod http;
+/// Use cases: accounts and sessions.
+pub mod service;
+/// Start-up and graceful shutdown.
+pub mod startup;
+/// The shared application state.
+pub mod state;
+/// Persistence seam; all SQL lives here.
+pub mod store;
+/// Logging set-up.
+pub mod telemetry;

@@ -1,0 +1,93 @@
+//! Parse the command line, start logging, dispatch.
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use latchkey::cli::{AddUser, Cli, Command, UsersCommand};
+use latchkey::clock::Clock;
+use latchkey::config::{Config, LogFormat, Settings};
+use latchkey::domain::ValidationErrors;
+use latchkey::service::accounts::{self, NewAccount, Origin, Registered};
+use latchkey::state::AppState;
+use latchkey::store::Store;
+use latchkey::{http, startup, telemetry};
+use std::io::BufRead;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) => {
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => return fail(error.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ")),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start the runtime: {error}")),
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&format!("{error:#}")),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("latchkey: {message}");
+    ExitCode::from(2)
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(settings) => startup::serve(configure(settings)?).await,
+        Command::Migrate(settings) => {
+            let config = configure(settings)?;
+            let store = Store::connect(config.database_url.expose()).await?;
+            store.migrate().await?;
+            eprintln!("latchkey: the database is up to date");
+            Ok(())
+        }
+        Command::Users(UsersCommand::Add(add)) => add_user(add).await,
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&http::openapi(""))?);
+            Ok(())
+        }
+    }
+}
+
+fn configure(settings: Settings) -> anyhow::Result<Config> {
+    let config = settings.into_config().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    telemetry::init(config.log_format, &config.log);
+    Ok(config)
+}
+
+/// `users add`: the password comes from standard input (first line), never from a flag.
+async fn add_user(add: AddUser) -> anyhow::Result<()> {
+    let mut settings = add.settings;
+    settings.log_format = LogFormat::Text;
+    let config = configure(settings)?;
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    let mut errors = ValidationErrors::default();
+    let role = match &add.role {
+        Some(role) => errors.take("role", config.roles.parse(role)),
+        None => Some(config.roles.default_role().clone()),
+    };
+    let account = NewAccount::parse(&config.password_policy, Some(add.email), Some(password), add.name, None, None, &mut errors);
+    let (Some(account), Some(role)) = (account, role) else {
+        let reasons: Vec<String> = errors.0.iter().map(|e| format!("{} {}", e.field, e.message)).collect();
+        anyhow::bail!("cannot add the user: {}", reasons.join("; "));
+    };
+    let app = AppState::build(config, Clock::System).await?;
+    let origin = Origin::Cli { role, email_verified: add.verified };
+    match accounts::register(&app, account, origin).await {
+        Ok(Registered::Created(user)) => {
+            println!("{} {}", user.id, user.email);
+            Ok(())
+        }
+        Ok(Registered::LoggedIn(_)) => unreachable!("the CLI never starts a session"),
+        Err(accounts::RegisterError::EmailTaken) => anyhow::bail!("cannot add the user: the email is taken"),
+        Err(error) => Err(error.into()),
+    }
+}

@@ -1,0 +1,230 @@
+//! Accounts: registration (self-service and CLI alike), profile, password change, deletion.
+
+use super::sessions::{new_session, token_pair};
+use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
+use crate::domain::password::Candidate;
+use crate::domain::{Email, Event, EventType, Metadata, Name, Password, Phone, Role, User, ValidationErrors};
+use crate::state::AppState;
+use crate::store::{NewUser, ProfileChange, StoreError};
+use serde_json::json;
+use uuid::Uuid;
+
+/// A validated request for a new account.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// Normalised email.
+    pub email: Email,
+    /// The password; `None` creates an account that cannot log in with a password yet.
+    pub password: Option<Password>,
+    /// Full name.
+    pub name: Option<Name>,
+    /// Phone.
+    pub phone: Option<Phone>,
+    /// Application fields.
+    pub metadata: Metadata,
+}
+
+impl NewAccount {
+    /// Validates the fields of a new account, collecting every failure; `password` is judged
+    /// by `policy` against the email it will belong to.
+    pub fn parse(
+        policy: &crate::domain::PasswordPolicy,
+        email: Option<String>,
+        password: Option<String>,
+        name: Option<String>,
+        phone: Option<String>,
+        metadata: Option<serde_json::Map<String, serde_json::Value>>,
+        errors: &mut ValidationErrors,
+    ) -> Option<NewAccount> {
+        let email = errors.require("email", email).and_then(|raw| errors.take("email", Email::parse(&raw)));
+        let password = errors
+            .require("password", password)
+            .and_then(|raw| errors.take("password", policy.parse(&raw, email.as_ref())));
+        let name = name.map(|raw| errors.take("name", Name::parse(&raw)));
+        let phone = phone.map(|raw| errors.take("phone", Phone::parse(&raw)));
+        let metadata = errors.take("metadata", Metadata::parse(metadata.unwrap_or_default()));
+        Some(NewAccount {
+            email: email?,
+            password: Some(password?),
+            name: name.flatten(),
+            phone: phone.flatten(),
+            metadata: metadata?,
+        })
+        .filter(|_| errors.0.is_empty())
+    }
+}
+
+/// Who creates an account, which decides its role, verification and whether it logs in.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A visitor registering: default role, unverified; logged in at once when verification is off.
+    SelfService(ClientInfo),
+    /// An operator at the command line.
+    Cli {
+        /// The role.
+        role: Role,
+        /// Whether the email counts as verified.
+        email_verified: bool,
+    },
+}
+
+impl Origin {
+    fn label(&self) -> &'static str {
+        match self {
+            Origin::SelfService(_) => "self_service",
+            Origin::Cli { .. } => "cli",
+        }
+    }
+}
+
+/// What a successful registration produced.
+#[derive(Debug)]
+pub enum Registered {
+    /// The account exists and must verify its email before logging in.
+    Created(User),
+    /// The account exists and is logged in (email verification is off).
+    LoggedIn(TokenPair),
+}
+
+/// How creating an account can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// An account with this email exists.
+    #[error("email taken")]
+    EmailTaken,
+    /// The machinery failed.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+/// How a change to one's own account can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// A field breaks a rule.
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    /// The password given to confirm the change is wrong.
+    #[error("invalid current password")]
+    InvalidCurrentPassword,
+    /// The account no longer exists.
+    #[error("account gone")]
+    Gone,
+    /// The machinery failed.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+faults_into!(RegisterError, AccountError);
+
+/// Creates an account. Hashing happens before the transaction; the unique email index settles
+/// races, so of many concurrent registrations of one address exactly one wins.
+pub async fn register(app: &AppState, account: NewAccount, origin: Origin) -> Result<Registered, RegisterError> {
+    let password_hash = match &account.password {
+        Some(password) => Some(app.hasher.hash(password).await?),
+        None => None,
+    };
+    let now = app.clock.now();
+    let (role, email_verified) = match &origin {
+        Origin::SelfService(_) => (app.config.roles.default_role().clone(), false),
+        Origin::Cli { role, email_verified } => (role.clone(), *email_verified),
+    };
+    let user = User {
+        id: Uuid::now_v7(),
+        email: account.email,
+        email_verified,
+        name: account.name,
+        phone: account.phone,
+        role,
+        disabled: false,
+        metadata: account.metadata,
+        created_at: now,
+        updated_at: now,
+        last_login_at: None,
+    };
+    let event = Event::new(
+        EventType::UserRegistered,
+        Some(user.id),
+        now,
+        json!({
+            "email": user.email.as_str(), "name": user.name.as_ref().map(Name::as_str),
+            "role": user.role.as_str(), "email_verified": user.email_verified, "origin": origin.label(),
+        }),
+    );
+    let session = match origin {
+        Origin::SelfService(client) if !app.config.require_email_verification => Some(new_session(app, user.id, client, now)),
+        _ => None,
+    };
+    let new = NewUser { user, password_hash };
+    match app.store.insert_user(&new, session.as_ref().map(|(s, _)| s), &[event]).await {
+        Err(StoreError::Conflict) => return Err(RegisterError::EmailTaken),
+        result => result?,
+    }
+    Ok(match session {
+        Some((session, refresh_token)) => Registered::LoggedIn(token_pair(app, new.user, session.id, refresh_token, now)?),
+        None => Registered::Created(new.user),
+    })
+}
+
+/// The caller's own account.
+pub async fn me(app: &AppState, principal: &Principal) -> Result<User, AccountError> {
+    app.store.user(principal.user_id).await?.ok_or(AccountError::Gone)
+}
+
+/// Changes the caller's profile fields.
+pub async fn update_me(app: &AppState, principal: &Principal, change: ProfileChange) -> Result<User, AccountError> {
+    let mut changed = Vec::new();
+    if change.name.is_some() {
+        changed.push("name");
+    }
+    if change.phone.is_some() {
+        changed.push("phone");
+    }
+    if change.metadata.is_some() {
+        changed.push("metadata");
+    }
+    let now = app.clock.now();
+    let event = Event::new(EventType::UserUpdated, Some(principal.user_id), now, json!({"changed": changed, "by": principal.user_id}));
+    match app.store.update_profile(principal.user_id, &change, now, &event).await {
+        Err(StoreError::NotFound) => Err(AccountError::Gone),
+        result => Ok(result?),
+    }
+}
+
+/// Changes the caller's password after checking the current one; every other session ends.
+pub async fn change_password(app: &AppState, principal: &Principal, current: &str, new: &str) -> Result<(), AccountError> {
+    let credentials = app.store.credentials(principal.user_id).await?.ok_or(AccountError::Gone)?;
+    let mut errors = ValidationErrors::default();
+    let new = errors.take("new_password", app.config.password_policy.parse(new, Some(&credentials.user.email)));
+    errors.into_result()?;
+    confirm_password(app, current, credentials.password_hash.as_deref()).await?;
+    let hash = app.hasher.hash(&new.expect("validated above")).await?;
+    let now = app.clock.now();
+    let event = Event::new(EventType::PasswordChanged, Some(principal.user_id), now, json!({"email": credentials.user.email.as_str()}));
+    app.store
+        .change_password(principal.user_id, &hash, Some(principal.session_id), "password_changed", now, &[event])
+        .await?;
+    Ok(())
+}
+
+/// Deletes the caller's account after checking the password: user, sessions and tokens go.
+pub async fn delete_me(app: &AppState, principal: &Principal, password: &str) -> Result<(), AccountError> {
+    let credentials = app.store.credentials(principal.user_id).await?.ok_or(AccountError::Gone)?;
+    confirm_password(app, password, credentials.password_hash.as_deref()).await?;
+    let now = app.clock.now();
+    let event = Event::new(
+        EventType::UserDeleted,
+        Some(principal.user_id),
+        now,
+        json!({"email": credentials.user.email.as_str(), "by": principal.user_id}),
+    );
+    match app.store.delete_user(principal.user_id, now, &[event]).await {
+        Err(StoreError::NotFound) => Err(AccountError::Gone),
+        result => result.map(drop).map_err(AccountError::from),
+    }
+}
+
+async fn confirm_password(app: &AppState, given: &str, stored: Option<&str>) -> Result<(), AccountError> {
+    let candidate = Candidate::new(given).ok_or(AccountError::InvalidCurrentPassword)?;
+    let verified = app.hasher.verify(&candidate, stored).await?;
+    if verified.matches { Ok(()) } else { Err(AccountError::InvalidCurrentPassword) }
+}

@@ -1,0 +1,96 @@
+//! Use cases: accounts (register, profile, password, deletion) and sessions (login, token
+//! checks). Typed outcomes, no HTTP; the CLI calls the same functions as the handlers.
+
+pub mod accounts;
+pub mod sessions;
+
+use crate::crypto::HashError;
+use crate::store::StoreError;
+use uuid::Uuid;
+
+/// Failures of the machinery rather than of the request; every use-case error can carry one.
+#[derive(Debug, thiserror::Error)]
+pub enum Fault {
+    /// The hashing queue is full: shed load.
+    #[error("overloaded")]
+    Overloaded,
+    /// The database cannot be reached.
+    #[error("database unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// A bug or an unexpected failure.
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+impl From<StoreError> for Fault {
+    fn from(error: StoreError) -> Fault {
+        match error {
+            StoreError::Unavailable(cause) => Fault::Unavailable(cause),
+            other => Fault::Internal(other.into()),
+        }
+    }
+}
+
+impl From<HashError> for Fault {
+    fn from(error: HashError) -> Fault {
+        match error {
+            HashError::Overloaded => Fault::Overloaded,
+            HashError::Internal(cause) => Fault::Internal(cause),
+        }
+    }
+}
+
+impl From<crate::crypto::TokenError> for Fault {
+    fn from(error: crate::crypto::TokenError) -> Fault {
+        Fault::Internal(error.into())
+    }
+}
+
+/// Lets `?` turn store, hashing and signing failures into a use-case error's `Fault` variant.
+macro_rules! faults_into {
+    ($($error:ty),+ $(,)?) => {$(
+        impl From<crate::store::StoreError> for $error {
+            fn from(error: crate::store::StoreError) -> Self { Self::Fault(error.into()) }
+        }
+        impl From<crate::crypto::HashError> for $error {
+            fn from(error: crate::crypto::HashError) -> Self { Self::Fault(error.into()) }
+        }
+        impl From<crate::crypto::TokenError> for $error {
+            fn from(error: crate::crypto::TokenError) -> Self { Self::Fault(error.into()) }
+        }
+    )+};
+}
+pub(crate) use faults_into;
+
+/// Who is calling, as proven by a valid access token.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user id (`sub`).
+    pub user_id: Uuid,
+    /// The session the token belongs to (`sid`).
+    pub session_id: Uuid,
+    /// The verified claims.
+    pub claims: crate::crypto::AccessClaims,
+}
+
+/// Where a request came from, recorded on the sessions it starts.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// The client's address.
+    pub ip: Option<String>,
+    /// Its `User-Agent`.
+    pub user_agent: Option<String>,
+}
+
+/// A freshly issued access token and refresh token, with the user they are for.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    /// The signed JWT.
+    pub access_token: String,
+    /// Its lifetime in seconds.
+    pub expires_in: i64,
+    /// The opaque refresh token (only its hash is stored).
+    pub refresh_token: String,
+    /// The user.
+    pub user: crate::domain::User,
+}

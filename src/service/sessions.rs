@@ -1,0 +1,143 @@
+//! Logging in and proving who is calling: sessions, token pairs, bearer-token checks.
+
+use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
+use crate::crypto::{AccessClaims, random};
+use crate::domain::password::Candidate;
+use crate::domain::{Email, Event, EventType, User};
+use crate::state::AppState;
+use crate::store::NewSession;
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// How a login can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown email or wrong password: indistinguishable by design.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// Correct password, but the email is not verified yet.
+    #[error("email not verified")]
+    EmailNotVerified,
+    /// Correct password, but an admin disabled the account.
+    #[error("account disabled")]
+    AccountDisabled,
+    /// The machinery failed.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+/// Why a bearer token was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Missing, malformed, forged, expired or revoked.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// The machinery failed.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+faults_into!(LoginError, AuthError);
+
+/// Checks an email and password and, when they are right and the account may log in, starts a
+/// session. Unknown emails are verified against the dummy hash, so they cost exactly what a
+/// wrong password costs; disabled/unverified are told only after a correct password.
+pub async fn login(app: &AppState, email: &str, password: &str, client: ClientInfo) -> Result<TokenPair, LoginError> {
+    let email = Email::parse(email).ok();
+    let credentials = match &email {
+        Some(email) => app.store.credentials_by_email(email).await?,
+        None => None,
+    };
+    let user_id = credentials.as_ref().map(|c| c.user.id);
+    // A password longer than any valid one cannot match; refuse it without hashing anything.
+    let Some(candidate) = Candidate::new(password) else {
+        record_failure(app, user_id, email.as_ref(), "invalid_password").await?;
+        return Err(LoginError::InvalidCredentials);
+    };
+    let stored_hash = credentials.as_ref().and_then(|c| c.password_hash.as_deref());
+    let verified = app.hasher.verify(&candidate, stored_hash).await?;
+    let Some(credentials) = credentials.filter(|_| verified.matches) else {
+        let reason = if user_id.is_some() { "invalid_password" } else { "unknown_email" };
+        record_failure(app, user_id, email.as_ref(), reason).await?;
+        return Err(LoginError::InvalidCredentials);
+    };
+    let user = credentials.user;
+    if user.disabled {
+        record_failure(app, Some(user.id), Some(&user.email), "account_disabled").await?;
+        return Err(LoginError::AccountDisabled);
+    }
+    if app.config.require_email_verification && !user.email_verified {
+        record_failure(app, Some(user.id), Some(&user.email), "email_not_verified").await?;
+        return Err(LoginError::EmailNotVerified);
+    }
+    // Upgrade an outdated hash while the plain password is at hand; if the pool is busy,
+    // the next login will do it.
+    let rehash = match verified.needs_rehash {
+        true => app.hasher.rehash(&candidate).await.ok(),
+        false => None,
+    };
+    let now = app.clock.now();
+    let (session, refresh_token) = new_session(app, user.id, client, now);
+    let event = Event::new(
+        EventType::UserLogin,
+        Some(user.id),
+        now,
+        json!({"email": user.email.as_str(), "session_id": session.id, "ip": session.ip, "user_agent": session.user_agent}),
+    );
+    let user = app.store.record_login(&session, rehash.as_deref(), &event).await?;
+    Ok(token_pair(app, user, session.id, refresh_token, now)?)
+}
+
+/// Checks a bearer token and names its holder.
+pub async fn authenticate(app: &AppState, token: &str) -> Result<Principal, AuthError> {
+    let claims = app.tokens.verify(token, app.clock.now()).map_err(|error| {
+        tracing::debug!(%error, "bearer token refused");
+        AuthError::Unauthorized
+    })?;
+    let (Ok(user_id), Ok(session_id)) = (Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.sid)) else {
+        return Err(AuthError::Unauthorized);
+    };
+    Ok(Principal { user_id, session_id, claims })
+}
+
+/// A new session for `user_id` and its first refresh token (returned in the clear, stored hashed).
+pub(crate) fn new_session(app: &AppState, user_id: Uuid, client: ClientInfo, now: OffsetDateTime) -> (NewSession, String) {
+    let refresh_token = random::token();
+    let session = NewSession {
+        id: Uuid::now_v7(),
+        user_id,
+        refresh_token_hash: random::token_hash(&refresh_token),
+        user_agent: client.user_agent,
+        ip: client.ip,
+        created_at: now,
+        expires_at: now + app.config.refresh_token_ttl,
+    };
+    (session, refresh_token)
+}
+
+/// Signs an access token for `user` in session `session_id` and pairs it with `refresh_token`.
+pub(crate) fn token_pair(app: &AppState, user: User, session_id: Uuid, refresh_token: String, now: OffsetDateTime) -> Result<TokenPair, Fault> {
+    let claims = AccessClaims {
+        iss: String::new(),
+        sub: user.id.to_string(),
+        aud: None,
+        iat: 0,
+        nbf: None,
+        exp: None,
+        jti: String::new(),
+        sid: session_id.to_string(),
+        email: user.email.as_str().to_owned(),
+        email_verified: user.email_verified,
+        role: user.role.as_str().to_owned(),
+        name: user.name.as_ref().map(|n| n.as_str().to_owned()),
+    };
+    let access_token = app.tokens.issue(claims, now)?;
+    Ok(TokenPair { access_token, expires_in: app.config.access_token_ttl.whole_seconds(), refresh_token, user })
+}
+
+async fn record_failure(app: &AppState, user_id: Option<Uuid>, email: Option<&Email>, reason: &str) -> Result<(), Fault> {
+    let data = json!({"email": email.map(Email::as_str), "reason": reason});
+    let event = Event::new(EventType::UserLoginFailed, user_id, app.clock.now(), data);
+    Ok(app.store.append_event(&event).await?)
+}

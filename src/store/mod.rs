@@ -1,0 +1,214 @@
+//! The persistence seam: every SQL statement lives below here. One store method is one business
+//! operation in one transaction: the row change and its outbox event commit together or not at all.
+
+mod sqlite;
+
+use crate::crypto::KeyMaterial;
+use crate::domain::{Email, Event, Metadata, Name, Phone, User};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use sqlite::SqliteStore;
+
+/// Persistence failures, as the services need to tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was violated (e.g. the email is taken).
+    #[error("conflict with an existing row")]
+    Conflict,
+    /// The row to change does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The database cannot be reached.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything else.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> StoreError {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(error.into())
+            }
+            _ => StoreError::Other(error.into()),
+        }
+    }
+}
+
+/// A user about to be created.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// The user, with its id and times set.
+    pub user: User,
+    /// argon2id PHC string; `None` for an account that cannot log in with a password yet.
+    pub password_hash: Option<String>,
+}
+
+/// A session about to be created, with its first refresh token.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The session id (`sid` in access tokens).
+    pub id: Uuid,
+    /// Whose session.
+    pub user_id: Uuid,
+    /// Hash of the first refresh token.
+    pub refresh_token_hash: String,
+    /// The client's `User-Agent`, if any.
+    pub user_agent: Option<String>,
+    /// The client's address.
+    pub ip: Option<String>,
+    /// When it starts.
+    pub created_at: OffsetDateTime,
+    /// When its refresh token expires.
+    pub expires_at: OffsetDateTime,
+}
+
+/// A change of profile fields: `None` leaves a field alone, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChange {
+    /// New name.
+    pub name: Option<Option<Name>>,
+    /// New phone.
+    pub phone: Option<Option<Phone>>,
+    /// New metadata (clearing means `{}`).
+    pub metadata: Option<Metadata>,
+}
+
+/// The user behind an email, with what login needs.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The account.
+    pub user: User,
+    /// Its password hash, if it has one.
+    pub password_hash: Option<String>,
+}
+
+/// The one store of the process; cheap to clone.
+#[derive(Clone)]
+pub enum Store {
+    /// The embedded default.
+    Sqlite(SqliteStore),
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path`), creating the database file when missing.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            return Ok(Store::Sqlite(SqliteStore::connect(url).await?));
+        }
+        Err(StoreError::Other(anyhow::anyhow!("unsupported database URL scheme (expected sqlite://)")))
+    }
+
+    /// Applies pending migrations; safe to run while other processes use the database.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.migrate().await,
+        }
+    }
+
+    /// Answers when the database does.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.ping().await,
+        }
+    }
+
+    /// Creates a user with its events and, optionally, its first session.
+    pub async fn insert_user(&self, new: &NewUser, session: Option<&NewSession>, events: &[Event]) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert_user(new, session, events).await,
+        }
+    }
+
+    /// The user with this id.
+    pub async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.user(id).await,
+        }
+    }
+
+    /// The user with this email, with its password hash.
+    pub async fn credentials_by_email(&self, email: &Email) -> Result<Option<Credentials>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.credentials_by_email(email).await,
+        }
+    }
+
+    /// The password hash of a user.
+    pub async fn credentials(&self, id: Uuid) -> Result<Option<Credentials>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.credentials(id).await,
+        }
+    }
+
+    /// Starts a session for a successful login: session, refresh token, `last_login_at`, event;
+    /// also stores a re-hashed password when one is given.
+    pub async fn record_login(&self, session: &NewSession, rehash: Option<&str>, event: &Event) -> Result<User, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_login(session, rehash, event).await,
+        }
+    }
+
+    /// Appends an event that comes with no other change (e.g. a failed login).
+    pub async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.append_event(event).await,
+        }
+    }
+
+    /// Applies a profile change and its event; `NotFound` when the user is gone.
+    pub async fn update_profile(&self, id: Uuid, change: &ProfileChange, now: OffsetDateTime, event: &Event) -> Result<User, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.update_profile(id, change, now, event).await,
+        }
+    }
+
+    /// Stores a new password hash and revokes every session but `keep`, writing `events` and a
+    /// `SESSION_REVOKED` (with `reason`) per revoked session; gives the revoked session ids.
+    pub async fn change_password(&self, id: Uuid, hash: &str, keep: Option<Uuid>, reason: &str, now: OffsetDateTime, events: &[Event]) -> Result<Vec<Uuid>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.change_password(id, hash, keep, reason, now, events).await,
+        }
+    }
+
+    /// Deletes a user and everything of theirs (sessions, tokens), writing `events` and a
+    /// `SESSION_REVOKED` per live session; gives the ids of those sessions.
+    pub async fn delete_user(&self, id: Uuid, now: OffsetDateTime, events: &[Event]) -> Result<Vec<Uuid>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.delete_user(id, now, events).await,
+        }
+    }
+
+    /// The live sessions of a user.
+    pub async fn live_session_ids(&self, user_id: Uuid, now: OffsetDateTime) -> Result<Vec<Uuid>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.live_session_ids(user_id, now).await,
+        }
+    }
+
+    /// Signing keys of `alg` not yet retired, newest first.
+    pub async fn signing_keys(&self, alg: &str) -> Result<Vec<KeyMaterial>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.signing_keys(alg).await,
+        }
+    }
+
+    /// Stores a new signing key.
+    pub async fn insert_signing_key(&self, key: &KeyMaterial, now: OffsetDateTime) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert_signing_key(key, now).await,
+        }
+    }
+
+    /// The outbox, oldest first (tests and the relay read it).
+    pub async fn events(&self, limit: i64) -> Result<Vec<serde_json::Value>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.events(limit).await,
+        }
+    }
+}

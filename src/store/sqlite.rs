@@ -1,0 +1,344 @@
+//! SQLite: the embedded default. Writers take the lock up front (`BEGIN IMMEDIATE`) so that
+//! concurrent transactions wait for each other instead of failing on a lock upgrade.
+
+use super::{Credentials, NewSession, NewUser, ProfileChange, StoreError};
+use crate::crypto::KeyMaterial;
+use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A pool of SQLite connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at";
+
+impl SqliteStore {
+    pub(super) async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/sqlite").run(&self.pool).await.map_err(|e| StoreError::Other(e.into()))
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("begin immediate").await?)
+    }
+
+    pub(super) async fn insert_user(&self, new: &NewUser, session: Option<&NewSession>, events: &[Event]) -> Result<(), StoreError> {
+        let user = &new.user;
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "insert into users (id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at)
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(user.id.to_string())
+        .bind(user.email.as_str())
+        .bind(user.email_verified)
+        .bind(new.password_hash.as_deref())
+        .bind(user.name.as_ref().map(Name::as_str))
+        .bind(user.phone.as_ref().map(Phone::as_str))
+        .bind(user.role.as_str())
+        .bind(user.disabled)
+        .bind(serde_json::to_string(user.metadata.as_map()).map_err(anyhow::Error::from)?)
+        .bind(micros(user.created_at))
+        .bind(micros(user.updated_at))
+        .bind(user.last_login_at.map(micros))
+        .execute(&mut *tx)
+        .await?;
+        if let Some(session) = session {
+            insert_session(&mut tx, session).await?;
+        }
+        for event in events {
+            insert_event(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        Ok(self.credentials(id).await?.map(|c| c.user))
+    }
+
+    pub(super) async fn credentials(&self, id: Uuid) -> Result<Option<Credentials>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("select {USER_COLUMNS} from users where id = ?")))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| credentials_from_row(&row)).transpose()
+    }
+
+    pub(super) async fn credentials_by_email(&self, email: &Email) -> Result<Option<Credentials>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("select {USER_COLUMNS} from users where email = ?")))
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| credentials_from_row(&row)).transpose()
+    }
+
+    pub(super) async fn record_login(&self, session: &NewSession, rehash: Option<&str>, event: &Event) -> Result<User, StoreError> {
+        let mut tx = self.write().await?;
+        let at = micros(session.created_at);
+        let updated = sqlx::query("update users set last_login_at = ?, password_hash = coalesce(?, password_hash), updated_at = case when ? is null then updated_at else ? end where id = ?")
+            .bind(at)
+            .bind(rehash)
+            .bind(rehash)
+            .bind(at)
+            .bind(session.user_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_session(&mut tx, session).await?;
+        insert_event(&mut tx, event).await?;
+        let user = user_in(&mut tx, session.user_id).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    pub(super) async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn update_profile(&self, id: Uuid, change: &ProfileChange, now: OffsetDateTime, event: &Event) -> Result<User, StoreError> {
+        let mut tx = self.write().await?;
+        let metadata = change.metadata.as_ref().map(|m| serde_json::to_string(m.as_map())).transpose().map_err(anyhow::Error::from)?;
+        // Each field is set only when the change names it; `case` keeps the others as they are.
+        let updated = sqlx::query(
+            "update users set
+                name = case when ? then ? else name end,
+                phone = case when ? then ? else phone end,
+                metadata = coalesce(?, metadata),
+                updated_at = ?
+             where id = ?",
+        )
+        .bind(change.name.is_some())
+        .bind(change.name.as_ref().and_then(|n| n.as_ref().map(Name::as_str)))
+        .bind(change.phone.is_some())
+        .bind(change.phone.as_ref().and_then(|p| p.as_ref().map(Phone::as_str)))
+        .bind(metadata)
+        .bind(micros(now))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_event(&mut tx, event).await?;
+        let user = user_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    pub(super) async fn change_password(&self, id: Uuid, hash: &str, keep: Option<Uuid>, reason: &str, now: OffsetDateTime, events: &[Event]) -> Result<Vec<Uuid>, StoreError> {
+        let mut tx = self.write().await?;
+        let at = micros(now);
+        let updated = sqlx::query("update users set password_hash = ?, updated_at = ? where id = ?")
+            .bind(hash)
+            .bind(at)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let revoked: Vec<String> = sqlx::query_scalar(
+            "update sessions set revoked_at = ?, updated_at = ?
+             where user_id = ? and revoked_at is null and id is not ? returning id",
+        )
+        .bind(at)
+        .bind(at)
+        .bind(id.to_string())
+        .bind(keep.map(|k| k.to_string()))
+        .fetch_all(&mut *tx)
+        .await?;
+        let revoked = revoked.iter().map(|id| parse_uuid(id)).collect::<Result<Vec<_>, _>>()?;
+        for event in events {
+            insert_event(&mut tx, event).await?;
+        }
+        for session_id in &revoked {
+            insert_event(&mut tx, &Event::session_revoked(id, *session_id, reason, now)).await?;
+        }
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    pub(super) async fn delete_user(&self, id: Uuid, now: OffsetDateTime, events: &[Event]) -> Result<Vec<Uuid>, StoreError> {
+        let mut tx = self.write().await?;
+        let live: Vec<String> = sqlx::query_scalar("select id from sessions where user_id = ? and revoked_at is null and expires_at > ?")
+            .bind(id.to_string())
+            .bind(micros(now))
+            .fetch_all(&mut *tx)
+            .await?;
+        let live = live.iter().map(|id| parse_uuid(id)).collect::<Result<Vec<_>, _>>()?;
+        // Sessions and refresh tokens go with the user (on delete cascade).
+        let deleted = sqlx::query("delete from users where id = ?").bind(id.to_string()).execute(&mut *tx).await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        for event in events {
+            insert_event(&mut tx, event).await?;
+        }
+        for session_id in &live {
+            insert_event(&mut tx, &Event::session_revoked(id, *session_id, "account_deleted", now)).await?;
+        }
+        tx.commit().await?;
+        Ok(live)
+    }
+
+    pub(super) async fn live_session_ids(&self, user_id: Uuid, now: OffsetDateTime) -> Result<Vec<Uuid>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar("select id from sessions where user_id = ? and revoked_at is null and expires_at > ? order by created_at")
+            .bind(user_id.to_string())
+            .bind(micros(now))
+            .fetch_all(&self.pool)
+            .await?;
+        ids.iter().map(|id| parse_uuid(id)).collect()
+    }
+
+    pub(super) async fn signing_keys(&self, alg: &str) -> Result<Vec<KeyMaterial>, StoreError> {
+        let rows = sqlx::query("select kid, alg, private_der, public_jwk from signing_keys where alg = ? and retired_at is null order by created_at desc, kid")
+            .bind(alg)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(KeyMaterial {
+                    kid: row.try_get("kid")?,
+                    alg: row.try_get("alg")?,
+                    private_der: row.try_get("private_der")?,
+                    public_jwk: serde_json::from_str(row.try_get::<&str, _>("public_jwk")?).map_err(anyhow::Error::from)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn insert_signing_key(&self, key: &KeyMaterial, now: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query("insert into signing_keys (kid, alg, private_der, public_jwk, created_at, updated_at) values (?, ?, ?, ?, ?, ?)")
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.private_der)
+            .bind(key.public_jwk.to_string())
+            .bind(micros(now))
+            .bind(micros(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn events(&self, limit: i64) -> Result<Vec<serde_json::Value>, StoreError> {
+        let envelopes: Vec<String> = sqlx::query_scalar("select envelope from events order by seq limit ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        envelopes
+            .iter()
+            .map(|e| serde_json::from_str(e).map_err(|e| StoreError::Other(e.into())))
+            .collect()
+    }
+}
+
+async fn insert_session(tx: &mut SqliteConnection, session: &NewSession) -> Result<(), StoreError> {
+    let at = micros(session.created_at);
+    sqlx::query(
+        "insert into sessions (id, user_id, user_agent, ip, created_at, updated_at, last_used_at, expires_at)
+         values (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(session.id.to_string())
+    .bind(session.user_id.to_string())
+    .bind(session.user_agent.as_deref())
+    .bind(session.ip.as_deref())
+    .bind(at)
+    .bind(at)
+    .bind(at)
+    .bind(micros(session.expires_at))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("insert into refresh_tokens (token_hash, session_id, created_at, updated_at, expires_at) values (?, ?, ?, ?, ?)")
+        .bind(&session.refresh_token_hash)
+        .bind(session.id.to_string())
+        .bind(at)
+        .bind(at)
+        .bind(micros(session.expires_at))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert_event(tx: &mut SqliteConnection, event: &Event) -> Result<(), StoreError> {
+    let at = micros(event.time);
+    sqlx::query("insert into events (id, user_id, type, envelope, created_at, updated_at) values (?, ?, ?, ?, ?, ?)")
+        .bind(event.id.to_string())
+        .bind(event.user_id.map(|id| id.to_string()))
+        .bind(event.kind.as_str())
+        .bind(event.envelope().to_string())
+        .bind(at)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn user_in(tx: &mut SqliteConnection, id: Uuid) -> Result<User, StoreError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("select {USER_COLUMNS} from users where id = ?")))
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(credentials_from_row(&row)?.user)
+}
+
+fn credentials_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Credentials, StoreError> {
+    let metadata: String = row.try_get("metadata")?;
+    let user = User {
+        id: parse_uuid(row.try_get("id")?)?,
+        email: Email::from_trusted(row.try_get("email")?),
+        email_verified: row.try_get("email_verified")?,
+        name: row.try_get::<Option<String>, _>("name")?.map(Name::from_trusted),
+        phone: row.try_get::<Option<String>, _>("phone")?.map(Phone::from_trusted),
+        role: Role::from_trusted(row.try_get("role")?),
+        disabled: row.try_get("disabled")?,
+        metadata: Metadata::from_trusted(serde_json::from_str(&metadata).map_err(anyhow::Error::from)?),
+        created_at: from_micros(row.try_get("created_at")?)?,
+        updated_at: from_micros(row.try_get("updated_at")?)?,
+        last_login_at: row.try_get::<Option<i64>, _>("last_login_at")?.map(from_micros).transpose()?,
+    };
+    Ok(Credentials { user, password_hash: row.try_get("password_hash")? })
+}
+
+fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|e| StoreError::Other(e.into()))
+}
+
+fn micros(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+fn from_micros(value: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(value) * 1_000).map_err(|e| StoreError::Other(e.into()))
+}
