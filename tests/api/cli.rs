@@ -1,0 +1,142 @@
+//! The binary: `serve`, `migrate`, `users add`, `openapi`, and how bad settings stop it.
+
+use crate::helpers::{PASSWORD, spawn_app};
+use reqwest::StatusCode;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+fn latchkey() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    // The suite must not depend on the environment it runs in.
+    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("LATCHKEY_")) {
+        command.env_remove(key);
+    }
+    command
+}
+
+#[tokio::test]
+async fn users_add_reads_the_password_from_stdin_while_a_server_runs_on_the_database() {
+    let app = spawn_app().await;
+    let mut child = latchkey()
+        .args(["users", "add", "--email", "Root@Example.com", "--role", "admin", "--verified", "--name", "Root"])
+        .env("LATCHKEY_DATABASE_URL", app.database_url())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("root@example.com"));
+
+    let login = app.login("root@example.com", PASSWORD).await;
+    assert_eq!(login.status(), StatusCode::OK);
+    let body: serde_json::Value = login.json().await.unwrap();
+    assert_eq!((body["user"]["role"].as_str(), body["user"]["name"].as_str()), (Some("admin"), Some("Root")));
+    assert_eq!(body["user"]["email_verified"], true);
+    let registered = app.events_of_type("USER_REGISTERED").await;
+    assert_eq!(registered[0]["data"]["origin"], "cli");
+}
+
+#[tokio::test]
+async fn users_add_applies_the_password_policy_and_refuses_unknown_roles() {
+    let app = spawn_app().await;
+    for (role, password) in [("user", "password1234"), ("superuser", PASSWORD)] {
+        let mut child = latchkey()
+            .args(["users", "add", "--email", "ada@example.com", "--role", role])
+            .env("LATCHKEY_DATABASE_URL", app.database_url())
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains(password), "never echoes the password");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn a_bad_setting_stops_the_process_with_one_clear_line() {
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("LATCHKEY_LISTEN", "not-an-address")], "--listen"),
+        (&[("LATCHKEY_JWT_ALG", "HS256"), ("LATCHKEY_JWT_SECRET", "too-short-secret")], "LATCHKEY_JWT_SECRET"),
+        (&[("LATCHKEY_ACCESS_TOKEN_TTL", "ten minutes")], "--access-token-ttl"),
+        (&[("LATCHKEY_PASSWORD_MIN_LENGTH", "4")], "LATCHKEY_PASSWORD_MIN_LENGTH"),
+    ];
+    for (env, mentions) in cases {
+        let output = latchkey().arg("serve").envs(env.iter().copied()).output().unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(mentions), "{stderr}");
+        assert!(!stderr.contains("too-short-secret"), "secrets are never printed");
+    }
+}
+
+#[test]
+fn serve_help_lists_every_setting_with_its_variable_and_default() {
+    let output = latchkey().args(["serve", "--help"]).env("LATCHKEY_JWT_SECRET", "a-secret-that-must-not-be-printed!!").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+
+    assert!(output.status.success());
+    for variable in ["LATCHKEY_LISTEN", "LATCHKEY_DATABASE_URL", "LATCHKEY_PUBLIC_URL", "LATCHKEY_BASE_PATH", "LATCHKEY_JWT_ALG",
+                     "LATCHKEY_JWT_SECRET", "LATCHKEY_ACCESS_TOKEN_TTL", "LATCHKEY_REQUIRE_EMAIL_VERIFICATION",
+                     "LATCHKEY_ARGON2_MEMORY_KIB", "LATCHKEY_LOG_FORMAT"] {
+        assert!(help.contains(variable), "{variable} missing from --help");
+    }
+    assert!(help.contains("127.0.0.1:8080") && help.contains("sqlite://latchkey.db") && help.contains("19456"));
+    assert!(!help.contains("a-secret-that-must-not-be-printed"));
+}
+
+#[test]
+fn openapi_prints_the_specification() {
+    let output = latchkey().arg("openapi").output().unwrap();
+
+    assert!(output.status.success());
+    let spec: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(spec["paths"]["/auth/login"].is_object());
+}
+
+#[tokio::test]
+async fn serve_on_a_fresh_directory_creates_the_database_and_logs_its_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = latchkey()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("the server logs its URL").unwrap();
+        if let Some(at) = line.find("http://") {
+            break line[at..].split_whitespace().next().unwrap().to_owned();
+        }
+    };
+
+    let ready = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    let jwks: serde_json::Value = reqwest::get(format!("{url}/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert!(dir.path().join("latchkey.db").exists());
+    assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+}
+
+#[test]
+fn migrate_creates_and_upgrades_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    for _ in 0..2 {
+        let output = latchkey().args(["migrate", "--database-url", &url]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    assert!(dir.path().join("fresh.db").exists());
+}

@@ -1,0 +1,9 @@
+//! The integration suite: the real router over HTTP on 127.0.0.1:0, a fresh database per test.
+
+mod auth;
+mod bad_input;
+mod cli;
+mod helpers;
+mod ops;
+mod tokens;
+mod users;
