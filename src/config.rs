@@ -13,7 +13,12 @@ pub struct Settings {
     #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Database URL: `sqlite://path` (created when missing).
-    #[arg(long, env = "LATCHKEY_DATABASE_URL", default_value = "sqlite://latchkey.db", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LATCHKEY_DATABASE_URL",
+        default_value = "sqlite://latchkey.db",
+        hide_env_values = true
+    )]
     pub database_url: Secret,
     /// Externally visible base URL, including any base path [default: http://{LISTEN}{BASE_PATH}].
     #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
@@ -61,7 +66,12 @@ pub struct Settings {
     #[arg(long, env = "LATCHKEY_HASH_QUEUE", default_value_t = 32)]
     pub hash_queue: usize,
     /// The roles, comma-separated.
-    #[arg(long, env = "LATCHKEY_ROLES", default_value = "user,admin", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "LATCHKEY_ROLES",
+        default_value = "user,admin",
+        value_delimiter = ','
+    )]
     pub roles: Vec<String>,
     /// The role of new users.
     #[arg(long, env = "LATCHKEY_DEFAULT_ROLE", default_value = "user")]
@@ -163,7 +173,12 @@ impl Settings {
         };
         if self.jwt_alg.is_symmetric() {
             match &self.jwt_secret {
-                None => return Err(format!("LATCHKEY_JWT_SECRET is required with LATCHKEY_JWT_ALG={}", self.jwt_alg.as_str())),
+                None => {
+                    return Err(format!(
+                        "LATCHKEY_JWT_SECRET is required with LATCHKEY_JWT_ALG={}",
+                        self.jwt_alg.as_str()
+                    ));
+                }
                 Some(secret) if secret.expose().len() < 32 => {
                     return Err("LATCHKEY_JWT_SECRET must be at least 32 bytes".into());
                 }
@@ -174,19 +189,29 @@ impl Settings {
             return Err("LATCHKEY_ACCESS_TOKEN_TTL must be at least 1s".into());
         }
         if self.refresh_token_ttl < self.access_token_ttl {
-            return Err("LATCHKEY_REFRESH_TOKEN_TTL must not be shorter than LATCHKEY_ACCESS_TOKEN_TTL".into());
+            return Err(
+                "LATCHKEY_REFRESH_TOKEN_TTL must not be shorter than LATCHKEY_ACCESS_TOKEN_TTL"
+                    .into(),
+            );
         }
-        if !(password::MIN_LENGTH_FLOOR..=password::MAX_LENGTH).contains(&self.password_min_length) {
+        if !(password::MIN_LENGTH_FLOOR..=password::MAX_LENGTH).contains(&self.password_min_length)
+        {
             return Err(format!(
                 "LATCHKEY_PASSWORD_MIN_LENGTH must be between {} and {}",
                 password::MIN_LENGTH_FLOOR,
                 password::MAX_LENGTH
             ));
         }
-        argon2::Params::new(self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism, None)
-            .map_err(|e| format!("LATCHKEY_ARGON2_* parameters are invalid: {e}"))?;
-        let roles = Roles::new(&self.roles, &self.default_role, &self.admin_role)
-            .map_err(|e| format!("LATCHKEY_ROLES/LATCHKEY_DEFAULT_ROLE/LATCHKEY_ADMIN_ROLE: {e}"))?;
+        argon2::Params::new(
+            self.argon2_memory_kib,
+            self.argon2_iterations,
+            self.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| format!("LATCHKEY_ARGON2_* parameters are invalid: {e}"))?;
+        let roles = Roles::new(&self.roles, &self.default_role, &self.admin_role).map_err(|e| {
+            format!("LATCHKEY_ROLES/LATCHKEY_DEFAULT_ROLE/LATCHKEY_ADMIN_ROLE: {e}")
+        })?;
         let workers = match self.hash_workers {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
@@ -203,7 +228,9 @@ impl Settings {
             access_token_ttl: self.access_token_ttl,
             refresh_token_ttl: self.refresh_token_ttl,
             require_email_verification: self.require_email_verification,
-            password_policy: PasswordPolicy { min_length: self.password_min_length },
+            password_policy: PasswordPolicy {
+                min_length: self.password_min_length,
+            },
             hashing: HashingConfig {
                 memory_kib: self.argon2_memory_kib,
                 iterations: self.argon2_iterations,
@@ -225,9 +252,16 @@ fn normalise_base_path(raw: &str) -> Result<String, String> {
     }
     let valid = trimmed.starts_with('/')
         && trimmed[1..].split('/').all(|segment| {
-            !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            !segment.is_empty()
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
         });
-    if valid { Ok(trimmed.to_owned()) } else { Err(format!("LATCHKEY_BASE_PATH {raw:?} must look like /api")) }
+    if valid {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(format!("LATCHKEY_BASE_PATH {raw:?} must look like /api"))
+    }
 }
 
 /// Parses `900ms`, `10s`, `15m`, `24h`, `30d`, or a bare number of seconds.
@@ -235,14 +269,20 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (digits, unit) = raw.split_at(split);
-    let amount: i64 = digits.parse().map_err(|_| format!("{raw:?} is not a duration like 900ms, 10s, 15m, 24h or 30d"))?;
+    let amount: i64 = digits
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration like 900ms, 10s, 15m, 24h or 30d"))?;
     let duration = match unit {
         "ms" => Duration::milliseconds(amount),
         "" | "s" => Duration::seconds(amount),
         "m" => Duration::minutes(amount),
         "h" => Duration::hours(amount),
         "d" => Duration::days(amount),
-        _ => return Err(format!("{raw:?} has an unknown unit (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "{raw:?} has an unknown unit (use ms, s, m, h or d)"
+            ));
+        }
     };
     Ok(duration)
 }
@@ -253,7 +293,10 @@ mod tests {
 
     #[test]
     fn durations_take_every_documented_form() {
-        assert_eq!(parse_duration("900ms").unwrap(), Duration::milliseconds(900));
+        assert_eq!(
+            parse_duration("900ms").unwrap(),
+            Duration::milliseconds(900)
+        );
         assert_eq!(parse_duration("10s").unwrap(), Duration::seconds(10));
         assert_eq!(parse_duration("15m").unwrap(), Duration::minutes(15));
         assert_eq!(parse_duration("24h").unwrap(), Duration::hours(24));

@@ -16,13 +16,32 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) => {
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
             let _ = error.print();
             return ExitCode::SUCCESS;
         }
-        Err(error) => return fail(error.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ")),
+        Err(error) => {
+            return fail(
+                error
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: "),
+            );
+        }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("cannot start the runtime: {error}")),
     };
@@ -56,7 +75,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
 }
 
 fn configure(settings: Settings) -> anyhow::Result<Config> {
-    let config = settings.into_config().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let config = settings
+        .into_config()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     telemetry::init(config.log_format, &config.log);
     Ok(config)
 }
@@ -74,20 +95,37 @@ async fn add_user(add: AddUser) -> anyhow::Result<()> {
         Some(role) => errors.take("role", config.roles.parse(role)),
         None => Some(config.roles.default_role().clone()),
     };
-    let account = NewAccount::parse(&config.password_policy, Some(add.email), Some(password), add.name, None, None, &mut errors);
+    let account = NewAccount::parse(
+        &config.password_policy,
+        Some(add.email),
+        Some(password),
+        add.name,
+        None,
+        None,
+        &mut errors,
+    );
     let (Some(account), Some(role)) = (account, role) else {
-        let reasons: Vec<String> = errors.0.iter().map(|e| format!("{} {}", e.field, e.message)).collect();
+        let reasons: Vec<String> = errors
+            .0
+            .iter()
+            .map(|e| format!("{} {}", e.field, e.message))
+            .collect();
         anyhow::bail!("cannot add the user: {}", reasons.join("; "));
     };
     let app = AppState::build(config, Clock::System).await?;
-    let origin = Origin::Cli { role, email_verified: add.verified };
+    let origin = Origin::Cli {
+        role,
+        email_verified: add.verified,
+    };
     match accounts::register(&app, account, origin).await {
         Ok(Registered::Created(user)) => {
             println!("{} {}", user.id, user.email);
             Ok(())
         }
         Ok(Registered::LoggedIn(_)) => unreachable!("the CLI never starts a session"),
-        Err(accounts::RegisterError::EmailTaken) => anyhow::bail!("cannot add the user: the email is taken"),
+        Err(accounts::RegisterError::EmailTaken) => {
+            anyhow::bail!("cannot add the user: the email is taken")
+        }
         Err(error) => Err(error.into()),
     }
 }

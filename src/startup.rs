@@ -18,11 +18,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
-pub async fn run(listener: TcpListener, app: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    app: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
-    tracing::info!("latchkey listening on http://{address}{}", app.config.base_path);
+    tracing::info!(
+        "latchkey listening on http://{address}{}",
+        app.config.base_path
+    );
     let service = http::router(app).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 

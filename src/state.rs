@@ -27,11 +27,22 @@ impl AppState {
     /// Connects and migrates the database, loads (or first creates) the signing keys, and
     /// builds the hashing pool.
     pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
-        let store = Store::connect(config.database_url.expose()).await.context("cannot open the database")?;
-        store.migrate().await.context("cannot migrate the database")?;
+        let store = Store::connect(config.database_url.expose())
+            .await
+            .context("cannot open the database")?;
+        store
+            .migrate()
+            .await
+            .context("cannot migrate the database")?;
         let tokens = load_tokens(&config, &store, &clock).await?;
         let hasher = Hasher::new(config.hashing)?;
-        Ok(AppState { config: Arc::new(config), store, hasher, tokens, clock })
+        Ok(AppState {
+            config: Arc::new(config),
+            store,
+            hasher,
+            tokens,
+            clock,
+        })
     }
 }
 
@@ -42,7 +53,11 @@ async fn load_tokens(config: &Config, store: &Store, clock: &Clock) -> anyhow::R
         audience: config.jwt_audience.clone(),
         ttl: config.access_token_ttl,
     };
-    if let Some(secret) = config.jwt_secret.as_ref().filter(|_| config.jwt_alg.is_symmetric()) {
+    if let Some(secret) = config
+        .jwt_secret
+        .as_ref()
+        .filter(|_| config.jwt_alg.is_symmetric())
+    {
         return Ok(Tokens::with_secret(settings, secret.expose().as_bytes()));
     }
     let alg = config.jwt_alg.as_str();

@@ -3,7 +3,9 @@
 
 use crate::crypto::random;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -75,7 +77,10 @@ pub struct KeyMaterial {
 
 impl std::fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyMaterial").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+        f.debug_struct("KeyMaterial")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,25 +91,44 @@ impl KeyMaterial {
         let (private_der, public_jwk) = match alg {
             JwtAlg::EdDsa => {
                 // jsonwebtoken reads the v1 (48-byte) PKCS#8 form, not the v2 one.
-                let document = Ed25519KeyPair::generate_pkcs8v1(&rng).map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?;
-                let pair = Ed25519KeyPair::from_pkcs8(document.as_ref()).map_err(|e| anyhow::anyhow!("Ed25519 key rejected: {e}"))?;
+                let document = Ed25519KeyPair::generate_pkcs8v1(&rng)
+                    .map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?;
+                let pair = Ed25519KeyPair::from_pkcs8(document.as_ref())
+                    .map_err(|e| anyhow::anyhow!("Ed25519 key rejected: {e}"))?;
                 let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-                (document.as_ref().to_vec(), json!({"crv": "Ed25519", "kty": "OKP", "x": x}))
+                (
+                    document.as_ref().to_vec(),
+                    json!({"crv": "Ed25519", "kty": "OKP", "x": x}),
+                )
             }
             JwtAlg::Es256 => {
                 let document = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
                     .map_err(|_| anyhow::anyhow!("P-256 key generation failed"))?;
-                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, document.as_ref())
-                    .map_err(|e| anyhow::anyhow!("P-256 key rejected: {e}"))?;
+                let pair =
+                    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, document.as_ref())
+                        .map_err(|e| anyhow::anyhow!("P-256 key rejected: {e}"))?;
                 let point = pair.public_key().as_ref(); // 0x04 || x || y
-                let (x, y) = (URL_SAFE_NO_PAD.encode(&point[1..33]), URL_SAFE_NO_PAD.encode(&point[33..65]));
-                (document.as_ref().to_vec(), json!({"crv": "P-256", "kty": "EC", "x": x, "y": y}))
+                let (x, y) = (
+                    URL_SAFE_NO_PAD.encode(&point[1..33]),
+                    URL_SAFE_NO_PAD.encode(&point[33..65]),
+                );
+                (
+                    document.as_ref().to_vec(),
+                    json!({"crv": "P-256", "kty": "EC", "x": x, "y": y}),
+                )
             }
-            JwtAlg::Hs256 | JwtAlg::Hs512 => anyhow::bail!("{} uses the shared secret, not a stored key", alg.as_str()),
+            JwtAlg::Hs256 | JwtAlg::Hs512 => {
+                anyhow::bail!("{} uses the shared secret, not a stored key", alg.as_str())
+            }
         };
         // serde_json orders object keys, which is exactly the canonical form RFC 7638 hashes.
         let kid = random::sha256_b64(public_jwk.to_string().as_bytes());
-        Ok(KeyMaterial { kid, alg: alg.as_str().to_owned(), private_der, public_jwk })
+        Ok(KeyMaterial {
+            kid,
+            alg: alg.as_str().to_owned(),
+            private_der,
+            public_jwk,
+        })
     }
 }
 
@@ -183,14 +207,20 @@ impl Tokens {
     /// Tokens signed with a shared secret (HS256/HS512).
     pub fn with_secret(settings: TokenSettings, secret: &[u8]) -> Tokens {
         // The kid names the secret without revealing it.
-        let kid = format!("hs-{}", &random::sha256_b64(&[b"latchkey-kid:", secret].concat())[..16]);
+        let kid = format!(
+            "hs-{}",
+            &random::sha256_b64(&[b"latchkey-kid:", secret].concat())[..16]
+        );
         let ring = KeyRing {
             signing_kid: kid.clone(),
             signing: EncodingKey::from_secret(secret),
             verifying: HashMap::from([(kid, DecodingKey::from_secret(secret))]),
             jwks: Vec::new(),
         };
-        Tokens { settings: Arc::new(settings), ring: Arc::new(RwLock::new(Arc::new(ring))) }
+        Tokens {
+            settings: Arc::new(settings),
+            ring: Arc::new(RwLock::new(Arc::new(ring))),
+        }
     }
 
     /// Tokens signed with the first of `keys` and verified with any of them.
@@ -210,15 +240,22 @@ impl Tokens {
 
     /// Installs a new key set: the first key signs, all of them verify and are published.
     pub fn replace_keys(&self, keys: &[KeyMaterial]) -> anyhow::Result<()> {
-        let Some(first) = keys.first() else { anyhow::bail!("no signing key") };
+        let Some(first) = keys.first() else {
+            anyhow::bail!("no signing key")
+        };
         let mut verifying = HashMap::new();
         let mut jwks = Vec::new();
         for key in keys {
-            let (x, y) = (key.public_jwk["x"].as_str().unwrap_or_default(), key.public_jwk["y"].as_str());
+            let (x, y) = (
+                key.public_jwk["x"].as_str().unwrap_or_default(),
+                key.public_jwk["y"].as_str(),
+            );
             let decoding = match (key.alg.as_str(), y) {
                 ("EdDSA", _) => DecodingKey::from_ed_components(x)?,
                 ("ES256", Some(y)) => DecodingKey::from_ec_components(x, y)?,
-                (other, _) => anyhow::bail!("stored key {} has unsupported algorithm {other}", key.kid),
+                (other, _) => {
+                    anyhow::bail!("stored key {} has unsupported algorithm {other}", key.kid)
+                }
             };
             verifying.insert(key.kid.clone(), decoding);
             let mut jwk = key.public_jwk.clone();
@@ -231,8 +268,16 @@ impl Tokens {
             "EdDSA" => EncodingKey::from_ed_der(&first.private_der),
             _ => EncodingKey::from_ec_der(&first.private_der),
         };
-        let ring = KeyRing { signing_kid: first.kid.clone(), signing, verifying, jwks };
-        *self.ring.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(ring);
+        let ring = KeyRing {
+            signing_kid: first.kid.clone(),
+            signing,
+            verifying,
+            jwks,
+        };
+        *self
+            .ring
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(ring);
         Ok(())
     }
 
@@ -247,7 +292,11 @@ impl Tokens {
     }
 
     /// Signs `claims` (whose `iss`, `aud`, times and `jti` this fills in) issued at `now`.
-    pub fn issue(&self, mut claims: AccessClaims, now: OffsetDateTime) -> Result<String, TokenError> {
+    pub fn issue(
+        &self,
+        mut claims: AccessClaims,
+        now: OffsetDateTime,
+    ) -> Result<String, TokenError> {
         let ring = self.ring();
         let issued = now.unix_timestamp();
         claims.iss = self.settings.issuer.clone();
@@ -258,18 +307,22 @@ impl Tokens {
         claims.jti = Uuid::now_v7().to_string();
         let mut header = Header::new(self.settings.alg.jose());
         header.kid = Some(ring.signing_kid.clone());
-        jsonwebtoken::encode(&header, &claims, &ring.signing).map_err(|e| TokenError::Internal(e.into()))
+        jsonwebtoken::encode(&header, &claims, &ring.signing)
+            .map_err(|e| TokenError::Internal(e.into()))
     }
 
     /// Verifies a bearer token at `now`: configured algorithm only, a known `kid`, a valid
     /// signature, our issuer (and audience), `exp` present and not past, `nbf` not future.
     pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<AccessClaims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid("malformed header"))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| TokenError::Invalid("malformed header"))?;
         if header.alg != self.settings.alg.jose() {
             return Err(TokenError::Invalid("unexpected algorithm"));
         }
         if header.crit.is_some() {
-            return Err(TokenError::Invalid("critical header extensions are not understood"));
+            return Err(TokenError::Invalid(
+                "critical header extensions are not understood",
+            ));
         }
         let ring = self.ring();
         let key = header
@@ -307,7 +360,12 @@ impl Tokens {
     }
 
     fn ring(&self) -> Arc<KeyRing> {
-        Arc::clone(&self.ring.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        Arc::clone(
+            &self
+                .ring
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 }
 
@@ -316,14 +374,28 @@ mod tests {
     use super::*;
 
     fn settings(alg: JwtAlg) -> TokenSettings {
-        TokenSettings { alg, issuer: "http://issuer.test".into(), audience: None, ttl: Duration::minutes(15) }
+        TokenSettings {
+            alg,
+            issuer: "http://issuer.test".into(),
+            audience: None,
+            ttl: Duration::minutes(15),
+        }
     }
 
     fn claims() -> AccessClaims {
         AccessClaims {
-            iss: String::new(), sub: Uuid::now_v7().to_string(), aud: None, iat: 0, nbf: None, exp: None,
-            jti: String::new(), sid: Uuid::now_v7().to_string(), email: "ada@example.com".into(),
-            email_verified: true, role: "user".into(), name: None,
+            iss: String::new(),
+            sub: Uuid::now_v7().to_string(),
+            aud: None,
+            iat: 0,
+            nbf: None,
+            exp: None,
+            jti: String::new(),
+            sid: Uuid::now_v7().to_string(),
+            email: "ada@example.com".into(),
+            email_verified: true,
+            role: "user".into(),
+            name: None,
         }
     }
 
@@ -334,9 +406,14 @@ mod tests {
     #[test]
     fn each_algorithm_round_trips() {
         for alg in [JwtAlg::EdDsa, JwtAlg::Es256] {
-            let tokens = Tokens::with_keys(settings(alg), &[KeyMaterial::generate(alg).unwrap()]).unwrap();
+            let tokens =
+                Tokens::with_keys(settings(alg), &[KeyMaterial::generate(alg).unwrap()]).unwrap();
             let token = tokens.issue(claims(), now()).unwrap();
-            assert_eq!(tokens.verify(&token, now()).unwrap().email, "ada@example.com", "{alg:?}");
+            assert_eq!(
+                tokens.verify(&token, now()).unwrap().email,
+                "ada@example.com",
+                "{alg:?}"
+            );
         }
         for alg in [JwtAlg::Hs256, JwtAlg::Hs512] {
             let tokens = Tokens::with_secret(settings(alg), &[7u8; 32]);
@@ -347,20 +424,40 @@ mod tests {
 
     #[test]
     fn expiry_allows_one_second_of_leeway_and_no_more() {
-        let tokens = Tokens::with_keys(settings(JwtAlg::EdDsa), &[KeyMaterial::generate(JwtAlg::EdDsa).unwrap()]).unwrap();
+        let tokens = Tokens::with_keys(
+            settings(JwtAlg::EdDsa),
+            &[KeyMaterial::generate(JwtAlg::EdDsa).unwrap()],
+        )
+        .unwrap();
         let token = tokens.issue(claims(), now()).unwrap();
-        assert!(tokens.verify(&token, now() + Duration::seconds(901)).is_ok());
-        assert!(tokens.verify(&token, now() + Duration::seconds(902)).is_err());
+        assert!(
+            tokens
+                .verify(&token, now() + Duration::seconds(901))
+                .is_ok()
+        );
+        assert!(
+            tokens
+                .verify(&token, now() + Duration::seconds(902))
+                .is_err()
+        );
     }
 
     #[test]
     fn a_token_signed_by_a_retired_key_is_refused() {
         let old = KeyMaterial::generate(JwtAlg::EdDsa).unwrap();
-        let tokens = Tokens::with_keys(settings(JwtAlg::EdDsa), std::slice::from_ref(&old)).unwrap();
+        let tokens =
+            Tokens::with_keys(settings(JwtAlg::EdDsa), std::slice::from_ref(&old)).unwrap();
         let token = tokens.issue(claims(), now()).unwrap();
-        tokens.replace_keys(&[KeyMaterial::generate(JwtAlg::EdDsa).unwrap(), old]).unwrap();
-        assert!(tokens.verify(&token, now()).is_ok(), "old keys still verify while kept");
-        tokens.replace_keys(&[KeyMaterial::generate(JwtAlg::EdDsa).unwrap()]).unwrap();
+        tokens
+            .replace_keys(&[KeyMaterial::generate(JwtAlg::EdDsa).unwrap(), old])
+            .unwrap();
+        assert!(
+            tokens.verify(&token, now()).is_ok(),
+            "old keys still verify while kept"
+        );
+        tokens
+            .replace_keys(&[KeyMaterial::generate(JwtAlg::EdDsa).unwrap()])
+            .unwrap();
         assert!(tokens.verify(&token, now()).is_err());
     }
 }

@@ -59,8 +59,13 @@ struct Inner {
 impl Hasher {
     /// Builds the pool and the dummy hash that unknown accounts are verified against.
     pub fn new(config: HashingConfig) -> anyhow::Result<Hasher> {
-        let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
-            .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
+        let params = Params::new(
+            config.memory_kib,
+            config.iterations,
+            config.parallelism,
+            None,
+        )
+        .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
         let workers = config.workers.max(1);
         let dummy_secret = crate::crypto::random::token();
         let dummy_hash = hash_with(&params, &dummy_secret)?;
@@ -91,12 +96,21 @@ impl Hasher {
 
     /// Checks `candidate` against `stored`; with no stored hash (unknown account, or an account
     /// without a password) it checks against the dummy hash, so the work is the same either way.
-    pub async fn verify(&self, candidate: &Candidate, stored: Option<&str>) -> Result<Verified, HashError> {
+    pub async fn verify(
+        &self,
+        candidate: &Candidate,
+        stored: Option<&str>,
+    ) -> Result<Verified, HashError> {
         let secret = candidate.expose().to_owned();
         let known = stored.is_some();
         let stored = stored.map_or_else(|| self.inner.dummy_hash.clone(), str::to_owned);
-        let verified = self.run(move |params| verify_with(params, &secret, &stored)).await?;
-        Ok(Verified { matches: known && verified.matches, needs_rehash: known && verified.needs_rehash })
+        let verified = self
+            .run(move |params| verify_with(params, &secret, &stored))
+            .await?;
+        Ok(Verified {
+            matches: known && verified.matches,
+            needs_rehash: known && verified.needs_rehash,
+        })
     }
 
     /// How many hashes and verifications have run, for tests that compare work.
@@ -109,8 +123,17 @@ impl Hasher {
         T: Send + 'static,
         F: FnOnce(&Params) -> anyhow::Result<T> + Send + 'static,
     {
-        let _admitted = self.inner.admission.try_acquire().map_err(|_| HashError::Overloaded)?;
-        let _worker = self.inner.workers.acquire().await.map_err(|e| HashError::Internal(e.into()))?;
+        let _admitted = self
+            .inner
+            .admission
+            .try_acquire()
+            .map_err(|_| HashError::Overloaded)?;
+        let _worker = self
+            .inner
+            .workers
+            .acquire()
+            .await
+            .map_err(|e| HashError::Internal(e.into()))?;
         self.inner.operations.fetch_add(1, Ordering::Relaxed);
         let inner = Arc::clone(&self.inner);
         let result = tokio::task::spawn_blocking(move || work(&inner.params))
@@ -132,13 +155,21 @@ fn hash_with(params: &Params, secret: &str) -> anyhow::Result<String> {
 }
 
 fn verify_with(params: &Params, secret: &str, stored: &str) -> anyhow::Result<Verified> {
-    let parsed = PasswordHash::new(stored).map_err(|e| anyhow::anyhow!("stored hash is not a PHC string: {e}"))?;
-    let matches = argon2(params).verify_password(secret.as_bytes(), &parsed).is_ok();
+    let parsed = PasswordHash::new(stored)
+        .map_err(|e| anyhow::anyhow!("stored hash is not a PHC string: {e}"))?;
+    let matches = argon2(params)
+        .verify_password(secret.as_bytes(), &parsed)
+        .is_ok();
     let current = parsed.algorithm.as_str() == argon2::ARGON2ID_IDENT.as_str()
         && Params::try_from(&parsed).is_ok_and(|used| {
-            used.m_cost() == params.m_cost() && used.t_cost() == params.t_cost() && used.p_cost() == params.p_cost()
+            used.m_cost() == params.m_cost()
+                && used.t_cost() == params.t_cost()
+                && used.p_cost() == params.p_cost()
         });
-    Ok(Verified { matches, needs_rehash: !current })
+    Ok(Verified {
+        matches,
+        needs_rehash: !current,
+    })
 }
 
 #[cfg(test)]
@@ -147,7 +178,13 @@ mod tests {
     use crate::domain::PasswordPolicy;
 
     fn config(workers: usize, queue: usize, iterations: u32) -> HashingConfig {
-        HashingConfig { memory_kib: 8192, iterations, parallelism: 1, workers, queue }
+        HashingConfig {
+            memory_kib: 8192,
+            iterations,
+            parallelism: 1,
+            workers,
+            queue,
+        }
     }
 
     fn password(raw: &str) -> Password {
@@ -157,7 +194,10 @@ mod tests {
     #[tokio::test]
     async fn a_hash_verifies_its_password_and_nothing_else() {
         let hasher = Hasher::new(config(1, 4, 1)).unwrap();
-        let hash = hasher.hash(&password("correct horse battery")).await.unwrap();
+        let hash = hasher
+            .hash(&password("correct horse battery"))
+            .await
+            .unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"));
         let right = Candidate::new("correct horse battery").unwrap();
         let wrong = Candidate::new("incorrect horse battery").unwrap();
@@ -169,7 +209,10 @@ mod tests {
     async fn unknown_accounts_cost_one_verification_and_never_match() {
         let hasher = Hasher::new(config(1, 4, 1)).unwrap();
         let before = hasher.operations();
-        let verified = hasher.verify(&Candidate::new("whatever it is").unwrap(), None).await.unwrap();
+        let verified = hasher
+            .verify(&Candidate::new("whatever it is").unwrap(), None)
+            .await
+            .unwrap();
         assert!(!verified.matches);
         assert_eq!(hasher.operations(), before + 1);
     }
@@ -180,8 +223,19 @@ mod tests {
         let current = Hasher::new(config(1, 4, 2)).unwrap();
         let hash = old.hash(&password("correct horse battery")).await.unwrap();
         let candidate = Candidate::new("correct horse battery").unwrap();
-        assert!(current.verify(&candidate, Some(&hash)).await.unwrap().needs_rehash);
-        assert!(!old.verify(&candidate, Some(&hash)).await.unwrap().needs_rehash);
+        assert!(
+            current
+                .verify(&candidate, Some(&hash))
+                .await
+                .unwrap()
+                .needs_rehash
+        );
+        assert!(
+            !old.verify(&candidate, Some(&hash))
+                .await
+                .unwrap()
+                .needs_rehash
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +246,10 @@ mod tests {
             tokio::spawn(async move { hasher.hash(&password("correct horse battery")).await })
         });
         let results = futures::future::join_all(attempts).await;
-        let overloaded = results.iter().filter(|r| matches!(r, Ok(Err(HashError::Overloaded)))).count();
+        let overloaded = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Err(HashError::Overloaded))))
+            .count();
         let hashed = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
         assert!(overloaded >= 1, "some attempts must be refused");
         assert!(hashed >= 1 && hashed <= 6 - overloaded);

@@ -20,7 +20,11 @@ pub fn bytes<const N: usize>() -> [u8; N] {
 /// The lookup hash of a high-entropy token: SHA-256, hex. Enough for 256-bit tokens, which
 /// cannot be guessed, so a slow hash would only cost time.
 pub fn token_hash(token: &str) -> String {
-    digest(&SHA256, token.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    digest(&SHA256, token.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// base64url (no padding) of SHA-256 of `data`.

@@ -42,7 +42,9 @@ impl Email {
 
     /// The part before the `@`.
     pub fn local_part(&self) -> &str {
-        self.0.rsplit_once('@').map_or(self.0.as_str(), |(local, _)| local)
+        self.0
+            .rsplit_once('@')
+            .map_or(self.0.as_str(), |(local, _)| local)
     }
 }
 
@@ -58,7 +60,9 @@ fn valid_local(local: &str) -> bool {
     const SPECIALS: &str = ".!#$%&'*+/=?^_`{|}~-";
     !local.is_empty()
         && local.len() <= MAX_LOCAL_LEN
-        && local.chars().all(|c| c.is_ascii_alphanumeric() || SPECIALS.contains(c))
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || SPECIALS.contains(c))
 }
 
 fn valid_domain(domain: &str) -> bool {
@@ -85,8 +89,18 @@ mod tests {
 
     #[test]
     fn malformed_addresses_are_refused() {
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com",
-                    "ada@-example.com", "ada@example..com", "ada@exa_mple.com", "ada\"@example.com"] {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@example.com",
+            "ada@-example.com",
+            "ada@example..com",
+            "ada@exa_mple.com",
+            "ada\"@example.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} should be refused");
         }
         let long = format!("{}@example.com", "a".repeat(65));
@@ -95,6 +109,9 @@ mod tests {
 
     #[test]
     fn local_part_is_what_precedes_the_at_sign() {
-        assert_eq!(Email::parse("ada.l@example.com").unwrap().local_part(), "ada.l");
+        assert_eq!(
+            Email::parse("ada.l@example.com").unwrap().local_part(),
+            "ada.l"
+        );
     }
 }

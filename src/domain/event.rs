@@ -64,16 +64,37 @@ pub struct Event {
 
 impl Event {
     /// A new event about `user_id` at `time`; `data` must be a JSON object.
-    pub fn new(kind: EventType, user_id: Option<Uuid>, time: OffsetDateTime, mut data: Value) -> Event {
+    pub fn new(
+        kind: EventType,
+        user_id: Option<Uuid>,
+        time: OffsetDateTime,
+        mut data: Value,
+    ) -> Event {
         if let (Some(id), Some(object)) = (user_id, data.as_object_mut()) {
             object.insert("user_id".into(), Value::String(id.to_string()));
         }
-        Event { id: Uuid::now_v7(), kind, user_id, time, data }
+        Event {
+            id: Uuid::now_v7(),
+            kind,
+            user_id,
+            time,
+            data,
+        }
     }
 
     /// `SESSION_REVOKED` for one session of `user_id`, with why.
-    pub fn session_revoked(user_id: Uuid, session_id: Uuid, reason: &str, time: OffsetDateTime) -> Event {
-        Event::new(EventType::SessionRevoked, Some(user_id), time, json!({"session_id": session_id, "reason": reason}))
+    pub fn session_revoked(
+        user_id: Uuid,
+        session_id: Uuid,
+        reason: &str,
+        time: OffsetDateTime,
+    ) -> Event {
+        Event::new(
+            EventType::SessionRevoked,
+            Some(user_id),
+            time,
+            json!({"session_id": session_id, "reason": reason}),
+        )
     }
 
     /// The CloudEvents 1.0 JSON envelope.

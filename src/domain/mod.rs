@@ -29,12 +29,18 @@ pub struct ValidationErrors(pub Vec<FieldError>);
 impl ValidationErrors {
     /// A single-field failure.
     pub fn one(field: &str, message: impl Into<String>) -> Self {
-        ValidationErrors(vec![FieldError { field: field.to_owned(), message: message.into() }])
+        ValidationErrors(vec![FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }])
     }
 
     /// Records a failure of `field`.
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.to_owned(), message: message.into() });
+        self.0.push(FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        });
     }
 
     /// Takes the value of a parse, or records its failure under `field` (renamed as sent).
@@ -42,7 +48,10 @@ impl ValidationErrors {
         match result {
             Ok(value) => Some(value),
             Err(errors) => {
-                self.0.extend(errors.0.into_iter().map(|e| FieldError { field: field.to_owned(), ..e }));
+                self.0.extend(errors.0.into_iter().map(|e| FieldError {
+                    field: field.to_owned(),
+                    ..e
+                }));
                 None
             }
         }

@@ -108,7 +108,13 @@ fn normalise(raw: &str) -> String {
 
 fn common_passwords() -> &'static HashSet<&'static str> {
     static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
-    SET.get_or_init(|| COMMON_PASSWORDS.lines().map(str::trim).filter(|l| !l.is_empty()).collect())
+    SET.get_or_init(|| {
+        COMMON_PASSWORDS
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect()
+    })
 }
 
 #[cfg(test)]
@@ -139,10 +145,22 @@ mod tests {
 
     #[test]
     fn passwords_containing_the_email_local_part_are_refused() {
-        assert!(POLICY.parse("my-Grace-is-long-enough", Some(&email())).is_err());
-        assert!(POLICY.parse("entirely unrelated words", Some(&email())).is_ok());
+        assert!(
+            POLICY
+                .parse("my-Grace-is-long-enough", Some(&email()))
+                .is_err()
+        );
+        assert!(
+            POLICY
+                .parse("entirely unrelated words", Some(&email()))
+                .is_ok()
+        );
         let short_local = Email::parse("al@example.com").unwrap();
-        assert!(POLICY.parse("al-is-a-short-local-part", Some(&short_local)).is_ok());
+        assert!(
+            POLICY
+                .parse("al-is-a-short-local-part", Some(&short_local))
+                .is_ok()
+        );
     }
 
     #[test]

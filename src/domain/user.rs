@@ -49,7 +49,10 @@ impl Name {
             return Err(ValidationErrors::one("name", "must be 1 to 200 characters"));
         }
         if trimmed.chars().any(char::is_control) {
-            return Err(ValidationErrors::one("name", "must not contain control characters"));
+            return Err(ValidationErrors::one(
+                "name",
+                "must not contain control characters",
+            ));
         }
         Ok(Name(trimmed.to_owned()))
     }
@@ -76,7 +79,10 @@ impl Phone {
         if (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
             Ok(Phone(raw.to_owned()))
         } else {
-            Err(ValidationErrors::one("phone", "must be in E.164 form: + and 8 to 15 digits"))
+            Err(ValidationErrors::one(
+                "phone",
+                "must be in E.164 form: + and 8 to 15 digits",
+            ))
         }
     }
 
@@ -100,7 +106,10 @@ impl Metadata {
     pub fn parse(object: Map<String, Value>) -> Result<Metadata, ValidationErrors> {
         let size = serde_json::to_vec(&object).map_or(usize::MAX, |bytes| bytes.len());
         if size > MAX_METADATA_BYTES {
-            return Err(ValidationErrors::one("metadata", "must be at most 4096 bytes serialised"));
+            return Err(ValidationErrors::one(
+                "metadata",
+                "must be at most 4096 bytes serialised",
+            ));
         }
         Ok(Metadata(object))
     }
@@ -146,16 +155,27 @@ impl Roles {
         let valid = |name: &str| {
             !name.is_empty()
                 && name.len() <= 64
-                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         };
         if let Some(bad) = names.iter().find(|name| !valid(name)) {
-            return Err(format!("role {bad:?} must be 1-64 characters of a-z 0-9 _ -"));
+            return Err(format!(
+                "role {bad:?} must be 1-64 characters of a-z 0-9 _ -"
+            ));
         }
         let all: Vec<Role> = names.iter().map(|name| Role(name.clone())).collect();
         let find = |name: &str, what: &str| {
-            all.iter().find(|role| role.0 == name).cloned().ok_or_else(|| format!("{what} role {name:?} is not among the roles"))
+            all.iter()
+                .find(|role| role.0 == name)
+                .cloned()
+                .ok_or_else(|| format!("{what} role {name:?} is not among the roles"))
         };
-        Ok(Roles { default: find(default, "default")?, admin: find(admin, "admin")?, all })
+        Ok(Roles {
+            default: find(default, "default")?,
+            admin: find(admin, "admin")?,
+            all,
+        })
     }
 
     /// The role named `name`, if configured.
@@ -185,14 +205,23 @@ mod tests {
     #[test]
     fn phone_numbers_must_be_e164() {
         assert!(Phone::parse("+447700900123").is_ok());
-        for bad in ["447700900123", "+1234567", "+1234567890123456", "+44 7700 900123", ""] {
+        for bad in [
+            "447700900123",
+            "+1234567",
+            "+1234567890123456",
+            "+44 7700 900123",
+            "",
+        ] {
             assert!(Phone::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(Name::parse("  Ada Lovelace ").unwrap().as_str(), "Ada Lovelace");
+        assert_eq!(
+            Name::parse("  Ada Lovelace ").unwrap().as_str(),
+            "Ada Lovelace"
+        );
         assert!(Name::parse("   ").is_err());
         assert!(Name::parse(&"n".repeat(201)).is_err());
         assert!(Name::parse("bell\u{7}").is_err());

@@ -70,18 +70,37 @@ pub enum RegisterView {
         (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`overloaded` or `unavailable`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn register(State(app): State<AppState>, Client(client): Client, ApiJson(req): ApiJson<RegisterRequest>) -> Result<Response, ApiError> {
+pub async fn register(
+    State(app): State<AppState>,
+    Client(client): Client,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<Response, ApiError> {
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
-    let account = NewAccount::parse(&app.config.password_policy, req.email, req.password, req.name, req.phone, req.metadata, &mut errors);
-    let Some(account) = account else { return Err(ApiError::Validation(errors)) };
+    let account = NewAccount::parse(
+        &app.config.password_policy,
+        req.email,
+        req.password,
+        req.name,
+        req.phone,
+        req.metadata,
+        &mut errors,
+    );
+    let Some(account) = account else {
+        return Err(ApiError::Validation(errors));
+    };
     let registered = accounts::register(&app, account, Origin::SelfService(client)).await?;
     let (id, view) = match registered {
         Registered::Created(user) => (user.id, RegisterView::Created(user.into())),
         Registered::LoggedIn(pair) => (pair.user.id, RegisterView::LoggedIn(pair.into())),
     };
     let location = format!("{}/users/{id}", app.config.base_path);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view),
+    )
+        .into_response())
 }
 
 /// Log in with email and password. Unknown email and wrong password answer alike, after the
@@ -94,13 +113,19 @@ pub async fn register(State(app): State<AppState>, Client(client): Client, ApiJs
         (status = 403, description = "`email_not_verified` or `account_disabled`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`overloaded` or `unavailable`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn login(State(app): State<AppState>, Client(client): Client, ApiJson(req): ApiJson<LoginRequest>) -> Result<Json<TokenPairView>, ApiError> {
+pub async fn login(
+    State(app): State<AppState>,
+    Client(client): Client,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<TokenPairView>, ApiError> {
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
     let email = errors.require("email", req.email);
     let password = errors.require("password", req.password);
     errors.into_result()?;
-    let (Some(email), Some(password)) = (email, password) else { unreachable!("required above") };
+    let (Some(email), Some(password)) = (email, password) else {
+        unreachable!("required above")
+    };
     let pair = sessions::login(&app, &email, &password, client).await?;
     Ok(Json(pair.into()))
 }
@@ -121,7 +146,14 @@ pub async fn verify(Bearer(principal): Bearer) -> Result<HeaderMap, ApiError> {
         ("x-user-id", claims.sub.as_str()),
         ("x-user-email", claims.email.as_str()),
         ("x-user-role", claims.role.as_str()),
-        ("x-user-email-verified", if claims.email_verified { "true" } else { "false" }),
+        (
+            "x-user-email-verified",
+            if claims.email_verified {
+                "true"
+            } else {
+                "false"
+            },
+        ),
     ];
     for (name, value) in pairs {
         let value = HeaderValue::from_str(value).map_err(|e| ApiError::Internal(e.into()))?;

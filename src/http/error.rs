@@ -93,22 +93,102 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
         use ApiError::*;
         let (status, code, title, detail): (StatusCode, &str, &str, String) = match self {
-            MalformedBody(why) => (StatusCode::BAD_REQUEST, "malformed_body", "Malformed body", format!("The request body is not valid JSON for this endpoint: {why}.")),
-            Validation(_) => (StatusCode::BAD_REQUEST, "validation_failed", "Validation failed", "One or more fields are invalid.".into()),
-            Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", "A valid bearer token is required.".into()),
-            InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", "Invalid credentials", "The email or password is incorrect.".into()),
-            EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified", "Email not verified", "Confirm your email address before logging in.".into()),
-            AccountDisabled => (StatusCode::FORBIDDEN, "account_disabled", "Account disabled", "This account has been disabled.".into()),
-            InvalidCurrentPassword => (StatusCode::FORBIDDEN, "invalid_current_password", "Invalid current password", "The password given is incorrect.".into()),
-            EmailTaken => (StatusCode::CONFLICT, "email_taken", "Email taken", "An account with this email already exists.".into()),
-            Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden", "You are not allowed to do this.".into()),
-            NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found", "There is nothing here.".into()),
-            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", "This path does not accept this method.".into()),
-            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large", "The request body is over 64 KiB.".into()),
-            UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported media type", "Send the body as application/json.".into()),
-            Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Overloaded", "The service is busy; retry shortly.".into()),
-            Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Unavailable", "The service cannot reach its database; retry shortly.".into()),
-            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "Something went wrong on our side; it has been logged.".into()),
+            MalformedBody(why) => (
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                "Malformed body",
+                format!("The request body is not valid JSON for this endpoint: {why}."),
+            ),
+            Validation(_) => (
+                StatusCode::BAD_REQUEST,
+                "validation_failed",
+                "Validation failed",
+                "One or more fields are invalid.".into(),
+            ),
+            Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                "A valid bearer token is required.".into(),
+            ),
+            InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid credentials",
+                "The email or password is incorrect.".into(),
+            ),
+            EmailNotVerified => (
+                StatusCode::FORBIDDEN,
+                "email_not_verified",
+                "Email not verified",
+                "Confirm your email address before logging in.".into(),
+            ),
+            AccountDisabled => (
+                StatusCode::FORBIDDEN,
+                "account_disabled",
+                "Account disabled",
+                "This account has been disabled.".into(),
+            ),
+            InvalidCurrentPassword => (
+                StatusCode::FORBIDDEN,
+                "invalid_current_password",
+                "Invalid current password",
+                "The password given is incorrect.".into(),
+            ),
+            EmailTaken => (
+                StatusCode::CONFLICT,
+                "email_taken",
+                "Email taken",
+                "An account with this email already exists.".into(),
+            ),
+            Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                "You are not allowed to do this.".into(),
+            ),
+            NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found",
+                "There is nothing here.".into(),
+            ),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                "This path does not accept this method.".into(),
+            ),
+            PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                "The request body is over 64 KiB.".into(),
+            ),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+                "Send the body as application/json.".into(),
+            ),
+            Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Overloaded",
+                "The service is busy; retry shortly.".into(),
+            ),
+            Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Unavailable",
+                "The service cannot reach its database; retry shortly.".into(),
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "Something went wrong on our side; it has been logged.".into(),
+            ),
         };
         (status, code, title, detail)
     }
@@ -121,21 +201,41 @@ impl IntoResponse for ApiError {
             ApiError::Validation(errors) => Some(errors.0.clone()),
             _ => None,
         };
-        let problem = Problem { kind: "about:blank", title, status: status.as_u16(), code, detail, errors };
+        let problem = Problem {
+            kind: "about:blank",
+            title,
+            status: status.as_u16(),
+            code,
+            detail,
+            errors,
+        };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"))], body).into_response();
+        let mut response = (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            )],
+            body,
+        )
+            .into_response();
         let headers = response.headers_mut();
         match &self {
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::Overloaded | ApiError::Unavailable(_) => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
             }
             _ => {}
         }
         if let ApiError::Internal(cause) | ApiError::Unavailable(cause) = self {
-            response.extensions_mut().insert(LoggedCause(Arc::new(cause)));
+            response
+                .extensions_mut()
+                .insert(LoggedCause(Arc::new(cause)));
         }
         response
     }

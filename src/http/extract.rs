@@ -24,12 +24,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         if !is_json(request.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-            _ => ApiError::MalformedBody("the body could not be read"),
-        })?;
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                    _ => ApiError::MalformedBody("the body could not be read"),
+                })?;
         check_structure(&bytes)?;
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|_| ApiError::MalformedBody("a field has the wrong type"))
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|_| ApiError::MalformedBody("a field has the wrong type"))
     }
 }
 
@@ -46,9 +51,15 @@ fn is_json(headers: &HeaderMap) -> bool {
 fn check_structure(bytes: &[u8]) -> Result<(), ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let top = deserializer.deserialize_any(StrictVisitor).map_err(|e| {
-        ApiError::MalformedBody(if e.to_string().contains("duplicate key") { "a key appears twice" } else { "it is not valid JSON" })
+        ApiError::MalformedBody(if e.to_string().contains("duplicate key") {
+            "a key appears twice"
+        } else {
+            "it is not valid JSON"
+        })
     })?;
-    deserializer.end().map_err(|_| ApiError::MalformedBody("it is not valid JSON"))?;
+    deserializer
+        .end()
+        .map_err(|_| ApiError::MalformedBody("it is not valid JSON"))?;
     match top {
         Shape::Object => Ok(()),
         Shape::Other => Err(ApiError::MalformedBody("expected a JSON object")),
@@ -141,7 +152,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip().to_string());
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip().to_string());
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

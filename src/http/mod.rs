@@ -42,7 +42,10 @@ struct BearerScheme;
 impl utoipa::Modify for BearerScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build();
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .build();
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
 }
@@ -74,11 +77,19 @@ pub fn openapi(base_path: &str) -> utoipa::openapi::OpenApi {
 pub fn router(app: AppState) -> Router {
     let base_path = app.config.base_path.clone();
     let (routes, _) = api().split_for_parts();
-    let routes = routes.fallback(not_found).method_not_allowed_fallback(method_not_allowed);
-    let routes = if base_path.is_empty() { routes } else { Router::new().nest(&base_path, routes).fallback(not_found) };
+    let routes = routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    let routes = if base_path.is_empty() {
+        routes
+    } else {
+        Router::new().nest(&base_path, routes).fallback(not_found)
+    };
     routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(CatchPanicLayer::custom(|_| ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
+        }))
         .layer(middleware::from_fn(request_context))
         .with_state(app)
 }
@@ -112,7 +123,11 @@ async fn request_context(request: Request, next: Next) -> Response {
                 tracing::warn!(error = format!("{cause:#}"), "request refused");
             }
         }
-        tracing::info!(status = status.as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "served");
+        tracing::info!(
+            status = status.as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "served"
+        );
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
@@ -123,5 +138,8 @@ async fn request_context(request: Request, next: Next) -> Response {
 }
 
 fn is_valid_request_id(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }

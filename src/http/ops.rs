@@ -28,7 +28,10 @@ pub async fn healthz() -> Json<StatusView> {
         (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<StatusView>, ApiError> {
-    app.store.ping().await.map_err(|e| ApiError::Unavailable(e.into()))?;
+    app.store
+        .ping()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
     Ok(Json(StatusView { status: "ready" }))
 }
 

@@ -65,7 +65,10 @@ pub struct DeleteMeRequest {
         (status = 200, description = "The caller", body = UserView),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn me(State(app): State<AppState>, Bearer(principal): Bearer) -> Result<Json<UserView>, ApiError> {
+pub async fn me(
+    State(app): State<AppState>,
+    Bearer(principal): Bearer,
+) -> Result<Json<UserView>, ApiError> {
     Ok(Json(accounts::me(&app, &principal).await?.into()))
 }
 
@@ -77,18 +80,26 @@ pub async fn me(State(app): State<AppState>, Bearer(principal): Bearer) -> Resul
         (status = 400, description = "`validation_failed` or `malformed_body`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn update_me(State(app): State<AppState>, Bearer(principal): Bearer, ApiJson(req): ApiJson<UpdateMeRequest>) -> Result<Json<UserView>, ApiError> {
+pub async fn update_me(
+    State(app): State<AppState>,
+    Bearer(principal): Bearer,
+    ApiJson(req): ApiJson<UpdateMeRequest>,
+) -> Result<Json<UserView>, ApiError> {
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
     let change = ProfileChange {
         name: clearable_name(&mut errors, req.name),
         phone: clearable_phone(&mut errors, req.phone),
-        metadata: req
-            .metadata
-            .map(|object| errors.take("metadata", Metadata::parse(object.unwrap_or_default())).unwrap_or_default()),
+        metadata: req.metadata.map(|object| {
+            errors
+                .take("metadata", Metadata::parse(object.unwrap_or_default()))
+                .unwrap_or_default()
+        }),
     };
     errors.into_result()?;
-    Ok(Json(accounts::update_me(&app, &principal, change).await?.into()))
+    Ok(Json(
+        accounts::update_me(&app, &principal, change).await?.into(),
+    ))
 }
 
 /// Change the caller's password. This session stays; every other one is revoked.
@@ -99,13 +110,19 @@ pub async fn update_me(State(app): State<AppState>, Bearer(principal): Bearer, A
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`invalid_current_password`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn change_password(State(app): State<AppState>, Bearer(principal): Bearer, ApiJson(req): ApiJson<ChangePasswordRequest>) -> Result<StatusCode, ApiError> {
+pub async fn change_password(
+    State(app): State<AppState>,
+    Bearer(principal): Bearer,
+    ApiJson(req): ApiJson<ChangePasswordRequest>,
+) -> Result<StatusCode, ApiError> {
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
     let current = errors.require("current_password", req.current_password);
     let new = errors.require("new_password", req.new_password);
     errors.into_result()?;
-    let (Some(current), Some(new)) = (current, new) else { unreachable!("required above") };
+    let (Some(current), Some(new)) = (current, new) else {
+        unreachable!("required above")
+    };
     accounts::change_password(&app, &principal, &current, &new).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -118,12 +135,18 @@ pub async fn change_password(State(app): State<AppState>, Bearer(principal): Bea
         (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`invalid_current_password`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn delete_me(State(app): State<AppState>, Bearer(principal): Bearer, ApiJson(req): ApiJson<DeleteMeRequest>) -> Result<StatusCode, ApiError> {
+pub async fn delete_me(
+    State(app): State<AppState>,
+    Bearer(principal): Bearer,
+    ApiJson(req): ApiJson<DeleteMeRequest>,
+) -> Result<StatusCode, ApiError> {
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
     let password = errors.require("password", req.password);
     errors.into_result()?;
-    let Some(password) = password else { unreachable!("required above") };
+    let Some(password) = password else {
+        unreachable!("required above")
+    };
     accounts::delete_me(&app, &principal, &password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

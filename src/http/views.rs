@@ -90,11 +90,17 @@ impl From<TokenPair> for TokenPairView {
 
 fn rfc3339<S: Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
     let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    let text = at.to_offset(time::UtcOffset::UTC).format(&format).map_err(serde::ser::Error::custom)?;
+    let text = at
+        .to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .map_err(serde::ser::Error::custom)?;
     serializer.serialize_str(&text)
 }
 
-fn rfc3339_option<S: Serializer>(at: &Option<OffsetDateTime>, serializer: S) -> Result<S::Ok, S::Error> {
+fn rfc3339_option<S: Serializer>(
+    at: &Option<OffsetDateTime>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     match at {
         Some(at) => rfc3339(at, serializer),
         None => serializer.serialize_none(),
@@ -118,11 +124,17 @@ pub(crate) fn refuse_unknown(errors: &mut ValidationErrors, unknown: &Map<String
 }
 
 /// Parses an optional, clearable name as sent in a PATCH body.
-pub(crate) fn clearable_name(errors: &mut ValidationErrors, raw: Option<Option<String>>) -> Option<Option<Name>> {
+pub(crate) fn clearable_name(
+    errors: &mut ValidationErrors,
+    raw: Option<Option<String>>,
+) -> Option<Option<Name>> {
     raw.map(|value| value.and_then(|raw| errors.take("name", Name::parse(&raw))))
 }
 
 /// Parses an optional, clearable phone as sent in a PATCH body.
-pub(crate) fn clearable_phone(errors: &mut ValidationErrors, raw: Option<Option<String>>) -> Option<Option<Phone>> {
+pub(crate) fn clearable_phone(
+    errors: &mut ValidationErrors,
+    raw: Option<Option<String>>,
+) -> Option<Option<Phone>> {
     raw.map(|value| value.and_then(|raw| errors.take("phone", Phone::parse(&raw))))
 }

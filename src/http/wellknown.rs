@@ -35,7 +35,9 @@ pub struct DiscoveryView {
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "tokens",
     responses((status = 200, description = "JWKS", body = JwksView)))]
 pub async fn jwks(State(app): State<AppState>) -> Json<JwksView> {
-    Json(JwksView { keys: app.tokens.jwks()["keys"].take() })
+    Json(JwksView {
+        keys: app.tokens.jwks()["keys"].take(),
+    })
 }
 
 /// Discovery document: `issuer` and `jwks_uri`, for gateways that verify tokens themselves.
@@ -47,7 +49,20 @@ pub async fn openid_configuration(State(app): State<AppState>) -> Json<Discovery
         issuer: settings.issuer.clone(),
         jwks_uri: format!("{}/.well-known/jwks.json", app.config.public_url),
         id_token_signing_alg_values_supported: vec![settings.alg.as_str()],
-        claims_supported: vec!["iss", "sub", "aud", "iat", "nbf", "exp", "jti", "sid", "email", "email_verified", "role", "name"],
+        claims_supported: vec![
+            "iss",
+            "sub",
+            "aud",
+            "iat",
+            "nbf",
+            "exp",
+            "jti",
+            "sid",
+            "email",
+            "email_verified",
+            "role",
+            "name",
+        ],
         subject_types_supported: vec!["public"],
     })
 }

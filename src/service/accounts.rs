@@ -3,7 +3,9 @@
 use super::sessions::{new_session, token_pair};
 use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
 use crate::domain::password::Candidate;
-use crate::domain::{Email, Event, EventType, Metadata, Name, Password, Phone, Role, User, ValidationErrors};
+use crate::domain::{
+    Email, Event, EventType, Metadata, Name, Password, Phone, Role, User, ValidationErrors,
+};
 use crate::state::AppState;
 use crate::store::{NewUser, ProfileChange, StoreError};
 use serde_json::json;
@@ -36,7 +38,9 @@ impl NewAccount {
         metadata: Option<serde_json::Map<String, serde_json::Value>>,
         errors: &mut ValidationErrors,
     ) -> Option<NewAccount> {
-        let email = errors.require("email", email).and_then(|raw| errors.take("email", Email::parse(&raw)));
+        let email = errors
+            .require("email", email)
+            .and_then(|raw| errors.take("email", Email::parse(&raw)));
         let password = errors
             .require("password", password)
             .and_then(|raw| errors.take("password", policy.parse(&raw, email.as_ref())));
@@ -118,7 +122,11 @@ faults_into!(RegisterError, AccountError);
 
 /// Creates an account. Hashing happens before the transaction; the unique email index settles
 /// races, so of many concurrent registrations of one address exactly one wins.
-pub async fn register(app: &AppState, account: NewAccount, origin: Origin) -> Result<Registered, RegisterError> {
+pub async fn register(
+    app: &AppState,
+    account: NewAccount,
+    origin: Origin,
+) -> Result<Registered, RegisterError> {
     let password_hash = match &account.password {
         Some(password) => Some(app.hasher.hash(password).await?),
         None => None,
@@ -126,7 +134,10 @@ pub async fn register(app: &AppState, account: NewAccount, origin: Origin) -> Re
     let now = app.clock.now();
     let (role, email_verified) = match &origin {
         Origin::SelfService(_) => (app.config.roles.default_role().clone(), false),
-        Origin::Cli { role, email_verified } => (role.clone(), *email_verified),
+        Origin::Cli {
+            role,
+            email_verified,
+        } => (role.clone(), *email_verified),
     };
     let user = User {
         id: Uuid::now_v7(),
@@ -151,27 +162,45 @@ pub async fn register(app: &AppState, account: NewAccount, origin: Origin) -> Re
         }),
     );
     let session = match origin {
-        Origin::SelfService(client) if !app.config.require_email_verification => Some(new_session(app, user.id, client, now)),
+        Origin::SelfService(client) if !app.config.require_email_verification => {
+            Some(new_session(app, user.id, client, now))
+        }
         _ => None,
     };
-    let new = NewUser { user, password_hash };
-    match app.store.insert_user(&new, session.as_ref().map(|(s, _)| s), &[event]).await {
+    let new = NewUser {
+        user,
+        password_hash,
+    };
+    match app
+        .store
+        .insert_user(&new, session.as_ref().map(|(s, _)| s), &[event])
+        .await
+    {
         Err(StoreError::Conflict) => return Err(RegisterError::EmailTaken),
         result => result?,
     }
     Ok(match session {
-        Some((session, refresh_token)) => Registered::LoggedIn(token_pair(app, new.user, session.id, refresh_token, now)?),
+        Some((session, refresh_token)) => {
+            Registered::LoggedIn(token_pair(app, new.user, session.id, refresh_token, now)?)
+        }
         None => Registered::Created(new.user),
     })
 }
 
 /// The caller's own account.
 pub async fn me(app: &AppState, principal: &Principal) -> Result<User, AccountError> {
-    app.store.user(principal.user_id).await?.ok_or(AccountError::Gone)
+    app.store
+        .user(principal.user_id)
+        .await?
+        .ok_or(AccountError::Gone)
 }
 
 /// Changes the caller's profile fields.
-pub async fn update_me(app: &AppState, principal: &Principal, change: ProfileChange) -> Result<User, AccountError> {
+pub async fn update_me(
+    app: &AppState,
+    principal: &Principal,
+    change: ProfileChange,
+) -> Result<User, AccountError> {
     let mut changed = Vec::new();
     if change.name.is_some() {
         changed.push("name");
@@ -183,32 +212,75 @@ pub async fn update_me(app: &AppState, principal: &Principal, change: ProfileCha
         changed.push("metadata");
     }
     let now = app.clock.now();
-    let event = Event::new(EventType::UserUpdated, Some(principal.user_id), now, json!({"changed": changed, "by": principal.user_id}));
-    match app.store.update_profile(principal.user_id, &change, now, &event).await {
+    let event = Event::new(
+        EventType::UserUpdated,
+        Some(principal.user_id),
+        now,
+        json!({"changed": changed, "by": principal.user_id}),
+    );
+    match app
+        .store
+        .update_profile(principal.user_id, &change, now, &event)
+        .await
+    {
         Err(StoreError::NotFound) => Err(AccountError::Gone),
         result => Ok(result?),
     }
 }
 
 /// Changes the caller's password after checking the current one; every other session ends.
-pub async fn change_password(app: &AppState, principal: &Principal, current: &str, new: &str) -> Result<(), AccountError> {
-    let credentials = app.store.credentials(principal.user_id).await?.ok_or(AccountError::Gone)?;
+pub async fn change_password(
+    app: &AppState,
+    principal: &Principal,
+    current: &str,
+    new: &str,
+) -> Result<(), AccountError> {
+    let credentials = app
+        .store
+        .credentials(principal.user_id)
+        .await?
+        .ok_or(AccountError::Gone)?;
     let mut errors = ValidationErrors::default();
-    let new = errors.take("new_password", app.config.password_policy.parse(new, Some(&credentials.user.email)));
+    let new = errors.take(
+        "new_password",
+        app.config
+            .password_policy
+            .parse(new, Some(&credentials.user.email)),
+    );
     errors.into_result()?;
     confirm_password(app, current, credentials.password_hash.as_deref()).await?;
     let hash = app.hasher.hash(&new.expect("validated above")).await?;
     let now = app.clock.now();
-    let event = Event::new(EventType::PasswordChanged, Some(principal.user_id), now, json!({"email": credentials.user.email.as_str()}));
+    let event = Event::new(
+        EventType::PasswordChanged,
+        Some(principal.user_id),
+        now,
+        json!({"email": credentials.user.email.as_str()}),
+    );
     app.store
-        .change_password(principal.user_id, &hash, Some(principal.session_id), "password_changed", now, &[event])
+        .change_password(
+            principal.user_id,
+            &hash,
+            Some(principal.session_id),
+            "password_changed",
+            now,
+            &[event],
+        )
         .await?;
     Ok(())
 }
 
 /// Deletes the caller's account after checking the password: user, sessions and tokens go.
-pub async fn delete_me(app: &AppState, principal: &Principal, password: &str) -> Result<(), AccountError> {
-    let credentials = app.store.credentials(principal.user_id).await?.ok_or(AccountError::Gone)?;
+pub async fn delete_me(
+    app: &AppState,
+    principal: &Principal,
+    password: &str,
+) -> Result<(), AccountError> {
+    let credentials = app
+        .store
+        .credentials(principal.user_id)
+        .await?
+        .ok_or(AccountError::Gone)?;
     confirm_password(app, password, credentials.password_hash.as_deref()).await?;
     let now = app.clock.now();
     let event = Event::new(
@@ -217,14 +289,26 @@ pub async fn delete_me(app: &AppState, principal: &Principal, password: &str) ->
         now,
         json!({"email": credentials.user.email.as_str(), "by": principal.user_id}),
     );
-    match app.store.delete_user(principal.user_id, now, &[event]).await {
+    match app
+        .store
+        .delete_user(principal.user_id, now, &[event])
+        .await
+    {
         Err(StoreError::NotFound) => Err(AccountError::Gone),
         result => result.map(drop).map_err(AccountError::from),
     }
 }
 
-async fn confirm_password(app: &AppState, given: &str, stored: Option<&str>) -> Result<(), AccountError> {
+async fn confirm_password(
+    app: &AppState,
+    given: &str,
+    stored: Option<&str>,
+) -> Result<(), AccountError> {
     let candidate = Candidate::new(given).ok_or(AccountError::InvalidCurrentPassword)?;
     let verified = app.hasher.verify(&candidate, stored).await?;
-    if verified.matches { Ok(()) } else { Err(AccountError::InvalidCurrentPassword) }
+    if verified.matches {
+        Ok(())
+    } else {
+        Err(AccountError::InvalidCurrentPassword)
+    }
 }

@@ -43,7 +43,12 @@ faults_into!(LoginError, AuthError);
 /// Checks an email and password and, when they are right and the account may log in, starts a
 /// session. Unknown emails are verified against the dummy hash, so they cost exactly what a
 /// wrong password costs; disabled/unverified are told only after a correct password.
-pub async fn login(app: &AppState, email: &str, password: &str, client: ClientInfo) -> Result<TokenPair, LoginError> {
+pub async fn login(
+    app: &AppState,
+    email: &str,
+    password: &str,
+    client: ClientInfo,
+) -> Result<TokenPair, LoginError> {
     let email = Email::parse(email).ok();
     let credentials = match &email {
         Some(email) => app.store.credentials_by_email(email).await?,
@@ -55,10 +60,16 @@ pub async fn login(app: &AppState, email: &str, password: &str, client: ClientIn
         record_failure(app, user_id, email.as_ref(), "invalid_password").await?;
         return Err(LoginError::InvalidCredentials);
     };
-    let stored_hash = credentials.as_ref().and_then(|c| c.password_hash.as_deref());
+    let stored_hash = credentials
+        .as_ref()
+        .and_then(|c| c.password_hash.as_deref());
     let verified = app.hasher.verify(&candidate, stored_hash).await?;
     let Some(credentials) = credentials.filter(|_| verified.matches) else {
-        let reason = if user_id.is_some() { "invalid_password" } else { "unknown_email" };
+        let reason = if user_id.is_some() {
+            "invalid_password"
+        } else {
+            "unknown_email"
+        };
         record_failure(app, user_id, email.as_ref(), reason).await?;
         return Err(LoginError::InvalidCredentials);
     };
@@ -85,7 +96,10 @@ pub async fn login(app: &AppState, email: &str, password: &str, client: ClientIn
         now,
         json!({"email": user.email.as_str(), "session_id": session.id, "ip": session.ip, "user_agent": session.user_agent}),
     );
-    let user = app.store.record_login(&session, rehash.as_deref(), &event).await?;
+    let user = app
+        .store
+        .record_login(&session, rehash.as_deref(), &event)
+        .await?;
     Ok(token_pair(app, user, session.id, refresh_token, now)?)
 }
 
@@ -95,14 +109,25 @@ pub async fn authenticate(app: &AppState, token: &str) -> Result<Principal, Auth
         tracing::debug!(%error, "bearer token refused");
         AuthError::Unauthorized
     })?;
-    let (Ok(user_id), Ok(session_id)) = (Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.sid)) else {
+    let (Ok(user_id), Ok(session_id)) =
+        (Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.sid))
+    else {
         return Err(AuthError::Unauthorized);
     };
-    Ok(Principal { user_id, session_id, claims })
+    Ok(Principal {
+        user_id,
+        session_id,
+        claims,
+    })
 }
 
 /// A new session for `user_id` and its first refresh token (returned in the clear, stored hashed).
-pub(crate) fn new_session(app: &AppState, user_id: Uuid, client: ClientInfo, now: OffsetDateTime) -> (NewSession, String) {
+pub(crate) fn new_session(
+    app: &AppState,
+    user_id: Uuid,
+    client: ClientInfo,
+    now: OffsetDateTime,
+) -> (NewSession, String) {
     let refresh_token = random::token();
     let session = NewSession {
         id: Uuid::now_v7(),
@@ -117,7 +142,13 @@ pub(crate) fn new_session(app: &AppState, user_id: Uuid, client: ClientInfo, now
 }
 
 /// Signs an access token for `user` in session `session_id` and pairs it with `refresh_token`.
-pub(crate) fn token_pair(app: &AppState, user: User, session_id: Uuid, refresh_token: String, now: OffsetDateTime) -> Result<TokenPair, Fault> {
+pub(crate) fn token_pair(
+    app: &AppState,
+    user: User,
+    session_id: Uuid,
+    refresh_token: String,
+    now: OffsetDateTime,
+) -> Result<TokenPair, Fault> {
     let claims = AccessClaims {
         iss: String::new(),
         sub: user.id.to_string(),
@@ -133,10 +164,20 @@ pub(crate) fn token_pair(app: &AppState, user: User, session_id: Uuid, refresh_t
         name: user.name.as_ref().map(|n| n.as_str().to_owned()),
     };
     let access_token = app.tokens.issue(claims, now)?;
-    Ok(TokenPair { access_token, expires_in: app.config.access_token_ttl.whole_seconds(), refresh_token, user })
+    Ok(TokenPair {
+        access_token,
+        expires_in: app.config.access_token_ttl.whole_seconds(),
+        refresh_token,
+        user,
+    })
 }
 
-async fn record_failure(app: &AppState, user_id: Option<Uuid>, email: Option<&Email>, reason: &str) -> Result<(), Fault> {
+async fn record_failure(
+    app: &AppState,
+    user_id: Option<Uuid>,
+    email: Option<&Email>,
+    reason: &str,
+) -> Result<(), Fault> {
     let data = json!({"email": email.map(Email::as_str), "reason": reason});
     let event = Event::new(EventType::UserLoginFailed, user_id, app.clock.now(), data);
     Ok(app.store.append_event(&event).await?)

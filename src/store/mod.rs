@@ -101,7 +101,9 @@ impl Store {
         if url.starts_with("sqlite:") {
             return Ok(Store::Sqlite(SqliteStore::connect(url).await?));
         }
-        Err(StoreError::Other(anyhow::anyhow!("unsupported database URL scheme (expected sqlite://)")))
+        Err(StoreError::Other(anyhow::anyhow!(
+            "unsupported database URL scheme (expected sqlite://)"
+        )))
     }
 
     /// Applies pending migrations; safe to run while other processes use the database.
@@ -119,7 +121,12 @@ impl Store {
     }
 
     /// Creates a user with its events and, optionally, its first session.
-    pub async fn insert_user(&self, new: &NewUser, session: Option<&NewSession>, events: &[Event]) -> Result<(), StoreError> {
+    pub async fn insert_user(
+        &self,
+        new: &NewUser,
+        session: Option<&NewSession>,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.insert_user(new, session, events).await,
         }
@@ -133,7 +140,10 @@ impl Store {
     }
 
     /// The user with this email, with its password hash.
-    pub async fn credentials_by_email(&self, email: &Email) -> Result<Option<Credentials>, StoreError> {
+    pub async fn credentials_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<Credentials>, StoreError> {
         match self {
             Store::Sqlite(s) => s.credentials_by_email(email).await,
         }
@@ -148,7 +158,12 @@ impl Store {
 
     /// Starts a session for a successful login: session, refresh token, `last_login_at`, event;
     /// also stores a re-hashed password when one is given.
-    pub async fn record_login(&self, session: &NewSession, rehash: Option<&str>, event: &Event) -> Result<User, StoreError> {
+    pub async fn record_login(
+        &self,
+        session: &NewSession,
+        rehash: Option<&str>,
+        event: &Event,
+    ) -> Result<User, StoreError> {
         match self {
             Store::Sqlite(s) => s.record_login(session, rehash, event).await,
         }
@@ -162,7 +177,13 @@ impl Store {
     }
 
     /// Applies a profile change and its event; `NotFound` when the user is gone.
-    pub async fn update_profile(&self, id: Uuid, change: &ProfileChange, now: OffsetDateTime, event: &Event) -> Result<User, StoreError> {
+    pub async fn update_profile(
+        &self,
+        id: Uuid,
+        change: &ProfileChange,
+        now: OffsetDateTime,
+        event: &Event,
+    ) -> Result<User, StoreError> {
         match self {
             Store::Sqlite(s) => s.update_profile(id, change, now, event).await,
         }
@@ -170,7 +191,15 @@ impl Store {
 
     /// Stores a new password hash and revokes every session but `keep`, writing `events` and a
     /// `SESSION_REVOKED` (with `reason`) per revoked session; gives the revoked session ids.
-    pub async fn change_password(&self, id: Uuid, hash: &str, keep: Option<Uuid>, reason: &str, now: OffsetDateTime, events: &[Event]) -> Result<Vec<Uuid>, StoreError> {
+    pub async fn change_password(
+        &self,
+        id: Uuid,
+        hash: &str,
+        keep: Option<Uuid>,
+        reason: &str,
+        now: OffsetDateTime,
+        events: &[Event],
+    ) -> Result<Vec<Uuid>, StoreError> {
         match self {
             Store::Sqlite(s) => s.change_password(id, hash, keep, reason, now, events).await,
         }
@@ -178,14 +207,23 @@ impl Store {
 
     /// Deletes a user and everything of theirs (sessions, tokens), writing `events` and a
     /// `SESSION_REVOKED` per live session; gives the ids of those sessions.
-    pub async fn delete_user(&self, id: Uuid, now: OffsetDateTime, events: &[Event]) -> Result<Vec<Uuid>, StoreError> {
+    pub async fn delete_user(
+        &self,
+        id: Uuid,
+        now: OffsetDateTime,
+        events: &[Event],
+    ) -> Result<Vec<Uuid>, StoreError> {
         match self {
             Store::Sqlite(s) => s.delete_user(id, now, events).await,
         }
     }
 
     /// The live sessions of a user.
-    pub async fn live_session_ids(&self, user_id: Uuid, now: OffsetDateTime) -> Result<Vec<Uuid>, StoreError> {
+    pub async fn live_session_ids(
+        &self,
+        user_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Uuid>, StoreError> {
         match self {
             Store::Sqlite(s) => s.live_session_ids(user_id, now).await,
         }
@@ -199,7 +237,11 @@ impl Store {
     }
 
     /// Stores a new signing key.
-    pub async fn insert_signing_key(&self, key: &KeyMaterial, now: OffsetDateTime) -> Result<(), StoreError> {
+    pub async fn insert_signing_key(
+        &self,
+        key: &KeyMaterial,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.insert_signing_key(key, now).await,
         }

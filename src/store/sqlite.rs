@@ -36,7 +36,10 @@ impl SqliteStore {
     }
 
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("migrations/sqlite").run(&self.pool).await.map_err(|e| StoreError::Other(e.into()))
+        sqlx::migrate!("migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Other(e.into()))
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
@@ -48,7 +51,12 @@ impl SqliteStore {
         Ok(self.pool.begin_with("begin immediate").await?)
     }
 
-    pub(super) async fn insert_user(&self, new: &NewUser, session: Option<&NewSession>, events: &[Event]) -> Result<(), StoreError> {
+    pub(super) async fn insert_user(
+        &self,
+        new: &NewUser,
+        session: Option<&NewSession>,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
         let user = &new.user;
         let mut tx = self.write().await?;
         sqlx::query(
@@ -84,22 +92,34 @@ impl SqliteStore {
     }
 
     pub(super) async fn credentials(&self, id: Uuid) -> Result<Option<Credentials>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("select {USER_COLUMNS} from users where id = ?")))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "select {USER_COLUMNS} from users where id = ?"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|row| credentials_from_row(&row)).transpose()
     }
 
-    pub(super) async fn credentials_by_email(&self, email: &Email) -> Result<Option<Credentials>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("select {USER_COLUMNS} from users where email = ?")))
-            .bind(email.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+    pub(super) async fn credentials_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<Credentials>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "select {USER_COLUMNS} from users where email = ?"
+        )))
+        .bind(email.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|row| credentials_from_row(&row)).transpose()
     }
 
-    pub(super) async fn record_login(&self, session: &NewSession, rehash: Option<&str>, event: &Event) -> Result<User, StoreError> {
+    pub(super) async fn record_login(
+        &self,
+        session: &NewSession,
+        rehash: Option<&str>,
+        event: &Event,
+    ) -> Result<User, StoreError> {
         let mut tx = self.write().await?;
         let at = micros(session.created_at);
         let updated = sqlx::query("update users set last_login_at = ?, password_hash = coalesce(?, password_hash), updated_at = case when ? is null then updated_at else ? end where id = ?")
@@ -127,9 +147,20 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn update_profile(&self, id: Uuid, change: &ProfileChange, now: OffsetDateTime, event: &Event) -> Result<User, StoreError> {
+    pub(super) async fn update_profile(
+        &self,
+        id: Uuid,
+        change: &ProfileChange,
+        now: OffsetDateTime,
+        event: &Event,
+    ) -> Result<User, StoreError> {
         let mut tx = self.write().await?;
-        let metadata = change.metadata.as_ref().map(|m| serde_json::to_string(m.as_map())).transpose().map_err(anyhow::Error::from)?;
+        let metadata = change
+            .metadata
+            .as_ref()
+            .map(|m| serde_json::to_string(m.as_map()))
+            .transpose()
+            .map_err(anyhow::Error::from)?;
         // Each field is set only when the change names it; `case` keeps the others as they are.
         let updated = sqlx::query(
             "update users set
@@ -140,9 +171,19 @@ impl SqliteStore {
              where id = ?",
         )
         .bind(change.name.is_some())
-        .bind(change.name.as_ref().and_then(|n| n.as_ref().map(Name::as_str)))
+        .bind(
+            change
+                .name
+                .as_ref()
+                .and_then(|n| n.as_ref().map(Name::as_str)),
+        )
         .bind(change.phone.is_some())
-        .bind(change.phone.as_ref().and_then(|p| p.as_ref().map(Phone::as_str)))
+        .bind(
+            change
+                .phone
+                .as_ref()
+                .and_then(|p| p.as_ref().map(Phone::as_str)),
+        )
         .bind(metadata)
         .bind(micros(now))
         .bind(id.to_string())
@@ -157,15 +198,24 @@ impl SqliteStore {
         Ok(user)
     }
 
-    pub(super) async fn change_password(&self, id: Uuid, hash: &str, keep: Option<Uuid>, reason: &str, now: OffsetDateTime, events: &[Event]) -> Result<Vec<Uuid>, StoreError> {
+    pub(super) async fn change_password(
+        &self,
+        id: Uuid,
+        hash: &str,
+        keep: Option<Uuid>,
+        reason: &str,
+        now: OffsetDateTime,
+        events: &[Event],
+    ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.write().await?;
         let at = micros(now);
-        let updated = sqlx::query("update users set password_hash = ?, updated_at = ? where id = ?")
-            .bind(hash)
-            .bind(at)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let updated =
+            sqlx::query("update users set password_hash = ?, updated_at = ? where id = ?")
+                .bind(hash)
+                .bind(at)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -179,27 +229,47 @@ impl SqliteStore {
         .bind(keep.map(|k| k.to_string()))
         .fetch_all(&mut *tx)
         .await?;
-        let revoked = revoked.iter().map(|id| parse_uuid(id)).collect::<Result<Vec<_>, _>>()?;
+        let revoked = revoked
+            .iter()
+            .map(|id| parse_uuid(id))
+            .collect::<Result<Vec<_>, _>>()?;
         for event in events {
             insert_event(&mut tx, event).await?;
         }
         for session_id in &revoked {
-            insert_event(&mut tx, &Event::session_revoked(id, *session_id, reason, now)).await?;
+            insert_event(
+                &mut tx,
+                &Event::session_revoked(id, *session_id, reason, now),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(revoked)
     }
 
-    pub(super) async fn delete_user(&self, id: Uuid, now: OffsetDateTime, events: &[Event]) -> Result<Vec<Uuid>, StoreError> {
+    pub(super) async fn delete_user(
+        &self,
+        id: Uuid,
+        now: OffsetDateTime,
+        events: &[Event],
+    ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.write().await?;
-        let live: Vec<String> = sqlx::query_scalar("select id from sessions where user_id = ? and revoked_at is null and expires_at > ?")
-            .bind(id.to_string())
-            .bind(micros(now))
-            .fetch_all(&mut *tx)
-            .await?;
-        let live = live.iter().map(|id| parse_uuid(id)).collect::<Result<Vec<_>, _>>()?;
+        let live: Vec<String> = sqlx::query_scalar(
+            "select id from sessions where user_id = ? and revoked_at is null and expires_at > ?",
+        )
+        .bind(id.to_string())
+        .bind(micros(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        let live = live
+            .iter()
+            .map(|id| parse_uuid(id))
+            .collect::<Result<Vec<_>, _>>()?;
         // Sessions and refresh tokens go with the user (on delete cascade).
-        let deleted = sqlx::query("delete from users where id = ?").bind(id.to_string()).execute(&mut *tx).await?;
+        let deleted = sqlx::query("delete from users where id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -207,13 +277,21 @@ impl SqliteStore {
             insert_event(&mut tx, event).await?;
         }
         for session_id in &live {
-            insert_event(&mut tx, &Event::session_revoked(id, *session_id, "account_deleted", now)).await?;
+            insert_event(
+                &mut tx,
+                &Event::session_revoked(id, *session_id, "account_deleted", now),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(live)
     }
 
-    pub(super) async fn live_session_ids(&self, user_id: Uuid, now: OffsetDateTime) -> Result<Vec<Uuid>, StoreError> {
+    pub(super) async fn live_session_ids(
+        &self,
+        user_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Uuid>, StoreError> {
         let ids: Vec<String> = sqlx::query_scalar("select id from sessions where user_id = ? and revoked_at is null and expires_at > ? order by created_at")
             .bind(user_id.to_string())
             .bind(micros(now))
@@ -233,13 +311,18 @@ impl SqliteStore {
                     kid: row.try_get("kid")?,
                     alg: row.try_get("alg")?,
                     private_der: row.try_get("private_der")?,
-                    public_jwk: serde_json::from_str(row.try_get::<&str, _>("public_jwk")?).map_err(anyhow::Error::from)?,
+                    public_jwk: serde_json::from_str(row.try_get::<&str, _>("public_jwk")?)
+                        .map_err(anyhow::Error::from)?,
                 })
             })
             .collect()
     }
 
-    pub(super) async fn insert_signing_key(&self, key: &KeyMaterial, now: OffsetDateTime) -> Result<(), StoreError> {
+    pub(super) async fn insert_signing_key(
+        &self,
+        key: &KeyMaterial,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         sqlx::query("insert into signing_keys (kid, alg, private_der, public_jwk, created_at, updated_at) values (?, ?, ?, ?, ?, ?)")
             .bind(&key.kid)
             .bind(&key.alg)
@@ -253,10 +336,11 @@ impl SqliteStore {
     }
 
     pub(super) async fn events(&self, limit: i64) -> Result<Vec<serde_json::Value>, StoreError> {
-        let envelopes: Vec<String> = sqlx::query_scalar("select envelope from events order by seq limit ?")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let envelopes: Vec<String> =
+            sqlx::query_scalar("select envelope from events order by seq limit ?")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
         envelopes
             .iter()
             .map(|e| serde_json::from_str(e).map_err(|e| StoreError::Other(e.into())))
@@ -306,10 +390,12 @@ async fn insert_event(tx: &mut SqliteConnection, event: &Event) -> Result<(), St
 }
 
 async fn user_in(tx: &mut SqliteConnection, id: Uuid) -> Result<User, StoreError> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("select {USER_COLUMNS} from users where id = ?")))
-        .bind(id.to_string())
-        .fetch_one(&mut *tx)
-        .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "select {USER_COLUMNS} from users where id = ?"
+    )))
+    .bind(id.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
     Ok(credentials_from_row(&row)?.user)
 }
 
@@ -319,16 +405,28 @@ fn credentials_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Credentials, St
         id: parse_uuid(row.try_get("id")?)?,
         email: Email::from_trusted(row.try_get("email")?),
         email_verified: row.try_get("email_verified")?,
-        name: row.try_get::<Option<String>, _>("name")?.map(Name::from_trusted),
-        phone: row.try_get::<Option<String>, _>("phone")?.map(Phone::from_trusted),
+        name: row
+            .try_get::<Option<String>, _>("name")?
+            .map(Name::from_trusted),
+        phone: row
+            .try_get::<Option<String>, _>("phone")?
+            .map(Phone::from_trusted),
         role: Role::from_trusted(row.try_get("role")?),
         disabled: row.try_get("disabled")?,
-        metadata: Metadata::from_trusted(serde_json::from_str(&metadata).map_err(anyhow::Error::from)?),
+        metadata: Metadata::from_trusted(
+            serde_json::from_str(&metadata).map_err(anyhow::Error::from)?,
+        ),
         created_at: from_micros(row.try_get("created_at")?)?,
         updated_at: from_micros(row.try_get("updated_at")?)?,
-        last_login_at: row.try_get::<Option<i64>, _>("last_login_at")?.map(from_micros).transpose()?,
+        last_login_at: row
+            .try_get::<Option<i64>, _>("last_login_at")?
+            .map(from_micros)
+            .transpose()?,
     };
-    Ok(Credentials { user, password_hash: row.try_get("password_hash")? })
+    Ok(Credentials {
+        user,
+        password_hash: row.try_get("password_hash")?,
+    })
 }
 
 fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
@@ -340,5 +438,6 @@ fn micros(at: OffsetDateTime) -> i64 {
 }
 
 fn from_micros(value: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(value) * 1_000).map_err(|e| StoreError::Other(e.into()))
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(value) * 1_000)
+        .map_err(|e| StoreError::Other(e.into()))
 }

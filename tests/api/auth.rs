@@ -10,8 +10,11 @@ async fn registering_answers_201_with_the_user_and_its_location() {
     let app = spawn_app().await;
 
     let response = app
-        .post("/auth/register", &json!({"email": "  Ada@Example.COM ", "password": PASSWORD, "name": "Ada Lovelace",
-            "phone": "+447700900123", "metadata": {"gender": "female"}}))
+        .post(
+            "/auth/register",
+            &json!({"email": "  Ada@Example.COM ", "password": PASSWORD, "name": "Ada Lovelace",
+            "phone": "+447700900123", "metadata": {"gender": "female"}}),
+        )
         .await;
 
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -30,17 +33,30 @@ async fn registering_answers_201_with_the_user_and_its_location() {
     assert_eq!(id.get_version_num(), 7);
     for stamp in ["created_at", "updated_at"] {
         let text = user[stamp].as_str().unwrap();
-        assert!(time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).is_ok() && text.ends_with('Z'));
+        assert!(
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .is_ok()
+                && text.ends_with('Z')
+        );
     }
     let keys: Vec<&String> = user.as_object().unwrap().keys().collect();
-    assert_eq!(keys.len(), 11, "exactly the User fields, nothing like a hash: {keys:?}");
+    assert_eq!(
+        keys.len(),
+        11,
+        "exactly the User fields, nothing like a hash: {keys:?}"
+    );
 }
 
 #[tokio::test]
 async fn unset_optional_fields_are_present_as_null_and_metadata_as_an_empty_object() {
     let app = spawn_app().await;
 
-    let user: Value = app.register("grace@example.com", PASSWORD).await.json().await.unwrap();
+    let user: Value = app
+        .register("grace@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
 
     assert!(user["name"].is_null() && user["phone"].is_null() && user["last_login_at"].is_null());
     assert_eq!(user["metadata"], json!({}));
@@ -61,7 +77,10 @@ async fn registration_writes_a_user_registered_event_without_secrets() {
     assert_eq!(event["data"]["email"], "ada@example.com");
     assert_eq!(event["subject"], event["data"]["user_id"]);
     let text = event.to_string();
-    assert!(!text.contains(PASSWORD) && !text.contains("argon2"), "{text}");
+    assert!(
+        !text.contains(PASSWORD) && !text.contains("argon2"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -87,7 +106,10 @@ async fn registering_with_verification_off_logs_the_user_in() {
     assert!(body["refresh_token"].as_str().unwrap().len() >= 43);
     assert_eq!(body["user"]["email"], "ada@example.com");
     let token = body["access_token"].as_str().unwrap();
-    assert_eq!(app.get("/users/me", Some(token)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/users/me", Some(token)).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -95,31 +117,72 @@ async fn twenty_concurrent_registrations_of_one_email_create_exactly_one_account
     let app = spawn_app().await;
     let variants: Vec<String> = (0..20)
         .map(|i| {
-            let local: String = "racer".chars().enumerate().map(|(j, c)| if (i >> j) & 1 == 1 { c.to_ascii_uppercase() } else { c }).collect();
+            let local: String = "racer"
+                .chars()
+                .enumerate()
+                .map(|(j, c)| {
+                    if (i >> j) & 1 == 1 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
             format!("{local}@Example.com")
         })
         .collect();
 
-    let responses = futures::future::join_all(variants.iter().map(|email| app.register(email, PASSWORD))).await;
+    let responses =
+        futures::future::join_all(variants.iter().map(|email| app.register(email, PASSWORD))).await;
 
     let statuses: Vec<StatusCode> = responses.iter().map(|r| r.status()).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count(), 19, "{statuses:?}");
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count(),
+        19,
+        "{statuses:?}"
+    );
     assert_eq!(app.events_of_type("USER_REGISTERED").await.len(), 1);
     let email = Email::parse("racer@example.com").unwrap();
-    assert!(app.state.store.credentials_by_email(&email).await.unwrap().is_some());
+    assert!(
+        app.state
+            .store
+            .credentials_by_email(&email)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
 async fn weak_passwords_are_refused_with_the_password_field_named() {
     let app = spawn_app().await;
     let too_long = "x".repeat(129);
-    for weak in ["elevenchars", "password1234", "Q1W2E3R4T5Y6", "grace-hopper-rules", too_long.as_str()] {
+    for weak in [
+        "elevenchars",
+        "password1234",
+        "Q1W2E3R4T5Y6",
+        "grace-hopper-rules",
+        too_long.as_str(),
+    ] {
         let response = app.register("grace-hopper@example.com", weak).await;
 
         let problem = assert_problem(response, StatusCode::BAD_REQUEST, "validation_failed").await;
         assert_eq!(error_fields(&problem), ["password"], "{weak}");
-        assert!(!problem.to_string().contains(weak), "a password is never echoed");
+        assert!(
+            !problem.to_string().contains(weak),
+            "a password is never echoed"
+        );
     }
     assert!(app.events().await.is_empty(), "nothing was written");
 }
@@ -129,19 +192,35 @@ async fn a_128_character_unicode_password_is_accepted_whole() {
     let app = spawn_app_with(&["--require-email-verification", "false"]).await;
     let long: String = "é".repeat(127) + "!";
 
-    assert_eq!(app.register("ada@example.com", &long).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.register("ada@example.com", &long).await.status(),
+        StatusCode::CREATED
+    );
 
-    assert_eq!(app.login("ada@example.com", &long).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login("ada@example.com", &long).await.status(),
+        StatusCode::OK
+    );
     let truncated: String = long.chars().take(72).collect();
-    assert_eq!(app.login("ada@example.com", &truncated).await.status(), StatusCode::UNAUTHORIZED, "never truncated");
+    assert_eq!(
+        app.login("ada@example.com", &truncated).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "never truncated"
+    );
 }
 
 #[tokio::test]
 async fn passwords_are_compared_after_nfkc_normalisation() {
     let app = spawn_app_with(&["--require-email-verification", "false"]).await;
-    app.register("ada@example.com", "ｆｕｌｌｗｉｄｔｈ ｐａｓｓｗｏｒｄ").await;
+    app.register("ada@example.com", "ｆｕｌｌｗｉｄｔｈ ｐａｓｓｗｏｒｄ")
+        .await;
 
-    assert_eq!(app.login("ada@example.com", "fullwidth password").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login("ada@example.com", "fullwidth password")
+            .await
+            .status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -162,11 +241,23 @@ async fn every_invalid_field_is_reported_at_once() {
 async fn a_registration_with_a_role_field_is_refused_and_writes_nothing() {
     let app = spawn_app().await;
 
-    let response = app.post("/auth/register", &json!({"email": "eve@example.com", "password": PASSWORD, "role": "admin"})).await;
+    let response = app
+        .post(
+            "/auth/register",
+            &json!({"email": "eve@example.com", "password": PASSWORD, "role": "admin"}),
+        )
+        .await;
 
     let problem = assert_problem(response, StatusCode::BAD_REQUEST, "validation_failed").await;
     assert_eq!(error_fields(&problem), ["role"]);
-    assert!(app.state.store.credentials_by_email(&Email::parse("eve@example.com").unwrap()).await.unwrap().is_none());
+    assert!(
+        app.state
+            .store
+            .credentials_by_email(&Email::parse("eve@example.com").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(app.events().await.is_empty());
 }
 
@@ -174,8 +265,19 @@ async fn a_registration_with_a_role_field_is_refused_and_writes_nothing() {
 async fn missing_required_fields_are_named() {
     let app = spawn_app().await;
 
-    let register = assert_problem(app.post("/auth/register", &json!({})).await, StatusCode::BAD_REQUEST, "validation_failed").await;
-    let login = assert_problem(app.post("/auth/login", &json!({"email": "a@example.com"})).await, StatusCode::BAD_REQUEST, "validation_failed").await;
+    let register = assert_problem(
+        app.post("/auth/register", &json!({})).await,
+        StatusCode::BAD_REQUEST,
+        "validation_failed",
+    )
+    .await;
+    let login = assert_problem(
+        app.post("/auth/login", &json!({"email": "a@example.com"}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "validation_failed",
+    )
+    .await;
 
     assert_eq!(error_fields(&register), ["email", "password"]);
     assert_eq!(error_fields(&login), ["password"]);
@@ -198,7 +300,11 @@ async fn login_returns_a_token_pair_and_records_the_login() {
     assert!(body["user"]["last_login_at"].is_string());
     let logins = app.events_of_type("USER_LOGIN").await;
     assert_eq!(logins.len(), 1);
-    assert!(!logins[0].to_string().contains(body["refresh_token"].as_str().unwrap()));
+    assert!(
+        !logins[0]
+            .to_string()
+            .contains(body["refresh_token"].as_str().unwrap())
+    );
 }
 
 #[tokio::test]
@@ -210,13 +316,33 @@ async fn login_with_unknown_email_answers_like_a_wrong_password_after_the_same_h
     let before = hasher.operations();
     let wrong_password = app.login("ada@example.com", "not the right password").await;
     let after_wrong = hasher.operations();
-    let unknown_email = app.login("nobody@example.com", "not the right password").await;
+    let unknown_email = app
+        .login("nobody@example.com", "not the right password")
+        .await;
     let after_unknown = hasher.operations();
 
-    assert_eq!(after_wrong - before, 1, "a wrong password costs one verification");
-    assert_eq!(after_unknown - after_wrong, 1, "an unknown email costs the same one verification");
-    let wrong = assert_problem(wrong_password, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
-    let unknown = assert_problem(unknown_email, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    assert_eq!(
+        after_wrong - before,
+        1,
+        "a wrong password costs one verification"
+    );
+    assert_eq!(
+        after_unknown - after_wrong,
+        1,
+        "an unknown email costs the same one verification"
+    );
+    let wrong = assert_problem(
+        wrong_password,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    let unknown = assert_problem(
+        unknown_email,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
     assert_eq!(wrong, unknown, "the bodies are identical");
 }
 
@@ -226,12 +352,20 @@ async fn failed_logins_write_events_with_a_reason_and_no_password() {
     app.create_verified_user("ada@example.com", PASSWORD).await;
 
     app.login("ada@example.com", "not the right password").await;
-    app.login("nobody@example.com", "not the right password").await;
+    app.login("nobody@example.com", "not the right password")
+        .await;
 
     let failures = app.events_of_type("USER_LOGIN_FAILED").await;
-    let reasons: Vec<&str> = failures.iter().map(|e| e["data"]["reason"].as_str().unwrap()).collect();
+    let reasons: Vec<&str> = failures
+        .iter()
+        .map(|e| e["data"]["reason"].as_str().unwrap())
+        .collect();
     assert_eq!(reasons, ["invalid_password", "unknown_email"]);
-    assert!(failures.iter().all(|e| !e.to_string().contains("not the right password")));
+    assert!(
+        failures
+            .iter()
+            .all(|e| !e.to_string().contains("not the right password"))
+    );
 }
 
 #[tokio::test]
@@ -261,14 +395,26 @@ async fn an_absurdly_long_login_password_is_refused_without_hashing() {
 #[tokio::test]
 async fn a_full_hashing_queue_answers_503_overloaded_with_retry_after() {
     // One worker, no queue, and a deliberately slow hash: concurrent logins must be shed.
-    let app = spawn_app_with(&["--hash-workers", "1", "--hash-queue", "0", "--argon2-iterations", "30"]).await;
+    let app = spawn_app_with(&[
+        "--hash-workers",
+        "1",
+        "--hash-queue",
+        "0",
+        "--argon2-iterations",
+        "30",
+    ])
+    .await;
     app.create_verified_user("ada@example.com", PASSWORD).await;
 
-    let responses = futures::future::join_all((0..8).map(|_| app.login("ada@example.com", PASSWORD))).await;
+    let responses =
+        futures::future::join_all((0..8).map(|_| app.login("ada@example.com", PASSWORD))).await;
 
     let statuses: Vec<StatusCode> = responses.iter().map(|r| r.status()).collect();
     assert!(statuses.contains(&StatusCode::OK), "{statuses:?}");
-    let shed = responses.into_iter().find(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE).expect("some logins shed");
+    let shed = responses
+        .into_iter()
+        .find(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE)
+        .expect("some logins shed");
     assert!(shed.headers().get("retry-after").is_some());
     assert_problem(shed, StatusCode::SERVICE_UNAVAILABLE, "overloaded").await;
 }

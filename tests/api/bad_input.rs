@@ -9,13 +9,28 @@ const JSON: Option<&str> = Some("application/json");
 
 async fn assert_nothing_written(app: &TestApp) {
     assert!(app.events().await.is_empty(), "no event was written");
-    assert!(app.state.store.credentials_by_email(&Email::parse("ada@example.com").unwrap()).await.unwrap().is_none());
+    assert!(
+        app.state
+            .store
+            .credentials_by_email(&Email::parse("ada@example.com").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
 async fn malformed_json_answers_400_malformed_body() {
     let app = spawn_app().await;
-    for body in ["{", "", "not json", "{\"email\": \"ada@example.com\",}", "[]", "\"a string\"", "{} {}"] {
+    for body in [
+        "{",
+        "",
+        "not json",
+        "{\"email\": \"ada@example.com\",}",
+        "[]",
+        "\"a string\"",
+        "{} {}",
+    ] {
         let response = app.post_raw("/auth/register", JSON, body).await;
         assert_problem(response, StatusCode::BAD_REQUEST, "malformed_body").await;
     }
@@ -40,8 +55,12 @@ async fn wrong_types_answer_400_malformed_body() {
 #[tokio::test]
 async fn duplicate_keys_at_any_depth_answer_400_malformed_body() {
     let app = spawn_app().await;
-    let top = format!(r#"{{"email": "ada@example.com", "email": "eve@example.com", "password": "{PASSWORD}"}}"#);
-    let nested = format!(r#"{{"email": "ada@example.com", "password": "{PASSWORD}", "metadata": {{"a": 1, "a": 2}}}}"#);
+    let top = format!(
+        r#"{{"email": "ada@example.com", "email": "eve@example.com", "password": "{PASSWORD}"}}"#
+    );
+    let nested = format!(
+        r#"{{"email": "ada@example.com", "password": "{PASSWORD}", "metadata": {{"a": 1, "a": 2}}}}"#
+    );
     for body in [top, nested] {
         let response = app.post_raw("/auth/register", JSON, body).await;
         assert_problem(response, StatusCode::BAD_REQUEST, "malformed_body").await;
@@ -75,11 +94,29 @@ async fn a_long_password_under_the_body_limit_is_refused_before_any_hashing() {
 async fn a_body_not_sent_as_json_answers_415() {
     let app = spawn_app().await;
     let body = format!(r#"{{"email": "ada@example.com", "password": "{PASSWORD}"}}"#);
-    for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("application/jsonx")] {
-        let response = app.post_raw("/auth/register", content_type, body.clone()).await;
-        assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("application/jsonx"),
+    ] {
+        let response = app
+            .post_raw("/auth/register", content_type, body.clone())
+            .await;
+        assert_problem(
+            response,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        )
+        .await;
     }
-    let with_charset = app.post_raw("/auth/register", Some("application/json; charset=utf-8"), body).await;
+    let with_charset = app
+        .post_raw(
+            "/auth/register",
+            Some("application/json; charset=utf-8"),
+            body,
+        )
+        .await;
     assert_eq!(with_charset.status(), StatusCode::CREATED);
 }
 
@@ -99,8 +136,14 @@ async fn invalid_utf8_answers_400_malformed_body() {
 #[tokio::test]
 async fn deep_nesting_and_huge_numbers_answer_400_not_500() {
     let app = spawn_app().await;
-    let deep = format!(r#"{{"email": "ada@example.com", "password": "{PASSWORD}", "metadata": {{"a": {}1{}}}}}"#, "[".repeat(5000), "]".repeat(5000));
-    let huge = format!(r#"{{"email": "ada@example.com", "password": "{PASSWORD}", "metadata": {{"n": 1e999}}}}"#);
+    let deep = format!(
+        r#"{{"email": "ada@example.com", "password": "{PASSWORD}", "metadata": {{"a": {}1{}}}}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let huge = format!(
+        r#"{{"email": "ada@example.com", "password": "{PASSWORD}", "metadata": {{"n": 1e999}}}}"#
+    );
     for body in [deep, huge] {
         let response = app.post_raw("/auth/register", JSON, body).await;
         assert_problem(response, StatusCode::BAD_REQUEST, "malformed_body").await;
@@ -113,22 +156,41 @@ async fn sql_metacharacters_are_stored_literally() {
     let app = spawn_app().await;
     let name = "Robert'); drop table users;-- %_\\";
 
-    let response = app.post("/auth/register", &json!({"email": "o'brien@example.com", "password": PASSWORD, "name": name})).await;
+    let response = app
+        .post(
+            "/auth/register",
+            &json!({"email": "o'brien@example.com", "password": PASSWORD, "name": name}),
+        )
+        .await;
 
     assert_eq!(response.status(), StatusCode::CREATED);
     let user: Value = response.json().await.unwrap();
     assert_eq!(user["name"], name);
     assert_eq!(user["email"], "o'brien@example.com");
-    assert_eq!(app.register("o'brien@example.com", PASSWORD).await.status(), StatusCode::CONFLICT, "the table is intact");
+    assert_eq!(
+        app.register("o'brien@example.com", PASSWORD).await.status(),
+        StatusCode::CONFLICT,
+        "the table is intact"
+    );
 }
 
 #[tokio::test]
 async fn unknown_paths_and_methods_answer_problem_json() {
     let app = spawn_app().await;
 
-    assert_problem(app.get("/no/such/path", None).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(
+        app.get("/no/such/path", None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
     let wrong_method = app.get("/auth/login", None).await;
-    assert_problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    assert_problem(
+        wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -137,9 +199,22 @@ async fn error_bodies_never_echo_the_password() {
     let secret = "my-secret-password-value";
 
     for response in [
-        app.post("/auth/register", &json!({"email": "bad", "password": secret})).await,
-        app.post("/auth/login", &json!({"email": "ada@example.com", "password": secret})).await,
-        app.post_raw("/auth/login", JSON, format!(r#"{{"email": 1, "password": "{secret}"}}"#)).await,
+        app.post(
+            "/auth/register",
+            &json!({"email": "bad", "password": secret}),
+        )
+        .await,
+        app.post(
+            "/auth/login",
+            &json!({"email": "ada@example.com", "password": secret}),
+        )
+        .await,
+        app.post_raw(
+            "/auth/login",
+            JSON,
+            format!(r#"{{"email": 1, "password": "{secret}"}}"#),
+        )
+        .await,
     ] {
         let text = response.text().await.unwrap();
         assert!(!text.contains(secret), "{text}");

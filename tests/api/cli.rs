@@ -18,7 +18,17 @@ fn latchkey() -> Command {
 async fn users_add_reads_the_password_from_stdin_while_a_server_runs_on_the_database() {
     let app = spawn_app().await;
     let mut child = latchkey()
-        .args(["users", "add", "--email", "Root@Example.com", "--role", "admin", "--verified", "--name", "Root"])
+        .args([
+            "users",
+            "add",
+            "--email",
+            "Root@Example.com",
+            "--role",
+            "admin",
+            "--verified",
+            "--name",
+            "Root",
+        ])
         .env("LATCHKEY_DATABASE_URL", app.database_url())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -27,13 +37,20 @@ async fn users_add_reads_the_password_from_stdin_while_a_server_runs_on_the_data
         .unwrap();
     writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).contains("root@example.com"));
 
     let login = app.login("root@example.com", PASSWORD).await;
     assert_eq!(login.status(), StatusCode::OK);
     let body: serde_json::Value = login.json().await.unwrap();
-    assert_eq!((body["user"]["role"].as_str(), body["user"]["name"].as_str()), (Some("admin"), Some("Root")));
+    assert_eq!(
+        (body["user"]["role"].as_str(), body["user"]["name"].as_str()),
+        (Some("admin"), Some("Root"))
+    );
     assert_eq!(body["user"]["email_verified"], true);
     let registered = app.events_of_type("USER_REGISTERED").await;
     assert_eq!(registered[0]["data"]["origin"], "cli");
@@ -64,32 +81,68 @@ async fn users_add_applies_the_password_policy_and_refuses_unknown_roles() {
 fn a_bad_setting_stops_the_process_with_one_clear_line() {
     let cases: [(&[(&str, &str)], &str); 4] = [
         (&[("LATCHKEY_LISTEN", "not-an-address")], "--listen"),
-        (&[("LATCHKEY_JWT_ALG", "HS256"), ("LATCHKEY_JWT_SECRET", "too-short-secret")], "LATCHKEY_JWT_SECRET"),
-        (&[("LATCHKEY_ACCESS_TOKEN_TTL", "ten minutes")], "--access-token-ttl"),
-        (&[("LATCHKEY_PASSWORD_MIN_LENGTH", "4")], "LATCHKEY_PASSWORD_MIN_LENGTH"),
+        (
+            &[
+                ("LATCHKEY_JWT_ALG", "HS256"),
+                ("LATCHKEY_JWT_SECRET", "too-short-secret"),
+            ],
+            "LATCHKEY_JWT_SECRET",
+        ),
+        (
+            &[("LATCHKEY_ACCESS_TOKEN_TTL", "ten minutes")],
+            "--access-token-ttl",
+        ),
+        (
+            &[("LATCHKEY_PASSWORD_MIN_LENGTH", "4")],
+            "LATCHKEY_PASSWORD_MIN_LENGTH",
+        ),
     ];
     for (env, mentions) in cases {
-        let output = latchkey().arg("serve").envs(env.iter().copied()).output().unwrap();
+        let output = latchkey()
+            .arg("serve")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(stderr.contains(mentions), "{stderr}");
-        assert!(!stderr.contains("too-short-secret"), "secrets are never printed");
+        assert!(
+            !stderr.contains("too-short-secret"),
+            "secrets are never printed"
+        );
     }
 }
 
 #[test]
 fn serve_help_lists_every_setting_with_its_variable_and_default() {
-    let output = latchkey().args(["serve", "--help"]).env("LATCHKEY_JWT_SECRET", "a-secret-that-must-not-be-printed!!").output().unwrap();
+    let output = latchkey()
+        .args(["serve", "--help"])
+        .env("LATCHKEY_JWT_SECRET", "a-secret-that-must-not-be-printed!!")
+        .output()
+        .unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
 
     assert!(output.status.success());
-    for variable in ["LATCHKEY_LISTEN", "LATCHKEY_DATABASE_URL", "LATCHKEY_PUBLIC_URL", "LATCHKEY_BASE_PATH", "LATCHKEY_JWT_ALG",
-                     "LATCHKEY_JWT_SECRET", "LATCHKEY_ACCESS_TOKEN_TTL", "LATCHKEY_REQUIRE_EMAIL_VERIFICATION",
-                     "LATCHKEY_ARGON2_MEMORY_KIB", "LATCHKEY_LOG_FORMAT"] {
+    for variable in [
+        "LATCHKEY_LISTEN",
+        "LATCHKEY_DATABASE_URL",
+        "LATCHKEY_PUBLIC_URL",
+        "LATCHKEY_BASE_PATH",
+        "LATCHKEY_JWT_ALG",
+        "LATCHKEY_JWT_SECRET",
+        "LATCHKEY_ACCESS_TOKEN_TTL",
+        "LATCHKEY_REQUIRE_EMAIL_VERIFICATION",
+        "LATCHKEY_ARGON2_MEMORY_KIB",
+        "LATCHKEY_LOG_FORMAT",
+    ] {
         assert!(help.contains(variable), "{variable} missing from --help");
     }
-    assert!(help.contains("127.0.0.1:8080") && help.contains("sqlite://latchkey.db") && help.contains("19456"));
+    assert!(
+        help.contains("127.0.0.1:8080")
+            && help.contains("sqlite://latchkey.db")
+            && help.contains("19456")
+    );
     assert!(!help.contains("a-secret-that-must-not-be-printed"));
 }
 
@@ -121,7 +174,12 @@ async fn serve_on_a_fresh_directory_creates_the_database_and_logs_its_url() {
     };
 
     let ready = reqwest::get(format!("{url}/readyz")).await.unwrap();
-    let jwks: serde_json::Value = reqwest::get(format!("{url}/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+    let jwks: serde_json::Value = reqwest::get(format!("{url}/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -135,8 +193,15 @@ fn migrate_creates_and_upgrades_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
     for _ in 0..2 {
-        let output = latchkey().args(["migrate", "--database-url", &url]).output().unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let output = latchkey()
+            .args(["migrate", "--database-url", &url])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     assert!(dir.path().join("fresh.db").exists());
 }

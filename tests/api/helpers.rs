@@ -47,13 +47,33 @@ pub(crate) async fn spawn_app_with(args: &[&str]) -> TestApp {
     let address = listener.local_addr().expect("address");
     let database_url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
     let listen = address.to_string();
-    let mut argv = vec!["latchkey", "--listen", &listen, "--database-url", &database_url];
+    let mut argv = vec![
+        "latchkey",
+        "--listen",
+        &listen,
+        "--database-url",
+        &database_url,
+    ];
     argv.extend_from_slice(args);
-    let config = TestCli::parse_from(argv).settings.into_config().expect("valid test settings");
+    let config = TestCli::parse_from(argv)
+        .settings
+        .into_config()
+        .expect("valid test settings");
     let url = format!("http://{address}{}", config.base_path);
-    let state = AppState::build(config, Clock::manual(Clock::System.now())).await.expect("state");
-    tokio::spawn(startup::run(listener, state.clone(), std::future::pending()));
-    TestApp { url, state, client: reqwest::Client::new(), dir }
+    let state = AppState::build(config, Clock::manual(Clock::System.now()))
+        .await
+        .expect("state");
+    tokio::spawn(startup::run(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    TestApp {
+        url,
+        state,
+        client: reqwest::Client::new(),
+        dir,
+    }
 }
 
 impl TestApp {
@@ -62,10 +82,20 @@ impl TestApp {
     }
 
     pub(crate) async fn post(&self, path: &str, body: &Value) -> Response {
-        self.client.post(format!("{}{path}", self.url)).json(body).send().await.expect("request")
+        self.client
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
-    pub(crate) async fn post_raw(&self, path: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> Response {
+    pub(crate) async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
         let mut request = self.client.post(format!("{}{path}", self.url)).body(body);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
@@ -81,25 +111,59 @@ impl TestApp {
         request.send().await.expect("request")
     }
 
-    pub(crate) async fn send(&self, method: reqwest::Method, path: &str, token: &str, body: &Value) -> Response {
-        self.client.request(method, format!("{}{path}", self.url)).bearer_auth(token).json(body).send().await.expect("request")
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> Response {
+        self.client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub(crate) async fn register(&self, email: &str, password: &str) -> Response {
-        self.post("/auth/register", &json!({"email": email, "password": password})).await
+        self.post(
+            "/auth/register",
+            &json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     pub(crate) async fn login(&self, email: &str, password: &str) -> Response {
-        self.post("/auth/login", &json!({"email": email, "password": password})).await
+        self.post(
+            "/auth/login",
+            &json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     /// Creates an account through the same service path as `users add --verified`.
     pub(crate) async fn create_verified_user(&self, email: &str, password: &str) -> uuid::Uuid {
         let mut errors = ValidationErrors::default();
-        let account = NewAccount::parse(&self.state.config.password_policy, Some(email.into()), Some(password.into()), None, None, None, &mut errors)
-            .expect("valid account");
-        let origin = Origin::Cli { role: self.state.config.roles.default_role().clone(), email_verified: true };
-        match accounts::register(&self.state, account, origin).await.expect("created") {
+        let account = NewAccount::parse(
+            &self.state.config.password_policy,
+            Some(email.into()),
+            Some(password.into()),
+            None,
+            None,
+            None,
+            &mut errors,
+        )
+        .expect("valid account");
+        let origin = Origin::Cli {
+            role: self.state.config.roles.default_role().clone(),
+            email_verified: true,
+        };
+        match accounts::register(&self.state, account, origin)
+            .await
+            .expect("created")
+        {
             accounts::Registered::Created(user) => user.id,
             accounts::Registered::LoggedIn(pair) => pair.user.id,
         }
@@ -111,7 +175,10 @@ impl TestApp {
         let response = self.login(email, PASSWORD).await;
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.expect("json");
-        (body["access_token"].as_str().expect("token").to_owned(), body)
+        (
+            body["access_token"].as_str().expect("token").to_owned(),
+            body,
+        )
     }
 
     /// Every event in the outbox, oldest first.
@@ -120,14 +187,21 @@ impl TestApp {
     }
 
     pub(crate) async fn events_of_type(&self, kind: &str) -> Vec<Value> {
-        self.events().await.into_iter().filter(|e| e["type"] == kind).collect()
+        self.events()
+            .await
+            .into_iter()
+            .filter(|e| e["type"] == kind)
+            .collect()
     }
 }
 
 /// Asserts a problem+json answer with this status and code, and gives its body.
 pub(crate) async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(response.status(), status, "status");
-    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
     assert_eq!(content_type.as_deref(), Some("application/problem+json"));
     let body: Value = response.json().await.expect("problem body");
     assert_eq!(body["code"], code, "{body}");
@@ -139,7 +213,12 @@ pub(crate) async fn assert_problem(response: Response, status: StatusCode, code:
 
 /// The `field`s named in a validation problem.
 pub(crate) fn error_fields(problem: &Value) -> Vec<String> {
-    problem["errors"].as_array().map_or_else(Vec::new, |errors| {
-        errors.iter().map(|e| e["field"].as_str().unwrap_or_default().to_owned()).collect()
-    })
+    problem["errors"]
+        .as_array()
+        .map_or_else(Vec::new, |errors| {
+            errors
+                .iter()
+                .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
 }

@@ -17,7 +17,12 @@ async fn healthz_and_readyz_answer_200() {
 #[tokio::test]
 async fn request_ids_are_echoed_when_well_formed_and_minted_otherwise() {
     let app = spawn_app().await;
-    let with_id = |id: &str| app.client.get(format!("{}/healthz", app.url)).header("x-request-id", id).send();
+    let with_id = |id: &str| {
+        app.client
+            .get(format!("{}/healthz", app.url))
+            .header("x-request-id", id)
+            .send()
+    };
 
     let echoed = with_id("trace-123_abc.DEF").await.unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "trace-123_abc.DEF");
@@ -25,10 +30,16 @@ async fn request_ids_are_echoed_when_well_formed_and_minted_otherwise() {
     for bad in ["has space", "semi;colon", &"x".repeat(129)] {
         let minted = with_id(bad).await.unwrap();
         let id = minted.headers()["x-request-id"].to_str().unwrap();
-        assert!(uuid::Uuid::parse_str(id).is_ok(), "{bad:?} replaced by a UUID, got {id}");
+        assert!(
+            uuid::Uuid::parse_str(id).is_ok(),
+            "{bad:?} replaced by a UUID, got {id}"
+        );
     }
     let error = app.get("/nowhere", None).await;
-    assert!(error.headers().get("x-request-id").is_some(), "errors carry one too");
+    assert!(
+        error.headers().get("x-request-id").is_some(),
+        "errors carry one too"
+    );
 }
 
 #[tokio::test]
@@ -39,21 +50,43 @@ async fn the_openapi_document_covers_every_endpoint() {
 
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
     let expected = [
-        ("/auth/register", "post"), ("/auth/login", "post"), ("/auth/verify", "get"),
-        ("/users/me", "get"), ("/users/me", "patch"), ("/users/me", "delete"), ("/users/me/password", "put"),
-        ("/.well-known/jwks.json", "get"), ("/.well-known/openid-configuration", "get"),
-        ("/healthz", "get"), ("/readyz", "get"), ("/openapi.json", "get"),
+        ("/auth/register", "post"),
+        ("/auth/login", "post"),
+        ("/auth/verify", "get"),
+        ("/users/me", "get"),
+        ("/users/me", "patch"),
+        ("/users/me", "delete"),
+        ("/users/me/password", "put"),
+        ("/.well-known/jwks.json", "get"),
+        ("/.well-known/openid-configuration", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/openapi.json", "get"),
     ];
     for (path, method) in expected {
         let operation = &spec["paths"][path][method];
         assert!(operation.is_object(), "{method} {path} missing");
-        assert!(operation["description"].is_string() || operation["summary"].is_string(), "{method} {path} undocumented");
+        assert!(
+            operation["description"].is_string() || operation["summary"].is_string(),
+            "{method} {path} undocumented"
+        );
     }
     let schemas = &spec["components"]["schemas"];
-    for schema in ["RegisterRequest", "LoginRequest", "UserView", "TokenPairView", "Problem", "UpdateMeRequest", "ChangePasswordRequest"] {
+    for schema in [
+        "RegisterRequest",
+        "LoginRequest",
+        "UserView",
+        "TokenPairView",
+        "Problem",
+        "UpdateMeRequest",
+        "ChangePasswordRequest",
+    ] {
         assert!(schemas[schema].is_object(), "schema {schema} missing");
     }
-    assert!(spec["paths"]["/auth/login"]["post"]["responses"]["401"].is_object(), "error responses are documented");
+    assert!(
+        spec["paths"]["/auth/login"]["post"]["responses"]["401"].is_object(),
+        "error responses are documented"
+    );
 }
 
 #[tokio::test]
@@ -63,14 +96,35 @@ async fn the_base_path_prefixes_every_route() {
 
     let registered = app.register("ada@example.com", PASSWORD).await;
     assert_eq!(registered.status(), StatusCode::CREATED);
-    assert!(registered.headers()["location"].to_str().unwrap().starts_with("/api/users/"));
+    assert!(
+        registered.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/api/users/")
+    );
     assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
-    let discovery: Value = app.get("/.well-known/openid-configuration", None).await.json().await.unwrap();
-    assert_eq!(discovery["jwks_uri"], format!("{}/.well-known/jwks.json", app.url));
+    let discovery: Value = app
+        .get("/.well-known/openid-configuration", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        discovery["jwks_uri"],
+        format!("{}/.well-known/jwks.json", app.url)
+    );
     assert_eq!(discovery["issuer"], app.url);
 
     let root = app.url.trim_end_matches("/api");
-    let unprefixed = app.client.get(format!("{root}/healthz")).send().await.unwrap();
+    let unprefixed = app
+        .client
+        .get(format!("{root}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unprefixed.status(), StatusCode::NOT_FOUND);
-    assert_eq!(unprefixed.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        unprefixed.headers()["content-type"],
+        "application/problem+json"
+    );
 }

@@ -11,7 +11,8 @@ use time::Duration;
 
 fn segments(token: &str) -> (Value, Value) {
     let parts: Vec<&str> = token.split('.').collect();
-    let decode = |part: &str| serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap();
+    let decode =
+        |part: &str| serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap();
     (decode(parts[0]), decode(parts[1]))
 }
 
@@ -22,15 +23,26 @@ fn b64(value: &Value) -> String {
 /// The service's own signing key, to forge tokens that are validly signed but otherwise wrong.
 async fn real_key(app: &TestApp) -> (String, EncodingKey) {
     let keys = app.state.store.signing_keys("EdDSA").await.unwrap();
-    (keys[0].kid.clone(), EncodingKey::from_ed_der(&keys[0].private_der))
+    (
+        keys[0].kid.clone(),
+        EncodingKey::from_ed_der(&keys[0].private_der),
+    )
 }
 
 async fn assert_refused(app: &TestApp, token: &str, what: &str) {
     let verify = app.get("/auth/verify", Some(token)).await;
-    assert_eq!(verify.status(), StatusCode::UNAUTHORIZED, "{what} at /auth/verify");
+    assert_eq!(
+        verify.status(),
+        StatusCode::UNAUTHORIZED,
+        "{what} at /auth/verify"
+    );
     assert_eq!(verify.headers()["www-authenticate"], "Bearer");
     assert_problem(verify, StatusCode::UNAUTHORIZED, "unauthorized").await;
-    assert_eq!(app.get("/users/me", Some(token)).await.status(), StatusCode::UNAUTHORIZED, "{what} at /users/me");
+    assert_eq!(
+        app.get("/users/me", Some(token)).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "{what} at /users/me"
+    );
 }
 
 #[tokio::test]
@@ -58,26 +70,50 @@ async fn access_tokens_carry_every_contract_claim_and_a_kid() {
 
     assert_eq!(header["alg"], "EdDSA");
     assert!(header["kid"].is_string());
-    for claim in ["iss", "sub", "aud", "iat", "nbf", "exp", "jti", "sid", "email", "email_verified", "role"] {
+    for claim in [
+        "iss",
+        "sub",
+        "aud",
+        "iat",
+        "nbf",
+        "exp",
+        "jti",
+        "sid",
+        "email",
+        "email_verified",
+        "role",
+    ] {
         assert!(!claims[claim].is_null(), "claim {claim} missing: {claims}");
     }
     assert_eq!(claims["sub"], login["user"]["id"]);
     assert_eq!(claims["aud"], "orders-service");
     assert_eq!(claims["iss"], app.url);
-    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        900
+    );
     assert!(claims.get("name").is_none(), "name only when set");
 }
 
 #[tokio::test]
 async fn a_missing_or_malformed_authorization_header_answers_401() {
     let app = spawn_app().await;
-    for header in [None, Some("Basic YWRhOnB3"), Some("Bearer"), Some("Bearer not.a.jwt")] {
+    for header in [
+        None,
+        Some("Basic YWRhOnB3"),
+        Some("Bearer"),
+        Some("Bearer not.a.jwt"),
+    ] {
         let mut request = app.client.get(format!("{}/auth/verify", app.url));
         if let Some(header) = header {
             request = request.header("authorization", header);
         }
         let response = request.send().await.unwrap();
-        assert_eq!(response.headers()["www-authenticate"], "Bearer", "{header:?}");
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer",
+            "{header:?}"
+        );
         assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
     }
 }
@@ -91,7 +127,11 @@ async fn forged_tokens_are_refused_everywhere() {
     let signature = token.rsplit('.').next().unwrap();
     let now = app.state.clock.now().unix_timestamp();
 
-    let alg_none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT", "kid": kid})), b64(&claims));
+    let alg_none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": kid})),
+        b64(&claims)
+    );
     assert_refused(&app, &alg_none, "alg none").await;
 
     let stripped = format!("{}.{}.", b64(&header), b64(&claims));
@@ -103,19 +143,31 @@ async fn forged_tokens_are_refused_everywhere() {
     assert_refused(&app, &tampered, "tampered claims").await;
 
     // Key confusion: HS256 keyed with the published public key.
-    let jwks: Value = app.get("/.well-known/jwks.json", None).await.json().await.unwrap();
-    let public = URL_SAFE_NO_PAD.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();
+    let jwks: Value = app
+        .get("/.well-known/jwks.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let public = URL_SAFE_NO_PAD
+        .decode(jwks["keys"][0]["x"].as_str().unwrap())
+        .unwrap();
     let mut hs_header = Header::new(Algorithm::HS256);
     hs_header.kid = Some(kid.clone());
     for secret in [public.clone(), jwks["keys"][0].to_string().into_bytes()] {
-        let confused = jsonwebtoken::encode(&hs_header, &claims, &EncodingKey::from_secret(&secret)).unwrap();
+        let confused =
+            jsonwebtoken::encode(&hs_header, &claims, &EncodingKey::from_secret(&secret)).unwrap();
         assert_refused(&app, &confused, "HS256 with the public key").await;
     }
 
     let stranger = KeyMaterial::generate(JwtAlg::EdDsa).unwrap();
     let stranger_key = EncodingKey::from_ed_der(&stranger.private_der);
-    for (forged_kid, what) in [(stranger.kid.as_str(), "unknown kid"), (kid.as_str(), "bad signature"),
-                               ("../../../dev/null", "kid path injection"), ("' or '1'='1", "kid SQL injection")] {
+    for (forged_kid, what) in [
+        (stranger.kid.as_str(), "unknown kid"),
+        (kid.as_str(), "bad signature"),
+        ("../../../dev/null", "kid path injection"),
+        ("' or '1'='1", "kid SQL injection"),
+    ] {
         let mut forged_header = Header::new(Algorithm::EdDSA);
         forged_header.kid = Some(forged_kid.to_owned());
         let forged = jsonwebtoken::encode(&forged_header, &claims, &stranger_key).unwrap();
@@ -138,7 +190,11 @@ async fn forged_tokens_are_refused_everywhere() {
     past["exp"] = json!(now - 2);
     assert_refused(&app, &sign(&past), "past exp").await;
 
-    assert_eq!(app.get("/auth/verify", Some(&sign(&claims))).await.status(), StatusCode::OK, "the control token passes");
+    assert_eq!(
+        app.get("/auth/verify", Some(&sign(&claims))).await.status(),
+        StatusCode::OK,
+        "the control token passes"
+    );
 }
 
 #[tokio::test]
@@ -147,7 +203,10 @@ async fn a_token_expires_with_one_second_of_leeway() {
     let (token, _) = app.logged_in_user("ada@example.com").await;
 
     app.state.clock.advance(Duration::seconds(900));
-    assert_eq!(app.get("/auth/verify", Some(&token)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/auth/verify", Some(&token)).await.status(),
+        StatusCode::OK
+    );
 
     app.state.clock.advance(Duration::seconds(2));
     assert_refused(&app, &token, "expired").await;
@@ -159,16 +218,35 @@ async fn an_issued_token_verifies_with_only_the_published_jwks() {
         let app = spawn_app_with(&["--jwt-alg", alg.0]).await;
         let (token, _) = app.logged_in_user("ada@example.com").await;
 
-        let discovery: Value = app.get("/.well-known/openid-configuration", None).await.json().await.unwrap();
+        let discovery: Value = app
+            .get("/.well-known/openid-configuration", None)
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(discovery["issuer"], app.url);
         let jwks_uri = discovery["jwks_uri"].as_str().unwrap();
-        let jwks: JwkSet = app.client.get(jwks_uri).send().await.unwrap().json().await.unwrap();
+        let jwks: JwkSet = app
+            .client
+            .get(jwks_uri)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
 
         let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
         let jwk = jwks.find(&kid).expect("the signing key is published");
         let mut validation = Validation::new(alg.1);
         validation.set_issuer(&[discovery["issuer"].as_str().unwrap()]);
-        let claims = jsonwebtoken::decode::<Value>(&token, &DecodingKey::from_jwk(jwk).unwrap(), &validation).unwrap().claims;
+        let claims = jsonwebtoken::decode::<Value>(
+            &token,
+            &DecodingKey::from_jwk(jwk).unwrap(),
+            &validation,
+        )
+        .unwrap()
+        .claims;
         assert_eq!(claims["email"], "ada@example.com", "{}", alg.0);
     }
 }
@@ -181,8 +259,16 @@ async fn shared_secret_algorithms_sign_with_the_secret_and_publish_no_key() {
         let (token, _) = app.logged_in_user("ada@example.com").await;
 
         assert_eq!(segments(&token).0["alg"], alg);
-        assert_eq!(app.get("/auth/verify", Some(&token)).await.status(), StatusCode::OK);
-        let jwks: Value = app.get("/.well-known/jwks.json", None).await.json().await.unwrap();
+        assert_eq!(
+            app.get("/auth/verify", Some(&token)).await.status(),
+            StatusCode::OK
+        );
+        let jwks: Value = app
+            .get("/.well-known/jwks.json", None)
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(jwks, json!({"keys": []}));
 
         let eddsa = spawn_app().await;
@@ -196,8 +282,14 @@ async fn the_signing_key_survives_a_restart_on_the_same_database() {
     let app = spawn_app().await;
     let (token, _) = app.logged_in_user("ada@example.com").await;
 
-    let again = latchkey::state::AppState::build((*app.state.config).clone(), app.state.clock.clone()).await.unwrap();
+    let again =
+        latchkey::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
+            .await
+            .unwrap();
 
     assert!(again.tokens.verify(&token, app.state.clock.now()).is_ok());
-    assert_eq!(app.state.store.signing_keys("EdDSA").await.unwrap().len(), 1);
+    assert_eq!(
+        app.state.store.signing_keys("EdDSA").await.unwrap().len(),
+        1
+    );
 }

@@ -34,18 +34,38 @@ async fn patching_me_changes_only_the_fields_sent_and_null_clears() {
         .json()
         .await
         .unwrap();
-    assert_eq!((set["name"].as_str(), set["phone"].as_str()), (Some("Ada"), Some("+447700900123")));
+    assert_eq!(
+        (set["name"].as_str(), set["phone"].as_str()),
+        (Some("Ada"), Some("+447700900123"))
+    );
 
-    let replaced: Value = patch(json!({"metadata": {"lang": "fr"}})).await.json().await.unwrap();
-    assert_eq!(replaced["metadata"], json!({"lang": "fr"}), "metadata is replaced whole");
+    let replaced: Value = patch(json!({"metadata": {"lang": "fr"}}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        replaced["metadata"],
+        json!({"lang": "fr"}),
+        "metadata is replaced whole"
+    );
     assert_eq!(replaced["name"], "Ada", "fields not sent stay");
 
-    let cleared: Value = patch(json!({"name": null, "metadata": null})).await.json().await.unwrap();
+    let cleared: Value = patch(json!({"name": null, "metadata": null}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(cleared["name"].is_null());
     assert_eq!(cleared["metadata"], json!({}));
     assert_eq!(cleared["phone"], "+447700900123");
 
-    let me: Value = app.get("/users/me", Some(&token)).await.json().await.unwrap();
+    let me: Value = app
+        .get("/users/me", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me, cleared, "the change was stored");
     assert_eq!(app.events_of_type("USER_UPDATED").await.len(), 3);
 }
@@ -56,13 +76,29 @@ async fn patching_me_refuses_role_email_verified_and_other_unknown_fields() {
     let (token, _) = app.logged_in_user("ada@example.com").await;
 
     for field in ["role", "email_verified", "disabled", "email", "id"] {
-        let response = app.send(Method::PATCH, "/users/me", &token, &json!({field: "admin", "name": "Mallory"})).await;
+        let response = app
+            .send(
+                Method::PATCH,
+                "/users/me",
+                &token,
+                &json!({field: "admin", "name": "Mallory"}),
+            )
+            .await;
 
         let problem = assert_problem(response, StatusCode::BAD_REQUEST, "validation_failed").await;
         assert_eq!(error_fields(&problem), [field]);
     }
-    let me: Value = app.get("/users/me", Some(&token)).await.json().await.unwrap();
-    assert_eq!((me["role"].as_str(), me["name"].is_null()), (Some("user"), true), "nothing was applied");
+    let me: Value = app
+        .get("/users/me", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (me["role"].as_str(), me["name"].is_null()),
+        (Some("user"), true),
+        "nothing was applied"
+    );
 }
 
 #[tokio::test]
@@ -71,7 +107,14 @@ async fn patching_me_validates_each_field() {
     let (token, _) = app.logged_in_user("ada@example.com").await;
     let big = json!({"blob": "x".repeat(5000)});
 
-    let response = app.send(Method::PATCH, "/users/me", &token, &json!({"name": "", "phone": "0800", "metadata": big})).await;
+    let response = app
+        .send(
+            Method::PATCH,
+            "/users/me",
+            &token,
+            &json!({"name": "", "phone": "0800", "metadata": big}),
+        )
+        .await;
 
     let problem = assert_problem(response, StatusCode::BAD_REQUEST, "validation_failed").await;
     assert_eq!(error_fields(&problem), ["name", "phone", "metadata"]);
@@ -83,11 +126,19 @@ async fn changing_the_password_needs_the_current_one() {
     let (token, _) = app.logged_in_user("ada@example.com").await;
 
     let response = app
-        .send(Method::PUT, "/users/me/password", &token, &json!({"current_password": "not the right one", "new_password": NEW_PASSWORD}))
+        .send(
+            Method::PUT,
+            "/users/me/password",
+            &token,
+            &json!({"current_password": "not the right one", "new_password": NEW_PASSWORD}),
+        )
         .await;
 
     assert_problem(response, StatusCode::FORBIDDEN, "invalid_current_password").await;
-    assert_eq!(app.login("ada@example.com", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login("ada@example.com", PASSWORD).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -96,7 +147,12 @@ async fn a_new_password_that_breaks_the_policy_is_reported_as_new_password() {
     let (token, _) = app.logged_in_user("ada@example.com").await;
 
     let response = app
-        .send(Method::PUT, "/users/me/password", &token, &json!({"current_password": PASSWORD, "new_password": "password1234"}))
+        .send(
+            Method::PUT,
+            "/users/me/password",
+            &token,
+            &json!({"current_password": PASSWORD, "new_password": "password1234"}),
+        )
         .await;
 
     let problem = assert_problem(response, StatusCode::BAD_REQUEST, "validation_failed").await;
@@ -107,22 +163,52 @@ async fn a_new_password_that_breaks_the_policy_is_reported_as_new_password() {
 async fn changing_the_password_keeps_this_session_and_revokes_the_others() {
     let app = spawn_app().await;
     let (token, login) = app.logged_in_user("ada@example.com").await;
-    let other: Value = app.login("ada@example.com", PASSWORD).await.json().await.unwrap();
+    let other: Value = app
+        .login("ada@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
     let user_id = uuid::Uuid::parse_str(login["user"]["id"].as_str().unwrap()).unwrap();
-    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&token).unwrap().claims;
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&token)
+        .unwrap()
+        .claims;
 
     let response = app
-        .send(Method::PUT, "/users/me/password", &token, &json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}))
+        .send(
+            Method::PUT,
+            "/users/me/password",
+            &token,
+            &json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+        )
         .await;
 
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let live = app.state.store.live_session_ids(user_id, app.state.clock.now()).await.unwrap();
-    assert_eq!(live.iter().map(ToString::to_string).collect::<Vec<_>>(), [claims["sid"].as_str().unwrap()]);
-    assert_eq!(app.login("ada@example.com", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.login("ada@example.com", NEW_PASSWORD).await.status(), StatusCode::OK);
+    let live = app
+        .state
+        .store
+        .live_session_ids(user_id, app.state.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        live.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [claims["sid"].as_str().unwrap()]
+    );
+    assert_eq!(
+        app.login("ada@example.com", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login("ada@example.com", NEW_PASSWORD).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(app.events_of_type("PASSWORD_CHANGED").await.len(), 1);
     let revoked = app.events_of_type("SESSION_REVOKED").await;
-    let other_sid = jsonwebtoken::dangerous::insecure_decode::<Value>(other["access_token"].as_str().unwrap()).unwrap().claims["sid"].clone();
+    let other_sid =
+        jsonwebtoken::dangerous::insecure_decode::<Value>(other["access_token"].as_str().unwrap())
+            .unwrap()
+            .claims["sid"]
+            .clone();
     assert_eq!(revoked.len(), 1);
     assert_eq!(revoked[0]["data"]["session_id"], other_sid);
 }
@@ -132,10 +218,20 @@ async fn deleting_me_needs_the_password() {
     let app = spawn_app().await;
     let (token, _) = app.logged_in_user("ada@example.com").await;
 
-    let response = app.send(Method::DELETE, "/users/me", &token, &json!({"password": "not the right one"})).await;
+    let response = app
+        .send(
+            Method::DELETE,
+            "/users/me",
+            &token,
+            &json!({"password": "not the right one"}),
+        )
+        .await;
 
     assert_problem(response, StatusCode::FORBIDDEN, "invalid_current_password").await;
-    assert_eq!(app.get("/users/me", Some(&token)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/users/me", Some(&token)).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -144,18 +240,49 @@ async fn deleting_me_removes_the_account_and_everything_of_it() {
     let (token, login) = app.logged_in_user("ada@example.com").await;
     let user_id = uuid::Uuid::parse_str(login["user"]["id"].as_str().unwrap()).unwrap();
 
-    let response = app.send(Method::DELETE, "/users/me", &token, &json!({"password": PASSWORD})).await;
+    let response = app
+        .send(
+            Method::DELETE,
+            "/users/me",
+            &token,
+            &json!({"password": PASSWORD}),
+        )
+        .await;
 
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert!(app.state.store.credentials_by_email(&Email::parse("ada@example.com").unwrap()).await.unwrap().is_none());
-    assert!(app.state.store.live_session_ids(user_id, app.state.clock.now()).await.unwrap().is_empty());
-    assert_eq!(app.get("/users/me", Some(&token)).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.login("ada@example.com", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        app.state
+            .store
+            .credentials_by_email(&Email::parse("ada@example.com").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        app.state
+            .store
+            .live_session_ids(user_id, app.state.clock.now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        app.get("/users/me", Some(&token)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login("ada@example.com", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     let deleted = app.events_of_type("USER_DELETED").await;
     assert_eq!(deleted.len(), 1);
     assert_eq!(deleted[0]["subject"], user_id.to_string());
     assert_eq!(app.events_of_type("SESSION_REVOKED").await.len(), 1);
-    assert_eq!(app.register("ada@example.com", PASSWORD).await.status(), StatusCode::CREATED, "the address is free again");
+    assert_eq!(
+        app.register("ada@example.com", PASSWORD).await.status(),
+        StatusCode::CREATED,
+        "the address is free again"
+    );
 }
 
 #[tokio::test]
@@ -163,9 +290,24 @@ async fn user_endpoints_need_a_bearer_token() {
     let app = spawn_app().await;
     let anonymous = [
         app.get("/users/me", None).await,
-        app.client.patch(format!("{}/users/me", app.url)).json(&json!({})).send().await.unwrap(),
-        app.client.put(format!("{}/users/me/password", app.url)).json(&json!({})).send().await.unwrap(),
-        app.client.delete(format!("{}/users/me", app.url)).json(&json!({})).send().await.unwrap(),
+        app.client
+            .patch(format!("{}/users/me", app.url))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+        app.client
+            .put(format!("{}/users/me/password", app.url))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+        app.client
+            .delete(format!("{}/users/me", app.url))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
     ];
     for response in anonymous {
         assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
