@@ -143,3 +143,48 @@ fn is_valid_request_id(id: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use std::sync::{Arc, Mutex};
+    use tower::ServiceExt;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_500_is_logged_once_with_its_request_id_and_cause_and_never_shown() {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app: Router = Router::new()
+            .route("/boom", get(|| async { ApiError::Internal(anyhow::anyhow!("disk on fire")) }))
+            .layer(middleware::from_fn(request_context));
+
+        let request = Request::get("/boom").header("x-request-id", "req-42").body(Body::empty()).unwrap();
+        let response = app.oneshot(request).await.unwrap();
+
+        assert_eq!(response.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["x-request-id"], "req-42");
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("disk on fire"), "the cause is never shown");
+        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let failures: Vec<&str> = logs.lines().filter(|l| l.contains("disk on fire")).collect();
+        assert_eq!(failures.len(), 1, "{logs}");
+        assert!(failures[0].contains("ERROR") && failures[0].contains("req-42"), "{logs}");
+    }
+}

@@ -205,3 +205,28 @@ fn migrate_creates_and_upgrades_the_database() {
     }
     assert!(dir.path().join("fresh.db").exists());
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = latchkey()
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = loop {
+        let line = lines.next().expect("a log line").unwrap();
+        let object: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if object["message"].as_str().is_some_and(|m| m.contains("listening")) {
+            break object;
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(listening["level"], "INFO");
+    assert!(listening["timestamp"].is_string());
+}
