@@ -23,7 +23,11 @@ pub enum Command {
     #[command(subcommand)]
     Users(UsersCommand),
     /// Print the OpenAPI document.
-    Openapi,
+    Openapi {
+        /// Prefix for every path, as served.
+        #[arg(long, env = "LATCHKEY_BASE_PATH", default_value = "")]
+        base_path: String,
+    },
 }
 
 /// `latchkey users …`

@@ -188,6 +188,14 @@ impl Settings {
         if self.access_token_ttl < Duration::seconds(1) {
             return Err("LATCHKEY_ACCESS_TOKEN_TTL must be at least 1s".into());
         }
+        if self.access_token_ttl > Duration::days(1) {
+            return Err("LATCHKEY_ACCESS_TOKEN_TTL must be at most 24h: access tokens are meant to be short-lived".into());
+        }
+        if self.refresh_token_ttl > Duration::days(366) {
+            return Err("LATCHKEY_REFRESH_TOKEN_TTL must be at most 366d".into());
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|e| format!("LATCHKEY_LOG {:?} is not a valid filter: {e}", self.log))?;
         if self.refresh_token_ttl < self.access_token_ttl {
             return Err(
                 "LATCHKEY_REFRESH_TOKEN_TTL must not be shorter than LATCHKEY_ACCESS_TOKEN_TTL"
@@ -245,7 +253,8 @@ impl Settings {
     }
 }
 
-fn normalise_base_path(raw: &str) -> Result<String, String> {
+/// Trims a trailing slash; refuses anything but `/segment[/segment…]` of URL-safe characters.
+pub fn normalise_base_path(raw: &str) -> Result<String, String> {
     let trimmed = raw.trim_end_matches('/');
     if trimmed.is_empty() {
         return Ok(String::new());
@@ -272,18 +281,22 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let amount: i64 = digits
         .parse()
         .map_err(|_| format!("{raw:?} is not a duration like 900ms, 10s, 15m, 24h or 30d"))?;
-    let duration = match unit {
-        "ms" => Duration::milliseconds(amount),
-        "" | "s" => Duration::seconds(amount),
-        "m" => Duration::minutes(amount),
-        "h" => Duration::hours(amount),
-        "d" => Duration::days(amount),
+    let seconds_per_unit = match unit {
+        "ms" => return Ok(Duration::milliseconds(amount)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
         _ => {
             return Err(format!(
                 "{raw:?} has an unknown unit (use ms, s, m, h or d)"
             ));
         }
     };
+    let duration = amount
+        .checked_mul(seconds_per_unit)
+        .map(Duration::seconds)
+        .ok_or_else(|| format!("{raw:?} is too long"))?;
     Ok(duration)
 }
 
@@ -304,6 +317,7 @@ mod tests {
         assert_eq!(parse_duration("42").unwrap(), Duration::seconds(42));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("10y").is_err());
+        assert!(parse_duration("200000000000000000d").is_err());
     }
 
     #[test]

@@ -67,8 +67,13 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Users(UsersCommand::Add(add)) => add_user(add).await,
-        Command::Openapi => {
-            println!("{}", serde_json::to_string_pretty(&http::openapi(""))?);
+        Command::Openapi { base_path } => {
+            let base_path =
+                latchkey::config::normalise_base_path(&base_path).map_err(anyhow::Error::msg)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&http::openapi(&base_path))?
+            );
             Ok(())
         }
     }

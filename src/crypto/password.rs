@@ -50,8 +50,8 @@ pub struct Hasher {
 
 struct Inner {
     params: Params,
-    workers: Semaphore,
-    admission: Semaphore,
+    workers: Arc<Semaphore>,
+    admission: Arc<Semaphore>,
     dummy_hash: String,
     operations: AtomicU64,
 }
@@ -72,8 +72,8 @@ impl Hasher {
         Ok(Hasher {
             inner: Arc::new(Inner {
                 params,
-                workers: Semaphore::new(workers),
-                admission: Semaphore::new(workers + config.queue),
+                workers: Arc::new(Semaphore::new(workers)),
+                admission: Arc::new(Semaphore::new(workers + config.queue)),
                 dummy_hash,
                 operations: AtomicU64::new(0),
             }),
@@ -123,22 +123,23 @@ impl Hasher {
         T: Send + 'static,
         F: FnOnce(&Params) -> anyhow::Result<T> + Send + 'static,
     {
-        let _admitted = self
-            .inner
-            .admission
-            .try_acquire()
+        let admitted = Arc::clone(&self.inner.admission)
+            .try_acquire_owned()
             .map_err(|_| HashError::Overloaded)?;
-        let _worker = self
-            .inner
-            .workers
-            .acquire()
+        let worker = Arc::clone(&self.inner.workers)
+            .acquire_owned()
             .await
             .map_err(|e| HashError::Internal(e.into()))?;
         self.inner.operations.fetch_add(1, Ordering::Relaxed);
         let inner = Arc::clone(&self.inner);
-        let result = tokio::task::spawn_blocking(move || work(&inner.params))
-            .await
-            .map_err(|e| HashError::Internal(e.into()))?;
+        // The permits move into the blocking task: if the caller goes away, the hash still runs
+        // to its end and keeps its permits until then, so the bound on concurrent hashes holds.
+        let result = tokio::task::spawn_blocking(move || {
+            let _permits = (admitted, worker);
+            work(&inner.params)
+        })
+        .await
+        .map_err(|e| HashError::Internal(e.into()))?;
         Ok(result?)
     }
 }
@@ -253,5 +254,26 @@ mod tests {
         let hashed = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
         assert!(overloaded >= 1, "some attempts must be refused");
         assert!(hashed >= 1 && hashed <= 6 - overloaded);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_that_gives_up_keeps_its_hash_counted_until_it_ends() {
+        let hasher = Hasher::new(config(1, 0, 60)).unwrap();
+        let abandoned = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            hasher.hash(&password("correct horse battery")),
+        )
+        .await;
+        assert!(
+            abandoned.is_err(),
+            "the first hash is still running when its caller leaves"
+        );
+
+        let next = hasher.hash(&password("correct horse battery")).await;
+
+        assert!(
+            matches!(next, Err(HashError::Overloaded)),
+            "the abandoned hash still holds the only worker"
+        );
     }
 }

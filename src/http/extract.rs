@@ -21,7 +21,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        if !is_json(request.headers()) {
+        let declared = request.headers().contains_key(header::CONTENT_TYPE);
+        if declared && !is_json(request.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
         let bytes =
@@ -31,6 +32,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                     StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
                     _ => ApiError::MalformedBody("the body could not be read"),
                 })?;
+        // No body at all is an empty request, so its missing fields are named (400), while a
+        // body sent without saying it is JSON is refused (415).
+        let bytes = match (declared, bytes.is_empty()) {
+            (false, true) => Bytes::from_static(b"{}"),
+            (false, false) => return Err(ApiError::UnsupportedMediaType),
+            (true, _) => bytes,
+        };
         check_structure(&bytes)?;
         serde_json::from_slice(&bytes)
             .map(ApiJson)

@@ -12,7 +12,7 @@ pub mod wellknown;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use error::{ApiError, LoggedCause};
@@ -67,10 +67,56 @@ fn api() -> OpenApiRouter<AppState> {
 /// The OpenAPI document for a service mounted under `base_path`.
 pub fn openapi(base_path: &str) -> utoipa::openapi::OpenApi {
     let mut doc = api().into_openapi();
+    add_generic_problems(&mut doc);
     if !base_path.is_empty() {
         doc.servers = Some(vec![utoipa::openapi::Server::new(base_path)]);
     }
     doc
+}
+
+/// Adds the problems any operation can answer (API.md › Generic codes) where a handler's own
+/// annotation does not already describe that status.
+fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let problem = |description: &str| {
+        let content = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build();
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/problem+json", content)
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let mut generic = vec![("500", "`internal`: logged with the request id")];
+            if operation.request_body.is_some() {
+                generic.push(("400", "`malformed_body` or `validation_failed`"));
+                generic.push(("413", "`payload_too_large`: body over 64 KiB"));
+                generic.push((
+                    "415",
+                    "`unsupported_media_type`: body not sent as application/json",
+                ));
+                generic.push(("503", "`overloaded` or `unavailable`, with Retry-After"));
+            }
+            for (status, description) in generic {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| problem(description));
+            }
+        }
+    }
 }
 
 /// The whole service, ready to serve.
@@ -87,11 +133,18 @@ pub fn router(app: AppState) -> Router {
     };
     routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
-        }))
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(request_context))
         .with_state(app)
+}
+
+fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    ApiError::Internal(anyhow::anyhow!("a handler panicked: {message}")).into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -128,8 +181,22 @@ async fn request_context(request: Request, next: Next) -> Response {
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "served"
         );
+        let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert(REQUEST_ID, value);
+            headers.insert(REQUEST_ID, value);
+        }
+        // Answers carry tokens and personal data: no cache may keep them.
+        headers
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+        if headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v == "application/json")
+        {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
         }
         response
     }
@@ -169,22 +236,45 @@ mod tests {
     async fn a_500_is_logged_once_with_its_request_id_and_cause_and_never_shown() {
         let logs = Captured::default();
         let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
         let app: Router = Router::new()
-            .route("/boom", get(|| async { ApiError::Internal(anyhow::anyhow!("disk on fire")) }))
+            .route(
+                "/boom",
+                get(|| async { ApiError::Internal(anyhow::anyhow!("disk on fire")) }),
+            )
             .layer(middleware::from_fn(request_context));
 
-        let request = Request::get("/boom").header("x-request-id", "req-42").body(Body::empty()).unwrap();
+        let request = Request::get("/boom")
+            .header("x-request-id", "req-42")
+            .body(Body::empty())
+            .unwrap();
         let response = app.oneshot(request).await.unwrap();
 
-        assert_eq!(response.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.status(),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
         assert_eq!(response.headers()["x-request-id"], "req-42");
-        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
-        assert!(!String::from_utf8_lossy(&body).contains("disk on fire"), "the cause is never shown");
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&body).contains("disk on fire"),
+            "the cause is never shown"
+        );
         let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-        let failures: Vec<&str> = logs.lines().filter(|l| l.contains("disk on fire")).collect();
+        let failures: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("disk on fire"))
+            .collect();
         assert_eq!(failures.len(), 1, "{logs}");
-        assert!(failures[0].contains("ERROR") && failures[0].contains("req-42"), "{logs}");
+        assert!(
+            failures[0].contains("ERROR") && failures[0].contains("req-42"),
+            "{logs}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Accounts: registration (self-service and CLI alike), profile, password change, deletion.
 
-use super::sessions::{new_session, token_pair};
+use super::sessions::{login_event, new_session, token_pair};
 use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
 use crate::domain::password::Candidate;
 use crate::domain::{
@@ -139,7 +139,7 @@ pub async fn register(
             email_verified,
         } => (role.clone(), *email_verified),
     };
-    let user = User {
+    let mut user = User {
         id: Uuid::now_v7(),
         email: account.email,
         email_verified,
@@ -167,13 +167,19 @@ pub async fn register(
         }
         _ => None,
     };
+    let mut events = vec![event];
+    if let Some((session, _)) = &session {
+        // Registering with verification off is also the account's first login.
+        user.last_login_at = Some(now);
+        events.push(login_event(&user, session, now));
+    }
     let new = NewUser {
         user,
         password_hash,
     };
     match app
         .store
-        .insert_user(&new, session.as_ref().map(|(s, _)| s), &[event])
+        .insert_user(&new, session.as_ref().map(|(s, _)| s), &events)
         .await
     {
         Err(StoreError::Conflict) => return Err(RegisterError::EmailTaken),
@@ -210,6 +216,9 @@ pub async fn update_me(
     }
     if change.metadata.is_some() {
         changed.push("metadata");
+    }
+    if changed.is_empty() {
+        return me(app, principal).await;
     }
     let now = app.clock.now();
     let event = Event::new(

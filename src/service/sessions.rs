@@ -90,17 +90,22 @@ pub async fn login(
     };
     let now = app.clock.now();
     let (session, refresh_token) = new_session(app, user.id, client, now);
-    let event = Event::new(
-        EventType::UserLogin,
-        Some(user.id),
-        now,
-        json!({"email": user.email.as_str(), "session_id": session.id, "ip": session.ip, "user_agent": session.user_agent}),
-    );
+    let event = login_event(&user, &session, now);
     let user = app
         .store
         .record_login(&session, rehash.as_deref(), &event)
         .await?;
     Ok(token_pair(app, user, session.id, refresh_token, now)?)
+}
+
+/// `USER_LOGIN` for a new session of `user`.
+pub(crate) fn login_event(user: &User, session: &NewSession, now: OffsetDateTime) -> Event {
+    Event::new(
+        EventType::UserLogin,
+        Some(user.id),
+        now,
+        json!({"email": user.email.as_str(), "session_id": session.id, "ip": session.ip, "user_agent": session.user_agent}),
+    )
 }
 
 /// Checks a bearer token and names its holder.

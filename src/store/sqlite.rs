@@ -221,11 +221,12 @@ impl SqliteStore {
         }
         let revoked: Vec<String> = sqlx::query_scalar(
             "update sessions set revoked_at = ?, updated_at = ?
-             where user_id = ? and revoked_at is null and id is not ? returning id",
+             where user_id = ? and revoked_at is null and expires_at > ? and id is not ? returning id",
         )
         .bind(at)
         .bind(at)
         .bind(id.to_string())
+        .bind(at)
         .bind(keep.map(|k| k.to_string()))
         .fetch_all(&mut *tx)
         .await?;

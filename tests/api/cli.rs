@@ -219,8 +219,12 @@ async fn json_logs_are_one_object_per_line() {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let listening = loop {
         let line = lines.next().expect("a log line").unwrap();
-        let object: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-        if object["message"].as_str().is_some_and(|m| m.contains("listening")) {
+        let object: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if object["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("listening"))
+        {
             break object;
         }
     };

@@ -313,3 +313,35 @@ async fn user_endpoints_need_a_bearer_token() {
         assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
     }
 }
+
+#[tokio::test]
+async fn an_empty_patch_changes_nothing_and_writes_no_event() {
+    let app = spawn_app().await;
+    let (token, login) = app.logged_in_user("ada@example.com").await;
+
+    let response = app
+        .send(Method::PATCH, "/users/me", &token, &json!({}))
+        .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let me: Value = response.json().await.unwrap();
+    assert_eq!(me["updated_at"], login["user"]["updated_at"]);
+    assert!(app.events_of_type("USER_UPDATED").await.is_empty());
+}
+
+#[tokio::test]
+async fn deleting_me_without_a_body_names_the_missing_password() {
+    let app = spawn_app().await;
+    let (token, _) = app.logged_in_user("ada@example.com").await;
+
+    let response = app
+        .client
+        .delete(format!("{}/users/me", app.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST, "validation_failed").await;
+    assert_eq!(error_fields(&problem), ["password"]);
+}
