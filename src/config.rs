@@ -3,7 +3,7 @@
 use crate::crypto::JwtAlg;
 use crate::crypto::password::HashingConfig;
 use crate::domain::{PasswordPolicy, Roles, password};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use time::Duration;
 
 /// The settings shared by every command that touches the database.
@@ -44,6 +44,13 @@ pub struct Settings {
     /// Refresh-token lifetime.
     #[arg(long, env = "LATCHKEY_REFRESH_TOKEN_TTL", default_value = "30d", value_parser = parse_duration)]
     pub refresh_token_ttl: Duration,
+    /// A refresh repeated within this long of its first use gets the same new pair (two tabs,
+    /// a lost response); a repeat after it is reuse and revokes the session.
+    #[arg(long, env = "LATCHKEY_REFRESH_REUSE_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub refresh_reuse_grace: Duration,
+    /// CIDRs of proxies whose `X-Forwarded-For` is believed, comma-separated (default: none).
+    #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES", value_delimiter = ',', value_parser = Cidr::parse)]
+    pub trusted_proxies: Vec<Cidr>,
     /// Whether login requires a verified email.
     #[arg(long, env = "LATCHKEY_REQUIRE_EMAIL_VERIFICATION", default_value_t = true, action = clap::ArgAction::Set)]
     pub require_email_verification: bool,
@@ -143,6 +150,10 @@ pub struct Config {
     pub access_token_ttl: Duration,
     /// Refresh-token lifetime.
     pub refresh_token_ttl: Duration,
+    /// Grace window for repeated refreshes.
+    pub refresh_reuse_grace: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Cidr>,
     /// Whether login requires a verified email.
     pub require_email_verification: bool,
     /// Password rules.
@@ -194,6 +205,11 @@ impl Settings {
         if self.refresh_token_ttl > Duration::days(366) {
             return Err("LATCHKEY_REFRESH_TOKEN_TTL must be at most 366d".into());
         }
+        if self.refresh_reuse_grace < Duration::ZERO
+            || self.refresh_reuse_grace > Duration::minutes(5)
+        {
+            return Err("LATCHKEY_REFRESH_REUSE_GRACE must be between 0s and 5m".into());
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| format!("LATCHKEY_LOG {:?} is not a valid filter: {e}", self.log))?;
         if self.refresh_token_ttl < self.access_token_ttl {
@@ -235,6 +251,8 @@ impl Settings {
             jwt_audience: self.jwt_audience.filter(|a| !a.is_empty()),
             access_token_ttl: self.access_token_ttl,
             refresh_token_ttl: self.refresh_token_ttl,
+            refresh_reuse_grace: self.refresh_reuse_grace,
+            trusted_proxies: self.trusted_proxies,
             require_email_verification: self.require_email_verification,
             password_policy: PasswordPolicy {
                 min_length: self.password_min_length,
@@ -250,6 +268,55 @@ impl Settings {
             log_format: self.log_format,
             log: self.log,
         })
+    }
+}
+
+/// An IP network, e.g. `10.0.0.0/8` or `::1/128` (a bare address is a single host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `address[/prefix]`.
+    pub fn parse(raw: &str) -> Result<Cidr, String> {
+        let raw = raw.trim();
+        let (address, prefix) = raw
+            .split_once('/')
+            .map_or((raw, None), |(a, p)| (a, Some(p)));
+        let network: IpAddr = address
+            .parse()
+            .map_err(|_| format!("{raw:?} is not an IP network like 10.0.0.0/8"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{raw:?} has an invalid prefix length"))?,
+        };
+        Ok(Cidr { network, prefix })
+    }
+
+    /// Whether `ip` is inside the network (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(network), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(network) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(network) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
     }
 }
 
@@ -326,6 +393,22 @@ mod tests {
         assert_eq!(normalise_base_path("/api/").unwrap(), "/api");
         assert!(normalise_base_path("api").is_err());
         assert!(normalise_base_path("/a b").is_err());
+    }
+
+    #[test]
+    fn networks_contain_their_addresses_and_no_others() {
+        let private = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(private.contains("10.1.2.3".parse().unwrap()));
+        assert!(!private.contains("11.0.0.1".parse().unwrap()));
+        assert!(private.contains("::ffff:10.0.0.1".parse().unwrap()));
+        let host = Cidr::parse("::1").unwrap();
+        assert!(host.contains("::1".parse().unwrap()) && !host.contains("::2".parse().unwrap()));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(Cidr::parse("10.0.0.0/33").is_err() && Cidr::parse("ten").is_err());
     }
 
     #[test]

@@ -28,12 +28,36 @@ pub async fn run(
         "latchkey listening on http://{address}{}",
         app.config.base_path
     );
+    let workers = [
+        app.revocations
+            .spawn_sync(app.store.clone(), app.clock.clone()),
+        spawn_pruning(app.clone()),
+    ];
     let service = http::router(app).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
+    let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+        .await;
+    for worker in workers {
+        worker.abort();
+    }
+    Ok(served?)
 }
+
+/// Deletes expired sessions, tokens and revocations now and then.
+fn spawn_pruning(app: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match app.store.prune(app.clock.now()).await {
+                Ok(0) => {}
+                Ok(rows) => tracing::debug!(rows, "pruned expired sessions and tokens"),
+                Err(error) => tracing::warn!(%error, "pruning failed; will retry"),
+            }
+            tokio::time::sleep(PRUNE_INTERVAL).await;
+        }
+    })
+}
+
+const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
 async fn shutdown_signal() {
     let interrupt = async {

@@ -63,3 +63,23 @@ create table signing_keys (
     updated_at integer not null,
     retired_at integer
 );
+
+-- Revoked sessions, kept until no access token of theirs can still be alive (24 h at most):
+-- every instance reads them to refuse those tokens within a second.
+create table revocations (
+    seq integer primary key autoincrement,
+    session_id text not null,
+    user_id text not null,
+    created_at integer not null,
+    updated_at integer not null,
+    expires_at integer not null
+);
+create index revocations_recent on revocations (created_at);
+
+-- Secrets shared by every instance (e.g. the key refresh-token successors are derived with).
+create table service_secrets (
+    name text primary key,
+    value blob not null,
+    created_at integer not null,
+    updated_at integer not null
+);

@@ -27,6 +27,27 @@ pub fn token_hash(token: &str) -> String {
         .collect()
 }
 
+/// Derives a refresh token's successor from it: HMAC-SHA256 under a key shared by every
+/// instance. Deterministic on purpose: a client repeating a refresh within the grace window gets
+/// the very same successor again, although only hashes of tokens are stored.
+#[derive(Clone)]
+pub struct SuccessorKey(std::sync::Arc<aws_lc_rs::hmac::Key>);
+
+impl SuccessorKey {
+    /// A key from the shared secret bytes.
+    pub fn new(secret: &[u8]) -> SuccessorKey {
+        SuccessorKey(std::sync::Arc::new(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            secret,
+        )))
+    }
+
+    /// The successor of `token` (256 bits, base64url).
+    pub fn successor(&self, token: &str) -> String {
+        URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&self.0, token.as_bytes()).as_ref())
+    }
+}
+
 /// base64url (no padding) of SHA-256 of `data`.
 pub fn sha256_b64(data: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(digest(&SHA256, data).as_ref())

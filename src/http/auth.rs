@@ -161,3 +161,51 @@ pub async fn verify(Bearer(principal): Bearer) -> Result<HeaderMap, ApiError> {
     }
     Ok(headers)
 }
+
+/// Body of `POST /auth/refresh` and `POST /auth/logout`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshTokenRequest {
+    /// The opaque refresh token from the last token pair.
+    #[schema(required = true, value_type = String)]
+    refresh_token: Option<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: Map<String, Value>,
+}
+
+impl RefreshTokenRequest {
+    fn into_token(self) -> Result<String, ApiError> {
+        let mut errors = ValidationErrors::default();
+        refuse_unknown(&mut errors, &self.unknown);
+        let token = errors.require("refresh_token", self.refresh_token);
+        errors.into_result()?;
+        Ok(token.unwrap_or_default())
+    }
+}
+
+/// Exchange a refresh token for a new token pair; the old refresh token is spent. Repeating it
+/// within the grace window (two tabs, a lost response) gets the same new pair; repeating it later
+/// is reuse and revokes the whole session.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshTokenRequest,
+    responses(
+        (status = 200, description = "A new token pair", body = TokenPairView),
+        (status = 401, description = "`invalid_refresh_token`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn refresh(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<RefreshTokenRequest>,
+) -> Result<Json<TokenPairView>, ApiError> {
+    let pair = sessions::refresh(&app, &req.into_token()?).await?;
+    Ok(Json(pair.into()))
+}
+
+/// End the session of a refresh token. Answers 204 for an unknown token too.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshTokenRequest,
+    responses((status = 204, description = "Logged out (or nothing to do)")))]
+pub async fn logout(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<RefreshTokenRequest>,
+) -> Result<StatusCode, ApiError> {
+    sessions::logout(&app, &req.into_token()?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -4,7 +4,7 @@
 use crate::domain::{FieldError, ValidationErrors};
 use crate::service::Fault;
 use crate::service::accounts::{AccountError, RegisterError};
-use crate::service::sessions::{AuthError, LoginError};
+use crate::service::sessions::{AuthError, LoginError, RefreshError, SessionError};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -25,6 +25,9 @@ pub enum ApiError {
     /// Wrong email or password.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// The refresh token is unknown, expired, revoked or reused.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
     /// Right password, email not verified.
     #[error("email not verified")]
     EmailNotVerified,
@@ -116,6 +119,13 @@ impl ApiError {
                 "invalid_credentials",
                 "Invalid credentials",
                 "The email or password is incorrect.".into(),
+            ),
+            InvalidRefreshToken => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_refresh_token",
+                "Invalid refresh token",
+                "The refresh token is unknown, expired, revoked or already used; log in again."
+                    .into(),
             ),
             EmailNotVerified => (
                 StatusCode::FORBIDDEN,
@@ -294,6 +304,24 @@ impl From<AccountError> for ApiError {
             // The token outlived its account.
             AccountError::Gone => ApiError::Unauthorized,
             AccountError::Fault(fault) => fault.into(),
+        }
+    }
+}
+
+impl From<RefreshError> for ApiError {
+    fn from(error: RefreshError) -> ApiError {
+        match error {
+            RefreshError::Invalid => ApiError::InvalidRefreshToken,
+            RefreshError::Fault(fault) => fault.into(),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(error: SessionError) -> ApiError {
+        match error {
+            SessionError::NotFound => ApiError::NotFound,
+            SessionError::Fault(fault) => fault.into(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `Bearer` (access tokens), `Client` (address and user agent).
 
 use super::error::ApiError;
+use crate::config::Cidr;
 use crate::service::sessions::authenticate;
 use crate::service::{ClientInfo, Principal};
 use crate::state::AppState;
@@ -11,7 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::{DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// A JSON body: `application/json` only (else 415), at most 64 KiB (else 413), syntactically
 /// valid without duplicate keys at any depth, and of the right shape (else 400 `malformed_body`).
@@ -151,24 +152,98 @@ impl FromRequestParts<AppState> for Bearer {
     }
 }
 
-/// Where the request came from: the socket peer and the `User-Agent`.
+/// Where the request came from: the client's address and its `User-Agent`. `X-Forwarded-For`
+/// is believed only when the socket peer is a trusted proxy (`LATCHKEY_TRUSTED_PROXIES`).
 pub struct Client(pub ClientInfo);
 
 const MAX_USER_AGENT_CHARS: usize = 512;
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
-impl<S: Send + Sync> FromRequestParts<S> for Client {
+impl FromRequestParts<AppState> for Client {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect();
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| peer.ip().to_string());
+            .map(|ConnectInfo(peer)| {
+                client_ip(peer.ip(), &forwarded.join(","), &app.config.trusted_proxies).to_string()
+            });
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|value| value.to_str().ok())
             .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect());
         Ok(Client(ClientInfo { ip, user_agent }))
+    }
+}
+
+/// The client behind a chain of proxies: walking `X-Forwarded-For` from the right (the hop
+/// nearest to us), every trusted proxy is skipped; the first address not trusted is the client.
+/// An untrusted peer's header is ignored, so nobody can name their own address.
+fn client_ip(peer: IpAddr, forwarded: &str, trusted: &[Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|cidr| cidr.contains(ip));
+    let mut client = peer;
+    if !is_trusted(peer) {
+        return client;
+    }
+    for hop in forwarded
+        .rsplit(',')
+        .map(str::trim)
+        .filter(|hop| !hop.is_empty())
+    {
+        let Ok(ip) = hop.parse::<IpAddr>() else { break };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_from_untrusted_peers() {
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), "1.2.3.4", &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(client_ip(ip("10.0.0.1"), "1.2.3.4", &[]), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_skipped_from_the_right() {
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), "198.51.100.7", &trusted),
+            ip("198.51.100.7")
+        );
+        // A client forging a header of its own gets only its real address believed.
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), "6.6.6.6, 198.51.100.7, 10.0.0.2", &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), "garbage, 10.0.0.3", &trusted),
+            ip("10.0.0.3")
+        );
+        assert_eq!(client_ip(ip("10.0.0.1"), "", &trusted), ip("10.0.0.1"));
     }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod ops;
+pub mod sessions;
 pub mod users;
 pub mod views;
 pub mod wellknown;
@@ -33,7 +34,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     info(title = "latchkey", description = "User registration and authentication: JWTs, rotating refresh tokens, forward-auth for gateways. Every error is application/problem+json (RFC 9457) with a stable `code`."),
     components(schemas(error::Problem, crate::domain::FieldError)),
     modifiers(&BearerScheme),
-    tags((name = "auth"), (name = "users"), (name = "tokens"), (name = "operations")),
+    tags((name = "auth"), (name = "users"), (name = "sessions"), (name = "tokens"), (name = "operations")),
 )]
 struct ApiDoc;
 
@@ -55,6 +56,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
         .routes(routes!(auth::verify))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(sessions::list, sessions::revoke_all))
+        .routes(routes!(sessions::revoke))
         .routes(routes!(users::me, users::update_me, users::delete_me))
         .routes(routes!(users::change_password))
         .routes(routes!(wellknown::jwks))

@@ -88,7 +88,10 @@ impl From<TokenPair> for TokenPairView {
     }
 }
 
-fn rfc3339<S: Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn rfc3339<S: Serializer>(
+    at: &OffsetDateTime,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     let text = at
         .to_offset(time::UtcOffset::UTC)

@@ -266,7 +266,8 @@ pub async fn change_password(
         now,
         json!({"email": credentials.user.email.as_str()}),
     );
-    app.store
+    let revoked = app
+        .store
         .change_password(
             principal.user_id,
             &hash,
@@ -276,6 +277,7 @@ pub async fn change_password(
             &[event],
         )
         .await?;
+    app.revocations.revoked_here(&revoked, now);
     Ok(())
 }
 
@@ -304,7 +306,11 @@ pub async fn delete_me(
         .await
     {
         Err(StoreError::NotFound) => Err(AccountError::Gone),
-        result => result.map(drop).map_err(AccountError::from),
+        Err(error) => Err(error.into()),
+        Ok(revoked) => {
+            app.revocations.revoked_here(&revoked, now);
+            Ok(())
+        }
     }
 }
 

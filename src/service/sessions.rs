@@ -4,8 +4,9 @@ use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
 use crate::crypto::{AccessClaims, random};
 use crate::domain::password::Candidate;
 use crate::domain::{Email, Event, EventType, User};
+use crate::revocations::SessionStatus;
 use crate::state::AppState;
-use crate::store::NewSession;
+use crate::store::{NewSession, Revoke, Rotate, Rotation, SessionRecord};
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -38,7 +39,29 @@ pub enum AuthError {
     Fault(#[from] Fault),
 }
 
-faults_into!(LoginError, AuthError);
+/// How a refresh can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Unknown, expired, revoked, or reused after the grace window.
+    #[error("invalid refresh token")]
+    Invalid,
+    /// The machinery failed.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+/// How revoking one of one's sessions can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// No live session of the caller has this id.
+    #[error("no such session")]
+    NotFound,
+    /// The machinery failed.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+faults_into!(LoginError, AuthError, RefreshError, SessionError);
 
 /// Checks an email and password and, when they are right and the account may log in, starts a
 /// session. Unknown emails are verified against the dummy hash, so they cost exactly what a
@@ -108,7 +131,8 @@ pub(crate) fn login_event(user: &User, session: &NewSession, now: OffsetDateTime
     )
 }
 
-/// Checks a bearer token and names its holder.
+/// Checks a bearer token and names its holder: a valid signature and claims, and a session
+/// that has not been revoked (on any instance).
 pub async fn authenticate(app: &AppState, token: &str) -> Result<Principal, AuthError> {
     let claims = app.tokens.verify(token, app.clock.now()).map_err(|error| {
         tracing::debug!(%error, "bearer token refused");
@@ -119,11 +143,88 @@ pub async fn authenticate(app: &AppState, token: &str) -> Result<Principal, Auth
     else {
         return Err(AuthError::Unauthorized);
     };
-    Ok(Principal {
-        user_id,
-        session_id,
-        claims,
-    })
+    match app.revocations.status(session_id) {
+        SessionStatus::Live => Ok(Principal {
+            user_id,
+            session_id,
+            claims,
+        }),
+        SessionStatus::Revoked => Err(AuthError::Unauthorized),
+        // Fail closed: better refuse a good token for a moment than accept a revoked one.
+        SessionStatus::Unknown => Err(AuthError::Fault(Fault::Unavailable(anyhow::anyhow!(
+            "the revocation view is stale"
+        )))),
+    }
+}
+
+/// Exchanges a refresh token for a new pair. A repeat within the grace window gets the same
+/// successor again; a repeat after it revokes the whole session.
+pub async fn refresh(app: &AppState, refresh_token: &str) -> Result<TokenPair, RefreshError> {
+    let now = app.clock.now();
+    let successor = app.successor_key.successor(refresh_token);
+    let presented_hash = random::token_hash(refresh_token);
+    let successor_hash = random::token_hash(&successor);
+    let rotate = Rotate {
+        presented_hash: &presented_hash,
+        successor_hash: &successor_hash,
+        now,
+        expires_at: now + app.config.refresh_token_ttl,
+        grace_start: now - app.config.refresh_reuse_grace,
+    };
+    match app.store.rotate_refresh_token(&rotate).await? {
+        Rotation::Rotated { session_id, user } | Rotation::Repeated { session_id, user } => {
+            if user.disabled {
+                return Err(RefreshError::Invalid);
+            }
+            Ok(token_pair(app, user, session_id, successor, now)?)
+        }
+        Rotation::Reused { session_id } => {
+            tracing::warn!(%session_id, "refresh token reused after its grace window: session revoked");
+            app.revocations.revoked_here(&[session_id], now);
+            Err(RefreshError::Invalid)
+        }
+        Rotation::Invalid => Err(RefreshError::Invalid),
+    }
+}
+
+/// Ends the session a refresh token belongs to; unknown tokens are fine.
+pub async fn logout(app: &AppState, refresh_token: &str) -> Result<(), Fault> {
+    let now = app.clock.now();
+    let hash = random::token_hash(refresh_token);
+    if let Some(session_id) = app
+        .store
+        .revoke_session_of_token(&hash, "logout", now)
+        .await?
+    {
+        app.revocations.revoked_here(&[session_id], now);
+    }
+    Ok(())
+}
+
+/// The caller's live sessions.
+pub async fn list(app: &AppState, principal: &Principal) -> Result<Vec<SessionRecord>, Fault> {
+    Ok(app
+        .store
+        .live_sessions(principal.user_id, app.clock.now())
+        .await?)
+}
+
+/// Revokes sessions of the caller: one (404 when it is not a live session of theirs) or all.
+pub async fn revoke(
+    app: &AppState,
+    principal: &Principal,
+    which: Revoke,
+) -> Result<(), SessionError> {
+    let now = app.clock.now();
+    let revoked = app
+        .store
+        .revoke_sessions(principal.user_id, which, "revoked_by_user", now)
+        .await?;
+    app.revocations.revoked_here(&revoked, now);
+    if matches!(which, Revoke::One(_)) && revoked.is_empty() {
+        return Err(SessionError::NotFound);
+    }
+    Ok(())
 }
 
 /// A new session for `user_id` and its first refresh token (returned in the clear, stored hashed).

@@ -89,6 +89,87 @@ pub struct ProfileChange {
     pub metadata: Option<Metadata>,
 }
 
+/// How long a revocation is kept: no access token lives longer (its TTL is capped at 24 h).
+pub const REVOCATION_LIFETIME: time::Duration = time::Duration::days(1);
+
+/// Which live sessions of a user to revoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoke {
+    /// Every one.
+    All,
+    /// Every one but this (the caller's own, on a password change).
+    AllBut(Uuid),
+    /// Just this one.
+    One(Uuid),
+}
+
+/// A live session as listed to its owner.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    /// The session id (`sid`).
+    pub id: Uuid,
+    /// When it started (the login).
+    pub created_at: OffsetDateTime,
+    /// When it was last refreshed.
+    pub last_used_at: OffsetDateTime,
+    /// The client's `User-Agent` at login.
+    pub user_agent: Option<String>,
+    /// The client's address at login.
+    pub ip: Option<String>,
+}
+
+/// A refresh-token exchange to apply atomically.
+#[derive(Debug, Clone)]
+pub struct Rotate<'a> {
+    /// Hash of the token presented.
+    pub presented_hash: &'a str,
+    /// Hash of the successor token (derived from the presented one).
+    pub successor_hash: &'a str,
+    /// Now.
+    pub now: OffsetDateTime,
+    /// When the successor (and so the session) expires.
+    pub expires_at: OffsetDateTime,
+    /// A token first used after this instant may be presented again and get its successor again.
+    pub grace_start: OffsetDateTime,
+}
+
+/// What a refresh-token exchange found.
+#[derive(Debug, Clone)]
+pub enum Rotation {
+    /// First use: the token is spent and its successor stored.
+    Rotated {
+        /// The session.
+        session_id: Uuid,
+        /// Its user, as now stored.
+        user: User,
+    },
+    /// A repeat within the grace window: the successor stands.
+    Repeated {
+        /// The session.
+        session_id: Uuid,
+        /// Its user, as now stored.
+        user: User,
+    },
+    /// A repeat after the grace window: the session was revoked, with its events.
+    Reused {
+        /// The revoked session.
+        session_id: Uuid,
+    },
+    /// Unknown, expired, or of a revoked session.
+    Invalid,
+}
+
+/// A revoked session, as every instance needs to know it.
+#[derive(Debug, Clone, Copy)]
+pub struct Revocation {
+    /// The session.
+    pub session_id: Uuid,
+    /// When the revocation was written.
+    pub created_at: OffsetDateTime,
+    /// After this no access token of the session can be alive.
+    pub expires_at: OffsetDateTime,
+}
+
 /// The user behind an email, with what login needs.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -228,14 +309,78 @@ impl Store {
         }
     }
 
-    /// The live sessions of a user.
-    pub async fn live_session_ids(
+    /// The live sessions of a user, oldest first.
+    pub async fn live_sessions(
         &self,
         user_id: Uuid,
         now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.live_sessions(user_id, now).await,
+        }
+    }
+
+    /// Revokes live sessions of a user with `SESSION_REVOKED` events (`reason`) and revocation
+    /// rows; gives the ids revoked.
+    pub async fn revoke_sessions(
+        &self,
+        user_id: Uuid,
+        which: Revoke,
+        reason: &str,
+        now: OffsetDateTime,
     ) -> Result<Vec<Uuid>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.live_session_ids(user_id, now).await,
+            Store::Sqlite(s) => s.revoke_sessions(user_id, which, reason, now).await,
+        }
+    }
+
+    /// Revokes the session a refresh token (spent or not) belongs to; gives it, if any.
+    pub async fn revoke_session_of_token(
+        &self,
+        token_hash: &str,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Uuid>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.revoke_session_of_token(token_hash, reason, now).await,
+        }
+    }
+
+    /// Exchanges a refresh token for its successor, detecting reuse, in one transaction.
+    pub async fn rotate_refresh_token(&self, rotate: &Rotate<'_>) -> Result<Rotation, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.rotate_refresh_token(rotate).await,
+        }
+    }
+
+    /// Revocations written at or after `since` and not yet expired at `now`.
+    pub async fn revocations_since(
+        &self,
+        since: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.revocations_since(since, now).await,
+        }
+    }
+
+    /// Deletes expired sessions, expired refresh tokens and expired revocations; gives how many
+    /// rows went.
+    pub async fn prune(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.prune(now).await,
+        }
+    }
+
+    /// The shared secret `name`, created from `fresh` by whichever instance asks first.
+    pub async fn shared_secret(
+        &self,
+        name: &str,
+        fresh: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Vec<u8>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.shared_secret(name, fresh, now).await,
         }
     }
 

@@ -162,14 +162,13 @@ async fn a_new_password_that_breaks_the_policy_is_reported_as_new_password() {
 #[tokio::test]
 async fn changing_the_password_keeps_this_session_and_revokes_the_others() {
     let app = spawn_app().await;
-    let (token, login) = app.logged_in_user("ada@example.com").await;
+    let (token, _) = app.logged_in_user("ada@example.com").await;
     let other: Value = app
         .login("ada@example.com", PASSWORD)
         .await
         .json()
         .await
         .unwrap();
-    let user_id = uuid::Uuid::parse_str(login["user"]["id"].as_str().unwrap()).unwrap();
     let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&token)
         .unwrap()
         .claims;
@@ -184,15 +183,31 @@ async fn changing_the_password_keeps_this_session_and_revokes_the_others() {
         .await;
 
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let live = app
-        .state
-        .store
-        .live_session_ids(user_id, app.state.clock.now())
+    let listed: Value = app
+        .get("/users/me/sessions", Some(&token))
+        .await
+        .json()
         .await
         .unwrap();
+    let ids: Vec<&str> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        live.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        [claims["sid"].as_str().unwrap()]
+        ids,
+        [claims["sid"].as_str().unwrap()],
+        "only the caller's session is left"
+    );
+    assert_eq!(
+        app.get("/auth/verify", Some(&token)).await.status(),
+        StatusCode::OK
+    );
+    let other_token = other["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get("/auth/verify", Some(other_token)).await.status(),
+        StatusCode::UNAUTHORIZED
     );
     assert_eq!(
         app.login("ada@example.com", PASSWORD).await.status(),
@@ -261,10 +276,15 @@ async fn deleting_me_removes_the_account_and_everything_of_it() {
     assert!(
         app.state
             .store
-            .live_session_ids(user_id, app.state.clock.now())
+            .live_sessions(user_id, app.state.clock.now())
             .await
             .unwrap()
             .is_empty()
+    );
+    assert_eq!(
+        app.get("/auth/verify", Some(&token)).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the deleted account's token dies at once"
     );
     assert_eq!(
         app.get("/users/me", Some(&token)).await.status(),

@@ -1,7 +1,9 @@
 //! SQLite: the embedded default. Writers take the lock up front (`BEGIN IMMEDIATE`) so that
 //! concurrent transactions wait for each other instead of failing on a lock upgrade.
 
-use super::{Credentials, NewSession, NewUser, ProfileChange, StoreError};
+mod sessions;
+
+use super::{Credentials, NewUser, ProfileChange, Revoke, StoreError};
 use crate::crypto::KeyMaterial;
 use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -47,14 +49,16 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    pub(super) async fn write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         Ok(self.pool.begin_with("begin immediate").await?)
     }
 
     pub(super) async fn insert_user(
         &self,
         new: &NewUser,
-        session: Option<&NewSession>,
+        session: Option<&super::NewSession>,
         events: &[Event],
     ) -> Result<(), StoreError> {
         let user = &new.user;
@@ -78,7 +82,7 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await?;
         if let Some(session) = session {
-            insert_session(&mut tx, session).await?;
+            sessions::insert_session(&mut tx, session).await?;
         }
         for event in events {
             insert_event(&mut tx, event).await?;
@@ -112,32 +116,6 @@ impl SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| credentials_from_row(&row)).transpose()
-    }
-
-    pub(super) async fn record_login(
-        &self,
-        session: &NewSession,
-        rehash: Option<&str>,
-        event: &Event,
-    ) -> Result<User, StoreError> {
-        let mut tx = self.write().await?;
-        let at = micros(session.created_at);
-        let updated = sqlx::query("update users set last_login_at = ?, password_hash = coalesce(?, password_hash), updated_at = case when ? is null then updated_at else ? end where id = ?")
-            .bind(at)
-            .bind(rehash)
-            .bind(rehash)
-            .bind(at)
-            .bind(session.user_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        insert_session(&mut tx, session).await?;
-        insert_event(&mut tx, event).await?;
-        let user = user_in(&mut tx, session.user_id).await?;
-        tx.commit().await?;
-        Ok(user)
     }
 
     pub(super) async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
@@ -219,31 +197,11 @@ impl SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        let revoked: Vec<String> = sqlx::query_scalar(
-            "update sessions set revoked_at = ?, updated_at = ?
-             where user_id = ? and revoked_at is null and expires_at > ? and id is not ? returning id",
-        )
-        .bind(at)
-        .bind(at)
-        .bind(id.to_string())
-        .bind(at)
-        .bind(keep.map(|k| k.to_string()))
-        .fetch_all(&mut *tx)
-        .await?;
-        let revoked = revoked
-            .iter()
-            .map(|id| parse_uuid(id))
-            .collect::<Result<Vec<_>, _>>()?;
         for event in events {
             insert_event(&mut tx, event).await?;
         }
-        for session_id in &revoked {
-            insert_event(
-                &mut tx,
-                &Event::session_revoked(id, *session_id, reason, now),
-            )
-            .await?;
-        }
+        let which = keep.map_or(Revoke::All, Revoke::AllBut);
+        let revoked = sessions::revoke_in(&mut tx, id, which, reason, now).await?;
         tx.commit().await?;
         Ok(revoked)
     }
@@ -255,17 +213,7 @@ impl SqliteStore {
         events: &[Event],
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.write().await?;
-        let live: Vec<String> = sqlx::query_scalar(
-            "select id from sessions where user_id = ? and revoked_at is null and expires_at > ?",
-        )
-        .bind(id.to_string())
-        .bind(micros(now))
-        .fetch_all(&mut *tx)
-        .await?;
-        let live = live
-            .iter()
-            .map(|id| parse_uuid(id))
-            .collect::<Result<Vec<_>, _>>()?;
+        let live = sessions::revoke_in(&mut tx, id, Revoke::All, "account_deleted", now).await?;
         // Sessions and refresh tokens go with the user (on delete cascade).
         let deleted = sqlx::query("delete from users where id = ?")
             .bind(id.to_string())
@@ -277,28 +225,8 @@ impl SqliteStore {
         for event in events {
             insert_event(&mut tx, event).await?;
         }
-        for session_id in &live {
-            insert_event(
-                &mut tx,
-                &Event::session_revoked(id, *session_id, "account_deleted", now),
-            )
-            .await?;
-        }
         tx.commit().await?;
         Ok(live)
-    }
-
-    pub(super) async fn live_session_ids(
-        &self,
-        user_id: Uuid,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar("select id from sessions where user_id = ? and revoked_at is null and expires_at > ? order by created_at")
-            .bind(user_id.to_string())
-            .bind(micros(now))
-            .fetch_all(&self.pool)
-            .await?;
-        ids.iter().map(|id| parse_uuid(id)).collect()
     }
 
     pub(super) async fn signing_keys(&self, alg: &str) -> Result<Vec<KeyMaterial>, StoreError> {
@@ -347,33 +275,6 @@ impl SqliteStore {
             .map(|e| serde_json::from_str(e).map_err(|e| StoreError::Other(e.into())))
             .collect()
     }
-}
-
-async fn insert_session(tx: &mut SqliteConnection, session: &NewSession) -> Result<(), StoreError> {
-    let at = micros(session.created_at);
-    sqlx::query(
-        "insert into sessions (id, user_id, user_agent, ip, created_at, updated_at, last_used_at, expires_at)
-         values (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(session.id.to_string())
-    .bind(session.user_id.to_string())
-    .bind(session.user_agent.as_deref())
-    .bind(session.ip.as_deref())
-    .bind(at)
-    .bind(at)
-    .bind(at)
-    .bind(micros(session.expires_at))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("insert into refresh_tokens (token_hash, session_id, created_at, updated_at, expires_at) values (?, ?, ?, ?, ?)")
-        .bind(&session.refresh_token_hash)
-        .bind(session.id.to_string())
-        .bind(at)
-        .bind(at)
-        .bind(micros(session.expires_at))
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
 }
 
 async fn insert_event(tx: &mut SqliteConnection, event: &Event) -> Result<(), StoreError> {

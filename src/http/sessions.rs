@@ -1,0 +1,98 @@
+//! `/users/me/sessions*`: the caller's own sessions, listed and revoked.
+
+use super::error::{ApiError, Problem};
+use super::extract::Bearer;
+use crate::service::sessions;
+use crate::state::AppState;
+use crate::store::Revoke;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+/// One live session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// The session id; the `sid` claim of its access tokens.
+    id: String,
+    /// When it started (the login).
+    #[serde(serialize_with = "super::views::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    /// When it was last refreshed.
+    #[serde(serialize_with = "super::views::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    last_used_at: OffsetDateTime,
+    /// The client's `User-Agent` at login, or null.
+    user_agent: Option<String>,
+    /// The client's address at login, or null.
+    ip: Option<String>,
+    /// Whether this is the session of the token making the request.
+    current: bool,
+}
+
+/// The caller's live sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsView {
+    /// Oldest first.
+    sessions: Vec<SessionView>,
+}
+
+/// List the caller's live sessions.
+#[utoipa::path(get, path = "/users/me/sessions", tag = "sessions", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Live sessions", body = SessionsView),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(app): State<AppState>,
+    Bearer(principal): Bearer,
+) -> Result<Json<SessionsView>, ApiError> {
+    let sessions = sessions::list(&app, &principal).await?;
+    let sessions = sessions
+        .into_iter()
+        .map(|s| SessionView {
+            id: s.id.to_string(),
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            user_agent: s.user_agent,
+            ip: s.ip,
+            current: s.id == principal.session_id,
+        })
+        .collect();
+    Ok(Json(SessionsView { sessions }))
+}
+
+/// Revoke one of the caller's sessions; its tokens stop working within a second.
+#[utoipa::path(delete, path = "/users/me/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "A session id from the list")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: not a live session of the caller", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn revoke(
+    State(app): State<AppState>,
+    Bearer(principal): Bearer,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    sessions::revoke(&app, &principal, Revoke::One(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revoke every session of the caller, this one included.
+#[utoipa::path(delete, path = "/users/me/sessions", tag = "sessions", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "All revoked"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn revoke_all(
+    State(app): State<AppState>,
+    Bearer(principal): Bearer,
+) -> Result<StatusCode, ApiError> {
+    sessions::revoke(&app, &principal, Revoke::All).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
