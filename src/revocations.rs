@@ -1,12 +1,13 @@
 //! Which sessions are revoked, held in memory on every instance so that a bearer check costs a
 //! hash lookup. Revocations are written to the store with the change that causes them; a sync
-//! loop reads new ones every 250 ms, so a revocation on any instance reaches all within a
-//! second. A view that has not synced for too long fails closed.
+//! loop reads the new ones (by log position) every 250 ms, so a revocation on any instance
+//! reaches all within a second. A view that has not synced within a second fails closed.
 
 use crate::clock::Clock;
 use crate::store::{REVOCATION_LIFETIME, Store, StoreError};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -14,10 +15,7 @@ use uuid::Uuid;
 /// How often the view reads new revocations.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(250);
 /// A view older than this is not trusted: tokens are refused until it syncs again.
-const STALE_AFTER: Duration = Duration::from_secs(2);
-/// Rows are read again this far behind the newest seen, so a row committed late by a slower
-/// writer is not missed.
-const OVERLAP: time::Duration = time::Duration::seconds(10);
+const STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// The answer for one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +36,11 @@ pub struct Revocations {
 
 struct Inner {
     revoked: RwLock<HashMap<Uuid, OffsetDateTime>>,
-    watermark: Mutex<OffsetDateTime>,
-    synced_at: Mutex<Instant>,
+    /// The highest log position read so far.
+    watermark: AtomicI64,
+    /// When the last sync succeeded, in milliseconds since `started`.
+    synced_at_ms: AtomicU64,
+    started: Instant,
 }
 
 impl Revocations {
@@ -48,8 +49,9 @@ impl Revocations {
         let revocations = Revocations {
             inner: Arc::new(Inner {
                 revoked: RwLock::new(HashMap::new()),
-                watermark: Mutex::new(OffsetDateTime::UNIX_EPOCH + OVERLAP),
-                synced_at: Mutex::new(Instant::now()),
+                watermark: AtomicI64::new(0),
+                synced_at_ms: AtomicU64::new(0),
+                started: Instant::now(),
             }),
         };
         revocations.sync(store, now).await?;
@@ -58,7 +60,8 @@ impl Revocations {
 
     /// Whether `session_id` may still be used.
     pub fn status(&self, session_id: Uuid) -> SessionStatus {
-        if lock(&self.inner.synced_at).elapsed() > STALE_AFTER {
+        let synced_at = Duration::from_millis(self.inner.synced_at_ms.load(Ordering::Relaxed));
+        if self.inner.started.elapsed().saturating_sub(synced_at) > STALE_AFTER {
             return SessionStatus::Unknown;
         }
         let revoked = self
@@ -87,8 +90,9 @@ impl Revocations {
 
     /// Reads revocations written since the last sync and forgets expired ones.
     pub async fn sync(&self, store: &Store, now: OffsetDateTime) -> Result<(), StoreError> {
-        let since = *lock(&self.inner.watermark) - OVERLAP;
-        let fresh = store.revocations_since(since, now).await?;
+        let fresh = store
+            .revocations_after(self.inner.watermark.load(Ordering::Relaxed), now)
+            .await?;
         {
             let mut revoked = self
                 .inner
@@ -100,11 +104,11 @@ impl Revocations {
                 revoked.insert(revocation.session_id, revocation.expires_at);
             }
         }
-        if let Some(newest) = fresh.iter().map(|r| r.created_at).max() {
-            let mut watermark = lock(&self.inner.watermark);
-            *watermark = (*watermark).max(newest);
+        if let Some(newest) = fresh.iter().map(|r| r.seq).max() {
+            self.inner.watermark.fetch_max(newest, Ordering::Relaxed);
         }
-        *lock(&self.inner.synced_at) = Instant::now();
+        let elapsed = u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.inner.synced_at_ms.store(elapsed, Ordering::Relaxed);
         Ok(())
     }
 
@@ -130,10 +134,4 @@ impl Revocations {
             }
         })
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -47,7 +47,11 @@ pub async fn run(
 fn spawn_pruning(app: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match app.store.prune(app.clock.now()).await {
+            match app
+                .store
+                .prune(app.clock.now(), app.config.refresh_reuse_grace)
+                .await
+            {
                 Ok(0) => {}
                 Ok(rows) => tracing::debug!(rows, "pruned expired sessions and tokens"),
                 Err(error) => tracing::warn!(%error, "pruning failed; will retry"),

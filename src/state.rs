@@ -3,7 +3,6 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::jwt::TokenSettings;
-use crate::crypto::random::{self, SuccessorKey};
 use crate::crypto::{Hasher, KeyMaterial, Tokens};
 use crate::revocations::Revocations;
 use crate::store::Store;
@@ -23,8 +22,6 @@ pub struct AppState {
     pub tokens: Tokens,
     /// Which sessions are revoked (kept in step with the store).
     pub revocations: Revocations,
-    /// Derives refresh-token successors.
-    pub successor_key: SuccessorKey,
     /// The clock.
     pub clock: Clock,
 }
@@ -43,16 +40,12 @@ impl AppState {
         let tokens = load_tokens(&config, &store, &clock).await?;
         let hasher = Hasher::new(config.hashing)?;
         let revocations = Revocations::load(&store, clock.now()).await?;
-        let secret = store
-            .shared_secret("refresh_successor", &random::bytes::<32>(), clock.now())
-            .await?;
         Ok(AppState {
             config: Arc::new(config),
             store,
             hasher,
             tokens,
             revocations,
-            successor_key: SuccessorKey::new(&secret),
             clock,
         })
     }

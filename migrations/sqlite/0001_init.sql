@@ -28,17 +28,22 @@ create table sessions (
     revoked_at integer
 );
 create index sessions_by_user on sessions (user_id);
+create index sessions_expiry on sessions (expires_at);
+create index sessions_revoked on sessions (revoked_at);
 
--- Refresh tokens are stored only as hashes.
+-- Refresh tokens are stored only as hashes. Once a token is used, its (random) successor is kept
+-- sealed under a pad only the presented token can rebuild, for the grace window and no longer.
 create table refresh_tokens (
     token_hash text primary key,
     session_id text not null references sessions (id) on delete cascade,
     created_at integer not null,
     updated_at integer not null,
     expires_at integer not null,
-    used_at integer
+    used_at integer,
+    successor_sealed blob
 );
 create index refresh_tokens_by_session on refresh_tokens (session_id);
+create index refresh_tokens_expiry on refresh_tokens (expires_at);
 
 -- The outbox: one row per event, written in the transaction of the change it describes.
 create table events (
@@ -74,12 +79,4 @@ create table revocations (
     updated_at integer not null,
     expires_at integer not null
 );
-create index revocations_recent on revocations (created_at);
-
--- Secrets shared by every instance (e.g. the key refresh-token successors are derived with).
-create table service_secrets (
-    name text primary key,
-    value blob not null,
-    created_at integer not null,
-    updated_at integer not null
-);
+create index revocations_expiry on revocations (expires_at);

@@ -27,25 +27,35 @@ pub fn token_hash(token: &str) -> String {
         .collect()
 }
 
-/// Derives a refresh token's successor from it: HMAC-SHA256 under a key shared by every
-/// instance. Deterministic on purpose: a client repeating a refresh within the grace window gets
-/// the very same successor again, although only hashes of tokens are stored.
-#[derive(Clone)]
-pub struct SuccessorKey(std::sync::Arc<aws_lc_rs::hmac::Key>);
+/// Seals a successor token so that only whoever presents `presented` can read it back: XOR with
+/// SHA-256 of a domain tag and `presented`, a one-time pad keyed by a 256-bit secret the database
+/// never holds (it stores only a different hash of `presented`).
+pub fn seal(successor: &str, presented: &str) -> Vec<u8> {
+    let raw = URL_SAFE_NO_PAD.decode(successor).unwrap_or_default();
+    raw.iter()
+        .zip(pad(presented))
+        .map(|(byte, key)| byte ^ key)
+        .collect()
+}
 
-impl SuccessorKey {
-    /// A key from the shared secret bytes.
-    pub fn new(secret: &[u8]) -> SuccessorKey {
-        SuccessorKey(std::sync::Arc::new(aws_lc_rs::hmac::Key::new(
-            aws_lc_rs::hmac::HMAC_SHA256,
-            secret,
-        )))
-    }
+/// Opens what [`seal`] made, given the same presented token.
+pub fn unseal(sealed: &[u8], presented: &str) -> Option<String> {
+    (sealed.len() == 32).then(|| {
+        let raw: Vec<u8> = sealed
+            .iter()
+            .zip(pad(presented))
+            .map(|(byte, key)| byte ^ key)
+            .collect();
+        URL_SAFE_NO_PAD.encode(raw)
+    })
+}
 
-    /// The successor of `token` (256 bits, base64url).
-    pub fn successor(&self, token: &str) -> String {
-        URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&self.0, token.as_bytes()).as_ref())
-    }
+fn pad(presented: &str) -> [u8; 32] {
+    let mut pad = [0u8; 32];
+    pad.copy_from_slice(
+        digest(&SHA256, &[b"latchkey-seal:", presented.as_bytes()].concat()).as_ref(),
+    );
+    pad
 }
 
 /// base64url (no padding) of SHA-256 of `data`.
@@ -64,5 +74,20 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(token_hash(&a), token_hash(&a));
         assert_ne!(token_hash(&a), token_hash(&b));
+    }
+
+    #[test]
+    fn a_sealed_successor_opens_only_with_the_presented_token() {
+        let (presented, successor) = (token(), token());
+        let sealed = seal(&successor, &presented);
+        assert_eq!(
+            unseal(&sealed, &presented).as_deref(),
+            Some(successor.as_str())
+        );
+        assert_ne!(
+            unseal(&sealed, &token()).as_deref(),
+            Some(successor.as_str())
+        );
+        assert_ne!(sealed, URL_SAFE_NO_PAD.decode(&successor).unwrap());
     }
 }

@@ -6,6 +6,7 @@ use crate::service::sessions;
 use crate::state::AppState;
 use crate::store::Revoke;
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
@@ -76,9 +77,12 @@ pub async fn list(
 pub async fn revoke(
     State(app): State<AppState>,
     Bearer(principal): Bearer,
-    Path(id): Path<String>,
+    id: Result<Path<uuid::Uuid>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    // Anything that is not a UUID names no session.
+    let Ok(Path(id)) = id else {
+        return Err(ApiError::NotFound);
+    };
     sessions::revoke(&app, &principal, Revoke::One(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -83,10 +83,11 @@ pub async fn login(
         record_failure(app, user_id, email.as_ref(), "invalid_password").await?;
         return Err(LoginError::InvalidCredentials);
     };
-    let stored_hash = credentials
-        .as_ref()
-        .and_then(|c| c.password_hash.as_deref());
-    let verified = app.hasher.verify(&candidate, stored_hash).await?;
+    let stored_hash = credentials.as_ref().and_then(|c| c.password_hash.clone());
+    let verified = app
+        .hasher
+        .verify(&candidate, stored_hash.as_deref())
+        .await?;
     let Some(credentials) = credentials.filter(|_| verified.matches) else {
         let reason = if user_id.is_some() {
             "invalid_password"
@@ -114,10 +115,16 @@ pub async fn login(
     let now = app.clock.now();
     let (session, refresh_token) = new_session(app, user.id, client, now);
     let event = login_event(&user, &session, now);
-    let user = app
+    let verified_hash = stored_hash.unwrap_or_default();
+    let recorded = app
         .store
-        .record_login(&session, rehash.as_deref(), &event)
+        .record_login(&session, &verified_hash, rehash.as_deref(), &event)
         .await?;
+    // The password changed (or the account went) while we were checking it: the old one no
+    // longer opens a session.
+    let Some(user) = recorded else {
+        return Err(LoginError::InvalidCredentials);
+    };
     Ok(token_pair(app, user, session.id, refresh_token, now)?)
 }
 
@@ -160,31 +167,46 @@ pub async fn authenticate(app: &AppState, token: &str) -> Result<Principal, Auth
 /// Exchanges a refresh token for a new pair. A repeat within the grace window gets the same
 /// successor again; a repeat after it revokes the whole session.
 pub async fn refresh(app: &AppState, refresh_token: &str) -> Result<TokenPair, RefreshError> {
-    let now = app.clock.now();
-    let successor = app.successor_key.successor(refresh_token);
+    let successor = random::token();
     let presented_hash = random::token_hash(refresh_token);
     let successor_hash = random::token_hash(&successor);
+    let successor_sealed = random::seal(&successor, refresh_token);
     let rotate = Rotate {
         presented_hash: &presented_hash,
         successor_hash: &successor_hash,
-        now,
-        expires_at: now + app.config.refresh_token_ttl,
-        grace_start: now - app.config.refresh_reuse_grace,
+        successor_sealed: &successor_sealed,
+        ttl: app.config.refresh_token_ttl,
+        grace: app.config.refresh_reuse_grace,
+        clock: &app.clock,
     };
-    match app.store.rotate_refresh_token(&rotate).await? {
-        Rotation::Rotated { session_id, user } | Rotation::Repeated { session_id, user } => {
-            if user.disabled {
-                return Err(RefreshError::Invalid);
-            }
-            Ok(token_pair(app, user, session_id, successor, now)?)
+    let (session_id, user, successor) = match app.store.rotate_refresh_token(&rotate).await? {
+        Rotation::Rotated { session_id, user } => (session_id, user, successor),
+        Rotation::Repeated {
+            session_id,
+            user,
+            successor_sealed,
+        } => {
+            let earlier =
+                random::unseal(&successor_sealed, refresh_token).ok_or(RefreshError::Invalid)?;
+            (session_id, user, earlier)
         }
         Rotation::Reused { session_id } => {
             tracing::warn!(%session_id, "refresh token reused after its grace window: session revoked");
-            app.revocations.revoked_here(&[session_id], now);
-            Err(RefreshError::Invalid)
+            app.revocations.revoked_here(&[session_id], app.clock.now());
+            return Err(RefreshError::Invalid);
         }
-        Rotation::Invalid => Err(RefreshError::Invalid),
+        Rotation::Invalid => return Err(RefreshError::Invalid),
+    };
+    if user.disabled {
+        return Err(RefreshError::Invalid);
     }
+    Ok(token_pair(
+        app,
+        user,
+        session_id,
+        successor,
+        app.clock.now(),
+    )?)
 }
 
 /// Ends the session a refresh token belongs to; unknown tokens are fine.
@@ -228,7 +250,7 @@ pub async fn revoke(
 }
 
 /// A new session for `user_id` and its first refresh token (returned in the clear, stored hashed).
-pub(crate) fn new_session(
+pub fn new_session(
     app: &AppState,
     user_id: Uuid,
     client: ClientInfo,

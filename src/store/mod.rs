@@ -123,14 +123,16 @@ pub struct SessionRecord {
 pub struct Rotate<'a> {
     /// Hash of the token presented.
     pub presented_hash: &'a str,
-    /// Hash of the successor token (derived from the presented one).
+    /// Hash of the new (random) successor.
     pub successor_hash: &'a str,
-    /// Now.
-    pub now: OffsetDateTime,
-    /// When the successor (and so the session) expires.
-    pub expires_at: OffsetDateTime,
-    /// A token first used after this instant may be presented again and get its successor again.
-    pub grace_start: OffsetDateTime,
+    /// The successor sealed under the presented token, for repeats within the grace window.
+    pub successor_sealed: &'a [u8],
+    /// Lifetime of the successor (and so of the session).
+    pub ttl: time::Duration,
+    /// How long after its first use a token may be presented again.
+    pub grace: time::Duration,
+    /// Read once the write lock is held, so waiting for it cannot stretch expiry or grace.
+    pub clock: &'a crate::clock::Clock,
 }
 
 /// What a refresh-token exchange found.
@@ -149,6 +151,8 @@ pub enum Rotation {
         session_id: Uuid,
         /// Its user, as now stored.
         user: User,
+        /// The successor, sealed under the presented token.
+        successor_sealed: Vec<u8>,
     },
     /// A repeat after the grace window: the session was revoked, with its events.
     Reused {
@@ -162,10 +166,10 @@ pub enum Rotation {
 /// A revoked session, as every instance needs to know it.
 #[derive(Debug, Clone, Copy)]
 pub struct Revocation {
+    /// Position in the revocation log, in commit order.
+    pub seq: i64,
     /// The session.
     pub session_id: Uuid,
-    /// When the revocation was written.
-    pub created_at: OffsetDateTime,
     /// After this no access token of the session can be alive.
     pub expires_at: OffsetDateTime,
 }
@@ -248,15 +252,17 @@ impl Store {
     }
 
     /// Starts a session for a successful login: session, refresh token, `last_login_at`, event;
-    /// also stores a re-hashed password when one is given.
+    /// also stores a re-hashed password when one is given. Only while the password hash is still
+    /// `verified_hash` (a password changed meanwhile wins): `None` when it is not, or the user is gone.
     pub async fn record_login(
         &self,
         session: &NewSession,
+        verified_hash: &str,
         rehash: Option<&str>,
         event: &Event,
-    ) -> Result<User, StoreError> {
+    ) -> Result<Option<User>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.record_login(session, rehash, event).await,
+            Store::Sqlite(s) => s.record_login(session, verified_hash, rehash, event).await,
         }
     }
 
@@ -353,34 +359,26 @@ impl Store {
         }
     }
 
-    /// Revocations written at or after `since` and not yet expired at `now`.
-    pub async fn revocations_since(
+    /// Revocations after position `after` of the log, not yet expired at `now`, in log order.
+    pub async fn revocations_after(
         &self,
-        since: OffsetDateTime,
+        after: i64,
         now: OffsetDateTime,
     ) -> Result<Vec<Revocation>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.revocations_since(since, now).await,
+            Store::Sqlite(s) => s.revocations_after(after, now).await,
         }
     }
 
-    /// Deletes expired sessions, expired refresh tokens and expired revocations; gives how many
-    /// rows went.
-    pub async fn prune(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.prune(now).await,
-        }
-    }
-
-    /// The shared secret `name`, created from `fresh` by whichever instance asks first.
-    pub async fn shared_secret(
+    /// Deletes expired sessions, refresh tokens and revocations, and erases sealed successors
+    /// older than the grace window, in small batches; gives how many rows went.
+    pub async fn prune(
         &self,
-        name: &str,
-        fresh: &[u8],
         now: OffsetDateTime,
-    ) -> Result<Vec<u8>, StoreError> {
+        grace: time::Duration,
+    ) -> Result<u64, StoreError> {
         match self {
-            Store::Sqlite(s) => s.shared_secret(name, fresh, now).await,
+            Store::Sqlite(s) => s.prune(now, grace).await,
         }
     }
 

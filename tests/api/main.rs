@@ -5,5 +5,6 @@ mod bad_input;
 mod cli;
 mod helpers;
 mod ops;
+mod sessions;
 mod tokens;
 mod users;

@@ -13,10 +13,13 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// A pool of SQLite connections.
+/// Pools of SQLite connections.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// A separate read-only connection for the revocation sync, so that writers queueing for
+    /// the write lock can never starve it (a starved sync would fail bearer checks closed).
+    reader: SqlitePool,
 }
 
 const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at";
@@ -32,9 +35,14 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(SqliteStore { pool })
+        let reader = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { pool, reader })
     }
 
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {

@@ -15,31 +15,33 @@ impl SqliteStore {
     pub(in crate::store) async fn record_login(
         &self,
         session: &NewSession,
+        verified_hash: &str,
         rehash: Option<&str>,
         event: &Event,
-    ) -> Result<User, StoreError> {
+    ) -> Result<Option<User>, StoreError> {
         let mut tx = self.write().await?;
         let at = micros(session.created_at);
         let updated = sqlx::query(
             "update users set last_login_at = ?, password_hash = coalesce(?, password_hash),
                  updated_at = case when ? is null then updated_at else ? end
-             where id = ?",
+             where id = ? and password_hash = ?",
         )
         .bind(at)
         .bind(rehash)
         .bind(rehash)
         .bind(at)
         .bind(session.user_id.to_string())
+        .bind(verified_hash)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+            return Ok(None);
         }
         insert_session(&mut tx, session).await?;
         insert_event(&mut tx, event).await?;
         let user = user_in(&mut tx, session.user_id).await?;
         tx.commit().await?;
-        Ok(user)
+        Ok(Some(user))
     }
 
     pub(in crate::store) async fn live_sessions(
@@ -107,10 +109,21 @@ impl SqliteStore {
         &self,
         rotate: &Rotate<'_>,
     ) -> Result<Rotation, StoreError> {
+        // Unknown tokens (guesses, junk) are answered from a plain read, without the write lock.
+        let known: Option<i64> =
+            sqlx::query_scalar("select 1 from refresh_tokens where token_hash = ?")
+                .bind(rotate.presented_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        if known.is_none() {
+            return Ok(Rotation::Invalid);
+        }
         let mut tx = self.write().await?;
-        let now = micros(rotate.now);
+        let now_at = rotate.clock.now();
+        let now = micros(now_at);
+        let grace_start = micros(now_at - rotate.grace);
         let found = sqlx::query(
-            "select r.session_id, r.used_at, r.expires_at, s.user_id, s.revoked_at
+            "select r.session_id, r.used_at, r.expires_at, r.successor_sealed, s.user_id, s.revoked_at
              from refresh_tokens r join sessions s on s.id = r.session_id where r.token_hash = ?",
         )
         .bind(rotate.presented_hash)
@@ -128,29 +141,42 @@ impl SqliteStore {
         }
         let rotation = match used_at {
             None => {
+                let expires_at = micros(now_at + rotate.ttl);
                 sqlx::query(
-                    "update refresh_tokens set used_at = ?, updated_at = ? where token_hash = ?",
+                    "update refresh_tokens set used_at = ?, updated_at = ?, successor_sealed = ?
+                     where token_hash = ?",
                 )
                 .bind(now)
                 .bind(now)
+                .bind(rotate.successor_sealed)
                 .bind(rotate.presented_hash)
+                .execute(&mut *tx)
+                .await?;
+                // Sealed successors older than the grace window are erased: past it, the
+                // predecessor is worth nothing but a reuse alarm.
+                sqlx::query(
+                    "update refresh_tokens set successor_sealed = null
+                     where session_id = ? and successor_sealed is not null and used_at < ?",
+                )
+                .bind(session_id.to_string())
+                .bind(grace_start)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
                     "insert into refresh_tokens (token_hash, session_id, created_at, updated_at, expires_at)
-                     values (?, ?, ?, ?, ?) on conflict (token_hash) do nothing",
+                     values (?, ?, ?, ?, ?)",
                 )
                 .bind(rotate.successor_hash)
                 .bind(session_id.to_string())
                 .bind(now)
                 .bind(now)
-                .bind(micros(rotate.expires_at))
+                .bind(expires_at)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query("update sessions set last_used_at = ?, updated_at = ?, expires_at = ? where id = ?")
                     .bind(now)
                     .bind(now)
-                    .bind(micros(rotate.expires_at))
+                    .bind(expires_at)
                     .bind(session_id.to_string())
                     .execute(&mut *tx)
                     .await?;
@@ -159,15 +185,23 @@ impl SqliteStore {
                     user: user_in(&mut tx, user_id).await?,
                 }
             }
-            Some(used_at) if used_at >= micros(rotate.grace_start) => Rotation::Repeated {
-                session_id,
-                user: user_in(&mut tx, user_id).await?,
-            },
+            Some(used_at) if used_at >= grace_start => {
+                let Some(successor_sealed) =
+                    found.try_get::<Option<Vec<u8>>, _>("successor_sealed")?
+                else {
+                    return Ok(Rotation::Invalid);
+                };
+                Rotation::Repeated {
+                    session_id,
+                    user: user_in(&mut tx, user_id).await?,
+                    successor_sealed,
+                }
+            }
             Some(_) => {
                 let event = Event::new(
                     EventType::RefreshTokenReused,
                     Some(user_id),
-                    rotate.now,
+                    now_at,
                     json!({"session_id": session_id}),
                 );
                 insert_event(&mut tx, &event).await?;
@@ -176,7 +210,7 @@ impl SqliteStore {
                     user_id,
                     Revoke::One(session_id),
                     "refresh_token_reused",
-                    rotate.now,
+                    now_at,
                 )
                 .await?;
                 Rotation::Reused { session_id }
@@ -186,76 +220,74 @@ impl SqliteStore {
         Ok(rotation)
     }
 
-    pub(in crate::store) async fn revocations_since(
+    pub(in crate::store) async fn revocations_after(
         &self,
-        since: OffsetDateTime,
+        after: i64,
         now: OffsetDateTime,
     ) -> Result<Vec<Revocation>, StoreError> {
+        // On SQLite `seq` is assigned under the single write lock, so it follows commit order:
+        // a row with a lower seq can never appear after one with a higher seq was read.
         let rows = sqlx::query(
-            "select session_id, created_at, expires_at from revocations
-             where created_at >= ? and expires_at > ? order by created_at",
+            "select seq, session_id, expires_at from revocations
+             where seq > ? and expires_at > ? order by seq",
         )
-        .bind(micros(since))
+        .bind(after)
         .bind(micros(now))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|row| {
                 Ok(Revocation {
+                    seq: row.try_get("seq")?,
                     session_id: parse_uuid(row.try_get("session_id")?)?,
-                    created_at: from_micros(row.try_get("created_at")?)?,
                     expires_at: from_micros(row.try_get("expires_at")?)?,
                 })
             })
             .collect()
     }
 
-    pub(in crate::store) async fn prune(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let mut tx = self.write().await?;
+    pub(in crate::store) async fn prune(
+        &self,
+        now: OffsetDateTime,
+        grace: time::Duration,
+    ) -> Result<u64, StoreError> {
+        const BATCH: u64 = 500;
         let at = micros(now);
+        let day = 86_400_000_000_i64;
+        // Small batches, each its own transaction, so pruning never holds the write lock long.
+        // Spent refresh tokens stay until they expire: reuse detection needs them.
+        let statements: [(&str, i64); 5] = [
+            ("update refresh_tokens set successor_sealed = null where rowid in
+                (select rowid from refresh_tokens where successor_sealed is not null and used_at < ? limit 500)",
+             micros(now - grace)),
+            ("delete from refresh_tokens where rowid in
+                (select rowid from refresh_tokens where expires_at <= ? limit 500)", at),
+            ("delete from sessions where rowid in
+                (select rowid from sessions where expires_at <= ? limit 500)", at),
+            ("delete from sessions where rowid in
+                (select rowid from sessions where revoked_at <= ? limit 500)", at - day),
+            ("delete from revocations where rowid in
+                (select rowid from revocations where expires_at <= ? limit 500)", at),
+        ];
         let mut pruned = 0;
-        // Revoked sessions go once no access token of theirs can be alive; their refresh tokens
-        // go with them (on delete cascade), so a later replay is simply unknown.
-        for statement in [
-            "delete from refresh_tokens where expires_at <= ?",
-            "delete from sessions where expires_at <= ?",
-            "delete from sessions where revoked_at is not null and revoked_at <= ? - 86400000000",
-            "delete from revocations where expires_at <= ?",
-        ] {
-            pruned += sqlx::query(statement)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        for (statement, bound) in statements {
+            loop {
+                let mut tx = self.write().await?;
+                let rows = sqlx::query(statement)
+                    .bind(bound)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                pruned += rows;
+                if rows < BATCH {
+                    break;
+                }
+            }
         }
-        tx.commit().await?;
         Ok(pruned)
     }
-
-    pub(in crate::store) async fn shared_secret(
-        &self,
-        name: &str,
-        fresh: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<Vec<u8>, StoreError> {
-        sqlx::query(
-            "insert into service_secrets (name, value, created_at, updated_at) values (?, ?, ?, ?)
-             on conflict (name) do nothing",
-        )
-        .bind(name)
-        .bind(fresh)
-        .bind(micros(now))
-        .bind(micros(now))
-        .execute(&self.pool)
-        .await?;
-        let value = sqlx::query_scalar("select value from service_secrets where name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(value)
-    }
 }
-
 /// Starts a session with its first refresh token.
 pub(super) async fn insert_session(
     tx: &mut SqliteConnection,
