@@ -20,7 +20,8 @@ const ROUNDS: usize = 5;
 const REVOKED_SESSIONS: usize = 10_000;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
@@ -32,6 +33,8 @@ fn main() {
         let now = app.clock.now();
         let revoked: Vec<uuid::Uuid> = (0..REVOKED_SESSIONS).map(|_| uuid::Uuid::now_v7()).collect();
         app.revocations.revoked_here(&revoked, now);
+        // As in the server: the view stays fresh only while its sync loop runs.
+        let _sync = app.revocations.spawn_sync(app.store.clone(), app.clock.clone());
         let claims = latchkey::crypto::AccessClaims {
             iss: String::new(), sub: uuid::Uuid::now_v7().to_string(), aud: None, iat: 0, nbf: None, exp: None,
             jti: String::new(), sid: uuid::Uuid::now_v7().to_string(), email: "bench@example.com".into(),

@@ -86,6 +86,39 @@ pub struct Settings {
     /// The role allowed to administer users.
     #[arg(long, env = "LATCHKEY_ADMIN_ROLE", default_value = "admin")]
     pub admin_role: String,
+    /// Answer a registration with a taken email exactly like a new one, and mail the owner.
+    #[arg(long, env = "LATCHKEY_CONCEAL_EXISTING_ACCOUNTS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub conceal_existing_accounts: bool,
+    /// SMTP server: `smtp://user:pass@host:port` (STARTTLS when offered) or `smtps://…`; unset,
+    /// mails are written to the log (and to LATCHKEY_MAIL_DIR).
+    #[arg(long, env = "LATCHKEY_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<Secret>,
+    /// Without SMTP: a directory that gets one `.eml` file per mail.
+    #[arg(long, env = "LATCHKEY_MAIL_DIR")]
+    pub mail_dir: Option<std::path::PathBuf>,
+    /// The `From` of every mail.
+    #[arg(
+        long,
+        env = "LATCHKEY_MAIL_FROM",
+        default_value = "latchkey <no-reply@localhost>"
+    )]
+    pub mail_from: String,
+    /// The product name used in mail subjects, mail bodies and pages.
+    #[arg(long, env = "LATCHKEY_PRODUCT_NAME", default_value = "latchkey")]
+    pub product_name: String,
+    /// First retry delay of an undelivered mail; doubles with each failure (jittered, at most 1h).
+    #[arg(long, env = "LATCHKEY_MAIL_RETRY_BASE", default_value = "10s", value_parser = parse_duration)]
+    pub mail_retry_base: Duration,
+    /// An undelivered mail is given up (and logged as an error) after this long.
+    #[arg(long, env = "LATCHKEY_MAIL_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
+    pub mail_max_age: Duration,
+    /// Key (at least 32 bytes) for the keyed hash of reset codes; kept out of the database so a
+    /// stolen database does not yield the codes. Every instance needs the same one.
+    #[arg(long, env = "LATCHKEY_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<Secret>,
+    /// Where the key is kept (created on first start) when LATCHKEY_SECRET_KEY is not set.
+    #[arg(long, env = "LATCHKEY_SECRET_KEY_FILE", default_value = "latchkey.key")]
+    pub secret_key_file: std::path::PathBuf,
     /// Log format: `text` or `json`.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -162,6 +195,24 @@ pub struct Config {
     pub hashing: HashingConfig,
     /// The roles.
     pub roles: Roles,
+    /// Conceal existing accounts at registration.
+    pub conceal_existing_accounts: bool,
+    /// SMTP URL, if any (never printed).
+    pub smtp_url: Option<Secret>,
+    /// `.eml` directory when there is no SMTP.
+    pub mail_dir: Option<std::path::PathBuf>,
+    /// `From` of every mail.
+    pub mail_from: lettre::message::Mailbox,
+    /// Product name.
+    pub product_name: String,
+    /// First mail retry delay.
+    pub mail_retry_base: Duration,
+    /// Age at which a mail is given up.
+    pub mail_max_age: Duration,
+    /// Key for keyed hashes, when given directly.
+    pub secret_key: Option<Secret>,
+    /// Key file otherwise.
+    pub secret_key_file: std::path::PathBuf,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -209,6 +260,35 @@ impl Settings {
             || self.refresh_reuse_grace > Duration::minutes(5)
         {
             return Err("LATCHKEY_REFRESH_REUSE_GRACE must be between 0s and 5m".into());
+        }
+        if self.conceal_existing_accounts && !self.require_email_verification {
+            return Err("LATCHKEY_CONCEAL_EXISTING_ACCOUNTS needs LATCHKEY_REQUIRE_EMAIL_VERIFICATION=true: \
+                        without it a concealed registration could not behave like a real one"
+                .into());
+        }
+        if self
+            .secret_key
+            .as_ref()
+            .is_some_and(|key| key.expose().len() < 32)
+        {
+            return Err("LATCHKEY_SECRET_KEY must be at least 32 bytes".into());
+        }
+        let mail_from = self
+            .mail_from
+            .parse::<lettre::message::Mailbox>()
+            .map_err(|e| {
+                format!(
+                    "LATCHKEY_MAIL_FROM {:?} is not a mail address: {e}",
+                    self.mail_from
+                )
+            })?;
+        if let Some(url) = &self.smtp_url {
+            crate::mail::Transport::new(Some(url.expose()), None).map_err(|e| e.to_string())?;
+        }
+        if self.mail_retry_base < Duration::milliseconds(10)
+            || self.mail_max_age < Duration::seconds(1)
+        {
+            return Err("LATCHKEY_MAIL_RETRY_BASE must be at least 10ms and LATCHKEY_MAIL_MAX_AGE at least 1s".into());
         }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| format!("LATCHKEY_LOG {:?} is not a valid filter: {e}", self.log))?;
@@ -265,6 +345,15 @@ impl Settings {
                 queue: self.hash_queue,
             },
             roles,
+            conceal_existing_accounts: self.conceal_existing_accounts,
+            smtp_url: self.smtp_url,
+            mail_dir: self.mail_dir,
+            mail_from,
+            product_name: self.product_name,
+            mail_retry_base: self.mail_retry_base,
+            mail_max_age: self.mail_max_age,
+            secret_key: self.secret_key,
+            secret_key_file: self.secret_key_file,
             log_format: self.log_format,
             log: self.log,
         })

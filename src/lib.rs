@@ -14,6 +14,8 @@ pub mod crypto;
 pub mod domain;
 /// Router, layers, extractors, problem+json errors, one module per area.
 pub mod http;
+/// The durable mail queue's worker, transports (SMTP, log/.eml) and templates.
+pub mod mail;
 /// The in-memory view of revoked sessions, synced from the store.
 pub mod revocations;
 /// Use cases: accounts and sessions.

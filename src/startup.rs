@@ -32,6 +32,8 @@ pub async fn run(
         app.revocations
             .spawn_sync(app.store.clone(), app.clock.clone()),
         spawn_pruning(app.clone()),
+        app.mailer
+            .spawn_worker(app.store.clone(), app.clock.clone()),
     ];
     let service = http::router(app).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, service)

@@ -2,8 +2,11 @@
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::config::Secret;
 use crate::crypto::jwt::TokenSettings;
+use crate::crypto::random::{self, CodeKey};
 use crate::crypto::{Hasher, KeyMaterial, Tokens};
+use crate::mail::{MailSettings, Mailer, Transport};
 use crate::revocations::Revocations;
 use crate::store::Store;
 use anyhow::Context;
@@ -22,6 +25,10 @@ pub struct AppState {
     pub tokens: Tokens,
     /// Which sessions are revoked (kept in step with the store).
     pub revocations: Revocations,
+    /// The mail queue's worker side.
+    pub mailer: Mailer,
+    /// Keyed hash of reset codes.
+    pub code_key: CodeKey,
     /// The clock.
     pub clock: Clock,
 }
@@ -40,15 +47,67 @@ impl AppState {
         let tokens = load_tokens(&config, &store, &clock).await?;
         let hasher = Hasher::new(config.hashing)?;
         let revocations = Revocations::load(&store, clock.now()).await?;
+        let transport = Transport::new(
+            config.smtp_url.as_ref().map(Secret::expose),
+            config.mail_dir.clone(),
+        )?;
+        let mailer = Mailer::new(
+            transport,
+            MailSettings {
+                from: config.mail_from.clone(),
+                retry_base: config.mail_retry_base,
+                max_age: config.mail_max_age,
+            },
+        );
+        let code_key = CodeKey::new(&load_secret_key(&config)?);
         Ok(AppState {
             config: Arc::new(config),
             store,
             hasher,
             tokens,
             revocations,
+            mailer,
+            code_key,
             clock,
         })
     }
+}
+
+/// The key for keyed hashes: `LATCHKEY_SECRET_KEY`, or the key file, created on first start.
+fn load_secret_key(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(key) = &config.secret_key {
+        return Ok(key.expose().as_bytes().to_vec());
+    }
+    let path = &config.secret_key_file;
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().len() >= 64 => Ok(text.trim().as_bytes().to_vec()),
+        Ok(_) => anyhow::bail!(
+            "the key file {} is too short (64 hex characters expected)",
+            path.display()
+        ),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let key: String = random::bytes::<32>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            write_private(path, &key)
+                .with_context(|| format!("cannot create the key file {}", path.display()))?;
+            tracing::info!(path = %path.display(), "created a new secret key file; every instance needs the same key");
+            Ok(key.into_bytes())
+        }
+        Err(error) => {
+            Err(error).with_context(|| format!("cannot read the key file {}", path.display()))
+        }
+    }
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
 }
 
 async fn load_tokens(config: &Config, store: &Store, clock: &Clock) -> anyhow::Result<Tokens> {

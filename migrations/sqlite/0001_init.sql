@@ -80,3 +80,39 @@ create table revocations (
     expires_at integer not null
 );
 create index revocations_expiry on revocations (expires_at);
+
+-- The outbound mail queue: rows are written in the transaction of the change that causes them
+-- and delivered by a worker with retries. Bodies are erased once sent or given up.
+create table mail_queue (
+    id text primary key,
+    user_id text,
+    recipient text not null,
+    subject text not null,
+    text_body text,
+    html_body text,
+    attempts integer not null default 0,
+    next_attempt_at integer not null,
+    claimed_until integer,
+    last_error text,
+    created_at integer not null,
+    updated_at integer not null,
+    sent_at integer,
+    failed_at integer
+);
+create index mail_queue_due on mail_queue (sent_at, failed_at, next_attempt_at);
+
+-- Single-use tokens sent by mail, stored hashed (codes with a keyed hash). A reset link and its
+-- code share a group: using one kills the other.
+create table email_tokens (
+    token_hash text primary key,
+    user_id text not null references users (id) on delete cascade,
+    purpose text not null,
+    grp text not null,
+    failed_attempts integer not null default 0,
+    created_at integer not null,
+    updated_at integer not null,
+    expires_at integer not null,
+    used_at integer
+);
+create index email_tokens_by_user on email_tokens (user_id, purpose);
+create index email_tokens_expiry on email_tokens (expires_at);

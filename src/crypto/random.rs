@@ -58,6 +58,40 @@ fn pad(presented: &str) -> [u8; 32] {
     pad
 }
 
+/// A 6-digit code, uniformly drawn.
+pub fn code() -> String {
+    // Rejection sampling: the largest multiple of 10^6 below 2^32 keeps every code equally likely.
+    const LIMIT: u32 = 4_294_000_000;
+    loop {
+        let value = u32::from_le_bytes(bytes::<4>());
+        if value < LIMIT {
+            return format!("{:06}", value % 1_000_000);
+        }
+    }
+}
+
+/// The key of the keyed hash that reset codes are stored under. It lives outside the database:
+/// a 6-digit code is trivially brute-forced from a plain hash, so a stolen database must not
+/// hold everything needed.
+#[derive(Clone)]
+pub struct CodeKey(std::sync::Arc<aws_lc_rs::hmac::Key>);
+
+impl CodeKey {
+    /// A key from secret bytes.
+    pub fn new(secret: &[u8]) -> CodeKey {
+        CodeKey(std::sync::Arc::new(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            secret,
+        )))
+    }
+
+    /// The stored form of `code` for `user_id`: HMAC-SHA256, hex.
+    pub fn hash(&self, user_id: uuid::Uuid, code: &str) -> String {
+        let tag = aws_lc_rs::hmac::sign(&self.0, format!("reset-code:{user_id}:{code}").as_bytes());
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// base64url (no padding) of SHA-256 of `data`.
 pub fn sha256_b64(data: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(digest(&SHA256, data).as_ref())
@@ -74,6 +108,29 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(token_hash(&a), token_hash(&a));
         assert_ne!(token_hash(&a), token_hash(&b));
+    }
+
+    #[test]
+    fn codes_are_six_digits() {
+        for _ in 0..100 {
+            let code = code();
+            assert!(
+                code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn code_hashes_depend_on_the_key_and_the_user() {
+        let (a, b) = (CodeKey::new(&[1; 32]), CodeKey::new(&[2; 32]));
+        let user = uuid::Uuid::now_v7();
+        assert_eq!(a.hash(user, "123456"), a.hash(user, "123456"));
+        assert_ne!(a.hash(user, "123456"), b.hash(user, "123456"));
+        assert_ne!(
+            a.hash(user, "123456"),
+            a.hash(uuid::Uuid::now_v7(), "123456")
+        );
     }
 
     #[test]

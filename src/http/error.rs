@@ -4,6 +4,7 @@
 use crate::domain::{FieldError, ValidationErrors};
 use crate::service::Fault;
 use crate::service::accounts::{AccountError, RegisterError};
+use crate::service::recovery::RecoveryError;
 use crate::service::sessions::{AuthError, LoginError, RefreshError, SessionError};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +29,9 @@ pub enum ApiError {
     /// The refresh token is unknown, expired, revoked or reused.
     #[error("invalid refresh token")]
     InvalidRefreshToken,
+    /// A mailed token or code is unknown, expired, used or dead.
+    #[error("invalid token")]
+    InvalidToken,
     /// Right password, email not verified.
     #[error("email not verified")]
     EmailNotVerified,
@@ -126,6 +130,12 @@ impl ApiError {
                 "Invalid refresh token",
                 "The refresh token is unknown, expired, revoked or already used; log in again."
                     .into(),
+            ),
+            InvalidToken => (
+                StatusCode::BAD_REQUEST,
+                "invalid_token",
+                "Invalid token",
+                "The link or code is unknown, expired or already used; ask for a new one.".into(),
             ),
             EmailNotVerified => (
                 StatusCode::FORBIDDEN,
@@ -322,6 +332,16 @@ impl From<SessionError> for ApiError {
         match error {
             SessionError::NotFound => ApiError::NotFound,
             SessionError::Fault(fault) => fault.into(),
+        }
+    }
+}
+
+impl From<RecoveryError> for ApiError {
+    fn from(error: RecoveryError) -> ApiError {
+        match error {
+            RecoveryError::InvalidToken => ApiError::InvalidToken,
+            RecoveryError::Invalid(errors) => ApiError::Validation(errors),
+            RecoveryError::Fault(fault) => fault.into(),
         }
     }
 }

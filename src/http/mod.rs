@@ -5,6 +5,8 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod ops;
+pub mod pages;
+pub mod recovery;
 pub mod sessions;
 pub mod users;
 pub mod views;
@@ -58,6 +60,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::verify))
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
+        .routes(routes!(recovery::confirm_email))
+        .routes(routes!(recovery::resend_confirmation))
+        .routes(routes!(recovery::forgot_password))
+        .routes(routes!(recovery::reset_password))
         .routes(routes!(sessions::list, sessions::revoke_all))
         .routes(routes!(sessions::revoke))
         .routes(routes!(users::me, users::update_me, users::delete_me))
@@ -128,6 +134,7 @@ fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
 pub fn router(app: AppState) -> Router {
     let base_path = app.config.base_path.clone();
     let (routes, _) = api().split_for_parts();
+    let routes = routes.merge(pages::routes());
     let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

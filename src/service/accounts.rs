@@ -1,13 +1,15 @@
 //! Accounts: registration (self-service and CLI alike), profile, password change, deletion.
 
+use super::recovery::{branding, mail, verification_effects};
 use super::sessions::{login_event, new_session, token_pair};
 use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
 use crate::domain::password::Candidate;
 use crate::domain::{
     Email, Event, EventType, Metadata, Name, Password, Phone, Role, User, ValidationErrors,
 };
+use crate::mail::templates;
 use crate::state::AppState;
-use crate::store::{NewUser, ProfileChange, StoreError};
+use crate::store::{Effects, NewUser, ProfileChange, StoreError};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -161,17 +163,26 @@ pub async fn register(
             "role": user.role.as_str(), "email_verified": user.email_verified, "origin": origin.label(),
         }),
     );
+    let self_service = matches!(origin, Origin::SelfService(_));
     let session = match origin {
         Origin::SelfService(client) if !app.config.require_email_verification => {
             Some(new_session(app, user.id, client, now))
         }
         _ => None,
     };
-    let mut events = vec![event];
+    let mut effects = Effects {
+        events: vec![event],
+        ..Effects::default()
+    };
     if let Some((session, _)) = &session {
         // Registering with verification off is also the account's first login.
         user.last_login_at = Some(now);
-        events.push(login_event(&user, session, now));
+        effects.events.push(login_event(&user, session, now));
+    }
+    if app.config.require_email_verification && !user.email_verified {
+        let (token, mail) = verification_effects(app, &user, now);
+        effects.tokens.push(token);
+        effects.mails.push(mail);
     }
     let new = NewUser {
         user,
@@ -179,11 +190,20 @@ pub async fn register(
     };
     match app
         .store
-        .insert_user(&new, session.as_ref().map(|(s, _)| s), &events)
+        .insert_user(&new, session.as_ref().map(|(s, _)| s), &effects)
         .await
     {
+        Err(StoreError::Conflict) if self_service && app.config.conceal_existing_accounts => {
+            // Answer exactly as for a new account (the hashing work is already done) and tell
+            // the owner instead; the would-be user learns nothing.
+            tell_owner_of_registration_attempt(app, &new.user.email, now).await?;
+            return Ok(Registered::Created(new.user));
+        }
         Err(StoreError::Conflict) => return Err(RegisterError::EmailTaken),
         result => result?,
+    }
+    if !effects.mails.is_empty() {
+        app.mailer.wake();
     }
     Ok(match session {
         Some((session, refresh_token)) => {
@@ -191,6 +211,24 @@ pub async fn register(
         }
         None => Registered::Created(new.user),
     })
+}
+
+async fn tell_owner_of_registration_attempt(
+    app: &AppState,
+    email: &Email,
+    now: time::OffsetDateTime,
+) -> Result<(), Fault> {
+    let Some(owner) = app.store.credentials_by_email(email).await? else {
+        return Ok(());
+    };
+    let rendered = templates::registration_attempt(&branding(app));
+    let effects = Effects {
+        mails: vec![mail(&owner.user, rendered, now)],
+        ..Effects::default()
+    };
+    app.store.queue(&effects).await?;
+    app.mailer.wake();
+    Ok(())
 }
 
 /// The caller's own account.
@@ -274,10 +312,19 @@ pub async fn change_password(
             Some(principal.session_id),
             "password_changed",
             now,
-            &[event],
+            &Effects {
+                events: vec![event],
+                mails: vec![mail(
+                    &credentials.user,
+                    templates::password_changed(&branding(app)),
+                    now,
+                )],
+                tokens: Vec::new(),
+            },
         )
         .await?;
     app.revocations.revoked_here(&revoked, now);
+    app.mailer.wake();
     Ok(())
 }
 

@@ -174,6 +174,104 @@ pub struct Revocation {
     pub expires_at: OffsetDateTime,
 }
 
+/// A mail to queue with the change that causes it.
+#[derive(Debug, Clone)]
+pub struct NewMail {
+    /// Unique id (also the `.eml` file name).
+    pub id: Uuid,
+    /// The user it concerns (its queued mail goes when the user is deleted).
+    pub user_id: Option<Uuid>,
+    /// The address.
+    pub recipient: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text_body: String,
+    /// HTML body.
+    pub html_body: String,
+    /// When it was queued.
+    pub created_at: OffsetDateTime,
+}
+
+/// A mail claimed for delivery.
+#[derive(Debug, Clone)]
+pub struct QueuedMail {
+    /// Its id.
+    pub id: Uuid,
+    /// The address.
+    pub recipient: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text_body: String,
+    /// HTML body.
+    pub html_body: String,
+    /// Tries so far, this one included.
+    pub attempts: i64,
+    /// When it was queued.
+    pub created_at: OffsetDateTime,
+}
+
+/// What a mailed token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    /// Confirms an email address.
+    VerifyEmail,
+    /// A password-reset link.
+    ResetLink,
+    /// A 6-digit password-reset code.
+    ResetCode,
+}
+
+impl TokenPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenPurpose::VerifyEmail => "verify_email",
+            TokenPurpose::ResetLink => "reset_link",
+            TokenPurpose::ResetCode => "reset_code",
+        }
+    }
+}
+
+/// A mailed token about to be stored (as its hash).
+#[derive(Debug, Clone)]
+pub struct NewEmailToken {
+    /// SHA-256 of a link token, or the keyed hash of a code.
+    pub token_hash: String,
+    /// Whose.
+    pub user_id: Uuid,
+    /// What for.
+    pub purpose: TokenPurpose,
+    /// Tokens of one group die together when one is used.
+    pub group: Uuid,
+    /// When it was issued.
+    pub created_at: OffsetDateTime,
+    /// When it stops working.
+    pub expires_at: OffsetDateTime,
+}
+
+/// What mail, tokens and events a change brings with it, written in its transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Effects {
+    /// Outbox events.
+    pub events: Vec<Event>,
+    /// Mail to queue.
+    pub mails: Vec<NewMail>,
+    /// Tokens to store.
+    pub tokens: Vec<NewEmailToken>,
+}
+
+/// The outcome of presenting a reset code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// It matches the user's live code, by this token hash.
+    Matches(String),
+    /// It does not; the live code has one wrong try more (and dies at the fifth).
+    Wrong,
+    /// The user has no live code.
+    NoLiveCode,
+}
+
 /// The user behind an email, with what login needs.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -220,10 +318,10 @@ impl Store {
         &self,
         new: &NewUser,
         session: Option<&NewSession>,
-        events: &[Event],
+        effects: &Effects,
     ) -> Result<(), StoreError> {
         match self {
-            Store::Sqlite(s) => s.insert_user(new, session, events).await,
+            Store::Sqlite(s) => s.insert_user(new, session, effects).await,
         }
     }
 
@@ -295,10 +393,129 @@ impl Store {
         keep: Option<Uuid>,
         reason: &str,
         now: OffsetDateTime,
-        events: &[Event],
+        effects: &Effects,
     ) -> Result<Vec<Uuid>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.change_password(id, hash, keep, reason, now, events).await,
+            Store::Sqlite(s) => {
+                s.change_password(id, hash, keep, reason, now, effects)
+                    .await
+            }
+        }
+    }
+
+    /// Queues mail (and its events) that comes with no other change.
+    pub async fn queue(&self, effects: &Effects) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.queue(effects).await,
+        }
+    }
+
+    /// Kills the user's live tokens of `purposes`, then stores `effects` (new tokens, mail, events).
+    pub async fn replace_email_tokens(
+        &self,
+        user_id: Uuid,
+        purposes: &[TokenPurpose],
+        now: OffsetDateTime,
+        effects: &Effects,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                s.replace_email_tokens(user_id, purposes, now, effects)
+                    .await
+            }
+        }
+    }
+
+    /// The user a live token of `purpose` belongs to, without spending it.
+    pub async fn email_token_owner(
+        &self,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now: OffsetDateTime,
+    ) -> Result<Option<User>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.email_token_owner(token_hash, purpose, now).await,
+        }
+    }
+
+    /// Spends a verification token and marks the email verified, with `EMAIL_VERIFIED`.
+    pub async fn confirm_email(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<User>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.confirm_email(token_hash, now).await,
+        }
+    }
+
+    /// Checks a reset code of `user_id` by its keyed hash, counting a wrong try.
+    pub async fn check_reset_code(
+        &self,
+        user_id: Uuid,
+        code_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<CodeCheck, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.check_reset_code(user_id, code_hash, now).await,
+        }
+    }
+
+    /// Spends a reset token (killing the rest of its group), sets the new password hash, marks
+    /// the email verified and revokes every session (`SESSION_REVOKED`, reason `password_reset`),
+    /// with `effects`. `None` when the token is no longer live; else the revoked session ids.
+    pub async fn reset_password(
+        &self,
+        token_hash: &str,
+        hash: &str,
+        now: OffsetDateTime,
+        effects: &Effects,
+    ) -> Result<Option<Vec<Uuid>>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.reset_password(token_hash, hash, now, effects).await,
+        }
+    }
+
+    /// Claims up to `limit` due mails for `lease`.
+    pub async fn claim_mail(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: i64,
+    ) -> Result<Vec<QueuedMail>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.claim_mail(now, lease, limit).await,
+        }
+    }
+
+    /// Marks a mail sent and erases its body.
+    pub async fn mail_sent(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.mail_sent(id, now).await,
+        }
+    }
+
+    /// Schedules another try of a mail.
+    pub async fn mail_retry(
+        &self,
+        id: Uuid,
+        at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.mail_retry(id, at, error).await,
+        }
+    }
+
+    /// Gives a mail up and erases its body.
+    pub async fn mail_given_up(
+        &self,
+        id: Uuid,
+        now: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.mail_given_up(id, now, error).await,
         }
     }
 

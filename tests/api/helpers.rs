@@ -31,6 +31,10 @@ pub(crate) struct TestApp {
     pub(crate) client: reqwest::Client,
     /// Holds the database directory for the test's lifetime.
     pub(crate) dir: TempDir,
+    stop: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    )>,
 }
 
 pub(crate) async fn spawn_app() -> TestApp {
@@ -47,13 +51,17 @@ pub(crate) async fn spawn_app_with(args: &[&str]) -> TestApp {
     let address = listener.local_addr().expect("address");
     let database_url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
     let listen = address.to_string();
-    let mut argv = vec![
-        "latchkey",
-        "--listen",
-        &listen,
-        "--database-url",
-        &database_url,
-    ];
+    let key_file = dir.path().join("latchkey.key").display().to_string();
+    let mut argv = vec!["latchkey", "--listen", &listen];
+    // A test may point at another instance's database and key (a restart); else fresh ones.
+    for (flag, default) in [
+        ("--database-url", &database_url),
+        ("--secret-key-file", &key_file),
+    ] {
+        if !args.contains(&flag) {
+            argv.extend([flag, default.as_str()]);
+        }
+    }
     argv.extend_from_slice(args);
     let config = TestCli::parse_from(argv)
         .settings
@@ -63,20 +71,33 @@ pub(crate) async fn spawn_app_with(args: &[&str]) -> TestApp {
     let state = AppState::build(config, Clock::manual(Clock::System.now()))
         .await
         .expect("state");
-    tokio::spawn(startup::run(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(startup::run(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
     TestApp {
         url,
         state,
         client: reqwest::Client::new(),
         dir,
+        stop: Some((stop, server)),
     }
 }
 
 impl TestApp {
+    /// Shuts the server down (as on SIGTERM) and waits until it and its workers have stopped;
+    /// gives back the database directory so another instance can start on it.
+    pub(crate) async fn stop(mut self) -> TempDir {
+        if let Some((stop, server)) = self.stop.take() {
+            let _ = stop.send(());
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+        self.dir
+    }
+
     pub(crate) fn database_url(&self) -> String {
         format!("sqlite://{}", self.dir.path().join("latchkey.db").display())
     }
@@ -221,4 +242,13 @@ pub(crate) fn error_fields(problem: &Value) -> Vec<String> {
                 .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
                 .collect()
         })
+}
+
+/// A service that delivers mail to a fresh test SMTP server.
+pub(crate) async fn spawn_app_with_mail(args: &[&str]) -> (TestApp, crate::smtp::SmtpServer) {
+    let smtp = crate::smtp::SmtpServer::start().await;
+    let url = smtp.url();
+    let mut all = vec!["--smtp-url", url.as_str()];
+    all.extend_from_slice(args);
+    (spawn_app_with(&all).await, smtp)
 }

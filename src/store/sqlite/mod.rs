@@ -1,9 +1,11 @@
 //! SQLite: the embedded default. Writers take the lock up front (`BEGIN IMMEDIATE`) so that
 //! concurrent transactions wait for each other instead of failing on a lock upgrade.
 
+mod mail;
+mod recovery;
 mod sessions;
 
-use super::{Credentials, NewUser, ProfileChange, Revoke, StoreError};
+use super::{Credentials, Effects, NewUser, ProfileChange, Revoke, StoreError};
 use crate::crypto::KeyMaterial;
 use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -67,7 +69,7 @@ impl SqliteStore {
         &self,
         new: &NewUser,
         session: Option<&super::NewSession>,
-        events: &[Event],
+        effects: &Effects,
     ) -> Result<(), StoreError> {
         let user = &new.user;
         let mut tx = self.write().await?;
@@ -92,9 +94,7 @@ impl SqliteStore {
         if let Some(session) = session {
             sessions::insert_session(&mut tx, session).await?;
         }
-        for event in events {
-            insert_event(&mut tx, event).await?;
-        }
+        write_effects(&mut tx, effects).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -191,7 +191,7 @@ impl SqliteStore {
         keep: Option<Uuid>,
         reason: &str,
         now: OffsetDateTime,
-        events: &[Event],
+        effects: &Effects,
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.write().await?;
         let at = micros(now);
@@ -205,9 +205,7 @@ impl SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        for event in events {
-            insert_event(&mut tx, event).await?;
-        }
+        write_effects(&mut tx, effects).await?;
         let which = keep.map_or(Revoke::All, Revoke::AllBut);
         let revoked = sessions::revoke_in(&mut tx, id, which, reason, now).await?;
         tx.commit().await?;
@@ -222,7 +220,14 @@ impl SqliteStore {
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.write().await?;
         let live = sessions::revoke_in(&mut tx, id, Revoke::All, "account_deleted", now).await?;
-        // Sessions and refresh tokens go with the user (on delete cascade).
+        // Mail not yet sent goes too; sessions, refresh and mailed tokens go with the user
+        // (on delete cascade).
+        sqlx::query(
+            "delete from mail_queue where user_id = ? and sent_at is null and failed_at is null",
+        )
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
         let deleted = sqlx::query("delete from users where id = ?")
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -283,6 +288,20 @@ impl SqliteStore {
             .map(|e| serde_json::from_str(e).map_err(|e| StoreError::Other(e.into())))
             .collect()
     }
+}
+
+/// Writes the events, mail and tokens that come with a change, in its transaction.
+async fn write_effects(tx: &mut SqliteConnection, effects: &Effects) -> Result<(), StoreError> {
+    for event in &effects.events {
+        insert_event(&mut *tx, event).await?;
+    }
+    for mail in &effects.mails {
+        mail::insert_mail(&mut *tx, mail).await?;
+    }
+    for token in &effects.tokens {
+        recovery::insert_token(&mut *tx, token).await?;
+    }
+    Ok(())
 }
 
 async fn insert_event(tx: &mut SqliteConnection, event: &Event) -> Result<(), StoreError> {

@@ -1,0 +1,235 @@
+//! The hosted pages behind mailed links: `/confirm-email` and `/reset-password`. A GET only
+//! shows a button or a form (mail scanners prefetch links, so a GET never spends a token); the
+//! form posts, form-encoded, to the same path and the same service code as the JSON endpoints.
+//! No JavaScript; a strict Content-Security-Policy; legible on a phone.
+
+use crate::mail::templates::escape;
+use crate::service::recovery::{self, RecoveryError, ResetProof};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use std::sync::OnceLock;
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:26rem;margin:0 auto;padding:1.5rem;\
+line-height:1.5;color:#1b1b1b;background:#fafafa}h1{font-size:1.4rem}label{display:block;margin:1rem 0 .3rem}\
+input{width:100%;box-sizing:border-box;font-size:1.1rem;padding:.6rem;border:1px solid #888;border-radius:.3rem}\
+button{margin-top:1.2rem;width:100%;font-size:1.1rem;padding:.7rem;border:0;border-radius:.3rem;\
+background:#1f5fbf;color:#fff}.error{color:#a40000}";
+
+/// The routes of the pages (not part of the OpenAPI document).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/confirm-email", get(show_confirm).post(confirm))
+        .route("/reset-password", get(show_reset).post(reset))
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ConfirmForm {
+    token: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResetForm {
+    token: String,
+    new_password: String,
+}
+
+async fn show_confirm(
+    State(app): State<AppState>,
+    query: Result<Query<TokenQuery>, QueryRejection>,
+) -> Response {
+    let Some(token) = query
+        .ok()
+        .and_then(|Query(q)| q.token)
+        .filter(|t| !t.is_empty())
+    else {
+        return incomplete_link(&app);
+    };
+    let body = format!(
+        "<h1>Confirm your email address</h1><p>Press the button to confirm this address for {}.</p>\
+         <form method=\"post\" action=\"{}/confirm-email\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
+         <button type=\"submit\">Confirm my email address</button></form>",
+        escape(&app.config.product_name),
+        escape(&app.config.base_path),
+        escape(&token)
+    );
+    page(&app, StatusCode::OK, "Confirm your email address", &body)
+}
+
+async fn confirm(
+    State(app): State<AppState>,
+    form: Result<Form<ConfirmForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return incomplete_link(&app);
+    };
+    match recovery::confirm_email(&app, &form.token).await {
+        Ok(_) => page(
+            &app,
+            StatusCode::OK,
+            "Email confirmed",
+            "<h1>Your email address is confirmed</h1><p>Thank you. You can close this page and log in.</p>",
+        ),
+        Err(RecoveryError::InvalidToken | RecoveryError::Invalid(_)) => page(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "Link not valid",
+            "<h1>This link does not work any more</h1><p>It was already used, or it expired, or it \
+             is incomplete. If your address is not confirmed yet, ask the app to send a new mail.</p>",
+        ),
+        Err(RecoveryError::Fault(fault)) => failure(&app, fault),
+    }
+}
+
+async fn show_reset(
+    State(app): State<AppState>,
+    query: Result<Query<TokenQuery>, QueryRejection>,
+) -> Response {
+    let Some(token) = query
+        .ok()
+        .and_then(|Query(q)| q.token)
+        .filter(|t| !t.is_empty())
+    else {
+        return incomplete_link(&app);
+    };
+    reset_form(&app, StatusCode::OK, &token, None)
+}
+
+async fn reset(
+    State(app): State<AppState>,
+    form: Result<Form<ResetForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return incomplete_link(&app);
+    };
+    match recovery::reset_password(
+        &app,
+        ResetProof::Link(form.token.clone()),
+        &form.new_password,
+    )
+    .await
+    {
+        Ok(()) => page(
+            &app,
+            StatusCode::OK,
+            "Password changed",
+            "<h1>Your password has been changed</h1><p>You can now log in with your new password. \
+             Every device that was logged in has been signed out.</p>",
+        ),
+        // The token was not spent: show the form again with what to fix.
+        Err(RecoveryError::Invalid(errors)) => {
+            let message = errors
+                .0
+                .first()
+                .map_or("is not acceptable", |e| e.message.as_str());
+            reset_form(
+                &app,
+                StatusCode::BAD_REQUEST,
+                &form.token,
+                Some(&format!("The new password {message}.")),
+            )
+        }
+        Err(RecoveryError::InvalidToken) => page(
+            &app,
+            StatusCode::BAD_REQUEST,
+            "Link not valid",
+            "<h1>This link does not work any more</h1><p>It was already used, or it expired (links \
+             work for one hour), or a newer one was sent. Ask the app for a new reset mail.</p>",
+        ),
+        Err(RecoveryError::Fault(fault)) => failure(&app, fault),
+    }
+}
+
+fn reset_form(app: &AppState, status: StatusCode, token: &str, error: Option<&str>) -> Response {
+    let min = app.config.password_policy.min_length;
+    let error = error.map_or_else(String::new, |e| {
+        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))
+    });
+    let body = format!(
+        "<h1>Choose a new password</h1>{error}<form method=\"post\" action=\"{}/reset-password\">\
+         <input type=\"hidden\" name=\"token\" value=\"{}\">\
+         <label for=\"new_password\">New password (at least {min} characters)</label>\
+         <input id=\"new_password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" \
+         minlength=\"{min}\" maxlength=\"128\" required>\
+         <button type=\"submit\">Set new password</button></form>",
+        escape(&app.config.base_path),
+        escape(token)
+    );
+    page(app, status, "Choose a new password", &body)
+}
+
+fn incomplete_link(app: &AppState) -> Response {
+    page(
+        app,
+        StatusCode::BAD_REQUEST,
+        "Link not valid",
+        "<h1>This link is incomplete</h1><p>Open the link from the mail exactly as it was sent, or ask \
+         the app for a new mail.</p>",
+    )
+}
+
+fn failure(app: &AppState, fault: crate::service::Fault) -> Response {
+    let mut response = page(
+        app,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again",
+        "<h1>Something went wrong</h1><p>Nothing was changed. Please try again in a moment.</p>",
+    );
+    // Logged by the request middleware, like every 5xx.
+    let api_error: super::error::ApiError = fault.into();
+    if let Some(cause) = api_error
+        .into_response()
+        .extensions_mut()
+        .remove::<super::error::LoggedCause>()
+    {
+        response.extensions_mut().insert(cause);
+    }
+    response
+}
+
+fn page(app: &AppState, status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} – {}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        escape(title),
+        escape(&app.config.product_name)
+    );
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        content_security_policy().clone(),
+    );
+    // The token is in the URL: it must not leak to other sites through the Referer.
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// Nothing may load or run but our one stylesheet (allowed by its hash); forms post only here.
+fn content_security_policy() -> &'static HeaderValue {
+    static CSP: OnceLock<HeaderValue> = OnceLock::new();
+    CSP.get_or_init(|| {
+        let hash = crate::crypto::random::sha256_b64(STYLE.as_bytes());
+        let hash = hash.replace('-', "+").replace('_', "/");
+        let padded = format!("{hash}{}", "=".repeat((4 - hash.len() % 4) % 4));
+        HeaderValue::from_str(&format!(
+            "default-src 'none'; style-src 'sha256-{padded}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+    })
+}

@@ -1,0 +1,160 @@
+//! `/auth/confirm-email`, `/auth/resend-confirmation`, `/auth/forgot-password`,
+//! `/auth/reset-password`: the JSON side of the mail flows.
+
+use super::error::{ApiError, Problem};
+use super::extract::ApiJson;
+use super::views::{UserView, refuse_unknown};
+use crate::domain::ValidationErrors;
+use crate::service::recovery::{self, ResetProof};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// Body of `POST /auth/confirm-email`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ConfirmEmailRequest {
+    /// The token from the mailed link.
+    #[schema(required = true, value_type = String)]
+    token: Option<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: Map<String, Value>,
+}
+
+/// Body of `POST /auth/resend-confirmation` and `POST /auth/forgot-password`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EmailRequest {
+    /// The account's email.
+    #[schema(required = true, value_type = String, format = Email)]
+    email: Option<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: Map<String, Value>,
+}
+
+/// Body of `POST /auth/reset-password`: `{token, new_password}` or `{email, code, new_password}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResetPasswordRequest {
+    /// The token from the mailed link (or give `email` and `code`).
+    token: Option<String>,
+    /// The account's email, with `code`.
+    #[schema(format = Email)]
+    email: Option<String>,
+    /// The mailed 6-digit code, with `email`.
+    code: Option<String>,
+    /// The new password, judged by the password policy.
+    #[schema(required = true, value_type = String, format = Password)]
+    new_password: Option<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: Map<String, Value>,
+}
+
+/// The answer to requests that must not reveal whether an account exists.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedView {
+    /// Always the same words.
+    message: &'static str,
+}
+
+const ACCEPTED: AcceptedView = AcceptedView {
+    message: "If an account can use this, a mail is on its way.",
+};
+
+/// Confirm an email address with the token from the mailed link.
+#[utoipa::path(post, path = "/auth/confirm-email", tag = "auth", request_body = ConfirmEmailRequest,
+    responses(
+        (status = 200, description = "The user, now verified", body = UserView),
+        (status = 400, description = "`invalid_token` (unknown, expired or used) or `validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn confirm_email(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<ConfirmEmailRequest>,
+) -> Result<Json<UserView>, ApiError> {
+    let mut errors = ValidationErrors::default();
+    refuse_unknown(&mut errors, &req.unknown);
+    let token = errors.require("token", req.token);
+    errors.into_result()?;
+    let user = recovery::confirm_email(&app, &token.unwrap_or_default()).await?;
+    Ok(Json(user.into()))
+}
+
+/// Send the confirmation mail again. Answers 202 with the same body whether or not the account
+/// exists or is already verified; only an existing, unverified account gets a mail.
+#[utoipa::path(post, path = "/auth/resend-confirmation", tag = "auth", request_body = EmailRequest,
+    responses((status = 202, description = "Accepted", body = AcceptedView)))]
+pub async fn resend_confirmation(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<EmailRequest>,
+) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
+    let email = required_email(req)?;
+    recovery::resend_confirmation(&app, &email);
+    Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
+}
+
+/// Ask for a password reset: an existing account gets a mail with a link and a 6-digit code.
+/// Answers 202 with the same body for every address.
+#[utoipa::path(post, path = "/auth/forgot-password", tag = "auth", request_body = EmailRequest,
+    responses((status = 202, description = "Accepted", body = AcceptedView)))]
+pub async fn forgot_password(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<EmailRequest>,
+) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
+    let email = required_email(req)?;
+    recovery::forgot_password(&app, &email);
+    Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
+}
+
+/// Set a new password with the mailed link's token, or with the email and the mailed code.
+/// Every session of the user is revoked.
+#[utoipa::path(post, path = "/auth/reset-password", tag = "auth", request_body = ResetPasswordRequest,
+    responses(
+        (status = 204, description = "Password changed; every session revoked"),
+        (status = 400, description = "`invalid_token` (unknown, expired, used, or a code after 5 wrong tries) or `validation_failed` (field `new_password`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reset_password(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<ResetPasswordRequest>,
+) -> Result<StatusCode, ApiError> {
+    let mut errors = ValidationErrors::default();
+    refuse_unknown(&mut errors, &req.unknown);
+    let new_password = errors.require("new_password", req.new_password);
+    let proof = match (req.token, req.email, req.code) {
+        (Some(token), None, None) => Some(ResetProof::Link(token)),
+        (None, Some(email), Some(code)) => Some(ResetProof::Code { email, code }),
+        (None, Some(_), None) => {
+            errors.add("code", "is required with email");
+            None
+        }
+        (None, None, Some(_)) => {
+            errors.add("email", "is required with code");
+            None
+        }
+        (None, None, None) => {
+            errors.add("token", "is required (or email and code)");
+            None
+        }
+        (Some(_), _, _) => {
+            errors.add("token", "give either token, or email and code, not both");
+            None
+        }
+    };
+    errors.into_result()?;
+    let (Some(proof), Some(new_password)) = (proof, new_password) else {
+        unreachable!("validated above")
+    };
+    recovery::reset_password(&app, proof, &new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn required_email(req: EmailRequest) -> Result<String, ApiError> {
+    let mut errors = ValidationErrors::default();
+    refuse_unknown(&mut errors, &req.unknown);
+    let email = errors.require("email", req.email);
+    errors.into_result()?;
+    Ok(email.unwrap_or_default())
+}

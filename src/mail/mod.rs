@@ -1,0 +1,176 @@
+//! Outbound mail: a durable queue in the database, delivered by a worker with exponential backoff
+//! and jitter over SMTP (lettre) or, without SMTP, to the log and to `.eml` files.
+
+pub mod templates;
+
+use crate::clock::Clock;
+use crate::store::{QueuedMail, Store};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How long a worker may hold a claimed mail before another may try it.
+const LEASE: time::Duration = time::Duration::minutes(2);
+/// How often the queue is looked at when nothing wakes the worker.
+const POLL: Duration = Duration::from_secs(1);
+/// Longest wait between two tries of one mail.
+const MAX_BACKOFF_SECONDS: f64 = 3_600.0;
+
+/// Where mail goes.
+#[derive(Clone)]
+pub enum Transport {
+    /// An SMTP server.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// The log, and one `.eml` file per mail in the directory when set.
+    Log(Option<PathBuf>),
+}
+
+impl Transport {
+    /// SMTP from `smtp://user:pass@host:port` (STARTTLS when the server offers it) or
+    /// `smtps://…` (TLS from the start); the log (and `mail_dir`) when no URL is set.
+    pub fn new(smtp_url: Option<&str>, mail_dir: Option<PathBuf>) -> anyhow::Result<Transport> {
+        let Some(url) = smtp_url else {
+            return Ok(Transport::Log(mail_dir));
+        };
+        let url = if url.starts_with("smtp://") && !url.contains("tls=") {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{separator}tls=opportunistic")
+        } else {
+            url.to_owned()
+        };
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
+            .map_err(|e| anyhow::anyhow!("LATCHKEY_SMTP_URL is not a usable SMTP URL: {e}"))?
+            .timeout(Some(Duration::from_secs(20)))
+            .build();
+        Ok(Transport::Smtp(transport))
+    }
+
+    async fn deliver(&self, id: &str, message: Message) -> anyhow::Result<()> {
+        match self {
+            Transport::Smtp(smtp) => {
+                smtp.send(message).await?;
+            }
+            Transport::Log(dir) => {
+                let formatted = message.formatted();
+                // No SMTP server is configured (the embedded default): the log is the mailbox.
+                tracing::info!(mail = %String::from_utf8_lossy(&formatted), "mail (no SMTP server configured)");
+                if let Some(dir) = dir {
+                    tokio::fs::create_dir_all(dir).await?;
+                    tokio::fs::write(dir.join(format!("{id}.eml")), formatted).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Mail settings.
+#[derive(Clone)]
+pub struct MailSettings {
+    /// The `From` of every mail.
+    pub from: Mailbox,
+    /// First retry delay; doubles with every failure.
+    pub retry_base: time::Duration,
+    /// A mail still unsent after this long is given up.
+    pub max_age: time::Duration,
+}
+
+/// The queue's worker side: wake it when mail was queued; it delivers in the background.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: Transport,
+    settings: Arc<MailSettings>,
+    wake: Arc<Notify>,
+}
+
+impl Mailer {
+    /// A mailer over `transport`.
+    pub fn new(transport: Transport, settings: MailSettings) -> Mailer {
+        Mailer {
+            transport,
+            settings: Arc::new(settings),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Tells the worker that mail is waiting, so it need not wait for its next look.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Delivers queued mail until the task is dropped.
+    pub fn spawn_worker(&self, store: Store, clock: Clock) -> tokio::task::JoinHandle<()> {
+        let mailer = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let delivered = mailer.deliver_due(&store, &clock).await;
+                if delivered == 0 {
+                    let _ = tokio::time::timeout(POLL, mailer.wake.notified()).await;
+                }
+            }
+        })
+    }
+
+    /// Claims and tries every mail that is due; gives how many were tried.
+    pub async fn deliver_due(&self, store: &Store, clock: &Clock) -> usize {
+        let claimed = match store.claim_mail(clock.now(), LEASE, 20).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the mail queue; will retry");
+                return 0;
+            }
+        };
+        let tried = claimed.len();
+        for mail in claimed {
+            let outcome = match self.message(&mail) {
+                Ok(message) => self.transport.deliver(&mail.id.to_string(), message).await,
+                Err(error) => Err(error),
+            };
+            let now = clock.now();
+            let result = match outcome {
+                Ok(()) => store.mail_sent(mail.id, now).await,
+                Err(error) if now - mail.created_at >= self.settings.max_age => {
+                    tracing::error!(mail_id = %mail.id, attempts = mail.attempts, error = format!("{error:#}"), "giving up on a mail");
+                    store
+                        .mail_given_up(mail.id, now, &format!("{error:#}"))
+                        .await
+                }
+                Err(error) => {
+                    let retry_at = now + self.backoff(mail.attempts);
+                    tracing::warn!(mail_id = %mail.id, attempts = mail.attempts, %retry_at, error = format!("{error:#}"), "mail not delivered; will retry");
+                    store
+                        .mail_retry(mail.id, retry_at, &format!("{error:#}"))
+                        .await
+                }
+            };
+            if let Err(error) = result {
+                tracing::warn!(mail_id = %mail.id, %error, "cannot record a mail's delivery outcome");
+            }
+        }
+        tried
+    }
+
+    fn message(&self, mail: &QueuedMail) -> anyhow::Result<Message> {
+        let to: Mailbox = mail.recipient.parse()?;
+        Ok(Message::builder()
+            .from(self.settings.from.clone())
+            .to(to)
+            .subject(mail.subject.clone())
+            .multipart(MultiPart::alternative_plain_html(
+                mail.text_body.clone(),
+                mail.html_body.clone(),
+            ))?)
+    }
+
+    /// base × 2^(attempts−1), capped at an hour, with ±25 % jitter so that many mails failing
+    /// together do not retry together.
+    fn backoff(&self, attempts: i64) -> time::Duration {
+        let exponent = i32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(19);
+        let base = self.settings.retry_base.as_seconds_f64() * 2f64.powi(exponent);
+        let jitter = 0.75 + 0.5 * f64::from(crate::crypto::random::bytes::<1>()[0]) / 255.0;
+        time::Duration::seconds_f64(base.min(MAX_BACKOFF_SECONDS) * jitter)
+    }
+}
