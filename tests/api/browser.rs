@@ -1,0 +1,265 @@
+//! The hosted pages in a real browser: headless Chromium driven over WebDriver (chromedriver),
+//! from the link in a received mail to the success page, without JavaScript on our side.
+
+use crate::helpers::{PASSWORD, spawn_app_with_mail};
+use crate::smtp;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(15);
+const NEW_PASSWORD: &str = "a brand new passphrase";
+
+/// A headless Chromium session behind chromedriver; both end when this is dropped.
+struct Browser {
+    driver: Child,
+    session: String,
+    client: reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// `None` (the test is skipped) when chromedriver is missing, except in CI, where it must be.
+    async fn start() -> Option<Browser> {
+        let chromedriver = ["/usr/bin/chromedriver", "/usr/local/bin/chromedriver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        let Some(chromedriver) = chromedriver else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the browser test: install chromium and chromium-driver"
+            );
+            eprintln!(
+                "skipping the browser test: chromedriver is not installed (apt-get install chromium chromium-driver)"
+            );
+            return None;
+        };
+        let port = smtp::SmtpServer::free_port().await;
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().unwrap();
+        let client = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while client.get(format!("{base}/status")).send().await.is_err() {
+            assert!(started.elapsed() < WAIT, "chromedriver did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // As on every machine here: headless, no sandbox (root), and no background traffic.
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=390,844",
+        ];
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}}}});
+        let created: Value = client
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = created["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {created}"))
+            .to_owned();
+        Some(Browser {
+            driver,
+            session: format!("{base}/session/{session}"),
+            client,
+            _profile: profile,
+        })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.session));
+        if method != reqwest::Method::GET {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let value: Value = response.json().await.unwrap();
+        assert!(
+            value["value"].get("error").is_none(),
+            "webdriver {path}: {value}"
+        );
+        value["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", json!({"url": url}))
+            .await;
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                json!({"using": "css selector", "value": css}),
+            )
+            .await;
+        found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .expect("element id")
+            .to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.element(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.element(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            json!({"text": text}),
+        )
+        .await;
+    }
+
+    /// Waits until the page (which may still be loading after a click) shows `expected`.
+    async fn wait_for_text(&self, expected: &str) {
+        let started = Instant::now();
+        let mut last = String::new();
+        while started.elapsed() < WAIT {
+            let found: Value = self
+                .client
+                .post(format!("{}/element", self.session))
+                .json(&json!({"using": "css selector", "value": "body"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some(body) = found["value"]
+                .as_object()
+                .and_then(|o| o.values().next())
+                .and_then(Value::as_str)
+            {
+                let text: Value = self
+                    .client
+                    .get(format!("{}/element/{body}/text", self.session))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                last = text["value"].as_str().unwrap_or_default().to_owned();
+                if last.contains(expected) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the page never showed {expected:?}; last seen: {last}");
+    }
+
+    /// Saves a PNG of the page when `LATCHKEY_SCREENSHOTS` names a directory (for a person to look at).
+    async fn screenshot(&self, name: &str) {
+        let Some(dir) = std::env::var_os("LATCHKEY_SCREENSHOTS") else {
+            return;
+        };
+        let png = self
+            .call(reqwest::Method::GET, "/screenshot", json!(null))
+            .await;
+        let bytes = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            png.as_str().unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            std::path::Path::new(&dir).join(format!("{name}.png")),
+            bytes,
+        )
+        .unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_person_confirms_the_email_and_resets_the_password_in_a_browser() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    app.register("ada@example.com", PASSWORD).await;
+    let welcome = smtp.wait_for(1, WAIT).await[0].clone();
+
+    browser
+        .open(&smtp::link(&welcome, "/confirm-email?token="))
+        .await;
+    browser.wait_for_text("Confirm your email address").await;
+    browser.screenshot("confirm").await;
+    browser.click("button[type=submit]").await;
+    browser
+        .wait_for_text("Your email address is confirmed")
+        .await;
+    browser.screenshot("confirmed").await;
+    assert_eq!(
+        app.login("ada@example.com", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+
+    app.post(
+        "/auth/forgot-password",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let reset = smtp.wait_for(2, WAIT).await[1].clone();
+    browser
+        .open(&smtp::link(&reset, "/reset-password?token="))
+        .await;
+    browser.wait_for_text("Choose a new password").await;
+    browser.screenshot("reset").await;
+    browser.type_into("#new_password", NEW_PASSWORD).await;
+    browser.click("button[type=submit]").await;
+
+    browser
+        .wait_for_text("Your password has been changed")
+        .await;
+    browser.screenshot("reset-done").await;
+    assert_eq!(
+        app.login("ada@example.com", NEW_PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.login("ada@example.com", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
