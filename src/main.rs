@@ -107,6 +107,7 @@ async fn add_user(add: AddUser) -> anyhow::Result<()> {
         add.name,
         None,
         None,
+        true,
         &mut errors,
     );
     let (Some(account), Some(role)) = (account, role) else {

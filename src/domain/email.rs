@@ -30,6 +30,11 @@ impl Email {
         Ok(Email(normalised))
     }
 
+    /// Normalises part of an address (e.g. a search term) the way full addresses are.
+    pub fn normalise_fragment(raw: &str) -> String {
+        raw.nfkc().collect::<String>().trim().to_lowercase()
+    }
+
     /// Rebuilds an address read back from storage, where it was stored normalised.
     pub fn from_trusted(stored: String) -> Email {
         Email(stored)

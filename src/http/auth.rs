@@ -84,6 +84,7 @@ pub async fn register(
         req.name,
         req.phone,
         req.metadata,
+        true,
         &mut errors,
     );
     let Some(account) = account else {

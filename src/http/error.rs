@@ -4,6 +4,7 @@
 use crate::domain::{FieldError, ValidationErrors};
 use crate::service::Fault;
 use crate::service::accounts::{AccountError, RegisterError};
+use crate::service::admin::AdminError;
 use crate::service::recovery::RecoveryError;
 use crate::service::sessions::{AuthError, LoginError, RefreshError, SessionError};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -342,6 +343,18 @@ impl From<RecoveryError> for ApiError {
             RecoveryError::InvalidToken => ApiError::InvalidToken,
             RecoveryError::Invalid(errors) => ApiError::Validation(errors),
             RecoveryError::Fault(fault) => fault.into(),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(error: AdminError) -> ApiError {
+        match error {
+            AdminError::Forbidden => ApiError::Forbidden,
+            AdminError::NotFound => ApiError::NotFound,
+            AdminError::EmailTaken => ApiError::EmailTaken,
+            AdminError::Invalid(errors) => ApiError::Validation(errors),
+            AdminError::Fault(fault) => fault.into(),
         }
     }
 }

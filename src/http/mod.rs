@@ -1,6 +1,7 @@
 //! The HTTP surface: the router, its layers (request id, logging, body limit, panics) and one
 //! module per area. Handlers stay thin: parse, call a service, map the outcome.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -36,7 +37,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     info(title = "latchkey", description = "User registration and authentication: JWTs, rotating refresh tokens, forward-auth for gateways. Every error is application/problem+json (RFC 9457) with a stable `code`."),
     components(schemas(error::Problem, crate::domain::FieldError)),
     modifiers(&BearerScheme),
-    tags((name = "auth"), (name = "users"), (name = "sessions"), (name = "tokens"), (name = "operations")),
+    tags((name = "auth"), (name = "users"), (name = "sessions"), (name = "admin"), (name = "tokens"), (name = "operations")),
 )]
 struct ApiDoc;
 
@@ -68,6 +69,12 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::revoke))
         .routes(routes!(users::me, users::update_me, users::delete_me))
         .routes(routes!(users::change_password))
+        .routes(routes!(admin::list_users, admin::create_user))
+        .routes(routes!(
+            admin::get_user,
+            admin::update_user,
+            admin::delete_user
+        ))
         .routes(routes!(wellknown::jwks))
         .routes(routes!(wellknown::openid_configuration))
         .routes(routes!(ops::healthz))

@@ -6,7 +6,7 @@ use super::views::{UserView, clearable_name, clearable_phone, present, refuse_un
 use crate::domain::{Metadata, ValidationErrors};
 use crate::service::accounts;
 use crate::state::AppState;
-use crate::store::ProfileChange;
+use crate::store::UserChange;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -87,7 +87,7 @@ pub async fn update_me(
 ) -> Result<Json<UserView>, ApiError> {
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
-    let change = ProfileChange {
+    let change = UserChange {
         name: clearable_name(&mut errors, req.name),
         phone: clearable_phone(&mut errors, req.phone),
         metadata: req.metadata.map(|object| {
@@ -95,6 +95,7 @@ pub async fn update_me(
                 .take("metadata", Metadata::parse(object.unwrap_or_default()))
                 .unwrap_or_default()
         }),
+        ..UserChange::default()
     };
     errors.into_result()?;
     Ok(Json(

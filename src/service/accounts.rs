@@ -9,7 +9,7 @@ use crate::domain::{
 };
 use crate::mail::templates;
 use crate::state::AppState;
-use crate::store::{Effects, NewUser, ProfileChange, StoreError};
+use crate::store::{Effects, NewUser, StoreError, UserChange};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -38,20 +38,25 @@ impl NewAccount {
         name: Option<String>,
         phone: Option<String>,
         metadata: Option<serde_json::Map<String, serde_json::Value>>,
+        require_password: bool,
         errors: &mut ValidationErrors,
     ) -> Option<NewAccount> {
         let email = errors
             .require("email", email)
             .and_then(|raw| errors.take("email", Email::parse(&raw)));
-        let password = errors
-            .require("password", password)
-            .and_then(|raw| errors.take("password", policy.parse(&raw, email.as_ref())));
+        let password = match (password, require_password) {
+            (Some(raw), _) => errors
+                .take("password", policy.parse(&raw, email.as_ref()))
+                .map(Some),
+            (None, true) => errors.require::<Password>("password", None).map(Some),
+            (None, false) => Some(None),
+        };
         let name = name.map(|raw| errors.take("name", Name::parse(&raw)));
         let phone = phone.map(|raw| errors.take("phone", Phone::parse(&raw)));
         let metadata = errors.take("metadata", Metadata::parse(metadata.unwrap_or_default()));
         Some(NewAccount {
             email: email?,
-            password: Some(password?),
+            password: password?,
             name: name.flatten(),
             phone: phone.flatten(),
             metadata: metadata?,
@@ -65,6 +70,15 @@ impl NewAccount {
 pub enum Origin {
     /// A visitor registering: default role, unverified; logged in at once when verification is off.
     SelfService(ClientInfo),
+    /// An administrator through the API.
+    Admin {
+        /// The acting admin.
+        by: Uuid,
+        /// The role.
+        role: Role,
+        /// Whether the email counts as verified.
+        email_verified: bool,
+    },
     /// An operator at the command line.
     Cli {
         /// The role.
@@ -78,6 +92,7 @@ impl Origin {
     fn label(&self) -> &'static str {
         match self {
             Origin::SelfService(_) => "self_service",
+            Origin::Admin { .. } => "admin",
             Origin::Cli { .. } => "cli",
         }
     }
@@ -136,7 +151,12 @@ pub async fn register(
     let now = app.clock.now();
     let (role, email_verified) = match &origin {
         Origin::SelfService(_) => (app.config.roles.default_role().clone(), false),
-        Origin::Cli {
+        Origin::Admin {
+            role,
+            email_verified,
+            ..
+        }
+        | Origin::Cli {
             role,
             email_verified,
         } => (role.clone(), *email_verified),
@@ -239,40 +259,53 @@ pub async fn me(app: &AppState, principal: &Principal) -> Result<User, AccountEr
         .ok_or(AccountError::Gone)
 }
 
-/// Changes the caller's profile fields.
+/// Changes the caller's profile fields (name, phone, metadata; nothing else is accepted here).
 pub async fn update_me(
     app: &AppState,
     principal: &Principal,
-    change: ProfileChange,
+    change: UserChange,
 ) -> Result<User, AccountError> {
-    let mut changed = Vec::new();
-    if change.name.is_some() {
-        changed.push("name");
-    }
-    if change.phone.is_some() {
-        changed.push("phone");
-    }
-    if change.metadata.is_some() {
-        changed.push("metadata");
-    }
-    if changed.is_empty() {
+    let change = UserChange {
+        role: None,
+        disabled: None,
+        email_verified: None,
+        ..change
+    };
+    if change.is_empty() {
         return me(app, principal).await;
     }
     let now = app.clock.now();
-    let event = Event::new(
-        EventType::UserUpdated,
-        Some(principal.user_id),
-        now,
-        json!({"changed": changed, "by": principal.user_id}),
-    );
+    let data = json!({"changed": changed_fields(&change), "by": principal.user_id});
+    let effects = Effects {
+        events: vec![Event::new(
+            EventType::UserUpdated,
+            Some(principal.user_id),
+            now,
+            data,
+        )],
+        ..Effects::default()
+    };
     match app
         .store
-        .update_profile(principal.user_id, &change, now, &event)
+        .update_user(principal.user_id, &change, None, now, &effects)
         .await
     {
         Err(StoreError::NotFound) => Err(AccountError::Gone),
-        result => Ok(result?),
+        result => Ok(result?.0),
     }
+}
+
+/// The names of the fields a change sets, for `USER_UPDATED`.
+pub(crate) fn changed_fields(change: &UserChange) -> Vec<&'static str> {
+    [
+        ("name", change.name.is_some()),
+        ("phone", change.phone.is_some()),
+        ("metadata", change.metadata.is_some()),
+        ("email_verified", change.email_verified.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, set)| set.then_some(field))
+    .collect()
 }
 
 /// Changes the caller's password after checking the current one; every other session ends.
@@ -349,7 +382,14 @@ pub async fn delete_me(
     );
     match app
         .store
-        .delete_user(principal.user_id, now, &[event])
+        .delete_user(
+            principal.user_id,
+            now,
+            &Effects {
+                events: vec![event],
+                ..Effects::default()
+            },
+        )
         .await
     {
         Err(StoreError::NotFound) => Err(AccountError::Gone),

@@ -2,6 +2,7 @@
 //! checks). Typed outcomes, no HTTP; the CLI calls the same functions as the handlers.
 
 pub mod accounts;
+pub mod admin;
 pub mod recovery;
 pub mod sessions;
 

@@ -4,7 +4,7 @@
 mod sqlite;
 
 use crate::crypto::KeyMaterial;
-use crate::domain::{Email, Event, Metadata, Name, Phone, User};
+use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -78,15 +78,48 @@ pub struct NewSession {
     pub expires_at: OffsetDateTime,
 }
 
-/// A change of profile fields: `None` leaves a field alone, `Some(None)` clears it.
+/// A change of user fields: `None` leaves a field alone; for name and phone `Some(None)` clears.
 #[derive(Debug, Clone, Default)]
-pub struct ProfileChange {
+pub struct UserChange {
     /// New name.
     pub name: Option<Option<Name>>,
     /// New phone.
     pub phone: Option<Option<Phone>>,
     /// New metadata (clearing means `{}`).
     pub metadata: Option<Metadata>,
+    /// New role (admins only).
+    pub role: Option<Role>,
+    /// Disable or enable (admins only).
+    pub disabled: Option<bool>,
+    /// Mark the email verified or not (admins only).
+    pub email_verified: Option<bool>,
+}
+
+impl UserChange {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.phone.is_none()
+            && self.metadata.is_none()
+            && self.role.is_none()
+            && self.disabled.is_none()
+            && self.email_verified.is_none()
+    }
+}
+
+/// Which users to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// A LIKE pattern on the email, already escaped (`\` is the escape character).
+    pub email_like: Option<String>,
+    /// Exactly this role.
+    pub role: Option<String>,
+    /// Verified or not.
+    pub verified: Option<bool>,
+    /// Disabled or not.
+    pub disabled: Option<bool>,
+    /// Only users older than this (created_at, id) position: the keyset cursor.
+    pub after: Option<(OffsetDateTime, Uuid)>,
 }
 
 /// How long a revocation is kept: no access token lives longer (its TTL is capped at 24 h).
@@ -371,16 +404,29 @@ impl Store {
         }
     }
 
-    /// Applies a profile change and its event; `NotFound` when the user is gone.
-    pub async fn update_profile(
+    /// Applies a change of user fields with its effects, revoking every session (with
+    /// `revoke` as the reason) when asked; `NotFound` when the user is gone.
+    pub async fn update_user(
         &self,
         id: Uuid,
-        change: &ProfileChange,
+        change: &UserChange,
+        revoke: Option<&str>,
         now: OffsetDateTime,
-        event: &Event,
-    ) -> Result<User, StoreError> {
+        effects: &Effects,
+    ) -> Result<(User, Vec<Uuid>), StoreError> {
         match self {
-            Store::Sqlite(s) => s.update_profile(id, change, now, event).await,
+            Store::Sqlite(s) => s.update_user(id, change, revoke, now, effects).await,
+        }
+    }
+
+    /// Users matching `filter`, newest first, at most `limit`.
+    pub async fn list_users(
+        &self,
+        filter: &UserFilter,
+        limit: i64,
+    ) -> Result<Vec<User>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.list_users(filter, limit).await,
         }
     }
 
@@ -525,10 +571,10 @@ impl Store {
         &self,
         id: Uuid,
         now: OffsetDateTime,
-        events: &[Event],
+        effects: &Effects,
     ) -> Result<Vec<Uuid>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.delete_user(id, now, events).await,
+            Store::Sqlite(s) => s.delete_user(id, now, effects).await,
         }
     }
 

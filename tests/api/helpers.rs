@@ -174,6 +174,7 @@ impl TestApp {
             None,
             None,
             None,
+            true,
             &mut errors,
         )
         .expect("valid account");
@@ -251,4 +252,37 @@ pub(crate) async fn spawn_app_with_mail(args: &[&str]) -> (TestApp, crate::smtp:
     let mut all = vec!["--smtp-url", url.as_str()];
     all.extend_from_slice(args);
     (spawn_app_with(&all).await, smtp)
+}
+
+impl TestApp {
+    /// A verified admin (through the `users add --role admin --verified` path), logged in.
+    pub(crate) async fn admin_token(&self) -> String {
+        let mut errors = ValidationErrors::default();
+        let email = format!("admin-{}@example.com", uuid::Uuid::now_v7().simple());
+        let account = NewAccount::parse(
+            &self.state.config.password_policy,
+            Some(email.clone()),
+            Some(PASSWORD.into()),
+            None,
+            None,
+            None,
+            true,
+            &mut errors,
+        )
+        .expect("valid admin");
+        let origin = Origin::Cli {
+            role: self.state.config.roles.admin().clone(),
+            email_verified: true,
+        };
+        accounts::register(&self.state, account, origin)
+            .await
+            .expect("admin created");
+        let body: Value = self
+            .login(&email, PASSWORD)
+            .await
+            .json()
+            .await
+            .expect("json");
+        body["access_token"].as_str().expect("token").to_owned()
+    }
 }

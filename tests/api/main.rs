@@ -1,5 +1,6 @@
 //! The integration suite: the real router over HTTP on 127.0.0.1:0, a fresh database per test.
 
+mod admin;
 mod auth;
 mod bad_input;
 mod browser;

@@ -5,7 +5,7 @@ mod mail;
 mod recovery;
 mod sessions;
 
-use super::{Credentials, Effects, NewUser, ProfileChange, Revoke, StoreError};
+use super::{Credentials, Effects, NewUser, Revoke, StoreError, UserChange, UserFilter};
 use crate::crypto::KeyMaterial;
 use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -133,13 +133,14 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn update_profile(
+    pub(super) async fn update_user(
         &self,
         id: Uuid,
-        change: &ProfileChange,
+        change: &UserChange,
+        revoke: Option<&str>,
         now: OffsetDateTime,
-        event: &Event,
-    ) -> Result<User, StoreError> {
+        effects: &Effects,
+    ) -> Result<(User, Vec<Uuid>), StoreError> {
         let mut tx = self.write().await?;
         let metadata = change
             .metadata
@@ -147,12 +148,15 @@ impl SqliteStore {
             .map(|m| serde_json::to_string(m.as_map()))
             .transpose()
             .map_err(anyhow::Error::from)?;
-        // Each field is set only when the change names it; `case` keeps the others as they are.
+        // Each field is set only when the change names it; `case`/`coalesce` keep the others.
         let updated = sqlx::query(
             "update users set
                 name = case when ? then ? else name end,
                 phone = case when ? then ? else phone end,
                 metadata = coalesce(?, metadata),
+                role = coalesce(?, role),
+                disabled = coalesce(?, disabled),
+                email_verified = coalesce(?, email_verified),
                 updated_at = ?
              where id = ?",
         )
@@ -171,6 +175,9 @@ impl SqliteStore {
                 .and_then(|p| p.as_ref().map(Phone::as_str)),
         )
         .bind(metadata)
+        .bind(change.role.as_ref().map(|r| r.as_str().to_owned()))
+        .bind(change.disabled)
+        .bind(change.email_verified)
         .bind(micros(now))
         .bind(id.to_string())
         .execute(&mut *tx)
@@ -178,10 +185,51 @@ impl SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        insert_event(&mut tx, event).await?;
+        let revoked = match revoke {
+            Some(reason) => sessions::revoke_in(&mut tx, id, Revoke::All, reason, now).await?,
+            None => Vec::new(),
+        };
+        write_effects(&mut tx, effects).await?;
         let user = user_in(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(user)
+        Ok((user, revoked))
+    }
+
+    pub(super) async fn list_users(
+        &self,
+        filter: &UserFilter,
+        limit: i64,
+    ) -> Result<Vec<User>, StoreError> {
+        let (after_at, after_id) = filter.after.map_or((None, None), |(at, id)| {
+            (Some(micros(at)), Some(id.to_string()))
+        });
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "select {USER_COLUMNS} from users
+             where (? is null or email like ? escape '\\')
+               and (? is null or role = ?)
+               and (? is null or email_verified = ?)
+               and (? is null or disabled = ?)
+               and (? is null or created_at < ? or (created_at = ? and id < ?))
+             order by created_at desc, id desc limit ?"
+        )))
+        .bind(filter.email_like.as_deref())
+        .bind(filter.email_like.as_deref())
+        .bind(filter.role.as_deref())
+        .bind(filter.role.as_deref())
+        .bind(filter.verified)
+        .bind(filter.verified)
+        .bind(filter.disabled)
+        .bind(filter.disabled)
+        .bind(after_at)
+        .bind(after_at)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| credentials_from_row(row).map(|c| c.user))
+            .collect()
     }
 
     pub(super) async fn change_password(
@@ -216,7 +264,7 @@ impl SqliteStore {
         &self,
         id: Uuid,
         now: OffsetDateTime,
-        events: &[Event],
+        effects: &Effects,
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.write().await?;
         let live = sessions::revoke_in(&mut tx, id, Revoke::All, "account_deleted", now).await?;
@@ -235,9 +283,7 @@ impl SqliteStore {
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        for event in events {
-            insert_event(&mut tx, event).await?;
-        }
+        write_effects(&mut tx, effects).await?;
         tx.commit().await?;
         Ok(live)
     }

@@ -1,0 +1,330 @@
+//! `/users` and `/users/{id}`: user administration, for the admin role only.
+
+use super::error::{ApiError, Problem};
+use super::extract::{ApiJson, Bearer};
+use super::views::{UserView, clearable_name, clearable_phone, present, refuse_unknown};
+use crate::domain::{Email, Metadata, ValidationErrors};
+use crate::service::accounts::NewAccount;
+use crate::service::admin;
+use crate::state::AppState;
+use crate::store::{UserChange, UserFilter};
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserListView {
+    /// Newest first.
+    users: Vec<UserView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+/// Body of `POST /users`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateUserRequest {
+    /// Any case; stored normalised.
+    #[schema(required = true, value_type = String, format = Email)]
+    email: Option<String>,
+    /// Optional: without one the user sets a password through the reset flow.
+    #[schema(format = Password)]
+    password: Option<String>,
+    /// Full name.
+    name: Option<String>,
+    /// E.164.
+    phone: Option<String>,
+    /// One of the configured roles (default: the default role).
+    role: Option<String>,
+    /// Whether the email counts as verified (default false: a confirmation mail is sent).
+    email_verified: Option<bool>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: Map<String, Value>,
+}
+
+/// Body of `PATCH /users/{id}`: only the fields sent change; `null` clears name, phone, metadata.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateUserRequest {
+    /// Full name.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    name: Option<Option<String>>,
+    /// E.164.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    phone: Option<Option<String>>,
+    /// Replaces the whole object; `null` clears it to `{}`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Option<Map<String, Value>>>,
+    /// A configured role; a change revokes every session of the user.
+    role: Option<String>,
+    /// `true` disables (revoking every session), `false` enables.
+    disabled: Option<bool>,
+    /// Mark the email verified or not.
+    email_verified: Option<bool>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: Map<String, Value>,
+}
+
+/// List users, newest first, stable under inserts (keyset pages).
+#[utoipa::path(get, path = "/users", tag = "admin", security(("bearer" = [])),
+    params(
+        ("limit" = Option<i64>, Query, description = "1–200, default 50"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("email" = Option<String>, Query, description = "Substring of the email, case-insensitive; `%` and `_` are literal"),
+        ("role" = Option<String>, Query, description = "Exactly this role"),
+        ("verified" = Option<bool>, Query, description = "`true` or `false`"),
+        ("disabled" = Option<bool>, Query, description = "`true` or `false`"),
+    ),
+    responses(
+        (status = 200, description = "A page of users", body = UserListView),
+        (status = 400, description = "`validation_failed`: a parameter out of range or unknown", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_users(
+    State(app): State<AppState>,
+    Bearer(principal): Bearer,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<UserListView>, ApiError> {
+    let pairs = query
+        .map(|Query(pairs)| pairs)
+        .map_err(|_| ValidationErrors::one("query", "is not a valid query string"))?;
+    let (filter, limit) = parse_list_query(&app, pairs)?;
+    let page = admin::list(&app, &principal, &filter, limit).await?;
+    Ok(Json(UserListView {
+        users: page.users.into_iter().map(UserView::from).collect(),
+        next_cursor: page.next.map(|(at, id)| encode_cursor(at, id)),
+    }))
+}
+
+/// Create a user (any role, verified or not, with or without a password).
+#[utoipa::path(post, path = "/users", tag = "admin", security(("bearer" = [])), request_body = CreateUserRequest,
+    responses(
+        (status = 201, description = "Created", body = UserView, headers(("Location" = String, description = "/users/{id}"))),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_user(
+    State(app): State<AppState>,
+    Bearer(principal): Bearer,
+    ApiJson(req): ApiJson<CreateUserRequest>,
+) -> Result<Response, ApiError> {
+    let mut errors = ValidationErrors::default();
+    refuse_unknown(&mut errors, &req.unknown);
+    let role = req
+        .role
+        .map(|role| errors.take("role", app.config.roles.parse(&role)));
+    let account = NewAccount::parse(
+        &app.config.password_policy,
+        req.email,
+        req.password,
+        req.name,
+        req.phone,
+        None,
+        false,
+        &mut errors,
+    );
+    let (Some(account), Ok(())) = (account, errors.clone().into_result()) else {
+        return Err(errors.into());
+    };
+    let user = admin::create(
+        &app,
+        &principal,
+        account,
+        role.flatten(),
+        req.email_verified.unwrap_or(false),
+    )
+    .await?;
+    let location = format!("{}/users/{}", app.config.base_path, user.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(UserView::from(user)),
+    )
+        .into_response())
+}
+
+/// One user.
+#[utoipa::path(get, path = "/users/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id; anything but a UUID is 404")),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_user(
+    State(app): State<AppState>,
+    Bearer(principal): Bearer,
+    id: Result<Path<Uuid>, PathRejection>,
+) -> Result<Json<UserView>, ApiError> {
+    Ok(Json(
+        admin::get(&app, &principal, path_id(id)).await?.into(),
+    ))
+}
+
+/// Change a user. Disabling or a role change revokes every session of the user.
+#[utoipa::path(patch, path = "/users/{id}", tag = "admin", security(("bearer" = [])), request_body = UpdateUserRequest,
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The changed user", body = UserView),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_user(
+    State(app): State<AppState>,
+    Bearer(principal): Bearer,
+    id: Result<Path<Uuid>, PathRejection>,
+    ApiJson(req): ApiJson<UpdateUserRequest>,
+) -> Result<Json<UserView>, ApiError> {
+    let mut errors = ValidationErrors::default();
+    refuse_unknown(&mut errors, &req.unknown);
+    let change = UserChange {
+        name: clearable_name(&mut errors, req.name),
+        phone: clearable_phone(&mut errors, req.phone),
+        metadata: req.metadata.map(|object| {
+            errors
+                .take("metadata", Metadata::parse(object.unwrap_or_default()))
+                .unwrap_or_default()
+        }),
+        role: req
+            .role
+            .and_then(|role| errors.take("role", app.config.roles.parse(&role))),
+        disabled: req.disabled,
+        email_verified: req.email_verified,
+    };
+    errors.into_result()?;
+    Ok(Json(
+        admin::update(&app, &principal, path_id(id), change)
+            .await?
+            .into(),
+    ))
+}
+
+/// Delete a user with their sessions, tokens and pending mail.
+#[utoipa::path(delete, path = "/users/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_user(
+    State(app): State<AppState>,
+    Bearer(principal): Bearer,
+    id: Result<Path<Uuid>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    admin::delete(&app, &principal, path_id(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn path_id(id: Result<Path<Uuid>, PathRejection>) -> Option<Uuid> {
+    id.ok().map(|Path(id)| id)
+}
+
+fn parse_list_query(
+    app: &AppState,
+    pairs: Vec<(String, String)>,
+) -> Result<(UserFilter, i64), ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    let mut filter = UserFilter::default();
+    let mut limit = 50;
+    let mut seen = HashSet::new();
+    let boolean = |errors: &mut ValidationErrors, field: &str, value: &str| match value {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => {
+            errors.add(field, "must be true or false");
+            None
+        }
+    };
+    for (key, value) in pairs {
+        if !seen.insert(key.clone()) {
+            errors.add(&key, "is given more than once");
+            continue;
+        }
+        match key.as_str() {
+            "limit" => match value.parse::<i64>() {
+                Ok(n) if (1..=200).contains(&n) => limit = n,
+                _ => errors.add("limit", "must be a whole number from 1 to 200"),
+            },
+            "cursor" => filter.after = errors.take("cursor", decode_cursor(&value)),
+            "email" => filter.email_like = Some(like_pattern(&value)),
+            "role" => {
+                filter.role = errors
+                    .take("role", app.config.roles.parse(&value))
+                    .map(|r| r.as_str().to_owned())
+            }
+            "verified" => filter.verified = boolean(&mut errors, "verified", &value),
+            "disabled" => filter.disabled = boolean(&mut errors, "disabled", &value),
+            _ => errors.add(&key, "is not a parameter of this endpoint"),
+        }
+    }
+    errors.into_result()?;
+    Ok((filter, limit))
+}
+
+/// A substring pattern with `%`, `_` and the escape character itself taken literally.
+fn like_pattern(raw: &str) -> String {
+    let normalised = Email::normalise_fragment(raw);
+    let mut pattern = String::from("%");
+    for c in normalised.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+fn encode_cursor(at: OffsetDateTime, id: Uuid) -> String {
+    let micros = at.unix_timestamp_nanos() / 1_000;
+    URL_SAFE_NO_PAD.encode(format!("{micros}.{id}"))
+}
+
+fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, Uuid), ValidationErrors> {
+    let invalid = || ValidationErrors::one("cursor", "is not a cursor given by this endpoint");
+    let text = URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(invalid)?;
+    let (micros, id) = text.split_once('.').ok_or_else(invalid)?;
+    let micros: i128 = micros.parse().map_err(|_| invalid())?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(micros * 1_000).map_err(|_| invalid())?;
+    Ok((at, Uuid::parse_str(id).map_err(|_| invalid())?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_take_wildcards_literally() {
+        assert_eq!(like_pattern("A%b_c\\"), "%a\\%b\\_c\\\\%");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_junk_is_refused() {
+        let (at, id) = (
+            OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+            Uuid::now_v7(),
+        );
+        assert_eq!(decode_cursor(&encode_cursor(at, id)).unwrap(), (at, id));
+        assert!(decode_cursor("junk").is_err() && decode_cursor("").is_err());
+    }
+}

@@ -1,0 +1,207 @@
+//! Administration: listing, creating, inspecting, changing and deleting users. Every call is
+//! checked against the acting user as stored now (role and disabled), not only the token.
+
+use super::accounts::{self, NewAccount, Origin, RegisterError, Registered, changed_fields};
+use super::{Fault, Principal, faults_into};
+use crate::domain::{Event, EventType, Role, User, ValidationErrors};
+use crate::state::AppState;
+use crate::store::{Effects, StoreError, UserChange, UserFilter};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// How an admin call can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The caller is not an (enabled) admin.
+    #[error("forbidden")]
+    Forbidden,
+    /// No such user.
+    #[error("not found")]
+    NotFound,
+    /// The email is taken.
+    #[error("email taken")]
+    EmailTaken,
+    /// A field breaks a rule.
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    /// The machinery failed.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+faults_into!(AdminError);
+
+/// One page of users and where the next starts.
+#[derive(Debug)]
+pub struct UserPage {
+    /// Newest first.
+    pub users: Vec<User>,
+    /// The position after the last user, when more follow.
+    pub next: Option<(OffsetDateTime, Uuid)>,
+}
+
+/// The acting admin, as stored now.
+async fn authorize(app: &AppState, principal: &Principal) -> Result<User, AdminError> {
+    let actor = app
+        .store
+        .user(principal.user_id)
+        .await?
+        .ok_or(AdminError::Forbidden)?;
+    if actor.disabled || &actor.role != app.config.roles.admin() {
+        return Err(AdminError::Forbidden);
+    }
+    Ok(actor)
+}
+
+/// A page of users matching `filter`.
+pub async fn list(
+    app: &AppState,
+    principal: &Principal,
+    filter: &UserFilter,
+    limit: i64,
+) -> Result<UserPage, AdminError> {
+    authorize(app, principal).await?;
+    let mut users = app.store.list_users(filter, limit + 1).await?;
+    let more = users.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    users.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next = more
+        .then(|| users.last().map(|u| (u.created_at, u.id)))
+        .flatten();
+    Ok(UserPage { users, next })
+}
+
+/// Creates a user with the given role and verification (no password: it can be set by reset).
+pub async fn create(
+    app: &AppState,
+    principal: &Principal,
+    account: NewAccount,
+    role: Option<Role>,
+    email_verified: bool,
+) -> Result<User, AdminError> {
+    let actor = authorize(app, principal).await?;
+    let role = role.unwrap_or_else(|| app.config.roles.default_role().clone());
+    let origin = Origin::Admin {
+        by: actor.id,
+        role,
+        email_verified,
+    };
+    match accounts::register(app, account, origin).await {
+        Ok(Registered::Created(user)) => Ok(user),
+        Ok(Registered::LoggedIn(pair)) => Ok(pair.user),
+        Err(RegisterError::EmailTaken) => Err(AdminError::EmailTaken),
+        Err(RegisterError::Fault(fault)) => Err(fault.into()),
+    }
+}
+
+/// One user. Ids are `Option`s so that a malformed id is answered only after the caller's
+/// right to ask: a non-admin learns nothing from the path.
+pub async fn get(
+    app: &AppState,
+    principal: &Principal,
+    id: Option<Uuid>,
+) -> Result<User, AdminError> {
+    authorize(app, principal).await?;
+    let id = id.ok_or(AdminError::NotFound)?;
+    app.store.user(id).await?.ok_or(AdminError::NotFound)
+}
+
+/// Changes a user. A role change or disabling revokes every session of the user; each kind of
+/// change writes its event, naming the acting admin.
+pub async fn update(
+    app: &AppState,
+    principal: &Principal,
+    id: Option<Uuid>,
+    change: UserChange,
+) -> Result<User, AdminError> {
+    let actor = authorize(app, principal).await?;
+    let id = id.ok_or(AdminError::NotFound)?;
+    let current = app.store.user(id).await?.ok_or(AdminError::NotFound)?;
+    if change.is_empty() {
+        return Ok(current);
+    }
+    let now = app.clock.now();
+    let by = actor.id;
+    let mut events = Vec::new();
+    let changed = changed_fields(&change);
+    if !changed.is_empty() {
+        events.push(Event::new(
+            EventType::UserUpdated,
+            Some(id),
+            now,
+            json!({"changed": changed, "by": by}),
+        ));
+    }
+    let mut revoke = None;
+    if let Some(role) = change.role.as_ref().filter(|role| **role != current.role) {
+        events.push(Event::new(
+            EventType::RoleChanged,
+            Some(id),
+            now,
+            json!({"from": current.role.as_str(), "to": role.as_str(), "by": by}),
+        ));
+        revoke = Some("role_changed");
+    }
+    match (change.disabled, current.disabled) {
+        (Some(true), false) => {
+            events.push(Event::new(
+                EventType::UserDisabled,
+                Some(id),
+                now,
+                json!({"by": by}),
+            ));
+            revoke = Some("disabled");
+        }
+        (Some(false), true) => events.push(Event::new(
+            EventType::UserEnabled,
+            Some(id),
+            now,
+            json!({"by": by}),
+        )),
+        _ => {}
+    }
+    let effects = Effects {
+        events,
+        ..Effects::default()
+    };
+    let (user, revoked) = match app
+        .store
+        .update_user(id, &change, revoke, now, &effects)
+        .await
+    {
+        Err(StoreError::NotFound) => return Err(AdminError::NotFound),
+        result => result?,
+    };
+    app.revocations.revoked_here(&revoked, now);
+    Ok(user)
+}
+
+/// Deletes a user with everything of theirs: sessions, tokens, pending mail.
+pub async fn delete(
+    app: &AppState,
+    principal: &Principal,
+    id: Option<Uuid>,
+) -> Result<(), AdminError> {
+    let actor = authorize(app, principal).await?;
+    let id = id.ok_or(AdminError::NotFound)?;
+    let target = app.store.user(id).await?.ok_or(AdminError::NotFound)?;
+    let now = app.clock.now();
+    let event = Event::new(
+        EventType::UserDeleted,
+        Some(id),
+        now,
+        json!({"email": target.email.as_str(), "by": actor.id}),
+    );
+    let effects = Effects {
+        events: vec![event],
+        ..Effects::default()
+    };
+    match app.store.delete_user(id, now, &effects).await {
+        Err(StoreError::NotFound) => Err(AdminError::NotFound),
+        Err(error) => Err(error.into()),
+        Ok(revoked) => {
+            app.revocations.revoked_here(&revoked, now);
+            Ok(())
+        }
+    }
+}
