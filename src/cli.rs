@@ -22,6 +22,9 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage the JWT signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print the OpenAPI document.
     Openapi {
         /// Prefix for every path, as served.
@@ -35,6 +38,27 @@ pub enum Command {
 pub enum UsersCommand {
     /// Create a user; the password is read from standard input.
     Add(AddUser),
+    /// Import users from a JSON-lines file (email, password_hash as bcrypt or argon2 PHC,
+    /// optional name, phone, metadata, role, email_verified, created_at); idempotent.
+    Import(ImportUsers),
+}
+
+/// `latchkey users import`
+#[derive(Debug, clap::Args)]
+pub struct ImportUsers {
+    /// The JSON-lines file.
+    pub file: std::path::PathBuf,
+    /// Database and policy settings.
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// `latchkey keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key: it signs on every instance within a minute; the old one stays
+    /// published until every token it signed has expired.
+    Rotate(Settings),
 }
 
 /// `latchkey users add`

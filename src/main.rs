@@ -2,11 +2,12 @@
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use latchkey::cli::{AddUser, Cli, Command, UsersCommand};
+use latchkey::cli::{AddUser, Cli, Command, ImportUsers, KeysCommand, UsersCommand};
 use latchkey::clock::Clock;
 use latchkey::config::{Config, LogFormat, Settings};
 use latchkey::domain::ValidationErrors;
-use latchkey::service::accounts::{self, NewAccount, Origin, Registered};
+use latchkey::service::accounts::{self, AccountFields, NewAccount, Origin, Registered};
+use latchkey::service::{import, keys};
 use latchkey::state::AppState;
 use latchkey::store::Store;
 use latchkey::{http, startup, telemetry};
@@ -67,6 +68,17 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Users(UsersCommand::Add(add)) => add_user(add).await,
+        Command::Users(UsersCommand::Import(import)) => import_users(import).await,
+        Command::Keys(KeysCommand::Rotate(settings)) => {
+            let config = configure(settings)?;
+            let app = AppState::build(config, Clock::System).await?;
+            let key = keys::rotate(&app.store, app.config.jwt_alg, app.clock.now()).await?;
+            println!(
+                "new signing key {}: it signs within a minute on every instance; the previous key stays in the JWKS until its tokens have expired",
+                key.kid
+            );
+            Ok(())
+        }
         Command::Openapi { base_path } => {
             let base_path =
                 latchkey::config::normalise_base_path(&base_path).map_err(anyhow::Error::msg)?;
@@ -102,11 +114,12 @@ async fn add_user(add: AddUser) -> anyhow::Result<()> {
     };
     let account = NewAccount::parse(
         &config.password_policy,
-        Some(add.email),
-        Some(password),
-        add.name,
-        None,
-        None,
+        AccountFields {
+            email: Some(add.email),
+            password: Some(password),
+            name: add.name,
+            ..AccountFields::default()
+        },
         true,
         &mut errors,
     );
@@ -133,5 +146,32 @@ async fn add_user(add: AddUser) -> anyhow::Result<()> {
             anyhow::bail!("cannot add the user: the email is taken")
         }
         Err(error) => Err(error.into()),
+    }
+}
+
+/// `users import`: reports each bad line with its number, imports the rest, prints the counts;
+/// exits non-zero when any line was refused.
+async fn import_users(command: ImportUsers) -> anyhow::Result<()> {
+    let config = configure(command.settings)?;
+    let file = std::fs::File::open(&command.file)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", command.file.display()))?;
+    let app = AppState::build(config, Clock::System).await?;
+    let report = import::import_users(&app, std::io::BufReader::new(file)).await?;
+    for (line, reason) in &report.failed {
+        eprintln!("line {line}: {reason}");
+    }
+    println!(
+        "imported {}, skipped {} (already present), failed {}",
+        report.imported,
+        report.skipped,
+        report.failed.len()
+    );
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} line(s) refused; the other lines were imported",
+            report.failed.len()
+        )
     }
 }

@@ -28,21 +28,48 @@ pub async fn run(
         "latchkey listening on http://{address}{}",
         app.config.base_path
     );
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mail_worker = app
+        .mailer
+        .spawn_worker(app.store.clone(), app.clock.clone(), stopping);
     let workers = [
         app.revocations
             .spawn_sync(app.store.clone(), app.clock.clone()),
         spawn_pruning(app.clone()),
-        app.mailer
-            .spawn_worker(app.store.clone(), app.clock.clone()),
+        spawn_key_reload(app.clone()),
     ];
     let service = http::router(app).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await;
+    // The mail worker finishes the mail in hand (so none is sent twice after a restart); the
+    // other workers hold nothing that could be lost.
+    let _ = stop.send(true);
+    if tokio::time::timeout(MAIL_WORKER_GRACE, mail_worker)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the mail worker did not stop in time");
+    }
     for worker in workers {
         worker.abort();
     }
     Ok(served?)
+}
+
+/// Picks up rotated signing keys on every instance, without a restart.
+fn spawn_key_reload(app: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(crate::service::keys::RELOAD_INTERVAL).await;
+            if let Err(error) = crate::service::keys::reload(&app).await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot reload signing keys; will retry"
+                );
+            }
+        }
+    })
 }
 
 /// Deletes expired sessions, tokens and revocations now and then.
@@ -63,6 +90,7 @@ fn spawn_pruning(app: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
+const MAIL_WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
 async fn shutdown_signal() {

@@ -3,9 +3,8 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::config::Secret;
-use crate::crypto::jwt::TokenSettings;
 use crate::crypto::random::{self, CodeKey};
-use crate::crypto::{Hasher, KeyMaterial, Tokens};
+use crate::crypto::{Hasher, Tokens};
 use crate::mail::{MailSettings, Mailer, Transport};
 use crate::revocations::Revocations;
 use crate::store::Store;
@@ -44,7 +43,7 @@ impl AppState {
             .migrate()
             .await
             .context("cannot migrate the database")?;
-        let tokens = load_tokens(&config, &store, &clock).await?;
+        let tokens = crate::service::keys::load(&config, &store, &clock).await?;
         let hasher = Hasher::new(config.hashing)?;
         let revocations = Revocations::load(&store, clock.now()).await?;
         let transport = Transport::new(
@@ -108,30 +107,4 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(contents.as_bytes())
-}
-
-async fn load_tokens(config: &Config, store: &Store, clock: &Clock) -> anyhow::Result<Tokens> {
-    let settings = TokenSettings {
-        alg: config.jwt_alg,
-        issuer: config.jwt_issuer.clone(),
-        audience: config.jwt_audience.clone(),
-        ttl: config.access_token_ttl,
-    };
-    if let Some(secret) = config
-        .jwt_secret
-        .as_ref()
-        .filter(|_| config.jwt_alg.is_symmetric())
-    {
-        return Ok(Tokens::with_secret(settings, secret.expose().as_bytes()));
-    }
-    let alg = config.jwt_alg.as_str();
-    let mut keys = store.signing_keys(alg).await?;
-    if keys.is_empty() {
-        let key = KeyMaterial::generate(config.jwt_alg)?;
-        store.insert_signing_key(&key, clock.now()).await?;
-        tracing::info!(kid = %key.kid, alg, "generated a new signing key");
-        // Another instance may have raced us to it; whatever the table holds now is the truth.
-        keys = store.signing_keys(alg).await?;
-    }
-    Tokens::with_keys(settings, &keys)
 }

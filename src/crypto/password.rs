@@ -156,6 +156,15 @@ fn hash_with(params: &Params, secret: &str) -> anyhow::Result<String> {
 }
 
 fn verify_with(params: &Params, secret: &str, stored: &str) -> anyhow::Result<Verified> {
+    // Imported from another system: verified as that system did (bcrypt truncates at 72 bytes),
+    // then re-hashed with argon2id by the caller.
+    if is_bcrypt(stored) {
+        let matches = bcrypt::verify(secret, stored).unwrap_or(false);
+        return Ok(Verified {
+            matches,
+            needs_rehash: true,
+        });
+    }
     let parsed = PasswordHash::new(stored)
         .map_err(|e| anyhow::anyhow!("stored hash is not a PHC string: {e}"))?;
     let matches = argon2(params)
@@ -171,6 +180,62 @@ fn verify_with(params: &Params, secret: &str, stored: &str) -> anyhow::Result<Ve
         matches,
         needs_rehash: !current,
     })
+}
+
+fn is_bcrypt(hash: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"]
+        .iter()
+        .any(|prefix| hash.starts_with(prefix))
+}
+
+/// Highest bcrypt cost accepted at import (cost 14 is about a second a login here).
+const MAX_BCRYPT_COST: u32 = 14;
+/// Highest argon2 memory accepted at import, KiB (256 MiB).
+const MAX_ARGON2_MEMORY_KIB: u32 = 256 * 1024;
+/// Highest argon2 iterations and lanes accepted at import.
+const MAX_ARGON2_TIME_OR_LANES: u32 = 16;
+
+/// Checks a password hash brought in by import: bcrypt (`$2a$`, `$2b$`, `$2y$`) or an argon2
+/// PHC string, with parameters under safe caps so that no login can be made to cost too much.
+pub fn check_imported_hash(hash: &str) -> Result<(), String> {
+    if is_bcrypt(hash) {
+        let cost: u32 = hash
+            .get(4..6)
+            .and_then(|c| c.parse().ok())
+            .ok_or("bcrypt hash without a cost")?;
+        if hash.len() != 60 || hash.as_bytes().get(6) != Some(&b'$') {
+            return Err("malformed bcrypt hash".into());
+        }
+        if !(4..=MAX_BCRYPT_COST).contains(&cost) {
+            return Err(format!(
+                "bcrypt cost {cost} is outside 4..={MAX_BCRYPT_COST}"
+            ));
+        }
+        return Ok(());
+    }
+    let parsed =
+        PasswordHash::new(hash).map_err(|_| "neither a bcrypt hash nor a PHC string".to_owned())?;
+    let algorithm = parsed.algorithm.as_str();
+    if !["argon2id", "argon2i", "argon2d"].contains(&algorithm) {
+        return Err(format!("unsupported algorithm {algorithm}"));
+    }
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err("argon2 hash without salt or output".into());
+    }
+    let params =
+        Params::try_from(&parsed).map_err(|e| format!("invalid argon2 parameters: {e}"))?;
+    if params.m_cost() > MAX_ARGON2_MEMORY_KIB
+        || params.t_cost() > MAX_ARGON2_TIME_OR_LANES
+        || params.p_cost() > MAX_ARGON2_TIME_OR_LANES
+    {
+        return Err(format!(
+            "argon2 parameters m={} t={} p={} exceed the caps m<={MAX_ARGON2_MEMORY_KIB} t<={MAX_ARGON2_TIME_OR_LANES} p<={MAX_ARGON2_TIME_OR_LANES}",
+            params.m_cost(),
+            params.t_cost(),
+            params.p_cost()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -237,6 +302,43 @@ mod tests {
                 .unwrap()
                 .needs_rehash
         );
+    }
+
+    #[tokio::test]
+    async fn bcrypt_hashes_verify_and_always_need_a_rehash() {
+        let hasher = Hasher::new(config(1, 4, 1)).unwrap();
+        let imported = bcrypt::hash("correct horse battery", 4).unwrap();
+        let right = hasher
+            .verify(
+                &Candidate::new("correct horse battery").unwrap(),
+                Some(&imported),
+            )
+            .await
+            .unwrap();
+        let wrong = hasher
+            .verify(
+                &Candidate::new("incorrect horse battery").unwrap(),
+                Some(&imported),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (right.matches, right.needs_rehash, wrong.matches),
+            (true, true, false)
+        );
+    }
+
+    #[test]
+    fn imported_hashes_are_checked_against_caps() {
+        assert!(check_imported_hash(&bcrypt::hash("x", 4).unwrap()).is_ok());
+        assert!(
+            check_imported_hash(&bcrypt::hash("x", 4).unwrap().replacen("$04$", "$31$", 1))
+                .is_err()
+        );
+        assert!(check_imported_hash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g").is_ok());
+        assert!(check_imported_hash("$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g").is_err());
+        assert!(check_imported_hash("$pbkdf2-sha256$29000$c2FsdA$aGFzaA").is_err());
+        assert!(check_imported_hash("plaintext").is_err());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

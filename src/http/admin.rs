@@ -4,7 +4,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Bearer};
 use super::views::{UserView, clearable_name, clearable_phone, present, refuse_unknown};
 use crate::domain::{Email, Metadata, ValidationErrors};
-use crate::service::accounts::NewAccount;
+use crate::service::accounts::{AccountFields, NewAccount};
 use crate::service::admin;
 use crate::state::AppState;
 use crate::store::{UserChange, UserFilter};
@@ -130,11 +130,13 @@ pub async fn create_user(
         .map(|role| errors.take("role", app.config.roles.parse(&role)));
     let account = NewAccount::parse(
         &app.config.password_policy,
-        req.email,
-        req.password,
-        req.name,
-        req.phone,
-        None,
+        AccountFields {
+            email: req.email,
+            password: req.password,
+            name: req.name,
+            phone: req.phone,
+            metadata: None,
+        },
         false,
         &mut errors,
     );

@@ -4,7 +4,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Bearer, Client};
 use super::views::{TokenPairView, UserView, refuse_unknown};
 use crate::domain::ValidationErrors;
-use crate::service::accounts::{self, NewAccount, Origin, Registered};
+use crate::service::accounts::{self, AccountFields, NewAccount, Origin, Registered};
 use crate::service::sessions;
 use crate::state::AppState;
 use axum::Json;
@@ -79,11 +79,13 @@ pub async fn register(
     refuse_unknown(&mut errors, &req.unknown);
     let account = NewAccount::parse(
         &app.config.password_policy,
-        req.email,
-        req.password,
-        req.name,
-        req.phone,
-        req.metadata,
+        AccountFields {
+            email: req.email,
+            password: req.password,
+            name: req.name,
+            phone: req.phone,
+            metadata: req.metadata,
+        },
         true,
         &mut errors,
     );

@@ -101,14 +101,22 @@ impl Mailer {
         self.wake.notify_one();
     }
 
-    /// Delivers queued mail until the task is dropped.
-    pub fn spawn_worker(&self, store: Store, clock: Clock) -> tokio::task::JoinHandle<()> {
+    /// Delivers queued mail, one at a time, until `stop` turns true; the mail in hand is
+    /// always finished first, so a normal shutdown never leaves a sent mail unrecorded.
+    pub fn spawn_worker(
+        &self,
+        store: Store,
+        clock: Clock,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let mailer = self.clone();
         tokio::spawn(async move {
-            loop {
-                let delivered = mailer.deliver_due(&store, &clock).await;
-                if delivered == 0 {
-                    let _ = tokio::time::timeout(POLL, mailer.wake.notified()).await;
+            while !*stop.borrow() {
+                if mailer.deliver_due(&store, &clock).await == 0 {
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        _ = tokio::time::timeout(POLL, mailer.wake.notified()) => {}
+                    }
                 }
             }
         })
@@ -116,7 +124,9 @@ impl Mailer {
 
     /// Claims and tries every mail that is due; gives how many were tried.
     pub async fn deliver_due(&self, store: &Store, clock: &Clock) -> usize {
-        let claimed = match store.claim_mail(clock.now(), LEASE, 20).await {
+        // One at a time: a claim's lease (two minutes) always covers the one SMTP exchange
+        // (at most 20 s), so no other worker can take a mail that is being sent.
+        let claimed = match store.claim_mail(clock.now(), LEASE, 1).await {
             Ok(claimed) => claimed,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the mail queue; will retry");
@@ -131,18 +141,16 @@ impl Mailer {
             };
             let now = clock.now();
             let result = match outcome {
-                Ok(()) => store.mail_sent(mail.id, now).await,
+                Ok(()) => store.mail_sent(&mail, now).await,
                 Err(error) if now - mail.created_at >= self.settings.max_age => {
                     tracing::error!(mail_id = %mail.id, attempts = mail.attempts, error = format!("{error:#}"), "giving up on a mail");
-                    store
-                        .mail_given_up(mail.id, now, &format!("{error:#}"))
-                        .await
+                    store.mail_given_up(&mail, now, &format!("{error:#}")).await
                 }
                 Err(error) => {
                     let retry_at = now + self.backoff(mail.attempts);
                     tracing::warn!(mail_id = %mail.id, attempts = mail.attempts, %retry_at, error = format!("{error:#}"), "mail not delivered; will retry");
                     store
-                        .mail_retry(mail.id, retry_at, &format!("{error:#}"))
+                        .mail_retry(&mail, retry_at, &format!("{error:#}"))
                         .await
                 }
             };

@@ -28,19 +28,37 @@ pub struct NewAccount {
     pub metadata: Metadata,
 }
 
+/// The fields of a new account as sent, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct AccountFields {
+    /// Email, as typed.
+    pub email: Option<String>,
+    /// Password, as typed.
+    pub password: Option<String>,
+    /// Full name.
+    pub name: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Application fields.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
 impl NewAccount {
-    /// Validates the fields of a new account, collecting every failure; `password` is judged
-    /// by `policy` against the email it will belong to.
+    /// Validates the fields of a new account, collecting every failure; the password is judged
+    /// by `policy` against the email it will belong to, and may be left out when not required.
     pub fn parse(
         policy: &crate::domain::PasswordPolicy,
-        email: Option<String>,
-        password: Option<String>,
-        name: Option<String>,
-        phone: Option<String>,
-        metadata: Option<serde_json::Map<String, serde_json::Value>>,
+        fields: AccountFields,
         require_password: bool,
         errors: &mut ValidationErrors,
     ) -> Option<NewAccount> {
+        let AccountFields {
+            email,
+            password,
+            name,
+            phone,
+            metadata,
+        } = fields;
         let email = errors
             .require("email", email)
             .and_then(|raw| errors.take("email", Email::parse(&raw)));

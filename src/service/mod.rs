@@ -3,6 +3,8 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod import;
+pub mod keys;
 pub mod recovery;
 pub mod sessions;
 

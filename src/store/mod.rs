@@ -78,6 +78,15 @@ pub struct NewSession {
     pub expires_at: OffsetDateTime,
 }
 
+/// A signing key as stored, with when it was made.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    /// The key.
+    pub key: KeyMaterial,
+    /// When it was created (it signs from a publication delay later).
+    pub created_at: OffsetDateTime,
+}
+
 /// A change of user fields: `None` leaves a field alone; for name and phone `Some(None)` clears.
 #[derive(Debug, Clone, Default)]
 pub struct UserChange {
@@ -241,6 +250,8 @@ pub struct QueuedMail {
     pub html_body: String,
     /// Tries so far, this one included.
     pub attempts: i64,
+    /// The claim: settling the mail needs it still to be ours.
+    pub claimed_until: OffsetDateTime,
     /// When it was queued.
     pub created_at: OffsetDateTime,
 }
@@ -534,34 +545,38 @@ impl Store {
         }
     }
 
-    /// Marks a mail sent and erases its body.
-    pub async fn mail_sent(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
+    /// Marks a claimed mail sent and erases its body.
+    pub async fn mail_sent(
+        &self,
+        mail: &QueuedMail,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         match self {
-            Store::Sqlite(s) => s.mail_sent(id, now).await,
+            Store::Sqlite(s) => s.mail_sent(mail, now).await,
         }
     }
 
     /// Schedules another try of a mail.
     pub async fn mail_retry(
         &self,
-        id: Uuid,
+        mail: &QueuedMail,
         at: OffsetDateTime,
         error: &str,
     ) -> Result<(), StoreError> {
         match self {
-            Store::Sqlite(s) => s.mail_retry(id, at, error).await,
+            Store::Sqlite(s) => s.mail_retry(mail, at, error).await,
         }
     }
 
     /// Gives a mail up and erases its body.
     pub async fn mail_given_up(
         &self,
-        id: Uuid,
+        mail: &QueuedMail,
         now: OffsetDateTime,
         error: &str,
     ) -> Result<(), StoreError> {
         match self {
-            Store::Sqlite(s) => s.mail_given_up(id, now, error).await,
+            Store::Sqlite(s) => s.mail_given_up(mail, now, error).await,
         }
     }
 
@@ -646,9 +661,20 @@ impl Store {
     }
 
     /// Signing keys of `alg` not yet retired, newest first.
-    pub async fn signing_keys(&self, alg: &str) -> Result<Vec<KeyMaterial>, StoreError> {
+    pub async fn signing_keys(&self, alg: &str) -> Result<Vec<StoredKey>, StoreError> {
         match self {
             Store::Sqlite(s) => s.signing_keys(alg).await,
+        }
+    }
+
+    /// Marks keys retired: no token they signed can still be alive.
+    pub async fn retire_signing_keys(
+        &self,
+        kids: &[String],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.retire_signing_keys(kids, now).await,
         }
     }
 

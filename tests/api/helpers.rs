@@ -4,7 +4,7 @@
 use clap::Parser;
 use latchkey::clock::Clock;
 use latchkey::config::Settings;
-use latchkey::service::accounts::{self, NewAccount, Origin};
+use latchkey::service::accounts::{self, AccountFields, NewAccount, Origin};
 use latchkey::state::AppState;
 use latchkey::{domain::ValidationErrors, startup, telemetry};
 use reqwest::{Response, StatusCode};
@@ -169,11 +169,11 @@ impl TestApp {
         let mut errors = ValidationErrors::default();
         let account = NewAccount::parse(
             &self.state.config.password_policy,
-            Some(email.into()),
-            Some(password.into()),
-            None,
-            None,
-            None,
+            AccountFields {
+                email: Some(email.into()),
+                password: Some(password.into()),
+                ..AccountFields::default()
+            },
             true,
             &mut errors,
         )
@@ -261,11 +261,11 @@ impl TestApp {
         let email = format!("admin-{}@example.com", uuid::Uuid::now_v7().simple());
         let account = NewAccount::parse(
             &self.state.config.password_policy,
-            Some(email.clone()),
-            Some(PASSWORD.into()),
-            None,
-            None,
-            None,
+            AccountFields {
+                email: Some(email.clone()),
+                password: Some(PASSWORD.into()),
+                ..AccountFields::default()
+            },
             true,
             &mut errors,
         )

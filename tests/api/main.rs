@@ -6,6 +6,7 @@ mod bad_input;
 mod browser;
 mod cli;
 mod helpers;
+mod import;
 mod mail;
 mod ops;
 mod sessions;

@@ -24,8 +24,8 @@ fn b64(value: &Value) -> String {
 async fn real_key(app: &TestApp) -> (String, EncodingKey) {
     let keys = app.state.store.signing_keys("EdDSA").await.unwrap();
     (
-        keys[0].kid.clone(),
-        EncodingKey::from_ed_der(&keys[0].private_der),
+        keys[0].key.kid.clone(),
+        EncodingKey::from_ed_der(&keys[0].key.private_der),
     )
 }
 

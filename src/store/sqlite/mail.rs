@@ -5,7 +5,6 @@ use super::{SqliteStore, from_micros, micros, parse_uuid, write_effects};
 use crate::store::{Effects, NewMail, QueuedMail, StoreError};
 use sqlx::{Row, SqliteConnection};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 impl SqliteStore {
     pub(in crate::store) async fn queue(&self, effects: &Effects) -> Result<(), StoreError> {
@@ -54,6 +53,7 @@ impl SqliteStore {
                         .try_get::<Option<String>, _>("html_body")?
                         .unwrap_or_default(),
                     attempts: row.try_get("attempts")?,
+                    claimed_until: now + lease,
                     created_at: from_micros(row.try_get("created_at")?)?,
                 })
             })
@@ -64,18 +64,19 @@ impl SqliteStore {
 
     pub(in crate::store) async fn mail_sent(
         &self,
-        id: Uuid,
+        mail: &QueuedMail,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         // The body may hold a live token: it is not kept once delivered.
         sqlx::query(
             "update mail_queue set sent_at = ?, updated_at = ?, claimed_until = null,
                  text_body = null, html_body = null, last_error = null
-             where id = ?",
+             where id = ? and claimed_until = ?",
         )
         .bind(micros(now))
         .bind(micros(now))
-        .bind(id.to_string())
+        .bind(mail.id.to_string())
+        .bind(micros(mail.claimed_until))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -83,18 +84,19 @@ impl SqliteStore {
 
     pub(in crate::store) async fn mail_retry(
         &self,
-        id: Uuid,
+        mail: &QueuedMail,
         at: OffsetDateTime,
         error: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "update mail_queue set next_attempt_at = ?, claimed_until = null, last_error = ?, updated_at = ?
-             where id = ?",
+             where id = ? and claimed_until = ?",
         )
         .bind(micros(at))
         .bind(error)
         .bind(micros(at))
-        .bind(id.to_string())
+        .bind(mail.id.to_string())
+        .bind(micros(mail.claimed_until))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -102,19 +104,20 @@ impl SqliteStore {
 
     pub(in crate::store) async fn mail_given_up(
         &self,
-        id: Uuid,
+        mail: &QueuedMail,
         now: OffsetDateTime,
         error: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "update mail_queue set failed_at = ?, updated_at = ?, claimed_until = null, last_error = ?,
                  text_body = null, html_body = null
-             where id = ?",
+             where id = ? and claimed_until = ?",
         )
         .bind(micros(now))
         .bind(micros(now))
         .bind(error)
-        .bind(id.to_string())
+        .bind(mail.id.to_string())
+        .bind(micros(mail.claimed_until))
         .execute(&self.pool)
         .await?;
         Ok(())

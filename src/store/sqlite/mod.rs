@@ -5,7 +5,7 @@ mod mail;
 mod recovery;
 mod sessions;
 
-use super::{Credentials, Effects, NewUser, Revoke, StoreError, UserChange, UserFilter};
+use super::{Credentials, Effects, NewUser, Revoke, StoreError, StoredKey, UserChange, UserFilter};
 use crate::crypto::KeyMaterial;
 use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -288,22 +288,44 @@ impl SqliteStore {
         Ok(live)
     }
 
-    pub(super) async fn signing_keys(&self, alg: &str) -> Result<Vec<KeyMaterial>, StoreError> {
-        let rows = sqlx::query("select kid, alg, private_der, public_jwk from signing_keys where alg = ? and retired_at is null order by created_at desc, kid")
-            .bind(alg)
-            .fetch_all(&self.pool)
-            .await?;
+    pub(super) async fn signing_keys(&self, alg: &str) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query(
+            "select kid, alg, private_der, public_jwk, created_at from signing_keys
+             where alg = ? and retired_at is null order by created_at desc, kid",
+        )
+        .bind(alg)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
-                Ok(KeyMaterial {
-                    kid: row.try_get("kid")?,
-                    alg: row.try_get("alg")?,
-                    private_der: row.try_get("private_der")?,
-                    public_jwk: serde_json::from_str(row.try_get::<&str, _>("public_jwk")?)
-                        .map_err(anyhow::Error::from)?,
+                Ok(StoredKey {
+                    key: KeyMaterial {
+                        kid: row.try_get("kid")?,
+                        alg: row.try_get("alg")?,
+                        private_der: row.try_get("private_der")?,
+                        public_jwk: serde_json::from_str(row.try_get::<&str, _>("public_jwk")?)
+                            .map_err(anyhow::Error::from)?,
+                    },
+                    created_at: from_micros(row.try_get("created_at")?)?,
                 })
             })
             .collect()
+    }
+
+    pub(super) async fn retire_signing_keys(
+        &self,
+        kids: &[String],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        for kid in kids {
+            sqlx::query("update signing_keys set retired_at = ?, updated_at = ? where kid = ? and retired_at is null")
+                .bind(micros(now))
+                .bind(micros(now))
+                .bind(kid)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     pub(super) async fn insert_signing_key(

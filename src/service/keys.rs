@@ -1,0 +1,156 @@
+//! Signing keys: created at first start, rotated by `latchkey keys rotate`, reloaded by every
+//! instance. A new key is published (so every instance can verify it) a while before it signs,
+//! and an old key stays published until every token it signed has expired.
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::jwt::TokenSettings;
+use crate::crypto::{JwtAlg, KeyMaterial, Tokens};
+use crate::state::AppState;
+use crate::store::{Store, StoredKey};
+use time::{Duration, OffsetDateTime};
+
+/// A new key signs only this long after it was created. Instances reload keys every
+/// [`RELOAD_INTERVAL`], so all of them can verify it before any of them signs with it.
+pub const PUBLISH_DELAY: Duration = Duration::seconds(30);
+/// How often every instance reads the keys again.
+pub const RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The token signer for `config`: the shared secret, or the stored keys (one is created on the
+/// first start).
+pub async fn load(config: &Config, store: &Store, clock: &Clock) -> anyhow::Result<Tokens> {
+    let settings = TokenSettings {
+        alg: config.jwt_alg,
+        issuer: config.jwt_issuer.clone(),
+        audience: config.jwt_audience.clone(),
+        ttl: config.access_token_ttl,
+    };
+    if let Some(secret) = config
+        .jwt_secret
+        .as_ref()
+        .filter(|_| config.jwt_alg.is_symmetric())
+    {
+        return Ok(Tokens::with_secret(settings, secret.expose().as_bytes()));
+    }
+    let alg = config.jwt_alg.as_str();
+    let mut keys = store.signing_keys(alg).await?;
+    if keys.is_empty() {
+        let key = KeyMaterial::generate(config.jwt_alg)?;
+        store.insert_signing_key(&key, clock.now()).await?;
+        tracing::info!(kid = %key.kid, alg, "generated a new signing key");
+        // Another instance may have raced us to it; whatever the table holds now is the truth.
+        keys = store.signing_keys(alg).await?;
+    }
+    let (chosen, _) = select(&keys, clock.now(), config.access_token_ttl);
+    Tokens::with_keys(settings, &chosen)
+}
+
+/// Reads the keys again: picks up rotations and lets expired keys go.
+pub async fn reload(app: &AppState) -> anyhow::Result<()> {
+    if app.config.jwt_alg.is_symmetric() {
+        return Ok(());
+    }
+    let now = app.clock.now();
+    let keys = app.store.signing_keys(app.config.jwt_alg.as_str()).await?;
+    if keys.is_empty() {
+        anyhow::bail!("no signing key in the database");
+    }
+    let (chosen, retired) = select(&keys, now, app.config.access_token_ttl);
+    app.tokens.replace_keys(&chosen)?;
+    if !retired.is_empty() {
+        app.store.retire_signing_keys(&retired, now).await?;
+        tracing::info!(kids = ?retired, "signing keys retired: every token they signed has expired");
+    }
+    Ok(())
+}
+
+/// Adds a new signing key for `alg`; it signs once published everywhere.
+pub async fn rotate(
+    store: &Store,
+    alg: JwtAlg,
+    now: OffsetDateTime,
+) -> anyhow::Result<KeyMaterial> {
+    if alg.is_symmetric() {
+        anyhow::bail!(
+            "{} signs with LATCHKEY_JWT_SECRET: rotate that secret instead",
+            alg.as_str()
+        );
+    }
+    let key = KeyMaterial::generate(alg)?;
+    store.insert_signing_key(&key, now).await?;
+    Ok(key)
+}
+
+/// From keys newest first: the ones to load (the signing key first, then every key that may
+/// verify a live token or soon sign) and the ids of keys no live token can need any more.
+fn select(
+    keys: &[StoredKey],
+    now: OffsetDateTime,
+    ttl: Duration,
+) -> (Vec<KeyMaterial>, Vec<String>) {
+    let signing = keys
+        .iter()
+        .position(|k| k.created_at + PUBLISH_DELAY <= now)
+        .unwrap_or(keys.len().saturating_sub(1));
+    let mut chosen: Vec<KeyMaterial> = Vec::with_capacity(keys.len());
+    chosen.extend(keys.get(signing).map(|k| k.key.clone()));
+    chosen.extend(keys[..signing].iter().map(|k| k.key.clone()));
+    let mut retired = Vec::new();
+    for i in signing + 1..keys.len() {
+        // Key i stopped signing when its successor started to.
+        let stopped_signing = keys[i - 1].created_at + PUBLISH_DELAY;
+        if stopped_signing + ttl + Duration::seconds(1) > now {
+            chosen.push(keys[i].key.clone());
+        } else {
+            retired.push(keys[i].key.kid.clone());
+        }
+    }
+    (chosen, retired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(age: Duration, now: OffsetDateTime) -> StoredKey {
+        StoredKey {
+            key: KeyMaterial::generate(JwtAlg::EdDsa).unwrap(),
+            created_at: now - age,
+        }
+    }
+
+    #[test]
+    fn a_new_key_is_published_before_it_signs_and_the_old_one_stays_until_its_tokens_expire() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let ttl = Duration::minutes(15);
+        let (fresh, old) = (key(Duration::seconds(5), now), key(Duration::days(10), now));
+
+        let (chosen, retired) = select(&[fresh.clone(), old.clone()], now, ttl);
+        assert_eq!(
+            chosen.iter().map(|k| &k.kid).collect::<Vec<_>>(),
+            [&old.key.kid, &fresh.key.kid],
+            "old signs, new is published"
+        );
+        assert!(retired.is_empty());
+
+        let later = now + Duration::seconds(30);
+        let (chosen, _) = select(&[fresh.clone(), old.clone()], later, ttl);
+        assert_eq!(
+            chosen.iter().map(|k| &k.kid).collect::<Vec<_>>(),
+            [&fresh.key.kid, &old.key.kid],
+            "new signs, old verifies"
+        );
+
+        let much_later = later + ttl + Duration::seconds(2);
+        let (chosen, retired) = select(&[fresh.clone(), old.clone()], much_later, ttl);
+        assert_eq!(chosen.len(), 1);
+        assert_eq!(retired, std::slice::from_ref(&old.key.kid));
+    }
+
+    #[test]
+    fn a_lone_fresh_key_signs_at_once() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let (chosen, retired) = select(&[key(Duration::ZERO, now)], now, Duration::minutes(15));
+        assert_eq!((chosen.len(), retired.len()), (1, 0));
+    }
+}
