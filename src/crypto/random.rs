@@ -85,9 +85,13 @@ impl CodeKey {
         )))
     }
 
-    /// The stored form of `code` for `user_id`: HMAC-SHA256, hex.
-    pub fn hash(&self, user_id: uuid::Uuid, code: &str) -> String {
-        let tag = aws_lc_rs::hmac::sign(&self.0, format!("reset-code:{user_id}:{code}").as_bytes());
+    /// The stored form of `code` issued to `user_id` in reset request `group`: HMAC-SHA256, hex.
+    /// The group makes every issued code's hash unique, even when a code repeats.
+    pub fn hash(&self, user_id: uuid::Uuid, group: &str, code: &str) -> String {
+        let tag = aws_lc_rs::hmac::sign(
+            &self.0,
+            format!("reset-code:{user_id}:{group}:{code}").as_bytes(),
+        );
         tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 }

@@ -179,16 +179,22 @@ fn incomplete_link(app: &AppState) -> Response {
 }
 
 fn failure(app: &AppState, fault: crate::service::Fault) -> Response {
+    // A bug is a 500, logged as an error; a busy or unreachable database is a 503 to retry.
+    let api_error: super::error::ApiError = fault.into();
+    let mut reference = api_error.into_response();
+    let status = reference.status();
     let mut response = page(
         app,
-        StatusCode::SERVICE_UNAVAILABLE,
+        status,
         "Try again",
         "<h1>Something went wrong</h1><p>Nothing was changed. Please try again in a moment.</p>",
     );
-    // Logged by the request middleware, like every 5xx.
-    let api_error: super::error::ApiError = fault.into();
-    if let Some(cause) = api_error
-        .into_response()
+    if let Some(retry) = reference.headers().get(header::RETRY_AFTER) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry.clone());
+    }
+    if let Some(cause) = reference
         .extensions_mut()
         .remove::<super::error::LoggedCause>()
     {

@@ -92,7 +92,7 @@ pub async fn resend_confirmation(
     ApiJson(req): ApiJson<EmailRequest>,
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
     let email = required_email(req)?;
-    recovery::resend_confirmation(&app, &email);
+    recovery::resend_confirmation(&app, &email).await?;
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
 }
 
@@ -105,7 +105,7 @@ pub async fn forgot_password(
     ApiJson(req): ApiJson<EmailRequest>,
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
     let email = required_email(req)?;
-    recovery::forgot_password(&app, &email);
+    recovery::forgot_password(&app, &email).await?;
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
 }
 

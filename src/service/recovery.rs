@@ -97,21 +97,14 @@ pub async fn confirm_email(app: &AppState, token: &str) -> Result<User, Recovery
     user.ok_or(RecoveryError::InvalidToken)
 }
 
-/// Sends a new confirmation mail if `email` belongs to an unverified, enabled account; answers
-/// the same, at once, whatever the case.
-pub fn resend_confirmation(app: &AppState, email: &str) {
-    let Ok(email) = Email::parse(email) else {
-        return;
-    };
-    let app = app.clone();
-    tokio::spawn(async move {
-        if let Err(error) = send_confirmation(&app, &email).await {
-            tracing::error!(
-                error = format!("{error:#}"),
-                "cannot queue a confirmation mail"
-            );
-        }
-    });
+/// Sends a new confirmation mail if `email` belongs to an unverified, enabled account. The
+/// caller answers the same whatever the case: the mail is queued in the database before it does,
+/// so it is not lost if the process stops.
+pub async fn resend_confirmation(app: &AppState, email: &str) -> Result<(), Fault> {
+    match Email::parse(email) {
+        Ok(email) => send_confirmation(app, &email).await,
+        Err(_) => Ok(()),
+    }
 }
 
 async fn send_confirmation(app: &AppState, email: &Email) -> Result<(), Fault> {
@@ -136,18 +129,13 @@ async fn send_confirmation(app: &AppState, email: &Email) -> Result<(), Fault> {
     Ok(())
 }
 
-/// Sends a reset link and code if `email` belongs to an enabled account; answers the same, at
-/// once, whatever the case. A new request cancels the earlier link and code.
-pub fn forgot_password(app: &AppState, email: &str) {
-    let Ok(email) = Email::parse(email) else {
-        return;
-    };
-    let app = app.clone();
-    tokio::spawn(async move {
-        if let Err(error) = send_reset(&app, &email).await {
-            tracing::error!(error = format!("{error:#}"), "cannot queue a reset mail");
-        }
-    });
+/// Sends a reset link and code if `email` belongs to an enabled account; the caller answers the
+/// same whatever the case. A new request cancels the earlier link and code.
+pub async fn forgot_password(app: &AppState, email: &str) -> Result<(), Fault> {
+    match Email::parse(email) {
+        Ok(email) => send_reset(app, &email).await,
+        Err(_) => Ok(()),
+    }
 }
 
 async fn send_reset(app: &AppState, email: &Email) -> Result<(), Fault> {
@@ -182,7 +170,10 @@ async fn send_reset(app: &AppState, email: &Email) -> Result<(), Fault> {
         )],
         tokens: vec![
             issued(random::token_hash(&token), TokenPurpose::ResetLink),
-            issued(app.code_key.hash(user.id, &code), TokenPurpose::ResetCode),
+            issued(
+                app.code_key.hash(user.id, &group.to_string(), &code),
+                TokenPurpose::ResetCode,
+            ),
         ],
     };
     app.store
@@ -215,30 +206,27 @@ pub async fn reset_password(
             (user.ok_or(RecoveryError::InvalidToken)?, token_hash)
         }
         ResetProof::Code { email, code } => {
-            let Ok(email) = Email::parse(&email) else {
-                return Err(RecoveryError::InvalidToken);
+            let user = match Email::parse(&email) {
+                Ok(email) => app
+                    .store
+                    .credentials_by_email(&email)
+                    .await?
+                    .map(|c| c.user),
+                Err(_) => None,
             };
-            let user = app
-                .store
-                .credentials_by_email(&email)
-                .await?
-                .ok_or(RecoveryError::InvalidToken)?
-                .user;
             // Anything but six digits cannot be the code, but still counts as a wrong try.
             let code = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
                 code
             } else {
                 String::new()
             };
-            match app
-                .store
-                .check_reset_code(user.id, &app.code_key.hash(user.id, &code), now)
-                .await?
-            {
-                CodeCheck::Matches(token_hash) => (user, token_hash),
-                CodeCheck::Wrong | CodeCheck::NoLiveCode => {
-                    return Err(RecoveryError::InvalidToken);
-                }
+            // An unknown address is checked against a user that cannot exist, so it does the same
+            // work as a known one and tells nothing by its timing.
+            let user_id = user.as_ref().map_or(Uuid::nil(), |u| u.id);
+            let hash = |group: &str| app.code_key.hash(user_id, group, &code);
+            match (app.store.check_reset_code(user_id, &hash, now).await?, user) {
+                (CodeCheck::Matches(token_hash), Some(user)) => (user, token_hash),
+                _ => return Err(RecoveryError::InvalidToken),
             }
         }
     };

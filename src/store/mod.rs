@@ -506,11 +506,13 @@ impl Store {
         }
     }
 
-    /// Checks a reset code of `user_id` by its keyed hash, counting a wrong try.
+    /// Checks a reset code of `user_id`: `code_hash` gives the keyed hash of the presented code
+    /// for a reset group. Counts a wrong try; past the per-user cap of wrong tries in the last
+    /// hour, no code is live.
     pub async fn check_reset_code(
         &self,
         user_id: Uuid,
-        code_hash: &str,
+        code_hash: &(dyn Fn(&str) -> String + Sync),
         now: OffsetDateTime,
     ) -> Result<CodeCheck, StoreError> {
         match self {

@@ -659,3 +659,208 @@ async fn the_pages_post_form_encoded_and_say_what_happened() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn four_wrong_codes_leave_the_right_one_working() {
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    verified_login(&app, &smtp, "ada@example.com").await;
+    app.post(
+        "/auth/forgot-password",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let code = smtp::code(&smtp.wait_for(2, WAIT).await[1]);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+
+    for _ in 0..4 {
+        reset(
+            &app,
+            json!({"email": "ada@example.com", "code": wrong, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    }
+    let right = reset(
+        &app,
+        json!({"email": "ada@example.com", "code": code, "new_password": NEW_PASSWORD}),
+    )
+    .await;
+
+    assert_eq!(right.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn new_codes_do_not_buy_unlimited_guesses() {
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    verified_login(&app, &smtp, "ada@example.com").await;
+    for round in 0..3 {
+        app.post(
+            "/auth/forgot-password",
+            &json!({"email": "ada@example.com"}),
+        )
+        .await;
+        let code = smtp::code(&smtp.wait_for(2 + round, WAIT).await[1 + round]);
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        for _ in 0..5 {
+            reset(
+                &app,
+                json!({"email": "ada@example.com", "code": wrong, "new_password": NEW_PASSWORD}),
+            )
+            .await;
+        }
+    }
+    app.post(
+        "/auth/forgot-password",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let fresh = smtp::code(&smtp.wait_for(5, WAIT).await[4]);
+
+    let right = reset(
+        &app,
+        json!({"email": "ada@example.com", "code": fresh, "new_password": NEW_PASSWORD}),
+    )
+    .await;
+
+    assert_problem(right, StatusCode::BAD_REQUEST, "invalid_token").await;
+    app.state.clock.advance(time::Duration::minutes(61));
+    app.post(
+        "/auth/forgot-password",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let later = smtp::code(&smtp.wait_for(6, WAIT).await[5]);
+    assert_eq!(
+        reset(
+            &app,
+            json!({"email": "ada@example.com", "code": later, "new_password": NEW_PASSWORD})
+        )
+        .await
+        .status(),
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn confirming_spends_every_other_confirmation_link() {
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    app.register("ada@example.com", PASSWORD).await;
+    app.post(
+        "/auth/resend-confirmation",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let mails = smtp.wait_for(2, WAIT).await;
+    let (first, second) = (
+        smtp::token(&mails[0], "/confirm-email?token="),
+        smtp::token(&mails[1], "/confirm-email?token="),
+    );
+
+    assert_eq!(confirm(&app, &second).await.status(), StatusCode::OK);
+
+    assert_problem(
+        confirm(&app, &first).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_token",
+    )
+    .await;
+    assert_eq!(app.events_of_type("EMAIL_VERIFIED").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_disabled_account_gets_no_mail_and_its_reset_links_die() {
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    let admin = app.admin_token().await;
+    let login = verified_login(&app, &smtp, "ada@example.com").await;
+    app.post(
+        "/auth/forgot-password",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let token = smtp::token(&smtp.wait_for(2, WAIT).await[1], "/reset-password?token=");
+
+    let path = format!("/users/{}", login["user"]["id"].as_str().unwrap());
+    app.client
+        .patch(format!("{}{path}", app.url))
+        .bearer_auth(&admin)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    app.post(
+        "/auth/forgot-password",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    app.post(
+        "/auth/resend-confirmation",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+
+    assert_problem(
+        reset(&app, json!({"token": token, "new_password": NEW_PASSWORD})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_token",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(smtp.messages().len(), 2, "no mail for a disabled account");
+}
+
+#[tokio::test]
+async fn a_password_change_kills_outstanding_reset_links() {
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    let login = verified_login(&app, &smtp, "ada@example.com").await;
+    app.post(
+        "/auth/forgot-password",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let token = smtp::token(&smtp.wait_for(2, WAIT).await[1], "/reset-password?token=");
+
+    app.send(
+        Method::PUT,
+        "/users/me/password",
+        login["access_token"].as_str().unwrap(),
+        &json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+    )
+    .await;
+
+    let stale = reset(
+        &app,
+        json!({"token": token, "new_password": "yet another passphrase"}),
+    )
+    .await;
+    assert_problem(stale, StatusCode::BAD_REQUEST, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn a_get_of_the_reset_page_never_spends_the_token() {
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    verified_login(&app, &smtp, "ada@example.com").await;
+    app.post(
+        "/auth/forgot-password",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let mail = smtp.wait_for(2, WAIT).await[1].clone();
+
+    for _ in 0..2 {
+        let page = app
+            .client
+            .get(smtp::link(&mail, "/reset-password?token="))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(page.text().await.unwrap().contains("type=\"password\""));
+    }
+
+    let token = smtp::token(&mail, "/reset-password?token=");
+    assert_eq!(
+        reset(&app, json!({"token": token, "new_password": NEW_PASSWORD}))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+}

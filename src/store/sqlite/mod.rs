@@ -185,6 +185,9 @@ impl SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        if change.disabled == Some(true) {
+            recovery::kill_reset_tokens(&mut tx, id, now).await?;
+        }
         let revoked = match revoke {
             Some(reason) => sessions::revoke_in(&mut tx, id, Revoke::All, reason, now).await?,
             None => Vec::new(),
@@ -253,6 +256,7 @@ impl SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        recovery::kill_reset_tokens(&mut tx, id, now).await?;
         write_effects(&mut tx, effects).await?;
         let which = keep.map_or(Revoke::All, Revoke::AllBut);
         let revoked = sessions::revoke_in(&mut tx, id, which, reason, now).await?;

@@ -14,6 +14,8 @@ use uuid::Uuid;
 
 /// A reset code dies at its fifth wrong try.
 const MAX_CODE_FAILURES: i64 = 5;
+/// Wrong codes a user may present within an hour, across all codes sent.
+const MAX_CODE_FAILURES_PER_HOUR: i64 = 10;
 
 impl SqliteStore {
     pub(in crate::store) async fn replace_email_tokens(
@@ -71,19 +73,30 @@ impl SqliteStore {
         else {
             return Ok(None);
         };
-        sqlx::query("update users set email_verified = 1, updated_at = ? where id = ?")
+        // Every other confirmation link of the user is spent too: the address is proven.
+        sqlx::query("update email_tokens set used_at = ?, updated_at = ? where user_id = ? and purpose = ? and used_at is null")
+            .bind(micros(now))
+            .bind(micros(now))
+            .bind(user_id.to_string())
+            .bind(TokenPurpose::VerifyEmail.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let changed = sqlx::query("update users set email_verified = 1, updated_at = ? where id = ? and email_verified = 0")
             .bind(micros(now))
             .bind(user_id.to_string())
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
         let user = user_in(&mut tx, user_id).await?;
-        let event = Event::new(
-            EventType::EmailVerified,
-            Some(user_id),
-            now,
-            json!({"email": user.email.as_str()}),
-        );
-        insert_event(&mut tx, &event).await?;
+        if changed > 0 {
+            let event = Event::new(
+                EventType::EmailVerified,
+                Some(user_id),
+                now,
+                json!({"email": user.email.as_str()}),
+            );
+            insert_event(&mut tx, &event).await?;
+        }
         tx.commit().await?;
         Ok(Some(user))
     }
@@ -91,12 +104,23 @@ impl SqliteStore {
     pub(in crate::store) async fn check_reset_code(
         &self,
         user_id: Uuid,
-        code_hash: &str,
+        code_hash: &(dyn Fn(&str) -> String + Sync),
         now: OffsetDateTime,
     ) -> Result<CodeCheck, StoreError> {
         let mut tx = self.write().await?;
+        // Wrong tries count per code and per user across codes, so asking for new codes again
+        // and again does not buy unlimited guesses.
+        let recent_failures: i64 = sqlx::query_scalar(
+            "select coalesce(sum(failed_attempts), 0) from email_tokens
+             where user_id = ? and purpose = ? and created_at > ?",
+        )
+        .bind(user_id.to_string())
+        .bind(TokenPurpose::ResetCode.as_str())
+        .bind(micros(now - time::Duration::hours(1)))
+        .fetch_one(&mut *tx)
+        .await?;
         let live = sqlx::query(
-            "select token_hash from email_tokens
+            "select token_hash, grp from email_tokens
              where user_id = ? and purpose = ? and used_at is null and expires_at > ? and failed_attempts < ?
              order by created_at desc limit 1",
         )
@@ -106,14 +130,15 @@ impl SqliteStore {
         .bind(MAX_CODE_FAILURES)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(live) = live else {
+        let Some(live) = live.filter(|_| recent_failures < MAX_CODE_FAILURES_PER_HOUR) else {
             return Ok(CodeCheck::NoLiveCode);
         };
         let stored: String = live.try_get("token_hash")?;
+        let presented = code_hash(live.try_get::<&str, _>("grp")?);
         // Constant-time comparison: the hashes are keyed, but leak nothing by timing either way.
         if aws_lc_rs::constant_time::verify_slices_are_equal(
             stored.as_bytes(),
-            code_hash.as_bytes(),
+            presented.as_bytes(),
         )
         .is_ok()
         {
@@ -140,6 +165,7 @@ impl SqliteStore {
         let spent = sqlx::query(
             "update email_tokens set used_at = ?, updated_at = ?
              where token_hash = ? and purpose in (?, ?) and used_at is null and expires_at > ? and failed_attempts < ?
+               and user_id in (select id from users where disabled = 0)
              returning user_id, grp",
         )
         .bind(at)
@@ -218,5 +244,22 @@ pub(super) async fn insert_token(
     .bind(micros(token.expires_at))
     .execute(&mut *tx)
     .await?;
+    Ok(())
+}
+
+/// Spends every live reset link and code of a user (a password change or a disable).
+pub(super) async fn kill_reset_tokens(
+    tx: &mut SqliteConnection,
+    user_id: Uuid,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query("update email_tokens set used_at = ?, updated_at = ? where user_id = ? and purpose in (?, ?) and used_at is null")
+        .bind(micros(now))
+        .bind(micros(now))
+        .bind(user_id.to_string())
+        .bind(TokenPurpose::ResetLink.as_str())
+        .bind(TokenPurpose::ResetCode.as_str())
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }

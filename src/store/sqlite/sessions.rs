@@ -256,7 +256,8 @@ impl SqliteStore {
         let day = 86_400_000_000_i64;
         // Small batches, each its own transaction, so pruning never holds the write lock long.
         // Spent refresh tokens stay until they expire: reuse detection needs them.
-        let statements: [(&str, i64); 5] = [
+        let week = 7 * day;
+        let statements: [(&str, i64); 7] = [
             ("update refresh_tokens set successor_sealed = null where rowid in
                 (select rowid from refresh_tokens where successor_sealed is not null and used_at < ? limit 500)",
              micros(now - grace)),
@@ -268,6 +269,11 @@ impl SqliteStore {
                 (select rowid from sessions where revoked_at <= ? limit 500)", at - day),
             ("delete from revocations where rowid in
                 (select rowid from revocations where expires_at <= ? limit 500)", at),
+            ("delete from email_tokens where rowid in
+                (select rowid from email_tokens where expires_at <= ? limit 500)", at),
+            // Delivered or abandoned mail (bodies already erased) is kept a week for inquiries.
+            ("delete from mail_queue where rowid in
+                (select rowid from mail_queue where (sent_at is not null or failed_at is not null) and updated_at <= ? limit 500)", at - week),
         ];
         let mut pruned = 0;
         for (statement, bound) in statements {
