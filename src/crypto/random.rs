@@ -126,15 +126,16 @@ mod tests {
     }
 
     #[test]
-    fn code_hashes_depend_on_the_key_and_the_user() {
+    fn code_hashes_depend_on_the_key_the_user_and_the_request() {
         let (a, b) = (CodeKey::new(&[1; 32]), CodeKey::new(&[2; 32]));
         let user = uuid::Uuid::now_v7();
-        assert_eq!(a.hash(user, "123456"), a.hash(user, "123456"));
-        assert_ne!(a.hash(user, "123456"), b.hash(user, "123456"));
+        assert_eq!(a.hash(user, "g", "123456"), a.hash(user, "g", "123456"));
+        assert_ne!(a.hash(user, "g", "123456"), b.hash(user, "g", "123456"));
         assert_ne!(
-            a.hash(user, "123456"),
-            a.hash(uuid::Uuid::now_v7(), "123456")
+            a.hash(user, "g", "123456"),
+            a.hash(uuid::Uuid::now_v7(), "g", "123456")
         );
+        assert_ne!(a.hash(user, "g", "123456"), a.hash(user, "h", "123456"));
     }
 
     #[test]
