@@ -2,8 +2,8 @@
 
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Bearer};
-use super::views::{UserView, clearable_name, clearable_phone, present, refuse_unknown};
-use crate::domain::{Email, Metadata, ValidationErrors};
+use super::views::{ProfilePatch, UserView, refuse_unknown};
+use crate::domain::{Email, ValidationErrors};
 use crate::service::accounts::{AccountFields, NewAccount};
 use crate::service::admin;
 use crate::state::AppState;
@@ -56,18 +56,8 @@ pub struct CreateUserRequest {
 /// Body of `PATCH /users/{id}`: only the fields sent change; `null` clears name, phone, metadata.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateUserRequest {
-    /// Full name.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    name: Option<Option<String>>,
-    /// E.164.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    phone: Option<Option<String>>,
-    /// Replaces the whole object; `null` clears it to `{}`.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
-    metadata: Option<Option<Map<String, Value>>>,
+    #[serde(flatten)]
+    profile: ProfilePatch,
     /// A configured role; a change revokes every session of the user.
     role: Option<String>,
     /// `true` disables (revoking every session), `false` enables.
@@ -194,19 +184,14 @@ pub async fn update_user(
 ) -> Result<Json<UserView>, ApiError> {
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
+    let role = req
+        .role
+        .and_then(|role| errors.take("role", app.config.roles.parse(&role)));
     let change = UserChange {
-        name: clearable_name(&mut errors, req.name),
-        phone: clearable_phone(&mut errors, req.phone),
-        metadata: req.metadata.map(|object| {
-            errors
-                .take("metadata", Metadata::parse(object.unwrap_or_default()))
-                .unwrap_or_default()
-        }),
-        role: req
-            .role
-            .and_then(|role| errors.take("role", app.config.roles.parse(&role))),
+        role,
         disabled: req.disabled,
         email_verified: req.email_verified,
+        ..req.profile.into_change(&mut errors)
     };
     errors.into_result()?;
     Ok(Json(

@@ -2,11 +2,10 @@
 
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Bearer};
-use super::views::{UserView, clearable_name, clearable_phone, present, refuse_unknown};
-use crate::domain::{Metadata, ValidationErrors};
+use super::views::{ProfilePatch, UserView, refuse_unknown};
+use crate::domain::ValidationErrors;
 use crate::service::accounts;
 use crate::state::AppState;
-use crate::store::UserChange;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,21 +13,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-/// Body of `PATCH /users/me`: only the fields sent change; `null` clears.
+/// Body of `PATCH /users/me`: only the fields sent change; `null` clears. Nothing but the
+/// profile fields is accepted (`role`, `email_verified` and the rest are refused).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateMeRequest {
-    /// Full name, 1–200 characters; `null` clears it.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    name: Option<Option<String>>,
-    /// E.164; `null` clears it.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    phone: Option<Option<String>>,
-    /// Replaces the whole object; `null` clears it to `{}`.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
-    metadata: Option<Option<Map<String, Value>>>,
+    #[serde(flatten)]
+    profile: ProfilePatch,
     #[serde(flatten)]
     #[schema(ignore)]
     unknown: Map<String, Value>,
@@ -87,16 +77,7 @@ pub async fn update_me(
 ) -> Result<Json<UserView>, ApiError> {
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
-    let change = UserChange {
-        name: clearable_name(&mut errors, req.name),
-        phone: clearable_phone(&mut errors, req.phone),
-        metadata: req.metadata.map(|object| {
-            errors
-                .take("metadata", Metadata::parse(object.unwrap_or_default()))
-                .unwrap_or_default()
-        }),
-        ..UserChange::default()
-    };
+    let change = req.profile.into_change(&mut errors);
     errors.into_result()?;
     Ok(Json(
         accounts::update_me(&app, &principal, change).await?.into(),

@@ -1,7 +1,8 @@
 //! Response bodies shared by several areas, and the request-field helpers every area uses.
 
-use crate::domain::{Name, Phone, User, ValidationErrors};
+use crate::domain::{Metadata, Name, Phone, User, ValidationErrors};
 use crate::service::TokenPair;
+use crate::store::UserChange;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -126,18 +127,39 @@ pub(crate) fn refuse_unknown(errors: &mut ValidationErrors, unknown: &Map<String
     }
 }
 
-/// Parses an optional, clearable name as sent in a PATCH body.
-pub(crate) fn clearable_name(
-    errors: &mut ValidationErrors,
-    raw: Option<Option<String>>,
-) -> Option<Option<Name>> {
-    raw.map(|value| value.and_then(|raw| errors.take("name", Name::parse(&raw))))
+/// The profile fields of a PATCH body: only the fields sent change; `null` clears.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ProfilePatch {
+    /// Full name, 1–200 characters; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    name: Option<Option<String>>,
+    /// E.164; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    phone: Option<Option<String>>,
+    /// Replaces the whole object; `null` clears it to `{}`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Option<Map<String, Value>>>,
 }
 
-/// Parses an optional, clearable phone as sent in a PATCH body.
-pub(crate) fn clearable_phone(
-    errors: &mut ValidationErrors,
-    raw: Option<Option<String>>,
-) -> Option<Option<Phone>> {
-    raw.map(|value| value.and_then(|raw| errors.take("phone", Phone::parse(&raw))))
+impl ProfilePatch {
+    /// The change it asks for, recording what is invalid.
+    pub(crate) fn into_change(self, errors: &mut ValidationErrors) -> UserChange {
+        UserChange {
+            name: self
+                .name
+                .map(|value| value.and_then(|raw| errors.take("name", Name::parse(&raw)))),
+            phone: self
+                .phone
+                .map(|value| value.and_then(|raw| errors.take("phone", Phone::parse(&raw)))),
+            metadata: self.metadata.map(|object| {
+                errors
+                    .take("metadata", Metadata::parse(object.unwrap_or_default()))
+                    .unwrap_or_default()
+            }),
+            ..UserChange::default()
+        }
+    }
 }
