@@ -36,6 +36,8 @@ impl AppState {
     /// Connects and migrates the database, loads (or first creates) the signing keys, and
     /// builds the hashing pool.
     pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
+        // Metrics are recorded from the first request on.
+        crate::telemetry::metrics();
         let store = Store::connect(config.database_url.expose())
             .await
             .context("cannot open the database")?;

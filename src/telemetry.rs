@@ -1,4 +1,5 @@
-//! Logging: `tracing` to stderr, as text or JSON lines, filtered by `LATCHKEY_LOG`.
+//! Logging (`tracing` to stderr, as text or JSON lines, filtered by `LATCHKEY_LOG`) and the
+//! Prometheus metrics recorder behind `GET /metrics`.
 
 use crate::config::LogFormat;
 use tracing_subscriber::EnvFilter;
@@ -17,4 +18,19 @@ pub fn init(format: LogFormat, filter: &str) {
             .with_current_span(true)
             .try_init(),
     };
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Only this function installs a recorder, once; a failure would mean metrics are off.
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+        }
+        handle
+    })
 }

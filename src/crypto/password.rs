@@ -125,12 +125,16 @@ impl Hasher {
     {
         let admitted = Arc::clone(&self.inner.admission)
             .try_acquire_owned()
-            .map_err(|_| HashError::Overloaded)?;
+            .map_err(|_| {
+                metrics::counter!("latchkey_password_hashes_shed_total").increment(1);
+                HashError::Overloaded
+            })?;
         let worker = Arc::clone(&self.inner.workers)
             .acquire_owned()
             .await
             .map_err(|e| HashError::Internal(e.into()))?;
         self.inner.operations.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("latchkey_password_hashes_total").increment(1);
         let inner = Arc::clone(&self.inner);
         // The permits move into the blocking task: if the caller goes away, the hash still runs
         // to its end and keeps its permits until then, so the bound on concurrent hashes holds.

@@ -141,7 +141,7 @@ fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
 pub fn router(app: AppState) -> Router {
     let base_path = app.config.base_path.clone();
     let (routes, _) = api().split_for_parts();
-    let routes = routes.merge(pages::routes());
+    let routes = routes.merge(pages::routes()).merge(ops::routes());
     let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -195,6 +195,10 @@ async fn request_context(request: Request, next: Next) -> Response {
                 tracing::warn!(error = format!("{cause:#}"), "request refused");
             }
         }
+        metrics::counter!("latchkey_http_requests_total", "status" => status.as_str().to_owned())
+            .increment(1);
+        metrics::histogram!("latchkey_http_request_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         tracing::info!(
             status = status.as_u16(),
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,

@@ -141,13 +141,18 @@ impl Mailer {
             };
             let now = clock.now();
             let result = match outcome {
-                Ok(()) => store.mail_sent(&mail, now).await,
+                Ok(()) => {
+                    metrics::counter!("latchkey_mail_sent_total").increment(1);
+                    store.mail_sent(&mail, now).await
+                }
                 Err(error) if now - mail.created_at >= self.settings.max_age => {
+                    metrics::counter!("latchkey_mail_given_up_total").increment(1);
                     tracing::error!(mail_id = %mail.id, attempts = mail.attempts, error = format!("{error:#}"), "giving up on a mail");
                     store.mail_given_up(&mail, now, &format!("{error:#}")).await
                 }
                 Err(error) => {
                     let retry_at = now + self.backoff(mail.attempts);
+                    metrics::counter!("latchkey_mail_retries_total").increment(1);
                     tracing::warn!(mail_id = %mail.id, attempts = mail.attempts, %retry_at, error = format!("{error:#}"), "mail not delivered; will retry");
                     store
                         .mail_retry(&mail, retry_at, &format!("{error:#}"))

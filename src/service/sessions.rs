@@ -191,6 +191,7 @@ pub async fn refresh(app: &AppState, refresh_token: &str) -> Result<TokenPair, R
             (session_id, user, earlier)
         }
         Rotation::Reused { session_id } => {
+            metrics::counter!("latchkey_refresh_token_reuse_total").increment(1);
             tracing::warn!(%session_id, "refresh token reused after its grace window: session revoked");
             app.revocations.revoked_here(&[session_id], app.clock.now());
             return Err(RefreshError::Invalid);

@@ -53,10 +53,24 @@ async fn the_openapi_document_covers_every_endpoint() {
         ("/auth/register", "post"),
         ("/auth/login", "post"),
         ("/auth/verify", "get"),
+        ("/auth/refresh", "post"),
+        ("/auth/logout", "post"),
+        ("/auth/confirm-email", "post"),
+        ("/auth/resend-confirmation", "post"),
+        ("/auth/forgot-password", "post"),
+        ("/auth/reset-password", "post"),
         ("/users/me", "get"),
         ("/users/me", "patch"),
         ("/users/me", "delete"),
         ("/users/me/password", "put"),
+        ("/users/me/sessions", "get"),
+        ("/users/me/sessions", "delete"),
+        ("/users/me/sessions/{id}", "delete"),
+        ("/users", "get"),
+        ("/users", "post"),
+        ("/users/{id}", "get"),
+        ("/users/{id}", "patch"),
+        ("/users/{id}", "delete"),
         ("/.well-known/jwks.json", "get"),
         ("/.well-known/openid-configuration", "get"),
         ("/healthz", "get"),
@@ -127,4 +141,57 @@ async fn the_base_path_prefixes_every_route() {
         unprefixed.headers()["content-type"],
         "application/problem+json"
     );
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_and_count_requests_and_hashes() {
+    let app = spawn_app().await;
+    app.register("ada@example.com", PASSWORD).await;
+    app.get("/healthz", None).await;
+
+    let response = app.get("/metrics", None).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("latchkey_http_requests_total{status=\"201\"}"),
+        "{text}"
+    );
+    assert!(text.contains("latchkey_password_hashes_total"), "{text}");
+}
+
+#[tokio::test]
+async fn the_docs_page_shows_every_operation_without_fetching_anything() {
+    let app = spawn_app_with(&["--base-path", "/api"]).await;
+
+    let response = app.get("/docs", None).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-security-policy"],
+        "default-src 'none'"
+    );
+    let html = response.text().await.unwrap();
+    for operation in [
+        "POST /api/auth/login",
+        "GET /api/users/me/sessions",
+        "POST /api/auth/reset-password",
+        "GET /api/users",
+    ] {
+        assert!(html.contains(operation), "{operation} missing");
+    }
+    assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
+    let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    for excluded in ["/docs", "/metrics", "/confirm-email", "/reset-password"] {
+        assert!(
+            spec["paths"][excluded].is_null(),
+            "{excluded} is not a JSON endpoint"
+        );
+    }
 }
