@@ -1,6 +1,7 @@
 //! The persistence seam: every SQL statement lives below here. One store method is one business
 //! operation in one transaction: the row change and its outbox event commit together or not at all.
 
+mod postgres;
 mod sqlite;
 
 use crate::crypto::KeyMaterial;
@@ -8,6 +9,7 @@ use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Persistence failures, as the services need to tell them apart.
@@ -330,6 +332,8 @@ pub struct Credentials {
 pub enum Store {
     /// The embedded default.
     Sqlite(SqliteStore),
+    /// For several instances.
+    Postgres(PostgresStore),
 }
 
 impl Store {
@@ -338,8 +342,11 @@ impl Store {
         if url.starts_with("sqlite:") {
             return Ok(Store::Sqlite(SqliteStore::connect(url).await?));
         }
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            return Ok(Store::Postgres(PostgresStore::connect(url).await?));
+        }
         Err(StoreError::Other(anyhow::anyhow!(
-            "unsupported database URL scheme (expected sqlite://)"
+            "unsupported database URL scheme (expected sqlite:// or postgres://)"
         )))
     }
 
@@ -347,6 +354,7 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.migrate().await,
+            Store::Postgres(s) => s.migrate().await,
         }
     }
 
@@ -354,6 +362,7 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.ping().await,
+            Store::Postgres(s) => s.ping().await,
         }
     }
 
@@ -366,6 +375,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.insert_user(new, session, effects).await,
+            Store::Postgres(s) => s.insert_user(new, session, effects).await,
         }
     }
 
@@ -373,6 +383,7 @@ impl Store {
     pub async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
         match self {
             Store::Sqlite(s) => s.user(id).await,
+            Store::Postgres(s) => s.user(id).await,
         }
     }
 
@@ -383,6 +394,7 @@ impl Store {
     ) -> Result<Option<Credentials>, StoreError> {
         match self {
             Store::Sqlite(s) => s.credentials_by_email(email).await,
+            Store::Postgres(s) => s.credentials_by_email(email).await,
         }
     }
 
@@ -390,6 +402,7 @@ impl Store {
     pub async fn credentials(&self, id: Uuid) -> Result<Option<Credentials>, StoreError> {
         match self {
             Store::Sqlite(s) => s.credentials(id).await,
+            Store::Postgres(s) => s.credentials(id).await,
         }
     }
 
@@ -405,6 +418,7 @@ impl Store {
     ) -> Result<Option<User>, StoreError> {
         match self {
             Store::Sqlite(s) => s.record_login(session, verified_hash, rehash, event).await,
+            Store::Postgres(s) => s.record_login(session, verified_hash, rehash, event).await,
         }
     }
 
@@ -412,6 +426,7 @@ impl Store {
     pub async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.append_event(event).await,
+            Store::Postgres(s) => s.append_event(event).await,
         }
     }
 
@@ -427,6 +442,7 @@ impl Store {
     ) -> Result<(User, Vec<Uuid>), StoreError> {
         match self {
             Store::Sqlite(s) => s.update_user(id, change, revoke, now, effects).await,
+            Store::Postgres(s) => s.update_user(id, change, revoke, now, effects).await,
         }
     }
 
@@ -438,6 +454,7 @@ impl Store {
     ) -> Result<Vec<User>, StoreError> {
         match self {
             Store::Sqlite(s) => s.list_users(filter, limit).await,
+            Store::Postgres(s) => s.list_users(filter, limit).await,
         }
     }
 
@@ -457,6 +474,10 @@ impl Store {
                 s.change_password(id, hash, keep, reason, now, effects)
                     .await
             }
+            Store::Postgres(s) => {
+                s.change_password(id, hash, keep, reason, now, effects)
+                    .await
+            }
         }
     }
 
@@ -464,6 +485,7 @@ impl Store {
     pub async fn queue(&self, effects: &Effects) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.queue(effects).await,
+            Store::Postgres(s) => s.queue(effects).await,
         }
     }
 
@@ -480,6 +502,10 @@ impl Store {
                 s.replace_email_tokens(user_id, purposes, now, effects)
                     .await
             }
+            Store::Postgres(s) => {
+                s.replace_email_tokens(user_id, purposes, now, effects)
+                    .await
+            }
         }
     }
 
@@ -492,6 +518,7 @@ impl Store {
     ) -> Result<Option<User>, StoreError> {
         match self {
             Store::Sqlite(s) => s.email_token_owner(token_hash, purpose, now).await,
+            Store::Postgres(s) => s.email_token_owner(token_hash, purpose, now).await,
         }
     }
 
@@ -503,6 +530,7 @@ impl Store {
     ) -> Result<Option<User>, StoreError> {
         match self {
             Store::Sqlite(s) => s.confirm_email(token_hash, now).await,
+            Store::Postgres(s) => s.confirm_email(token_hash, now).await,
         }
     }
 
@@ -517,6 +545,7 @@ impl Store {
     ) -> Result<CodeCheck, StoreError> {
         match self {
             Store::Sqlite(s) => s.check_reset_code(user_id, code_hash, now).await,
+            Store::Postgres(s) => s.check_reset_code(user_id, code_hash, now).await,
         }
     }
 
@@ -532,6 +561,7 @@ impl Store {
     ) -> Result<Option<Vec<Uuid>>, StoreError> {
         match self {
             Store::Sqlite(s) => s.reset_password(token_hash, hash, now, effects).await,
+            Store::Postgres(s) => s.reset_password(token_hash, hash, now, effects).await,
         }
     }
 
@@ -544,6 +574,7 @@ impl Store {
     ) -> Result<Vec<QueuedMail>, StoreError> {
         match self {
             Store::Sqlite(s) => s.claim_mail(now, lease, limit).await,
+            Store::Postgres(s) => s.claim_mail(now, lease, limit).await,
         }
     }
 
@@ -555,6 +586,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.mail_sent(mail, now).await,
+            Store::Postgres(s) => s.mail_sent(mail, now).await,
         }
     }
 
@@ -567,6 +599,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.mail_retry(mail, at, error).await,
+            Store::Postgres(s) => s.mail_retry(mail, at, error).await,
         }
     }
 
@@ -579,6 +612,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.mail_given_up(mail, now, error).await,
+            Store::Postgres(s) => s.mail_given_up(mail, now, error).await,
         }
     }
 
@@ -592,6 +626,7 @@ impl Store {
     ) -> Result<Vec<Uuid>, StoreError> {
         match self {
             Store::Sqlite(s) => s.delete_user(id, now, effects).await,
+            Store::Postgres(s) => s.delete_user(id, now, effects).await,
         }
     }
 
@@ -603,6 +638,7 @@ impl Store {
     ) -> Result<Vec<SessionRecord>, StoreError> {
         match self {
             Store::Sqlite(s) => s.live_sessions(user_id, now).await,
+            Store::Postgres(s) => s.live_sessions(user_id, now).await,
         }
     }
 
@@ -617,6 +653,7 @@ impl Store {
     ) -> Result<Vec<Uuid>, StoreError> {
         match self {
             Store::Sqlite(s) => s.revoke_sessions(user_id, which, reason, now).await,
+            Store::Postgres(s) => s.revoke_sessions(user_id, which, reason, now).await,
         }
     }
 
@@ -629,6 +666,7 @@ impl Store {
     ) -> Result<Option<Uuid>, StoreError> {
         match self {
             Store::Sqlite(s) => s.revoke_session_of_token(token_hash, reason, now).await,
+            Store::Postgres(s) => s.revoke_session_of_token(token_hash, reason, now).await,
         }
     }
 
@@ -636,6 +674,7 @@ impl Store {
     pub async fn rotate_refresh_token(&self, rotate: &Rotate<'_>) -> Result<Rotation, StoreError> {
         match self {
             Store::Sqlite(s) => s.rotate_refresh_token(rotate).await,
+            Store::Postgres(s) => s.rotate_refresh_token(rotate).await,
         }
     }
 
@@ -647,6 +686,7 @@ impl Store {
     ) -> Result<Vec<Revocation>, StoreError> {
         match self {
             Store::Sqlite(s) => s.revocations_after(after, now).await,
+            Store::Postgres(s) => s.revocations_after(after, now).await,
         }
     }
 
@@ -659,6 +699,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(s) => s.prune(now, grace).await,
+            Store::Postgres(s) => s.prune(now, grace).await,
         }
     }
 
@@ -666,6 +707,7 @@ impl Store {
     pub async fn signing_keys(&self, alg: &str) -> Result<Vec<StoredKey>, StoreError> {
         match self {
             Store::Sqlite(s) => s.signing_keys(alg).await,
+            Store::Postgres(s) => s.signing_keys(alg).await,
         }
     }
 
@@ -677,6 +719,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.retire_signing_keys(kids, now).await,
+            Store::Postgres(s) => s.retire_signing_keys(kids, now).await,
         }
     }
 
@@ -688,6 +731,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.insert_signing_key(key, now).await,
+            Store::Postgres(s) => s.insert_signing_key(key, now).await,
         }
     }
 
@@ -695,6 +739,7 @@ impl Store {
     pub async fn events(&self, limit: i64) -> Result<Vec<serde_json::Value>, StoreError> {
         match self {
             Store::Sqlite(s) => s.events(limit).await,
+            Store::Postgres(s) => s.events(limit).await,
         }
     }
 }

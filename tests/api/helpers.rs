@@ -9,6 +9,7 @@ use latchkey::state::AppState;
 use latchkey::{domain::ValidationErrors, startup, telemetry};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
+use sqlx::Connection;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
@@ -29,8 +30,9 @@ pub(crate) struct TestApp {
     pub(crate) state: AppState,
     /// HTTP client.
     pub(crate) client: reqwest::Client,
-    /// Holds the database directory for the test's lifetime.
+    /// Holds the test's files (SQLite database, key file) for its lifetime.
     pub(crate) dir: TempDir,
+    database_url: String,
     stop: Option<(
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -49,7 +51,10 @@ pub(crate) async fn spawn_app_with(args: &[&str]) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
-    let database_url = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let database_url = match args.iter().position(|a| *a == "--database-url") {
+        Some(at) => args[at + 1].to_owned(),
+        None => fresh_database(&dir).await,
+    };
     let listen = address.to_string();
     let key_file = dir.path().join("latchkey.key").display().to_string();
     let mut argv = vec!["latchkey", "--listen", &listen];
@@ -80,8 +85,33 @@ pub(crate) async fn spawn_app_with(args: &[&str]) -> TestApp {
         state,
         client: reqwest::Client::new(),
         dir,
+        database_url,
         stop: Some((stop, server)),
     }
+}
+
+/// Which backend the suite runs on: SQLite, or PostgreSQL with `LATCHKEY_TEST_DATABASE=postgres`.
+pub(crate) fn on_postgres() -> bool {
+    std::env::var("LATCHKEY_TEST_DATABASE").is_ok_and(|backend| backend == "postgres")
+}
+
+/// A fresh, empty database for one test: a SQLite file in the test's directory, or a new
+/// PostgreSQL database (`scripts/test` drops them all before and after a run).
+async fn fresh_database(dir: &TempDir) -> String {
+    if !on_postgres() {
+        return format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    }
+    let server = std::env::var("LATCHKEY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+    let name = format!("latchkey_test_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = sqlx::postgres::PgConnection::connect(&format!("{server}/test"))
+        .await
+        .expect("PostgreSQL must be reachable for LATCHKEY_TEST_DATABASE=postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    format!("{server}/{name}")
 }
 
 impl TestApp {
@@ -99,7 +129,7 @@ impl TestApp {
     }
 
     pub(crate) fn database_url(&self) -> String {
-        format!("sqlite://{}", self.dir.path().join("latchkey.db").display())
+        self.database_url.clone()
     }
 
     pub(crate) async fn post(&self, path: &str, body: &Value) -> Response {

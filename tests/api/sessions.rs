@@ -490,14 +490,16 @@ async fn the_database_holds_no_refresh_token_and_no_successor_in_the_clear() {
     let (_, login) = app.logged_in_user("ada@example.com").await;
     let next = pair(&app, text(&login, "refresh_token")).await;
 
-    let pool = sqlx::SqlitePool::connect(&app.database_url())
-        .await
-        .unwrap();
-    let rows: Vec<(String, Option<Vec<u8>>)> =
-        sqlx::query_as("select token_hash, successor_sealed from refresh_tokens")
-            .fetch_all(&pool)
+    let query = "select token_hash, successor_sealed from refresh_tokens";
+    let rows: Vec<(String, Option<Vec<u8>>)> = if crate::helpers::on_postgres() {
+        let pool = sqlx::PgPool::connect(&app.database_url()).await.unwrap();
+        sqlx::query_as(query).fetch_all(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::SqlitePool::connect(&app.database_url())
             .await
             .unwrap();
+        sqlx::query_as(query).fetch_all(&pool).await.unwrap()
+    };
 
     assert_eq!(rows.len(), 2);
     let raw_next = base64::Engine::decode(
