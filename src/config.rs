@@ -292,12 +292,6 @@ impl Settings {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| format!("LATCHKEY_LOG {:?} is not a valid filter: {e}", self.log))?;
-        if self.refresh_token_ttl < self.access_token_ttl {
-            return Err(
-                "LATCHKEY_REFRESH_TOKEN_TTL must not be shorter than LATCHKEY_ACCESS_TOKEN_TTL"
-                    .into(),
-            );
-        }
         if !(password::MIN_LENGTH_FLOOR..=password::MAX_LENGTH).contains(&self.password_min_length)
         {
             return Err(format!(

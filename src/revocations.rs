@@ -1,7 +1,7 @@
 //! Which sessions are revoked, held in memory on every instance so that a bearer check costs a
 //! hash lookup. Revocations are written to the store with the change that causes them; a sync
 //! loop reads the new ones (by log position) every 250 ms, so a revocation on any instance
-//! reaches all within a second. A view that has not synced within a second fails closed.
+//! reaches all within a second. A view that has not synced for two seconds (eight missed syncs) fails closed.
 
 use crate::clock::Clock;
 use crate::store::{REVOCATION_LIFETIME, Store, StoreError};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 /// How often the view reads new revocations.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(250);
 /// A view older than this is not trusted: tokens are refused until it syncs again.
-const STALE_AFTER: Duration = Duration::from_secs(1);
+const STALE_AFTER: Duration = Duration::from_secs(2);
 
 /// The answer for one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

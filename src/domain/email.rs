@@ -4,7 +4,6 @@ use super::ValidationErrors;
 use unicode_normalization::UnicodeNormalization;
 
 const MAX_LEN: usize = 254;
-const MAX_LOCAL_LEN: usize = 64;
 
 /// A syntactically valid, normalised email address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -59,25 +58,24 @@ impl std::fmt::Display for Email {
     }
 }
 
-// The WHATWG "valid email address" grammar (what browsers accept), plus RFC 5321 length limits
-// and a dot in the domain: addresses that could never receive our mail are refused up front.
+// The WHATWG "valid email address" grammar (what browsers accept), widened to Unicode letters
+// and digits for internationalised addresses, plus a dot in the domain: addresses that could
+// never receive our mail are refused up front. The only length rule is the contract's 254.
 fn valid_local(local: &str) -> bool {
     const SPECIALS: &str = ".!#$%&'*+/=?^_`{|}~-";
     !local.is_empty()
-        && local.len() <= MAX_LOCAL_LEN
         && local
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || SPECIALS.contains(c))
+            .all(|c| c.is_alphanumeric() || SPECIALS.contains(c))
 }
 
 fn valid_domain(domain: &str) -> bool {
     domain.contains('.')
         && domain.split('.').all(|label| {
             !label.is_empty()
-                && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
         })
 }
 
@@ -90,6 +88,13 @@ mod tests {
         let plain = Email::parse("ada@example.com").unwrap();
         assert_eq!(Email::parse("  ADA@Example.COM ").unwrap(), plain);
         assert_eq!(Email::parse("ａｄａ@example.com").unwrap(), plain);
+    }
+
+    #[test]
+    fn internationalised_addresses_are_accepted_and_case_folded() {
+        let email = Email::parse("Élodie@Exämple.com").unwrap();
+        assert_eq!(email.as_str(), "élodie@exämple.com");
+        assert_eq!(Email::parse("ÉLODIE@EXÄMPLE.COM").unwrap(), email);
     }
 
     #[test]
@@ -108,8 +113,12 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad} should be refused");
         }
-        let long = format!("{}@example.com", "a".repeat(65));
-        assert!(Email::parse(&long).is_err());
+        let longest = format!("{}@example.com", "a".repeat(242));
+        assert!(Email::parse(&longest).is_ok(), "254 characters");
+        assert!(
+            Email::parse(&format!("a{longest}")).is_err(),
+            "255 characters"
+        );
     }
 
     #[test]

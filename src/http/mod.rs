@@ -86,8 +86,13 @@ fn api() -> OpenApiRouter<AppState> {
 pub fn openapi(base_path: &str) -> utoipa::openapi::OpenApi {
     let mut doc = api().into_openapi();
     add_generic_problems(&mut doc);
+    // Every path as served, base path included: clients and tests look paths up by them.
     if !base_path.is_empty() {
-        doc.servers = Some(vec![utoipa::openapi::Server::new(base_path)]);
+        let paths = std::mem::take(&mut doc.paths.paths);
+        doc.paths.paths = paths
+            .into_iter()
+            .map(|(path, item)| (format!("{base_path}{path}"), item))
+            .collect();
     }
     doc
 }

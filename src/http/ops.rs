@@ -96,9 +96,8 @@ async fn docs(State(app): State<AppState>) -> Response {
                 })
                 .collect();
             body.push_str(&format!(
-                "<section><h2><code>{} {}{}</code></h2><p>{}</p><ul>{}</ul></section>",
+                "<section><h2><code>{} {}</code></h2><p>{}</p><ul>{}</ul></section>",
                 escape(&method.to_uppercase()),
-                escape(&app.config.base_path),
                 escape(path),
                 escape(description),
                 statuses.concat()

@@ -5,7 +5,8 @@ pub mod templates;
 
 use crate::clock::Clock;
 use crate::store::{QueuedMail, Store};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -168,14 +169,26 @@ impl Mailer {
 
     fn message(&self, mail: &QueuedMail) -> anyhow::Result<Message> {
         let to: Mailbox = mail.recipient.parse()?;
+        // 8bit rather than quoted-printable: links are long, and must stand whole and literal in
+        // the text part (people and tools copy them from .eml files and the log).
+        // Our text lines are far below 8bit's 998-octet limit (lettre itself would pick
+        // quoted-printable past 76 characters and break the links).
+        let text = Body::dangerous_pre_encoded(
+            crlf(&mail.text_body).into_bytes(),
+            ContentTransferEncoding::EightBit,
+        );
+        let parts = MultiPart::alternative()
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(text),
+            )
+            .singlepart(SinglePart::html(mail.html_body.clone()));
         Ok(Message::builder()
             .from(self.settings.from.clone())
             .to(to)
             .subject(mail.subject.clone())
-            .multipart(MultiPart::alternative_plain_html(
-                mail.text_body.clone(),
-                mail.html_body.clone(),
-            ))?)
+            .multipart(parts)?)
     }
 
     /// base × 2^(attempts−1), capped at an hour, with ±25 % jitter so that many mails failing
@@ -186,4 +199,9 @@ impl Mailer {
         let jitter = 0.75 + 0.5 * f64::from(crate::crypto::random::bytes::<1>()[0]) / 255.0;
         time::Duration::seconds_f64(base.min(MAX_BACKOFF_SECONDS) * jitter)
     }
+}
+
+/// Text with CRLF line ends, as 8bit MIME needs.
+fn crlf(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\n', "\r\n")
 }

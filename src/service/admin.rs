@@ -41,8 +41,9 @@ pub struct UserPage {
     pub next: Option<(OffsetDateTime, Uuid)>,
 }
 
-/// The acting admin, as stored now.
-async fn authorize(app: &AppState, principal: &Principal) -> Result<User, AdminError> {
+/// The acting admin, as stored now; handlers call it before looking at the request, so a
+/// non-admin is told 403 whatever they sent.
+pub async fn authorize(app: &AppState, principal: &Principal) -> Result<User, AdminError> {
     let actor = app
         .store
         .user(principal.user_id)
@@ -130,6 +131,14 @@ pub async fn update(
             Some(id),
             now,
             json!({"changed": changed, "by": by}),
+        ));
+    }
+    if change.email_verified == Some(true) && !current.email_verified {
+        events.push(Event::new(
+            EventType::EmailVerified,
+            Some(id),
+            now,
+            json!({"email": current.email.as_str(), "by": by}),
         ));
     }
     let mut revoke = None;

@@ -12,9 +12,9 @@ use time::{Duration, OffsetDateTime};
 
 /// A new key signs only this long after it was created. Instances reload keys every
 /// [`RELOAD_INTERVAL`], so all of them can verify it before any of them signs with it.
-pub const PUBLISH_DELAY: Duration = Duration::seconds(30);
+pub const PUBLISH_DELAY: Duration = Duration::seconds(3);
 /// How often every instance reads the keys again.
-pub const RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+pub const RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The token signer for `config`: the shared secret, or the stored keys (one is created on the
 /// first start).
@@ -123,7 +123,7 @@ mod tests {
     fn a_new_key_is_published_before_it_signs_and_the_old_one_stays_until_its_tokens_expire() {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let ttl = Duration::minutes(15);
-        let (fresh, old) = (key(Duration::seconds(5), now), key(Duration::days(10), now));
+        let (fresh, old) = (key(Duration::seconds(1), now), key(Duration::days(10), now));
 
         let (chosen, retired) = select(&[fresh.clone(), old.clone()], now, ttl);
         assert_eq!(
@@ -133,7 +133,7 @@ mod tests {
         );
         assert!(retired.is_empty());
 
-        let later = now + Duration::seconds(30);
+        let later = now + PUBLISH_DELAY;
         let (chosen, _) = select(&[fresh.clone(), old.clone()], later, ttl);
         assert_eq!(
             chosen.iter().map(|k| &k.kid).collect::<Vec<_>>(),

@@ -97,7 +97,7 @@ pub async fn confirm_email(app: &AppState, token: &str) -> Result<User, Recovery
     user.ok_or(RecoveryError::InvalidToken)
 }
 
-/// Sends a new confirmation mail if `email` belongs to an unverified, enabled account. The
+/// Sends a new confirmation mail if `email` belongs to an unverified account. The
 /// caller answers the same whatever the case: the mail is queued in the database before it does,
 /// so it is not lost if the process stops.
 pub async fn resend_confirmation(app: &AppState, email: &str) -> Result<(), Fault> {
@@ -112,7 +112,7 @@ async fn send_confirmation(app: &AppState, email: &Email) -> Result<(), Fault> {
         return Ok(());
     };
     let user = credentials.user;
-    if user.email_verified || user.disabled {
+    if user.email_verified {
         return Ok(());
     }
     let now = app.clock.now();
@@ -129,7 +129,7 @@ async fn send_confirmation(app: &AppState, email: &Email) -> Result<(), Fault> {
     Ok(())
 }
 
-/// Sends a reset link and code if `email` belongs to an enabled account; the caller answers the
+/// Sends a reset link and code if `email` belongs to an account; the caller answers the
 /// same whatever the case. A new request cancels the earlier link and code.
 pub async fn forgot_password(app: &AppState, email: &str) -> Result<(), Fault> {
     match Email::parse(email) {
@@ -143,9 +143,6 @@ async fn send_reset(app: &AppState, email: &Email) -> Result<(), Fault> {
         return Ok(());
     };
     let user = credentials.user;
-    if user.disabled {
-        return Ok(());
-    }
     let now = app.clock.now();
     let (token, code, group) = (random::token(), random::code(), Uuid::now_v7());
     let issued = |token_hash: String, purpose| NewEmailToken {

@@ -129,6 +129,11 @@ async fn the_base_path_prefixes_every_route() {
     );
     assert_eq!(discovery["issuer"], app.url);
 
+    let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    assert!(
+        spec["paths"]["/api/auth/register"]["post"].is_object(),
+        "paths carry the base path"
+    );
     let root = app.url.trim_end_matches("/api");
     let unprefixed = app
         .client

@@ -656,7 +656,7 @@ async fn a_stale_revocation_view_refuses_tokens_rather_than_trust_them() {
         latchkey::revocations::SessionStatus::Live
     );
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
 
     assert_eq!(
         view.status(session),

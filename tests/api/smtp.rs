@@ -50,14 +50,9 @@ impl SmtpServer {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
-    /// Every message so far, decoded from quoted-printable.
+    /// Every message so far, as received (the text part is 8bit: links stand literally in it).
     pub(crate) fn messages(&self) -> Vec<String> {
-        self.received
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|m| decode_quoted_printable(m))
-            .collect()
+        self.received.lock().unwrap().clone()
     }
 
     /// Waits until `count` messages arrived (at most `within`), and gives them all.
@@ -128,26 +123,6 @@ async fn converse(stream: TcpStream, mailbox: Arc<Mutex<Vec<String>>>) {
             return;
         }
     }
-}
-
-fn decode_quoted_printable(message: &str) -> String {
-    let joined = message.replace("=\r\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        let escaped = (bytes[i] == b'=' && i + 2 < bytes.len())
-            .then(|| (hex(bytes[i + 1]), hex(bytes[i + 2])));
-        if let Some((Some(high), Some(low))) = escaped {
-            out.push(u8::try_from(high * 16 + low).unwrap());
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The first `{base}{path}?token=…` link in a mail, as a full URL.

@@ -165,7 +165,6 @@ impl PostgresStore {
         let spent = sqlx::query(
             "update email_tokens set used_at = $1, updated_at = $2
              where token_hash = $3 and purpose in ($4, $5) and used_at is null and expires_at > $6 and failed_attempts < $7
-               and user_id in (select id from users where disabled = false)
              returning user_id, grp",
         )
         .bind(at)

@@ -165,7 +165,6 @@ impl SqliteStore {
         let spent = sqlx::query(
             "update email_tokens set used_at = ?, updated_at = ?
              where token_hash = ? and purpose in (?, ?) and used_at is null and expires_at > ? and failed_attempts < ?
-               and user_id in (select id from users where disabled = 0)
              returning user_id, grp",
         )
         .bind(at)
