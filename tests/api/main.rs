@@ -9,6 +9,7 @@ mod helpers;
 mod import;
 mod mail;
 mod ops;
+mod outage;
 mod sessions;
 mod smtp;
 mod tokens;
