@@ -119,6 +119,15 @@ pub struct Settings {
     /// Where the key is kept (created on first start) when LATCHKEY_SECRET_KEY is not set.
     #[arg(long, env = "LATCHKEY_SECRET_KEY_FILE", default_value = "latchkey.key")]
     pub secret_key_file: std::path::PathBuf,
+    /// NATS server for events (`nats://host:4222`); unset, events stay in the outbox.
+    #[arg(long, env = "LATCHKEY_NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<Secret>,
+    /// Subject prefix of events: `{prefix}.{TYPE}`; the JetStream stream is named after it.
+    #[arg(long, env = "LATCHKEY_EVENTS_SUBJECT", default_value = "auth-events")]
+    pub events_subject: String,
+    /// How long events are kept in the outbox (published ones; all of them without NATS).
+    #[arg(long, env = "LATCHKEY_EVENTS_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub events_retention: Duration,
     /// Log format: `text` or `json`.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -213,6 +222,12 @@ pub struct Config {
     pub secret_key: Option<Secret>,
     /// Key file otherwise.
     pub secret_key_file: std::path::PathBuf,
+    /// NATS URL, if events are published.
+    pub nats_url: Option<Secret>,
+    /// Event subject prefix.
+    pub events_subject: String,
+    /// Outbox retention.
+    pub events_retention: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -290,6 +305,18 @@ impl Settings {
         {
             return Err("LATCHKEY_MAIL_RETRY_BASE must be at least 10ms and LATCHKEY_MAIL_MAX_AGE at least 1s".into());
         }
+        let subject_ok = !self.events_subject.is_empty()
+            && self.events_subject.split('.').all(|t| {
+                !t.is_empty()
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+            });
+        if !subject_ok {
+            return Err(format!(
+                "LATCHKEY_EVENTS_SUBJECT {:?} must be dot-separated tokens of a-z A-Z 0-9 - _",
+                self.events_subject
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| format!("LATCHKEY_LOG {:?} is not a valid filter: {e}", self.log))?;
         if !(password::MIN_LENGTH_FLOOR..=password::MAX_LENGTH).contains(&self.password_min_length)
@@ -348,6 +375,9 @@ impl Settings {
             mail_max_age: self.mail_max_age,
             secret_key: self.secret_key,
             secret_key_file: self.secret_key_file,
+            nats_url: self.nats_url,
+            events_subject: self.events_subject,
+            events_retention: self.events_retention,
             log_format: self.log_format,
             log: self.log,
         })

@@ -12,6 +12,8 @@ pub mod config;
 pub mod crypto;
 /// Pure types and rules: email, password, user, role, event.
 pub mod domain;
+/// The event relay: outbox to NATS JetStream.
+pub mod events;
 /// Router, layers, extractors, problem+json errors, one module per area.
 pub mod http;
 /// The durable mail queue's worker, transports (SMTP, log/.eml) and templates.

@@ -32,12 +32,18 @@ pub async fn run(
     let mail_worker = app
         .mailer
         .spawn_worker(app.store.clone(), app.clock.clone(), stopping);
-    let workers = [
+    let mut workers = vec![
         app.revocations
             .spawn_sync(app.store.clone(), app.clock.clone()),
         spawn_pruning(app.clone()),
         spawn_key_reload(app.clone()),
     ];
+    if let Some(url) = &app.config.nats_url {
+        workers.push(crate::events::spawn_relay(
+            app.clone(),
+            url.expose().to_owned(),
+        ));
+    }
     let service = http::router(app).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
@@ -76,11 +82,16 @@ fn spawn_key_reload(app: AppState) -> tokio::task::JoinHandle<()> {
 fn spawn_pruning(app: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match app
+            let now = app.clock.now();
+            let relayed = app.config.nats_url.is_some();
+            if let Err(error) = app
                 .store
-                .prune(app.clock.now(), app.config.refresh_reuse_grace)
+                .prune_events(now - app.config.events_retention, !relayed)
                 .await
             {
+                tracing::warn!(%error, "pruning the outbox failed; will retry");
+            }
+            match app.store.prune(now, app.config.refresh_reuse_grace).await {
                 Ok(0) => {}
                 Ok(rows) => tracing::debug!(rows, "pruned expired sessions and tokens"),
                 Err(error) => tracing::warn!(%error, "pruning failed; will retry"),

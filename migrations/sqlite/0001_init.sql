@@ -116,3 +116,12 @@ create table email_tokens (
 );
 create index email_tokens_by_user on email_tokens (user_id, purpose);
 create index email_tokens_expiry on email_tokens (expires_at);
+
+-- Which instance runs a singleton job right now (the event relay, so events leave in order).
+create table leases (
+    name text primary key,
+    holder text not null,
+    until_at integer not null,
+    created_at integer not null,
+    updated_at integer not null
+);

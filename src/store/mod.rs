@@ -80,6 +80,19 @@ pub struct NewSession {
     pub expires_at: OffsetDateTime,
 }
 
+/// An event waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    /// Its position: events leave in this order.
+    pub seq: i64,
+    /// The event id (the deduplication key downstream).
+    pub id: String,
+    /// The type name, the last part of the subject.
+    pub kind: String,
+    /// The CloudEvents JSON.
+    pub envelope: String,
+}
+
 /// A signing key as stored, with when it was made.
 #[derive(Debug, Clone)]
 pub struct StoredKey {
@@ -732,6 +745,49 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.insert_signing_key(key, now).await,
             Store::Postgres(s) => s.insert_signing_key(key, now).await,
+        }
+    }
+
+    /// Takes or renews the lease `name` for `holder` until `until`; false while another holds it.
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.take_lease(name, holder, now, until).await,
+            Store::Postgres(s) => s.take_lease(name, holder, now, until).await,
+        }
+    }
+
+    /// Events not yet published, in outbox order.
+    pub async fn unpublished_events(&self, limit: i64) -> Result<Vec<OutboxEvent>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.unpublished_events(limit).await,
+            Store::Postgres(s) => s.unpublished_events(limit).await,
+        }
+    }
+
+    /// Marks an event published.
+    pub async fn mark_published(&self, seq: i64, now: OffsetDateTime) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.mark_published(seq, now).await,
+            Store::Postgres(s) => s.mark_published(seq, now).await,
+        }
+    }
+
+    /// Deletes events older than `before`: published ones always, unpublished ones too when no
+    /// relay will ever publish them (no NATS configured).
+    pub async fn prune_events(
+        &self,
+        before: OffsetDateTime,
+        unpublished_too: bool,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.prune_events(before, unpublished_too).await,
+            Store::Postgres(s) => s.prune_events(before, unpublished_too).await,
         }
     }
 

@@ -1,54 +1,9 @@
 //! The database going away and coming back: 503 `unavailable` meanwhile, recovery without a
 //! restart. PostgreSQL only (a SQLite file does not go away); a TCP proxy plays the network.
 
-use crate::helpers::{PASSWORD, on_postgres, spawn_app_with};
+use crate::helpers::{PASSWORD, Proxy, on_postgres, spawn_app_with};
 use reqwest::StatusCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Forwards loopback TCP to `target` until cut; a cut drops every connection and refuses new ones.
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let links = Arc::new(Mutex::new(Vec::new()));
-        let (accepting, tracked) = (Arc::clone(&up), Arc::clone(&links));
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !accepting.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection closes at once
-                }
-                let target = target.clone();
-                tracked.lock().unwrap().push(tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                }));
-            }
-        });
-        Proxy { port, up, links }
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
 
 #[tokio::test]
 async fn while_the_database_is_away_requests_answer_503_and_the_service_recovers_on_its_own() {

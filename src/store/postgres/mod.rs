@@ -3,6 +3,7 @@
 //! rotated, `skip locked` on mail claims, and an advisory lock that keeps the revocation log in
 //! commit order.
 
+mod events;
 mod mail;
 mod recovery;
 mod sessions;

@@ -1,6 +1,7 @@
 //! SQLite: the embedded default. Writers take the lock up front (`BEGIN IMMEDIATE`) so that
 //! concurrent transactions wait for each other instead of failing on a lock upgrade.
 
+mod events;
 mod mail;
 mod recovery;
 mod sessions;
