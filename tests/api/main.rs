@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod browser;
 mod cli;
+mod cluster;
 mod events;
 mod helpers;
 mod import;
