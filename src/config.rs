@@ -119,6 +119,10 @@ pub struct Settings {
     /// Where the key is kept (created on first start) when LATCHKEY_SECRET_KEY is not set.
     #[arg(long, env = "LATCHKEY_SECRET_KEY_FILE", default_value = "latchkey.key")]
     pub secret_key_file: std::path::PathBuf,
+    /// Redis (`redis://host:6379/`): revocations are announced to every instance through it;
+    /// while it is unreachable bearer checks fail closed. Unset: in-process only.
+    #[arg(long, env = "LATCHKEY_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
     /// NATS server for events (`nats://host:4222`); unset, events stay in the outbox.
     #[arg(long, env = "LATCHKEY_NATS_URL", hide_env_values = true)]
     pub nats_url: Option<Secret>,
@@ -222,6 +226,8 @@ pub struct Config {
     pub secret_key: Option<Secret>,
     /// Key file otherwise.
     pub secret_key_file: std::path::PathBuf,
+    /// Redis URL, if revocations are announced through it.
+    pub redis_url: Option<Secret>,
     /// NATS URL, if events are published.
     pub nats_url: Option<Secret>,
     /// Event subject prefix.
@@ -305,6 +311,10 @@ impl Settings {
         {
             return Err("LATCHKEY_MAIL_RETRY_BASE must be at least 10ms and LATCHKEY_MAIL_MAX_AGE at least 1s".into());
         }
+        if let Some(url) = &self.redis_url {
+            redis::Client::open(url.expose())
+                .map_err(|e| format!("LATCHKEY_REDIS_URL is not a usable Redis URL: {e}"))?;
+        }
         let subject_ok = !self.events_subject.is_empty()
             && self.events_subject.split('.').all(|t| {
                 !t.is_empty()
@@ -375,6 +385,7 @@ impl Settings {
             mail_max_age: self.mail_max_age,
             secret_key: self.secret_key,
             secret_key_file: self.secret_key_file,
+            redis_url: self.redis_url,
             nats_url: self.nats_url,
             events_subject: self.events_subject,
             events_retention: self.events_retention,

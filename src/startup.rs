@@ -38,6 +38,12 @@ pub async fn run(
         spawn_pruning(app.clone()),
         spawn_key_reload(app.clone()),
     ];
+    if let Some(url) = &app.config.redis_url {
+        workers.push(
+            app.revocations
+                .spawn_redis(url.expose().to_owned(), app.clock.clone()),
+        );
+    }
     if let Some(url) = &app.config.nats_url {
         workers.push(crate::events::spawn_relay(
             app.clone(),

@@ -26,7 +26,7 @@ pub async fn healthz() -> Json<StatusView> {
     Json(StatusView { status: "ok" })
 }
 
-/// Readiness: 200 when the database answers, else 503 `unavailable`.
+/// Readiness: 200 when the database (and Redis, when configured) answers, else 503 `unavailable`.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = StatusView),
@@ -37,6 +37,11 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<StatusView>, Api
         .ping()
         .await
         .map_err(|e| ApiError::Unavailable(e.into()))?;
+    if !app.revocations.signal_healthy() {
+        return Err(ApiError::Unavailable(anyhow::anyhow!(
+            "Redis is unreachable: bearer checks fail closed"
+        )));
+    }
     Ok(Json(StatusView { status: "ready" }))
 }
 

@@ -49,11 +49,14 @@ async fn peers_available() -> bool {
     let nats = tokio::net::TcpStream::connect("127.0.0.1:4222")
         .await
         .is_ok();
+    let redis = tokio::net::TcpStream::connect("127.0.0.1:6379")
+        .await
+        .is_ok();
     assert!(
-        (nginx && nats) || std::env::var_os("CI").is_none(),
-        "CI must run the cluster test: nginx {nginx}, NATS {nats}"
+        (nginx && nats && redis) || std::env::var_os("CI").is_none(),
+        "CI must run the cluster test: nginx {nginx}, NATS {nats}, Redis {redis}"
     );
-    nginx && nats
+    nginx && nats && redis
 }
 
 async fn until_refused(client: &reqwest::Client, url: &str, token: &str) {
@@ -119,6 +122,7 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
                 "a shared secret key of at least 32 bytes!",
             )
             .env("LATCHKEY_NATS_URL", "nats://127.0.0.1:4222")
+            .env("LATCHKEY_REDIS_URL", "redis://127.0.0.1:6379/")
             .env("LATCHKEY_EVENTS_SUBJECT", &prefix)
             .env("LATCHKEY_REQUIRE_EMAIL_VERIFICATION", "false")
             .env("LATCHKEY_REFRESH_REUSE_GRACE", "1s")
