@@ -8,7 +8,10 @@ mod mail;
 mod recovery;
 mod sessions;
 
-use super::{Credentials, Effects, NewUser, Revoke, StoreError, StoredKey, UserChange, UserFilter};
+use super::{
+    Credentials, Effects, NewUser, Revoke, StoreError, StoredKey, UserChange, UserFilter,
+    from_micros, micros, parse_uuid,
+};
 use crate::crypto::KeyMaterial;
 use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -429,17 +432,4 @@ fn credentials_from_row(row: &sqlx::postgres::PgRow) -> Result<Credentials, Stor
         user,
         password_hash: row.try_get("password_hash")?,
     })
-}
-
-fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(text).map_err(|e| StoreError::Other(e.into()))
-}
-
-fn micros(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
-}
-
-fn from_micros(value: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(value) * 1_000)
-        .map_err(|e| StoreError::Other(e.into()))
 }
