@@ -9,7 +9,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// How long a relay's lease lasts without renewal; another instance takes over after it.
-const LEASE: time::Duration = time::Duration::seconds(15);
+const LEASE: time::Duration = time::Duration::seconds(5);
 /// How often an idle relay looks at the outbox.
 const POLL: Duration = Duration::from_millis(250);
 /// Longest wait between reconnection attempts.
@@ -60,6 +60,7 @@ async fn relay(
         })
         .await?;
     tracing::info!(stream = %stream_name(prefix), "event relay connected");
+    *backoff = Duration::from_millis(500);
     loop {
         let now = app.clock.now();
         if !app
@@ -76,6 +77,16 @@ async fn relay(
             continue;
         }
         for event in batch {
+            // The lease is renewed before every event, so it cannot lapse mid-batch and let a
+            // second relay publish alongside this one.
+            let now = app.clock.now();
+            if !app
+                .store
+                .take_lease("event_relay", holder, now, now + LEASE)
+                .await?
+            {
+                break;
+            }
             let publish = PublishMessage::build()
                 .payload(event.envelope.into_bytes().into())
                 .message_id(&event.id);
@@ -88,6 +99,5 @@ async fn relay(
             app.store.mark_published(event.seq, app.clock.now()).await?;
             metrics::counter!("latchkey_events_published_total").increment(1);
         }
-        *backoff = Duration::from_millis(500);
     }
 }

@@ -359,6 +359,18 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
             message.ack().await.unwrap();
         }
     }
+    // Drain until idle: a duplicate arriving after the expected count must show.
+    let mut extra = consumer
+        .fetch()
+        .max_messages(500)
+        .expires(Duration::from_millis(700))
+        .messages()
+        .await
+        .unwrap();
+    while let Some(message) = extra.next().await {
+        let envelope: Value = serde_json::from_slice(&message.unwrap().payload).unwrap();
+        ids.push(envelope["id"].as_str().unwrap().to_owned());
+    }
     let _ = js.delete_stream(&stream_name).await;
     assert_eq!(
         ids.len(),

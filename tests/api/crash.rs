@@ -209,6 +209,22 @@ async fn a_crash_mid_burst_leaves_nothing_half_written_and_each_event_reaches_na
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // Drain until idle: a duplicate arriving after the expected count must show.
+    let mut extra = consumer
+        .fetch()
+        .max_messages(500)
+        .expires(Duration::from_millis(700))
+        .messages()
+        .await
+        .unwrap();
+    while let Some(message) = extra.next().await {
+        let envelope: Value = serde_json::from_slice(&message.unwrap().payload).unwrap();
+        if envelope["type"] == "USER_REGISTERED" {
+            *per_user
+                .entry(envelope["subject"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+    }
     let _ = js.delete_stream(&name).await;
     let _ = second.kill();
     let _ = second.wait();

@@ -69,6 +69,19 @@ async fn consume(prefix: &str, count: usize) -> Vec<(String, String, Value)> {
             message.ack().await.unwrap();
         }
     }
+    // Drain until idle: a duplicate arriving after the expected count must show.
+    let mut extra = consumer
+        .fetch()
+        .max_messages(100)
+        .expires(Duration::from_millis(700))
+        .messages()
+        .await
+        .unwrap();
+    while let Some(message) = extra.next().await {
+        let message = message.unwrap();
+        let envelope: Value = serde_json::from_slice(&message.payload).unwrap();
+        received.push((message.subject.to_string(), String::new(), envelope));
+    }
     let _ = js.delete_stream(&name).await;
     received
 }

@@ -103,7 +103,9 @@ pub(crate) async fn fresh_database(dir: &TempDir) -> String {
     }
     let server = std::env::var("LATCHKEY_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
-    let name = format!("latchkey_test_{}", uuid::Uuid::now_v7().simple());
+    let prefix =
+        std::env::var("LATCHKEY_TEST_DB_PREFIX").unwrap_or_else(|_| "latchkey_test_".to_owned());
+    let name = format!("{prefix}{}", uuid::Uuid::now_v7().simple());
     let mut admin = sqlx::postgres::PgConnection::connect(&format!("{server}/test"))
         .await
         .expect("PostgreSQL must be reachable for LATCHKEY_TEST_DATABASE=postgres");

@@ -275,6 +275,7 @@ impl PostgresStore {
         effects: &Effects,
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.write().await?;
+        lock_user(&mut tx, id).await?;
         let live = sessions::revoke_in(&mut tx, id, Revoke::All, "account_deleted", now).await?;
         // Mail not yet sent goes too; sessions, refresh and mailed tokens go with the user
         // (on delete cascade).
@@ -366,6 +367,17 @@ impl PostgresStore {
     }
 }
 
+/// Locks a user's row for the rest of the transaction. Every write path that touches a user's
+/// sessions or tokens takes this first, so they all lock in one order (user, then the rest) and
+/// cannot deadlock one another; it also serialises per-user checks such as counting wrong codes.
+async fn lock_user(tx: &mut PgConnection, user_id: Uuid) -> Result<(), StoreError> {
+    sqlx::query("select id from users where id = $1 for update")
+        .bind(user_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Writes the events, mail and tokens that come with a change, in its transaction.
 async fn write_effects(tx: &mut PgConnection, effects: &Effects) -> Result<(), StoreError> {
     for event in &effects.events {
@@ -381,6 +393,14 @@ async fn write_effects(tx: &mut PgConnection, effects: &Effects) -> Result<(), S
 }
 
 async fn insert_event(tx: &mut PgConnection, event: &Event) -> Result<(), StoreError> {
+    // Events of one user are numbered (seq) in commit order, so the relay publishes them in
+    // order: a second writer for the same user waits here until the first commits.
+    if let Some(user_id) = event.user_id {
+        sqlx::query("select pg_advisory_xact_lock(hashtext($1))")
+            .bind(user_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
     let at = micros(event.time);
     sqlx::query("insert into events (id, user_id, type, envelope, created_at, updated_at) values ($1, $2, $3, $4, $5, $6)")
         .bind(event.id.to_string())

@@ -2,8 +2,8 @@
 
 use super::sessions::revoke_in;
 use super::{
-    PostgresStore, USER_COLUMNS, credentials_from_row, insert_event, micros, parse_uuid, user_in,
-    write_effects,
+    PostgresStore, USER_COLUMNS, credentials_from_row, insert_event, lock_user, micros, parse_uuid,
+    user_in, write_effects,
 };
 use crate::domain::{Event, EventType, User};
 use crate::store::{CodeCheck, Effects, NewEmailToken, Revoke, StoreError, TokenPurpose};
@@ -26,6 +26,7 @@ impl PostgresStore {
         effects: &Effects,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
+        lock_user(&mut tx, user_id).await?;
         for purpose in purposes {
             sqlx::query(
                 "update email_tokens set used_at = $1, updated_at = $2
@@ -69,6 +70,13 @@ impl PostgresStore {
         now: OffsetDateTime,
     ) -> Result<Option<User>, StoreError> {
         let mut tx = self.write().await?;
+        let owner: Option<String> =
+            sqlx::query_scalar("select user_id from email_tokens where token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(owner) = owner else { return Ok(None) };
+        lock_user(&mut tx, parse_uuid(&owner)?).await?;
         let Some(user_id) = spend(&mut tx, token_hash, TokenPurpose::VerifyEmail, now).await?
         else {
             return Ok(None);
@@ -108,6 +116,7 @@ impl PostgresStore {
         now: OffsetDateTime,
     ) -> Result<CodeCheck, StoreError> {
         let mut tx = self.write().await?;
+        lock_user(&mut tx, user_id).await?;
         // Wrong tries count per code and per user across codes, so asking for new codes again
         // and again does not buy unlimited guesses.
         let recent_failures: i64 = sqlx::query_scalar(
@@ -161,6 +170,13 @@ impl PostgresStore {
         effects: &Effects,
     ) -> Result<Option<Vec<Uuid>>, StoreError> {
         let mut tx = self.write().await?;
+        let owner: Option<String> =
+            sqlx::query_scalar("select user_id from email_tokens where token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(owner) = owner else { return Ok(None) };
+        lock_user(&mut tx, parse_uuid(&owner)?).await?;
         let at = micros(now);
         let spent = sqlx::query(
             "update email_tokens set used_at = $1, updated_at = $2

@@ -1,6 +1,6 @@
 //! Sessions on PostgreSQL: logins, refresh-token rotation with reuse detection, revocation.
 
-use super::{PostgresStore, from_micros, insert_event, micros, parse_uuid, user_in};
+use super::{PostgresStore, from_micros, insert_event, lock_user, micros, parse_uuid, user_in};
 use crate::domain::{Event, EventType, User};
 use crate::store::{
     NewSession, REVOCATION_LIFETIME, Revocation, Revoke, Rotate, Rotation, SessionRecord,
@@ -78,6 +78,7 @@ impl PostgresStore {
         now: OffsetDateTime,
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.write().await?;
+        lock_user(&mut tx, user_id).await?;
         let revoked = revoke_in(&mut tx, user_id, which, reason, now).await?;
         tx.commit().await?;
         Ok(revoked)
@@ -100,6 +101,7 @@ impl PostgresStore {
         let Some(owner) = owner else { return Ok(None) };
         let session_id = parse_uuid(owner.try_get("id")?)?;
         let user_id = parse_uuid(owner.try_get("user_id")?)?;
+        lock_user(&mut tx, user_id).await?;
         let revoked = revoke_in(&mut tx, user_id, Revoke::One(session_id), reason, now).await?;
         tx.commit().await?;
         Ok(revoked.first().copied())
@@ -119,13 +121,24 @@ impl PostgresStore {
             return Ok(Rotation::Invalid);
         }
         let mut tx = self.write().await?;
+        // User first (the lock order of every write path), then the token and its session.
+        let owner: Option<String> = sqlx::query_scalar(
+            "select s.user_id from refresh_tokens r join sessions s on s.id = r.session_id where r.token_hash = $1",
+        )
+        .bind(rotate.presented_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(owner) = owner else {
+            return Ok(Rotation::Invalid);
+        };
+        lock_user(&mut tx, parse_uuid(&owner)?).await?;
         let now_at = rotate.clock.now();
         let now = micros(now_at);
         let grace_start = micros(now_at - rotate.grace);
         let found = sqlx::query(
             "select r.session_id, r.used_at, r.expires_at, r.successor_sealed, s.user_id, s.revoked_at
              from refresh_tokens r join sessions s on s.id = r.session_id where r.token_hash = $1
-             for update of r",
+             for update of r, s",
         )
         .bind(rotate.presented_hash)
         .fetch_optional(&mut *tx)
