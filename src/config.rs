@@ -3,6 +3,7 @@
 use crate::crypto::JwtAlg;
 use crate::crypto::password::HashingConfig;
 use crate::domain::{PasswordPolicy, Roles, password};
+use crate::ratelimit::{Action, Limit, Policies};
 use std::net::{IpAddr, SocketAddr};
 use time::Duration;
 
@@ -132,6 +133,42 @@ pub struct Settings {
     /// How long events are kept in the outbox (published ones; all of them without NATS).
     #[arg(long, env = "LATCHKEY_EVENTS_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub events_retention: Duration,
+    /// Rate limit of register per client address: a count per window (`10/1m`) or `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_REGISTER_IP", default_value = "1000/1m", value_parser = Limit::parse)]
+    pub rate_limit_register_ip: Limit,
+    /// Rate limit of register per account (normalised email): a count per window (`10/1m`) or `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_REGISTER_ACCOUNT", default_value = "30/1m", value_parser = Limit::parse)]
+    pub rate_limit_register_account: Limit,
+    /// Rate limit of login per client address: a count per window (`10/1m`) or `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_LOGIN_IP", default_value = "1000/1m", value_parser = Limit::parse)]
+    pub rate_limit_login_ip: Limit,
+    /// Rate limit of login per account (normalised email): a count per window (`10/1m`) or `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_LOGIN_ACCOUNT", default_value = "20/1m", value_parser = Limit::parse)]
+    pub rate_limit_login_account: Limit,
+    /// Rate limit of refresh per client address: a count per window (`10/1m`) or `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_REFRESH_IP", default_value = "1000/1m", value_parser = Limit::parse)]
+    pub rate_limit_refresh_ip: Limit,
+    /// Rate limit of resend per client address: a count per window (`10/1m`) or `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_RESEND_IP", default_value = "100/1m", value_parser = Limit::parse)]
+    pub rate_limit_resend_ip: Limit,
+    /// Rate limit of resend per account (normalised email): a count per window (`10/1m`) or `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_RESEND_ACCOUNT", default_value = "5/10m", value_parser = Limit::parse)]
+    pub rate_limit_resend_account: Limit,
+    /// Rate limit of forgot per client address: a count per window (`10/1m`) or `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_FORGOT_IP", default_value = "100/1m", value_parser = Limit::parse)]
+    pub rate_limit_forgot_ip: Limit,
+    /// Rate limit of forgot per account (normalised email): a count per window (`10/1m`) or `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_FORGOT_ACCOUNT", default_value = "5/10m", value_parser = Limit::parse)]
+    pub rate_limit_forgot_account: Limit,
+    /// Rate limit of reset per client address: a count per window (`10/1m`) or `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_RESET_IP", default_value = "100/1m", value_parser = Limit::parse)]
+    pub rate_limit_reset_ip: Limit,
+    /// Rate limit of reset per account (normalised email): a count per window (`10/1m`) or `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_RESET_ACCOUNT", default_value = "10/10m", value_parser = Limit::parse)]
+    pub rate_limit_reset_account: Limit,
+    /// Rate limit of confirm per client address: a count per window (`10/1m`) or `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_CONFIRM_IP", default_value = "200/1m", value_parser = Limit::parse)]
+    pub rate_limit_confirm_ip: Limit,
     /// Log format: `text` or `json`.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -234,6 +271,8 @@ pub struct Config {
     pub events_subject: String,
     /// Outbox retention.
     pub events_retention: Duration,
+    /// Rate-limit budgets.
+    pub rate_limits: Policies,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -351,6 +390,43 @@ impl Settings {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
+        let mut rate_limits = Policies::default();
+        if let Some(policy) = self.rate_limit_register_ip.0 {
+            rate_limits.per_ip.insert(Action::Register, policy);
+        }
+        if let Some(policy) = self.rate_limit_register_account.0 {
+            rate_limits.per_account.insert(Action::Register, policy);
+        }
+        if let Some(policy) = self.rate_limit_login_ip.0 {
+            rate_limits.per_ip.insert(Action::Login, policy);
+        }
+        if let Some(policy) = self.rate_limit_login_account.0 {
+            rate_limits.per_account.insert(Action::Login, policy);
+        }
+        if let Some(policy) = self.rate_limit_refresh_ip.0 {
+            rate_limits.per_ip.insert(Action::Refresh, policy);
+        }
+        if let Some(policy) = self.rate_limit_resend_ip.0 {
+            rate_limits.per_ip.insert(Action::Resend, policy);
+        }
+        if let Some(policy) = self.rate_limit_resend_account.0 {
+            rate_limits.per_account.insert(Action::Resend, policy);
+        }
+        if let Some(policy) = self.rate_limit_forgot_ip.0 {
+            rate_limits.per_ip.insert(Action::Forgot, policy);
+        }
+        if let Some(policy) = self.rate_limit_forgot_account.0 {
+            rate_limits.per_account.insert(Action::Forgot, policy);
+        }
+        if let Some(policy) = self.rate_limit_reset_ip.0 {
+            rate_limits.per_ip.insert(Action::Reset, policy);
+        }
+        if let Some(policy) = self.rate_limit_reset_account.0 {
+            rate_limits.per_account.insert(Action::Reset, policy);
+        }
+        if let Some(policy) = self.rate_limit_confirm_ip.0 {
+            rate_limits.per_ip.insert(Action::Confirm, policy);
+        }
         Ok(Config {
             listen: self.listen,
             database_url: self.database_url,
@@ -389,6 +465,7 @@ impl Settings {
             nats_url: self.nats_url,
             events_subject: self.events_subject,
             events_retention: self.events_retention,
+            rate_limits,
             log_format: self.log_format,
             log: self.log,
         })

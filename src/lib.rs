@@ -18,6 +18,8 @@ pub mod events;
 pub mod http;
 /// The durable mail queue's worker, transports (SMTP, log/.eml) and templates.
 pub mod mail;
+/// Rate limits per client address and per account, in process or in Redis.
+pub mod ratelimit;
 /// The in-memory view of revoked sessions, synced from the store.
 pub mod revocations;
 /// Use cases: accounts and sessions.

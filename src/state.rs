@@ -6,6 +6,7 @@ use crate::config::Secret;
 use crate::crypto::random::{self, CodeKey};
 use crate::crypto::{Hasher, Tokens};
 use crate::mail::{MailSettings, Mailer, Transport};
+use crate::ratelimit::RateLimiter;
 use crate::revocations::Revocations;
 use crate::store::Store;
 use anyhow::Context;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub mailer: Mailer,
     /// Keyed hash of reset codes.
     pub code_key: CodeKey,
+    /// Rate limits.
+    pub limiter: RateLimiter,
     /// The clock.
     pub clock: Clock,
 }
@@ -61,6 +64,18 @@ impl AppState {
             },
         );
         let code_key = CodeKey::new(&load_secret_key(&config)?);
+        let redis = config
+            .redis_url
+            .as_ref()
+            .map(|url| redis::Client::open(url.expose()))
+            .transpose()?;
+        // The issuer names the deployment, so deployments sharing one Redis keep their budgets apart.
+        let limiter = RateLimiter::new(
+            config.rate_limits.clone(),
+            &config.jwt_issuer,
+            redis,
+            clock.clone(),
+        );
         Ok(AppState {
             config: Arc::new(config),
             store,
@@ -69,6 +84,7 @@ impl AppState {
             revocations,
             mailer,
             code_key,
+            limiter,
             clock,
         })
     }

@@ -4,6 +4,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Bearer, Client};
 use super::views::{TokenPairView, UserView, refuse_unknown};
 use crate::domain::ValidationErrors;
+use crate::ratelimit::Action;
 use crate::service::accounts::{self, AccountFields, NewAccount, Origin, Registered};
 use crate::service::sessions;
 use crate::state::AppState;
@@ -75,6 +76,10 @@ pub async fn register(
     Client(client): Client,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
+    let limited = app
+        .limiter
+        .check(Action::Register, client.ip.as_deref(), req.email.as_deref());
+    limited.await?;
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
     let account = NewAccount::parse(
@@ -129,6 +134,9 @@ pub async fn login(
     let (Some(email), Some(password)) = (email, password) else {
         unreachable!("required above")
     };
+    app.limiter
+        .check(Action::Login, client.ip.as_deref(), Some(&email))
+        .await?;
     let pair = sessions::login(&app, &email, &password, client).await?;
     Ok(Json(pair.into()))
 }
@@ -196,8 +204,12 @@ impl RefreshTokenRequest {
     ))]
 pub async fn refresh(
     State(app): State<AppState>,
+    Client(client): Client,
     ApiJson(req): ApiJson<RefreshTokenRequest>,
 ) -> Result<Json<TokenPairView>, ApiError> {
+    app.limiter
+        .check(Action::Refresh, client.ip.as_deref(), None)
+        .await?;
     let pair = sessions::refresh(&app, &req.into_token()?).await?;
     Ok(Json(pair.into()))
 }

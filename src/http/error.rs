@@ -7,7 +7,7 @@ use crate::service::accounts::{AccountError, RegisterError};
 use crate::service::admin::AdminError;
 use crate::service::recovery::RecoveryError;
 use crate::service::sessions::{AuthError, LoginError, RefreshError, SessionError};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::sync::Arc;
@@ -60,6 +60,9 @@ pub enum ApiError {
     /// Body not sent as JSON.
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// A rate limit ran out.
+    #[error("rate limited")]
+    RateLimited(crate::ratelimit::Limited),
     /// The hashing queue is full.
     #[error("overloaded")]
     Overloaded,
@@ -192,6 +195,12 @@ impl ApiError {
                 "Unsupported media type",
                 "Send the body as application/json.".into(),
             ),
+            RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
+                "Too many attempts; wait for the time given in Retry-After.".into(),
+            ),
             Overloaded => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded",
@@ -244,6 +253,28 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::RateLimited(limited) => {
+                let window = limited.policy.window.whole_seconds();
+                let values = [
+                    (header::RETRY_AFTER, limited.retry_after.to_string()),
+                    (
+                        HeaderName::from_static("ratelimit-policy"),
+                        format!("{};w={window}", limited.policy.limit),
+                    ),
+                    (
+                        HeaderName::from_static("ratelimit"),
+                        format!(
+                            "limit={}, remaining=0, reset={}",
+                            limited.policy.limit, limited.retry_after
+                        ),
+                    ),
+                ];
+                for (name, value) in values {
+                    if let Ok(value) = HeaderValue::from_str(&value) {
+                        headers.insert(name, value);
+                    }
+                }
             }
             ApiError::Overloaded | ApiError::Unavailable(_) => {
                 headers.insert(
@@ -355,6 +386,17 @@ impl From<AdminError> for ApiError {
             AdminError::EmailTaken => ApiError::EmailTaken,
             AdminError::Invalid(errors) => ApiError::Validation(errors),
             AdminError::Fault(fault) => fault.into(),
+        }
+    }
+}
+
+impl From<crate::ratelimit::LimitError> for ApiError {
+    fn from(error: crate::ratelimit::LimitError) -> ApiError {
+        match error {
+            crate::ratelimit::LimitError::Limited(limited) => ApiError::RateLimited(limited),
+            crate::ratelimit::LimitError::Unavailable => {
+                ApiError::Unavailable(anyhow::anyhow!("the rate-limit store is unreachable"))
+            }
         }
     }
 }

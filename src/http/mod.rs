@@ -112,7 +112,18 @@ fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
                 .build(),
         )
     };
-    for item in doc.paths.paths.values_mut() {
+    // Paths are still unprefixed here (the base path is added after).
+    const LIMITED: [&str; 7] = [
+        "/auth/register",
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/resend-confirmation",
+        "/auth/forgot-password",
+        "/auth/reset-password",
+        "/auth/confirm-email",
+    ];
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let limited = LIMITED.contains(&path.as_str());
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -122,6 +133,12 @@ fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
         ];
         for operation in operations.into_iter().flatten() {
             let mut generic = vec![("500", "`internal`: logged with the request id")];
+            if limited {
+                generic.push((
+                    "429",
+                    "`rate_limited`, with Retry-After, RateLimit and RateLimit-Policy",
+                ));
+            }
             if operation.request_body.is_some() {
                 generic.push(("400", "`malformed_body` or `validation_failed`"));
                 generic.push(("413", "`payload_too_large`: body over 64 KiB"));

@@ -2,9 +2,10 @@
 //! `/auth/reset-password`: the JSON side of the mail flows.
 
 use super::error::{ApiError, Problem};
-use super::extract::ApiJson;
+use super::extract::{ApiJson, Client};
 use super::views::{UserView, refuse_unknown};
 use crate::domain::ValidationErrors;
+use crate::ratelimit::Action;
 use crate::service::recovery::{self, ResetProof};
 use crate::state::AppState;
 use axum::Json;
@@ -73,8 +74,12 @@ const ACCEPTED: AcceptedView = AcceptedView {
     ))]
 pub async fn confirm_email(
     State(app): State<AppState>,
+    Client(client): Client,
     ApiJson(req): ApiJson<ConfirmEmailRequest>,
 ) -> Result<Json<UserView>, ApiError> {
+    app.limiter
+        .check(Action::Confirm, client.ip.as_deref(), None)
+        .await?;
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
     let token = errors.require("token", req.token);
@@ -89,9 +94,13 @@ pub async fn confirm_email(
     responses((status = 202, description = "Accepted", body = AcceptedView)))]
 pub async fn resend_confirmation(
     State(app): State<AppState>,
+    Client(client): Client,
     ApiJson(req): ApiJson<EmailRequest>,
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
     let email = required_email(req)?;
+    app.limiter
+        .check(Action::Resend, client.ip.as_deref(), Some(&email))
+        .await?;
     recovery::resend_confirmation(&app, &email).await?;
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
 }
@@ -102,9 +111,13 @@ pub async fn resend_confirmation(
     responses((status = 202, description = "Accepted", body = AcceptedView)))]
 pub async fn forgot_password(
     State(app): State<AppState>,
+    Client(client): Client,
     ApiJson(req): ApiJson<EmailRequest>,
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
     let email = required_email(req)?;
+    app.limiter
+        .check(Action::Forgot, client.ip.as_deref(), Some(&email))
+        .await?;
     recovery::forgot_password(&app, &email).await?;
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
 }
@@ -118,8 +131,12 @@ pub async fn forgot_password(
     ))]
 pub async fn reset_password(
     State(app): State<AppState>,
+    Client(client): Client,
     ApiJson(req): ApiJson<ResetPasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
+    app.limiter
+        .check(Action::Reset, client.ip.as_deref(), req.email.as_deref())
+        .await?;
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
     let new_password = errors.require("new_password", req.new_password);

@@ -703,7 +703,7 @@ async fn four_wrong_codes_leave_the_right_one_working() {
 
 #[tokio::test]
 async fn new_codes_do_not_buy_unlimited_guesses() {
-    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    let (app, smtp) = spawn_app_with_mail(&["--rate-limit-reset-account", "off"]).await;
     verified_login(&app, &smtp, "ada@example.com").await;
     for round in 0..3 {
         app.post(

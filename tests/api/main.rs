@@ -13,6 +13,7 @@ mod import;
 mod mail;
 mod ops;
 mod outage;
+mod ratelimit;
 mod redis;
 mod sessions;
 mod smtp;
