@@ -11,7 +11,10 @@ create table users (
     metadata text not null default '{}',
     created_at bigint not null,
     updated_at bigint not null,
-    last_login_at bigint
+    last_login_at bigint,
+    -- Consecutive failed logins, and when the last one was: they slow the account down.
+    failed_logins bigint not null default 0,
+    last_failed_login_at bigint
 );
 create index users_newest_first on users (created_at desc, id desc);
 

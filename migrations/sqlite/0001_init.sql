@@ -11,7 +11,10 @@ create table users (
     metadata text not null default '{}',
     created_at integer not null,
     updated_at integer not null,
-    last_login_at integer
+    last_login_at integer,
+    -- Consecutive failed logins, and when the last one was: they slow the account down.
+    failed_logins integer not null default 0,
+    last_failed_login_at integer
 );
 create index users_newest_first on users (created_at desc, id desc);
 

@@ -80,30 +80,53 @@ pub async fn login(
     let user_id = credentials.as_ref().map(|c| c.user.id);
     // A password longer than any valid one cannot match; refuse it without hashing anything.
     let Some(candidate) = Candidate::new(password) else {
-        record_failure(app, user_id, email.as_ref(), "invalid_password").await?;
+        record_failure(app, user_id, email.as_ref(), "invalid_password", true).await?;
         return Err(LoginError::InvalidCredentials);
     };
     let stored_hash = credentials.as_ref().and_then(|c| c.password_hash.clone());
+    // A throttled account still costs the same hashing work and answers exactly like a wrong
+    // password, so the throttle tells an attacker nothing; its attempts do not count.
+    let throttled = credentials
+        .as_ref()
+        .is_some_and(|c| is_throttled(c.failed_logins, c.last_failed_login_at, app.clock.now()));
     let verified = app
         .hasher
         .verify(&candidate, stored_hash.as_deref())
         .await?;
+    if throttled {
+        record_failure(app, user_id, email.as_ref(), "throttled", false).await?;
+        return Err(LoginError::InvalidCredentials);
+    }
     let Some(credentials) = credentials.filter(|_| verified.matches) else {
         let reason = if user_id.is_some() {
             "invalid_password"
         } else {
             "unknown_email"
         };
-        record_failure(app, user_id, email.as_ref(), reason).await?;
+        record_failure(app, user_id, email.as_ref(), reason, true).await?;
         return Err(LoginError::InvalidCredentials);
     };
     let user = credentials.user;
     if user.disabled {
-        record_failure(app, Some(user.id), Some(&user.email), "account_disabled").await?;
+        record_failure(
+            app,
+            Some(user.id),
+            Some(&user.email),
+            "account_disabled",
+            false,
+        )
+        .await?;
         return Err(LoginError::AccountDisabled);
     }
     if app.config.require_email_verification && !user.email_verified {
-        record_failure(app, Some(user.id), Some(&user.email), "email_not_verified").await?;
+        record_failure(
+            app,
+            Some(user.id),
+            Some(&user.email),
+            "email_not_verified",
+            false,
+        )
+        .await?;
         return Err(LoginError::EmailNotVerified);
     }
     // Upgrade an outdated hash while the plain password is at hand; if the pool is busy,
@@ -306,8 +329,69 @@ async fn record_failure(
     user_id: Option<Uuid>,
     email: Option<&Email>,
     reason: &str,
+    count: bool,
 ) -> Result<(), Fault> {
+    let now = app.clock.now();
     let data = json!({"email": email.map(Email::as_str), "reason": reason});
-    let event = Event::new(EventType::UserLoginFailed, user_id, app.clock.now(), data);
-    Ok(app.store.append_event(&event).await?)
+    let event = Event::new(EventType::UserLoginFailed, user_id, now, data);
+    Ok(app
+        .store
+        .record_failed_login(user_id, count, now, &event)
+        .await?)
+}
+
+/// Failed logins an account may have before it slows down.
+const FREE_FAILURES: i64 = 5;
+/// The longest wait between two tries once an account is slowed down.
+const MAX_DELAY_SECONDS: i64 = 3_600;
+/// NIST 800-63B's cap: after this many consecutive failures the password no longer opens the
+/// account until it is reset by mail (the owner is never locked out for good).
+pub const MAX_CONSECUTIVE_FAILURES: i64 = 100;
+
+/// Whether an account with `failures` consecutive failures, the last at `last`, must wait: from
+/// the fifth failure, 1 s, then doubling, at most an hour; from the hundredth, until a reset.
+fn is_throttled(
+    failures: i64,
+    last: Option<time::OffsetDateTime>,
+    now: time::OffsetDateTime,
+) -> bool {
+    if failures >= MAX_CONSECUTIVE_FAILURES {
+        return true;
+    }
+    if failures < FREE_FAILURES {
+        return false;
+    }
+    let exponent = u32::try_from(failures - FREE_FAILURES)
+        .unwrap_or(u32::MAX)
+        .min(12);
+    let delay = time::Duration::seconds((1_i64 << exponent).min(MAX_DELAY_SECONDS));
+    last.is_some_and(|last| now < last + delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::{Duration, OffsetDateTime};
+
+    #[test]
+    fn the_delay_grows_from_the_fifth_failure_and_is_capped() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        assert!(!is_throttled(4, Some(now), now), "four failures are free");
+        assert!(is_throttled(
+            5,
+            Some(now),
+            now + Duration::milliseconds(900)
+        ));
+        assert!(!is_throttled(5, Some(now), now + Duration::seconds(1)));
+        assert!(is_throttled(8, Some(now), now + Duration::seconds(7)));
+        assert!(!is_throttled(8, Some(now), now + Duration::seconds(8)));
+        assert!(
+            !is_throttled(60, Some(now), now + Duration::hours(1)),
+            "capped at an hour"
+        );
+        assert!(
+            is_throttled(100, Some(now), now + Duration::days(365)),
+            "the NIST cap holds until a reset"
+        );
+    }
 }

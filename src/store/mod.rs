@@ -355,6 +355,10 @@ pub struct Credentials {
     pub user: User,
     /// Its password hash, if it has one.
     pub password_hash: Option<String>,
+    /// Consecutive failed logins (reset by a successful login or a password reset).
+    pub failed_logins: i64,
+    /// When the last failed login was.
+    pub last_failed_login_at: Option<OffsetDateTime>,
 }
 
 /// The one store of the process; cheap to clone.
@@ -449,6 +453,21 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.record_login(session, verified_hash, rehash, event).await,
             Store::Postgres(s) => s.record_login(session, verified_hash, rehash, event).await,
+        }
+    }
+
+    /// Records a failed login: its event, and, for an existing account, one more consecutive
+    /// failure (unless `count` is false: attempts refused while throttled do not count).
+    pub async fn record_failed_login(
+        &self,
+        user_id: Option<Uuid>,
+        count: bool,
+        now: OffsetDateTime,
+        event: &Event,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_failed_login(user_id, count, now, event).await,
+            Store::Postgres(s) => s.record_failed_login(user_id, count, now, event).await,
         }
     }
 

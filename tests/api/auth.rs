@@ -432,3 +432,55 @@ async fn a_full_hashing_queue_answers_503_overloaded_with_retry_after() {
     assert!(shed.headers().get("retry-after").is_some());
     assert_problem(shed, StatusCode::SERVICE_UNAVAILABLE, "overloaded").await;
 }
+
+#[tokio::test]
+async fn failed_logins_slow_an_account_down_and_a_success_resets_it() {
+    let app = spawn_app().await;
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    for _ in 0..5 {
+        app.login("ada@example.com", "not the right password").await;
+    }
+    let wrong = assert_problem(
+        app.login("ada@example.com", "not the right password").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    let before = app.state.hasher.operations();
+
+    let throttled = app.login("ada@example.com", PASSWORD).await;
+
+    assert_eq!(
+        app.state.hasher.operations() - before,
+        1,
+        "the same hashing work"
+    );
+    let throttled =
+        assert_problem(throttled, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    assert_eq!(
+        throttled, wrong,
+        "a throttled account answers exactly like a wrong password"
+    );
+    let reasons: Vec<Value> = app
+        .events_of_type("USER_LOGIN_FAILED")
+        .await
+        .iter()
+        .map(|e| e["data"]["reason"].clone())
+        .collect();
+    assert_eq!(reasons.last().unwrap(), "throttled");
+
+    app.state.clock.advance(time::Duration::seconds(2));
+    assert_eq!(
+        app.login("ada@example.com", PASSWORD).await.status(),
+        StatusCode::OK,
+        "the wait is over"
+    );
+    for _ in 0..4 {
+        app.login("ada@example.com", "not the right password").await;
+    }
+    assert_eq!(
+        app.login("ada@example.com", PASSWORD).await.status(),
+        StatusCode::OK,
+        "the success reset the count"
+    );
+}

@@ -879,3 +879,38 @@ async fn a_get_of_the_reset_page_never_spends_the_token() {
         StatusCode::NO_CONTENT
     );
 }
+
+#[tokio::test]
+async fn after_100_consecutive_failures_only_a_reset_by_mail_reopens_the_account() {
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    verified_login(&app, &smtp, "ada@example.com").await;
+    for _ in 0..100 {
+        app.state.clock.advance(time::Duration::hours(1));
+        app.login("ada@example.com", "not the right password").await;
+    }
+    app.state.clock.advance(time::Duration::days(2));
+    assert_problem(
+        app.login("ada@example.com", PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+
+    app.post(
+        "/auth/forgot-password",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let code = smtp::code(&smtp.wait_for(2, WAIT).await[1]);
+    let reset = reset(
+        &app,
+        json!({"email": "ada@example.com", "code": code, "new_password": NEW_PASSWORD}),
+    )
+    .await;
+
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.login("ada@example.com", NEW_PASSWORD).await.status(),
+        StatusCode::OK
+    );
+}

@@ -205,7 +205,7 @@ impl PostgresStore {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "update users set password_hash = $1, email_verified = true, updated_at = $2 where id = $3",
+            "update users set failed_logins = 0, password_hash = $1, email_verified = true, updated_at = $2 where id = $3",
         )
         .bind(hash)
         .bind(at)

@@ -28,7 +28,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
 }
 
-const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at";
+const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, failed_logins, last_failed_login_at";
 
 impl SqliteStore {
     pub(super) async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
@@ -128,6 +128,26 @@ impl SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| credentials_from_row(&row)).transpose()
+    }
+
+    pub(super) async fn record_failed_login(
+        &self,
+        user_id: Option<Uuid>,
+        count: bool,
+        now: OffsetDateTime,
+        event: &Event,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        if let (Some(user_id), true) = (user_id, count) {
+            sqlx::query("update users set failed_logins = failed_logins + 1, last_failed_login_at = ?, updated_at = updated_at where id = ?")
+                .bind(micros(now))
+                .bind(user_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub(super) async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
@@ -431,5 +451,10 @@ fn credentials_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Credentials, St
     Ok(Credentials {
         user,
         password_hash: row.try_get("password_hash")?,
+        failed_logins: row.try_get("failed_logins")?,
+        last_failed_login_at: row
+            .try_get::<Option<i64>, _>("last_failed_login_at")?
+            .map(from_micros)
+            .transpose()?,
     })
 }

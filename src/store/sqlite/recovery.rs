@@ -189,7 +189,7 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "update users set password_hash = ?, email_verified = 1, updated_at = ? where id = ?",
+            "update users set failed_logins = 0, password_hash = ?, email_verified = 1, updated_at = ? where id = ?",
         )
         .bind(hash)
         .bind(at)
