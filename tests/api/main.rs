@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod crash;
 mod events;
+mod fuzz;
 mod helpers;
 mod import;
 mod mail;
