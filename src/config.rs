@@ -169,6 +169,9 @@ pub struct Settings {
     /// Rate limit of confirm per client address: a count per window (`10/1m`) or `off`.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_CONFIRM_IP", default_value = "200/1m", value_parser = Limit::parse)]
     pub rate_limit_confirm_ip: Limit,
+    /// Longest a request may take before it is answered 503 (its transaction rolls back).
+    #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
     /// Log format: `text` or `json`.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -273,6 +276,8 @@ pub struct Config {
     pub events_retention: Duration,
     /// Rate-limit budgets.
     pub rate_limits: Policies,
+    /// Longest a request may take.
+    pub request_timeout: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -466,6 +471,7 @@ impl Settings {
             events_subject: self.events_subject,
             events_retention: self.events_retention,
             rate_limits,
+            request_timeout: self.request_timeout,
             log_format: self.log_format,
             log: self.log,
         })

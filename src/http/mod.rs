@@ -175,8 +175,26 @@ pub fn router(app: AppState) -> Router {
     routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(
+            app.config.request_timeout,
+            deadline,
+        ))
         .layer(middleware::from_fn(request_context))
         .with_state(app)
+}
+
+/// Answers 503 when a request runs past its deadline; dropping it rolls back any transaction.
+async fn deadline(
+    axum::extract::State(limit): axum::extract::State<time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = limit.unsigned_abs();
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable(anyhow::anyhow!("the request took longer than {limit:?}"))
+            .into_response(),
+    }
 }
 
 fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {

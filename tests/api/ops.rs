@@ -200,3 +200,19 @@ async fn the_docs_page_shows_every_operation_without_fetching_anything() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_request_past_its_deadline_answers_503_and_writes_nothing() {
+    let app = spawn_app_with(&["--request-timeout", "10ms", "--argon2-iterations", "20"]).await;
+
+    let response = app.register("ada@example.com", PASSWORD).await;
+
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().get("retry-after").is_some());
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["code"],
+        "unavailable"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(app.events().await.is_empty(), "nothing half-written");
+}
