@@ -341,7 +341,7 @@ async fn record_failure(
 }
 
 /// Failed logins an account may have before it slows down.
-const FREE_FAILURES: i64 = 5;
+const FREE_FAILURES: i64 = 10;
 /// The longest wait between two tries once an account is slowed down.
 const MAX_DELAY_SECONDS: i64 = 3_600;
 /// NIST 800-63B's cap: after this many consecutive failures the password no longer opens the
@@ -349,7 +349,7 @@ const MAX_DELAY_SECONDS: i64 = 3_600;
 pub const MAX_CONSECUTIVE_FAILURES: i64 = 100;
 
 /// Whether an account with `failures` consecutive failures, the last at `last`, must wait: from
-/// the fifth failure, 1 s, then doubling, at most an hour; from the hundredth, until a reset.
+/// the tenth failure, 1 s, then doubling, at most an hour; from the hundredth, until a reset.
 fn is_throttled(
     failures: i64,
     last: Option<time::OffsetDateTime>,
@@ -374,17 +374,17 @@ mod tests {
     use time::{Duration, OffsetDateTime};
 
     #[test]
-    fn the_delay_grows_from_the_fifth_failure_and_is_capped() {
+    fn the_delay_grows_from_the_tenth_failure_and_is_capped() {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        assert!(!is_throttled(4, Some(now), now), "four failures are free");
+        assert!(!is_throttled(9, Some(now), now), "nine failures are free");
         assert!(is_throttled(
-            5,
+            10,
             Some(now),
             now + Duration::milliseconds(900)
         ));
-        assert!(!is_throttled(5, Some(now), now + Duration::seconds(1)));
-        assert!(is_throttled(8, Some(now), now + Duration::seconds(7)));
-        assert!(!is_throttled(8, Some(now), now + Duration::seconds(8)));
+        assert!(!is_throttled(10, Some(now), now + Duration::seconds(1)));
+        assert!(is_throttled(13, Some(now), now + Duration::seconds(7)));
+        assert!(!is_throttled(13, Some(now), now + Duration::seconds(8)));
         assert!(
             !is_throttled(60, Some(now), now + Duration::hours(1)),
             "capped at an hour"

@@ -437,15 +437,16 @@ async fn a_full_hashing_queue_answers_503_overloaded_with_retry_after() {
 async fn failed_logins_slow_an_account_down_and_a_success_resets_it() {
     let app = spawn_app().await;
     app.create_verified_user("ada@example.com", PASSWORD).await;
-    for _ in 0..5 {
-        app.login("ada@example.com", "not the right password").await;
-    }
+    // An ordinary wrong password, before any throttling, to compare with.
     let wrong = assert_problem(
         app.login("ada@example.com", "not the right password").await,
         StatusCode::UNAUTHORIZED,
         "invalid_credentials",
     )
     .await;
+    for _ in 1..10 {
+        app.login("ada@example.com", "not the right password").await;
+    }
     let before = app.state.hasher.operations();
 
     let throttled = app.login("ada@example.com", PASSWORD).await;
@@ -469,13 +470,14 @@ async fn failed_logins_slow_an_account_down_and_a_success_resets_it() {
         .collect();
     assert_eq!(reasons.last().unwrap(), "throttled");
 
-    app.state.clock.advance(time::Duration::seconds(2));
+    // Past the 1 s wait, and past the per-account rate-limit window too.
+    app.state.clock.advance(time::Duration::seconds(61));
     assert_eq!(
         app.login("ada@example.com", PASSWORD).await.status(),
         StatusCode::OK,
         "the wait is over"
     );
-    for _ in 0..4 {
+    for _ in 0..9 {
         app.login("ada@example.com", "not the right password").await;
     }
     assert_eq!(
