@@ -65,6 +65,15 @@ impl ValidationErrors {
         value
     }
 
+    /// The parsed value when nothing was recorded, else the failures. (A value missing with no
+    /// failure recorded cannot happen: whatever made it `None` recorded why.)
+    pub fn and<T>(self, value: Option<T>) -> Result<T, ValidationErrors> {
+        match value {
+            Some(value) if self.0.is_empty() => Ok(value),
+            _ => Err(self),
+        }
+    }
+
     /// `Ok(())` when nothing was recorded.
     pub fn into_result(self) -> Result<(), ValidationErrors> {
         if self.0.is_empty() { Ok(()) } else { Err(self) }

@@ -132,9 +132,7 @@ pub async fn create_user(
         false,
         &mut errors,
     );
-    let (Some(account), Ok(())) = (account, errors.clone().into_result()) else {
-        return Err(errors.into());
-    };
+    let account = errors.and(account)?;
     let user = admin::create(
         &app,
         &principal,

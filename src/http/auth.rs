@@ -94,9 +94,7 @@ pub async fn register(
         true,
         &mut errors,
     );
-    let Some(account) = account else {
-        return Err(ApiError::Validation(errors));
-    };
+    let account = errors.and(account)?;
     let registered = accounts::register(&app, account, Origin::SelfService(client)).await?;
     let (id, view) = match registered {
         Registered::Created(user) => (user.id, RegisterView::Created(user.into())),
@@ -130,10 +128,7 @@ pub async fn login(
     refuse_unknown(&mut errors, &req.unknown);
     let email = errors.require("email", req.email);
     let password = errors.require("password", req.password);
-    errors.into_result()?;
-    let (Some(email), Some(password)) = (email, password) else {
-        unreachable!("required above")
-    };
+    let (email, password) = errors.and(email.zip(password))?;
     app.limiter
         .check(Action::Login, client.ip.as_deref(), Some(&email))
         .await?;

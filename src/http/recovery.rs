@@ -160,10 +160,7 @@ pub async fn reset_password(
             None
         }
     };
-    errors.into_result()?;
-    let (Some(proof), Some(new_password)) = (proof, new_password) else {
-        unreachable!("validated above")
-    };
+    let (proof, new_password) = errors.and(proof.zip(new_password))?;
     recovery::reset_password(&app, proof, &new_password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

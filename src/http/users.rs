@@ -101,10 +101,7 @@ pub async fn change_password(
     refuse_unknown(&mut errors, &req.unknown);
     let current = errors.require("current_password", req.current_password);
     let new = errors.require("new_password", req.new_password);
-    errors.into_result()?;
-    let (Some(current), Some(new)) = (current, new) else {
-        unreachable!("required above")
-    };
+    let (current, new) = errors.and(current.zip(new))?;
     accounts::change_password(&app, &principal, &current, &new).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -125,10 +122,7 @@ pub async fn delete_me(
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
     let password = errors.require("password", req.password);
-    errors.into_result()?;
-    let Some(password) = password else {
-        unreachable!("required above")
-    };
+    let password = errors.and(password)?;
     accounts::delete_me(&app, &principal, &password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
