@@ -172,6 +172,12 @@ pub struct Settings {
     /// Longest a request may take before it is answered 503 (its transaction rolls back).
     #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request's headers (idle keep-alive included).
+    #[arg(long, env = "LATCHKEY_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Client connections served at once; more wait in the accept queue.
+    #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
     /// Log format: `text` or `json`.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -278,6 +284,10 @@ pub struct Config {
     pub rate_limits: Policies,
     /// Longest a request may take.
     pub request_timeout: Duration,
+    /// Longest a client may take to send request headers.
+    pub header_timeout: Duration,
+    /// Client connections served at once.
+    pub max_connections: usize,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -354,6 +364,9 @@ impl Settings {
             || self.mail_max_age < Duration::seconds(1)
         {
             return Err("LATCHKEY_MAIL_RETRY_BASE must be at least 10ms and LATCHKEY_MAIL_MAX_AGE at least 1s".into());
+        }
+        if self.header_timeout < Duration::milliseconds(100) || self.max_connections == 0 {
+            return Err("LATCHKEY_HEADER_TIMEOUT must be at least 100ms and LATCHKEY_MAX_CONNECTIONS at least 1".into());
         }
         if let Some(url) = &self.redis_url {
             redis::Client::open(url.expose())
@@ -472,6 +485,8 @@ impl Settings {
             events_retention: self.events_retention,
             rate_limits,
             request_timeout: self.request_timeout,
+            header_timeout: self.header_timeout,
+            max_connections: self.max_connections,
             log_format: self.log_format,
             log: self.log,
         })

@@ -5,7 +5,6 @@ use crate::config::Config;
 use crate::http;
 use crate::state::AppState;
 use std::future::Future;
-use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 /// Builds everything from `config` and serves on its listen address until a signal.
@@ -50,10 +49,11 @@ pub async fn run(
             url.expose().to_owned(),
         ));
     }
-    let service = http::router(app).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = http::listen::ConnectionLimits {
+        max_connections: app.config.max_connections,
+        header_timeout: app.config.header_timeout.unsigned_abs(),
+    };
+    let served = http::listen::serve(listener, http::router(app), limits, shutdown).await;
     // The mail worker finishes the mail in hand (so none is sent twice after a restart); the
     // other workers hold nothing that could be lost.
     let _ = stop.send(true);

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod listen;
 pub mod ops;
 pub mod pages;
 pub mod recovery;
