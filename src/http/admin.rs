@@ -241,6 +241,11 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<(UserFilter, i64), V
             errors.add(&key, "is given more than once");
             continue;
         }
+        // No stored value has one, and PostgreSQL refuses NUL in text outright.
+        if value.chars().any(char::is_control) {
+            errors.add(&key, "must not contain control characters");
+            continue;
+        }
         match key.as_str() {
             "limit" => match value.parse::<i64>() {
                 Ok(n) if (1..=200).contains(&n) => limit = n,
