@@ -16,6 +16,7 @@ mod ops;
 mod outage;
 mod ratelimit;
 mod redis;
+mod security;
 mod sessions;
 mod smtp;
 mod tokens;

@@ -1,0 +1,427 @@
+//! The attack suite: hostile clients over HTTP, and no attack may get a 5xx. Attacks that belong
+//! to one area are tested beside it: JWT forgeries in `tokens`, refresh reuse and races in
+//! `sessions`, JSON edge cases and long passwords in `bad_input`, mass assignment in `users` and
+//! `auth`, IDOR in `admin` and `sessions`, host-header poisoning in `mail`, spoofed forwarding
+//! headers in `sessions` and `ratelimit`, brute force in `auth` and `mail`. The README lists them.
+
+use crate::helpers::{PASSWORD, TestApp, spawn_app, spawn_app_with, spawn_app_with_mail};
+use latchkey::domain::Email;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const HEALTH_CHECK: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: latchkey\r\n\r\n";
+
+async fn connect(app: &TestApp) -> TcpStream {
+    let address = app.url.trim_start_matches("http://");
+    TcpStream::connect(address).await.expect("connect")
+}
+
+/// Whether the server has closed (or answered on) `stream` within `wait`.
+async fn server_spoke(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut buffer = [0_u8; 1024];
+    tokio::time::timeout(wait, stream.read(&mut buffer))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_cut_off_at_the_header_timeout() {
+    let app = spawn_app_with(&["--header-timeout", "1s"]).await;
+    let mut stream = connect(&app).await;
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: latchkey\r\n")
+        .await
+        .unwrap();
+    // A header line every 200 ms: every byte arrives in time, the whole request never does.
+    let mut cut_off = None;
+    for line in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let header = format!("X-Slow-{line}: 1\r\n");
+        let sent = stream.write_all(header.as_bytes()).await;
+        if sent.is_err() || server_spoke(&mut stream, Duration::from_millis(5)).await {
+            cut_off = Some(started.elapsed());
+            break;
+        }
+    }
+    let cut_off = cut_off.expect("the trickling client was never cut off");
+    assert!(
+        cut_off >= Duration::from_millis(900) && cut_off < Duration::from_secs(3),
+        "cut off after {cut_off:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_at_the_header_timeout() {
+    let app = spawn_app_with(&["--header-timeout", "1s"]).await;
+    let mut silent = connect(&app).await;
+    assert!(server_spoke(&mut silent, Duration::from_secs(3)).await);
+
+    // Also once a request has been served: keep-alive does not keep a socket for ever.
+    let mut kept_alive = connect(&app).await;
+    kept_alive.write_all(HEALTH_CHECK).await.unwrap();
+    assert!(server_spoke(&mut kept_alive, Duration::from_secs(1)).await);
+    assert!(server_spoke(&mut kept_alive, Duration::from_secs(3)).await);
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let app = spawn_app_with(&["--max-connections", "2"]).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect(&app).await;
+        stream.write_all(HEALTH_CHECK).await.unwrap();
+        assert!(server_spoke(&mut stream, Duration::from_secs(2)).await);
+        held.push(stream);
+    }
+
+    let mut third = connect(&app).await;
+    third.write_all(HEALTH_CHECK).await.unwrap();
+    assert!(
+        !server_spoke(&mut third, Duration::from_millis(500)).await,
+        "a connection beyond the cap was served"
+    );
+
+    drop(held.pop());
+    let mut answer = [0_u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut answer))
+        .await
+        .expect("served once a slot was free")
+        .unwrap();
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn oversized_and_countless_headers_are_refused_without_a_server_error() {
+    let app = spawn_app().await;
+    let huge = app
+        .client
+        .get(format!("{}/healthz", app.url))
+        .header("cookie", "a".repeat(512 * 1024))
+        .send()
+        .await;
+    assert_eq!(
+        huge.expect("an answer").status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    let mut many = app.client.get(format!("{}/healthz", app.url));
+    for n in 0..500 {
+        many = many.header(format!("x-header-{n}"), "1");
+    }
+    assert_eq!(
+        many.send().await.expect("an answer").status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    assert_eq!(
+        app.get("/healthz", None).await.status(),
+        StatusCode::OK,
+        "still serving"
+    );
+}
+
+/// Strings aimed at SQL, LIKE patterns, templates, headers and parsers.
+fn hostile_strings() -> Vec<String> {
+    let mut strings: Vec<String> = [
+        "' OR '1'='1",
+        "ada@example.com' --",
+        "'; DROP TABLE users; --",
+        "\" OR \"\"=\"",
+        "1; SELECT pg_sleep(5)",
+        "' UNION SELECT password_hash, email FROM users --",
+        "%",
+        "_",
+        "%%@%%",
+        "\\",
+        "\\%",
+        "\0",
+        "ada\0@example.com",
+        "\u{202e}moc.elpmaxe@ada",
+        "ａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ",
+        "{{7*7}}",
+        "${jndi:ldap://127.0.0.1/a}",
+        "<script>alert(1)</script>",
+        "../../../../etc/passwd",
+        "ada@example.com\r\nBcc: eve@example.com",
+        "null",
+        "-1",
+        "99999999999999999999999999",
+        "NaN",
+        "🦀🦀🦀",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    strings.push("x".repeat(10_000));
+    strings
+}
+
+async fn assert_clean_answer(response: reqwest::Response, attack: &str) -> (StatusCode, String) {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let body = response.text().await.unwrap_or_default();
+    assert!(
+        !status.is_server_error(),
+        "{attack} answered {status}: {body}"
+    );
+    if status.is_client_error() {
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/problem+json"),
+            "{attack}"
+        );
+    }
+    (status, body)
+}
+
+#[tokio::test]
+async fn hostile_strings_in_every_field_query_path_and_header_never_get_a_server_error() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let (user, _) = app.logged_in_user("victim@example.com").await;
+    let base = reqwest::Url::parse(&app.url).unwrap();
+    let before = victim_credentials(&app).await;
+    for hostile in hostile_strings() {
+        let h = hostile.as_str();
+        let bodies = [
+            ("/auth/register", json!({"email": h, "password": h})),
+            (
+                "/auth/register",
+                json!({"email": "probe@example.com", "password": h, "name": h, "phone": h, "metadata": {h: h}}),
+            ),
+            ("/auth/login", json!({"email": h, "password": h})),
+            (
+                "/auth/login",
+                json!({"email": "victim@example.com", "password": h}),
+            ),
+            ("/auth/refresh", json!({"refresh_token": h})),
+            ("/auth/logout", json!({"refresh_token": h})),
+            ("/auth/confirm-email", json!({"token": h})),
+            ("/auth/resend-confirmation", json!({"email": h})),
+            ("/auth/forgot-password", json!({"email": h})),
+            (
+                "/auth/reset-password",
+                json!({"token": h, "new_password": PASSWORD}),
+            ),
+            (
+                "/auth/reset-password",
+                json!({"email": h, "code": h, "new_password": h}),
+            ),
+        ];
+        for (path, body) in bodies {
+            assert_clean_answer(app.post(path, &body).await, &format!("POST {path} {h:?}")).await;
+        }
+
+        let patch = json!({"name": h, "phone": h, "metadata": {h: h}});
+        let (status, _) = assert_clean_answer(
+            app.send(Method::PATCH, "/users/me", &user, &patch).await,
+            &format!("PATCH /users/me {h:?}"),
+        )
+        .await;
+        if status == StatusCode::OK {
+            let me: Value = app
+                .get("/users/me", Some(&user))
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(me["name"], json!(h), "stored literally");
+        }
+
+        for field in ["email", "role", "cursor", "verified", "disabled", "limit"] {
+            let mut url = base.join("users").unwrap();
+            url.query_pairs_mut().append_pair(field, h);
+            let response = app
+                .client
+                .get(url)
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .unwrap();
+            let (status, body) =
+                assert_clean_answer(response, &format!("GET /users?{field}={h:?}")).await;
+            if status == StatusCode::OK && field == "email" {
+                let page: Value = serde_json::from_str(&body).unwrap();
+                for listed in page["users"].as_array().unwrap() {
+                    let email = listed["email"].as_str().unwrap();
+                    let term = Email::normalise_fragment(h);
+                    assert!(email.contains(&term), "{h:?} matched {email}");
+                }
+            }
+        }
+
+        for (method, prefix, token) in [
+            (Method::GET, "users", &admin),
+            (Method::PATCH, "users", &admin),
+            (Method::DELETE, "users", &admin),
+            (Method::DELETE, "users/me/sessions", &user),
+        ] {
+            let mut url = base.clone();
+            url.path_segments_mut()
+                .unwrap()
+                .pop_if_empty()
+                .extend(prefix.split('/'))
+                .push(h);
+            let response = app
+                .client
+                .request(method.clone(), url)
+                .bearer_auth(token)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_clean_answer(response, &format!("{method} /{prefix}/{h:?}")).await;
+        }
+
+        if reqwest::header::HeaderValue::from_str(h).is_ok() {
+            for path in ["/auth/verify", "/users/me"] {
+                let response = app
+                    .client
+                    .get(format!("{}{path}", app.url))
+                    .header("authorization", format!("Bearer {h}"))
+                    .send()
+                    .await
+                    .unwrap();
+                let (status, _) =
+                    assert_clean_answer(response, &format!("{path} Bearer {h:?}")).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED);
+            }
+            let response = app
+                .client
+                .post(format!("{}/auth/login", app.url))
+                .header("x-forwarded-for", h)
+                .header("host", h)
+                .json(&json!({"email": "victim@example.com", "password": "wrong password here"}))
+                .send()
+                .await
+                .unwrap();
+            assert_clean_answer(response, &format!("forwarded-for/host {h:?}")).await;
+        }
+    }
+
+    // Nothing above reached the data: the victim's password and email are as they were, and
+    // no account appeared besides the admin, the victim and a literal probe.
+    let after = victim_credentials(&app).await;
+    assert_eq!(after.password_hash, before.password_hash);
+    assert_eq!(after.user.email, before.user.email);
+    let listed: Value = app
+        .get("/users?limit=200", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let emails: Vec<&str> = listed["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert!(
+        emails
+            .iter()
+            .all(|e| e.starts_with("admin-")
+                || ["victim@example.com", "probe@example.com"].contains(e)),
+        "{emails:?}"
+    );
+}
+
+async fn victim_credentials(app: &TestApp) -> latchkey::store::Credentials {
+    let email = Email::parse("victim@example.com").unwrap();
+    app.state
+        .store
+        .credentials_by_email(&email)
+        .await
+        .unwrap()
+        .expect("the victim exists")
+}
+
+#[tokio::test]
+async fn unicode_and_case_variants_of_a_taken_email_are_the_same_account() {
+    let app = spawn_app_with(&["--require-email-verification", "false"]).await;
+    assert_eq!(
+        app.register("zoë@example.com", PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
+    for variant in [
+        "ZOË@EXAMPLE.COM",
+        "zoe\u{308}@example.com",
+        "ZOE\u{308}@Example.Com",
+        "ｚｏë@ｅｘａｍｐｌｅ.ｃｏｍ",
+        "  zoë@example.com  ",
+    ] {
+        let response = app.register(variant, PASSWORD).await;
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "email_taken", "{variant:?}");
+        assert_eq!(
+            app.login(variant, PASSWORD).await.status(),
+            StatusCode::OK,
+            "{variant:?} logs in to the one account"
+        );
+    }
+}
+
+/// Status, body and hashing operations of the same anonymous POST for two emails.
+async fn observe_both(
+    app: &TestApp,
+    path: &str,
+    emails: [&str; 2],
+    body: impl Fn(&str) -> Value,
+) -> [(StatusCode, Value, u64); 2] {
+    let mut seen = Vec::new();
+    for email in emails {
+        let before = app.state.hasher.operations();
+        let response = app.post(path, &body(email)).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        seen.push((status, body, app.state.hasher.operations() - before));
+    }
+    seen.try_into().unwrap()
+}
+
+fn shape(body: &Value) -> Vec<(String, &'static str)> {
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    body.as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), kind(v))).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_taken_email_and_a_free_one_get_the_same_status_body_and_hashing_work() {
+    let (app, _smtp) = spawn_app_with_mail(&["--conceal-existing-accounts", "true"]).await;
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    app.register("una@example.com", PASSWORD).await;
+
+    let password = |email: &str| json!({"email": email, "password": "another good passphrase"});
+    let emails = ["ada@example.com", "bob@example.com"];
+    let [taken, free] = observe_both(&app, "/auth/register", emails, password).await;
+    assert_eq!(
+        (taken.0, shape(&taken.1), taken.2),
+        (free.0, shape(&free.1), free.2)
+    );
+    assert_eq!(taken.1["email_verified"], free.1["email_verified"]);
+
+    let emails = ["una@example.com", "nobody@example.com"];
+    for path in ["/auth/forgot-password", "/auth/resend-confirmation"] {
+        let [known, unknown] = observe_both(&app, path, emails, |e| json!({"email": e})).await;
+        assert_eq!(known, unknown, "{path}");
+        assert_eq!(known.0, StatusCode::ACCEPTED);
+    }
+
+    let emails = ["ada@example.com", "nobody@example.com"];
+    let [wrong, unknown] = observe_both(&app, "/auth/login", emails, password).await;
+    assert_eq!(wrong, unknown);
+    assert_eq!((wrong.0, wrong.2), (StatusCode::UNAUTHORIZED, 1));
+}
