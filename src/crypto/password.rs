@@ -2,7 +2,8 @@
 //! when the queue is full the caller is told to shed load instead of waiting without bound.
 
 use crate::domain::password::{Candidate, Password};
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Semaphore;
@@ -148,14 +149,41 @@ impl Hasher {
     }
 }
 
-fn argon2(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+/// Bytes above which glibc always maps a fresh region and unmaps it on free (its largest mmap
+/// threshold). Smaller blocks, once freed, stay with the hashing thread for ever: every thread the
+/// pool ever used would keep 19 MiB, and idle RSS would grow with the busiest moment.
+const ALWAYS_UNMAPPED_BYTES: usize = 32 * 1024 * 1024 + 1;
+
+/// One argon2 computation, in working memory that goes back to the system when it ends.
+fn compute(
+    argon2: Argon2<'_>,
+    params: &Params,
+    secret: &[u8],
+    salt: &[u8],
+) -> Result<Output, argon2::Error> {
+    let blocks = params.block_count();
+    let mut memory = Vec::with_capacity(blocks.max(ALWAYS_UNMAPPED_BYTES.div_ceil(Block::SIZE)));
+    memory.resize(blocks, Block::new());
+    let mut output = [0_u8; Output::MAX_LENGTH];
+    let output = &mut output[..params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
+    argon2.hash_password_into_with_memory(secret, salt, output, &mut memory)?;
+    Output::new(output).map_err(|_| argon2::Error::OutputTooLong)
 }
 
 fn hash_with(params: &Params, secret: &str) -> anyhow::Result<String> {
-    let hash = argon2(params)
-        .hash_password(secret.as_bytes())
+    let salt = Salt::new(&crate::crypto::random::bytes::<16>())
+        .map_err(|e| anyhow::anyhow!("argon2 salt: {e}"))?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let output = compute(argon2, params, secret.as_bytes(), salt.as_ref())
         .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params)
+            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?,
+        salt: Some(salt),
+        hash: Some(output),
+    };
     Ok(hash.to_string())
 }
 
@@ -171,9 +199,7 @@ fn verify_with(params: &Params, secret: &str, stored: &str) -> anyhow::Result<Ve
     }
     let parsed = PasswordHash::new(stored)
         .map_err(|e| anyhow::anyhow!("stored hash is not a PHC string: {e}"))?;
-    let matches = argon2(params)
-        .verify_password(secret.as_bytes(), &parsed)
-        .is_ok();
+    let matches = verify_phc(&parsed, secret.as_bytes());
     let current = parsed.algorithm.as_str() == argon2::ARGON2ID_IDENT.as_str()
         && Params::try_from(&parsed).is_ok_and(|used| {
             used.m_cost() == params.m_cost()
@@ -184,6 +210,25 @@ fn verify_with(params: &Params, secret: &str, stored: &str) -> anyhow::Result<Ve
         matches,
         needs_rehash: !current,
     })
+}
+
+/// Recomputes an argon2 PHC hash with its own algorithm, version, parameters and salt, and
+/// compares the outputs in constant time.
+fn verify_phc(stored: &PasswordHash, secret: &[u8]) -> bool {
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::new(stored.algorithm.as_str()) else {
+        return false;
+    };
+    let version = stored
+        .version
+        .map_or(Ok(Version::default()), Version::try_from);
+    let (Ok(version), Ok(params)) = (version, Params::try_from(stored)) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    compute(argon2, &params, secret, salt.as_ref()).is_ok_and(|output| output == *expected)
 }
 
 fn is_bcrypt(hash: &str) -> bool {
@@ -306,6 +351,28 @@ mod tests {
                 .unwrap()
                 .needs_rehash
         );
+    }
+
+    #[test]
+    fn hashes_are_standard_phc_strings_both_ways() {
+        use argon2::{PasswordHasher, PasswordVerifier};
+        let params = Params::new(8192, 1, 1, None).unwrap();
+        let ours = hash_with(&params, "correct horse battery").unwrap();
+        let theirs = argon2::Argon2::default()
+            .hash_password(b"correct horse battery")
+            .unwrap()
+            .to_string();
+        let reference = argon2::Argon2::default();
+        assert!(
+            reference
+                .verify_password(b"correct horse battery", &PasswordHash::new(&ours).unwrap())
+                .is_ok()
+        );
+        for stored in [&ours, &theirs] {
+            let stored = PasswordHash::new(stored).unwrap();
+            assert!(verify_phc(&stored, b"correct horse battery"));
+            assert!(!verify_phc(&stored, b"correct horse batterz"));
+        }
     }
 
     #[tokio::test]
