@@ -2,6 +2,7 @@
 //! every forgery the contract names, and the JWKS that lets gateways verify on their own.
 
 use crate::crypto::random;
+use crate::crypto::verified::VerifiedTokens;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
@@ -201,6 +202,7 @@ struct KeyRing {
 pub struct Tokens {
     settings: Arc<TokenSettings>,
     ring: Arc<RwLock<Arc<KeyRing>>>,
+    verified: Arc<VerifiedTokens>,
 }
 
 impl Tokens {
@@ -220,6 +222,7 @@ impl Tokens {
         Tokens {
             settings: Arc::new(settings),
             ring: Arc::new(RwLock::new(Arc::new(ring))),
+            verified: Arc::default(),
         }
     }
 
@@ -233,6 +236,7 @@ impl Tokens {
                 verifying: HashMap::new(),
                 jwks: Vec::new(),
             }))),
+            verified: Arc::default(),
         };
         tokens.replace_keys(keys)?;
         Ok(tokens)
@@ -314,6 +318,35 @@ impl Tokens {
     /// Verifies a bearer token at `now`: configured algorithm only, a known `kid`, a valid
     /// signature, our issuer (and audience), `exp` present and not past, `nbf` not future.
     pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<AccessClaims, TokenError> {
+        let ring = self.ring();
+        let claims = match self.verified.get(token) {
+            // Same bytes, same answer, while the key that verified them is still in the ring.
+            Some((kid, claims)) if ring.verifying.contains_key(&kid) => claims,
+            _ => {
+                let (kid, claims) = self.verify_signature(&ring, token)?;
+                self.verified.insert(token, &kid, &claims);
+                claims
+            }
+        };
+        // Time is checked on every use, and here rather than by the library, so it follows the
+        // injected clock.
+        let now = now.unix_timestamp();
+        let exp = claims.exp.ok_or(TokenError::Invalid("no expiry"))?;
+        if now > exp + LEEWAY_SECONDS {
+            return Err(TokenError::Invalid("expired"));
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECONDS) {
+            return Err(TokenError::Invalid("not yet valid"));
+        }
+        Ok(claims)
+    }
+
+    /// Everything but time: algorithm, critical headers, key id, signature, issuer, audience.
+    fn verify_signature(
+        &self,
+        ring: &KeyRing,
+        token: &str,
+    ) -> Result<(String, AccessClaims), TokenError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| TokenError::Invalid("malformed header"))?;
         if header.alg != self.settings.alg.jose() {
@@ -324,25 +357,14 @@ impl Tokens {
                 "critical header extensions are not understood",
             ));
         }
-        let ring = self.ring();
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|kid| ring.verifying.get(kid))
+        let kid = header.kid.ok_or(TokenError::Invalid("unknown key id"))?;
+        let key = ring
+            .verifying
+            .get(&kid)
             .ok_or(TokenError::Invalid("unknown key id"))?;
         let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation())
             .map_err(|_| TokenError::Invalid("signature or claims rejected"))?;
-        let claims = data.claims;
-        // Time is checked here rather than by the library, so it follows the injected clock.
-        let now = now.unix_timestamp();
-        let exp = claims.exp.ok_or(TokenError::Invalid("no expiry"))?;
-        if now > exp + LEEWAY_SECONDS {
-            return Err(TokenError::Invalid("expired"));
-        }
-        if claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECONDS) {
-            return Err(TokenError::Invalid("not yet valid"));
-        }
-        Ok(claims)
+        Ok((kid, data.claims))
     }
 
     fn validation(&self) -> Validation {

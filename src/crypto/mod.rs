@@ -4,6 +4,7 @@
 pub mod jwt;
 pub mod password;
 pub mod random;
+mod verified;
 
 pub use jwt::{AccessClaims, JwtAlg, KeyMaterial, TokenError, Tokens};
 pub use password::{HashError, Hasher, HashingConfig, Verified};

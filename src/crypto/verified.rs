@@ -1,0 +1,48 @@
+//! Tokens whose signature and claims were already checked, so a gateway asking about the same
+//! token on every request pays for the signature once, not each time.
+
+use super::jwt::AccessClaims;
+use aws_lc_rs::digest::{SHA256, digest};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// At most this many tokens are remembered; when full the memory starts over. A token lives 15
+/// minutes by default, so the busy ones are back in the cache after one more verification each.
+const CAPACITY: usize = 8192;
+
+/// Verified tokens by SHA-256 (the tokens themselves are not kept), with the key that verified
+/// each, so a token stops being accepted from the cache when its key leaves the key ring.
+#[derive(Default)]
+pub(crate) struct VerifiedTokens {
+    entries: Mutex<HashMap<[u8; 32], (String, AccessClaims)>>,
+}
+
+impl VerifiedTokens {
+    /// The key that verified `token` and its claims, if it was verified before.
+    pub(crate) fn get(&self, token: &str) -> Option<(String, AccessClaims)> {
+        let key = fingerprint(token);
+        self.lock().get(&key).cloned()
+    }
+
+    /// Remembers that `token` verified with key `kid` and carries `claims`.
+    pub(crate) fn insert(&self, token: &str, kid: &str, claims: &AccessClaims) {
+        let key = fingerprint(token);
+        let mut entries = self.lock();
+        if entries.len() >= CAPACITY {
+            entries.clear();
+        }
+        entries.insert(key, (kid.to_owned(), claims.clone()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (String, AccessClaims)>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn fingerprint(token: &str) -> [u8; 32] {
+    let mut key = [0_u8; 32];
+    key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+    key
+}
