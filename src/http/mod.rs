@@ -223,7 +223,7 @@ async fn request_context(request: Request, next: Next) -> Response {
         .get(&REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .filter(|id| is_valid_request_id(id))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        .map_or_else(mint_request_id, str::to_owned);
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
     async move {
         let started = Instant::now();
@@ -266,6 +266,21 @@ async fn request_context(request: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// A UUID (v4 layout) from a random per-process prefix and a counter: unique without asking
+/// the kernel for randomness on every request, which showed in the verify benchmark.
+fn mint_request_id() -> String {
+    static PREFIX: std::sync::LazyLock<[u8; 8]> =
+        std::sync::LazyLock::new(crate::crypto::random::bytes::<8>);
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut bytes = [0_u8; 16];
+    bytes[..8].copy_from_slice(&*PREFIX);
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    bytes[8..].copy_from_slice(&count.to_be_bytes());
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 fn is_valid_request_id(id: &str) -> bool {
