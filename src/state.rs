@@ -12,9 +12,21 @@ use crate::store::Store;
 use anyhow::Context;
 use std::sync::Arc;
 
-/// Everything a request may need.
+/// Everything a request may need, behind one pointer: axum clones the state for every extractor
+/// of every request, and one reference count is cheaper than ten.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The handles inside [`AppState`].
+pub struct Shared {
     /// Validated settings.
     pub config: Arc<Config>,
     /// The database.
@@ -76,7 +88,7 @@ impl AppState {
             redis,
             clock.clone(),
         );
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             config: Arc::new(config),
             store,
             hasher,
@@ -86,7 +98,7 @@ impl AppState {
             code_key,
             limiter,
             clock,
-        })
+        })))
     }
 }
 
