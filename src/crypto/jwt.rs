@@ -317,13 +317,18 @@ impl Tokens {
 
     /// Verifies a bearer token at `now`: configured algorithm only, a known `kid`, a valid
     /// signature, our issuer (and audience), `exp` present and not past, `nbf` not future.
-    pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<AccessClaims, TokenError> {
+    pub fn verify(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<Arc<AccessClaims>, TokenError> {
         let ring = self.ring();
         let claims = match self.verified.get(token) {
             // Same bytes, same answer, while the key that verified them is still in the ring.
             Some((kid, claims)) if ring.verifying.contains_key(&kid) => claims,
             _ => {
                 let (kid, claims) = self.verify_signature(&ring, token)?;
+                let claims = Arc::new(claims);
                 self.verified.insert(token, &kid, &claims);
                 claims
             }

@@ -4,7 +4,7 @@
 use super::jwt::AccessClaims;
 use aws_lc_rs::digest::{SHA256, digest};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// At most this many tokens are remembered; when full the memory starts over. A token lives 15
 /// minutes by default, so the busy ones are back in the cache after one more verification each.
@@ -14,27 +14,27 @@ const CAPACITY: usize = 8192;
 /// each, so a token stops being accepted from the cache when its key leaves the key ring.
 #[derive(Default)]
 pub(crate) struct VerifiedTokens {
-    entries: Mutex<HashMap<[u8; 32], (String, AccessClaims)>>,
+    entries: Mutex<HashMap<[u8; 32], (String, Arc<AccessClaims>)>>,
 }
 
 impl VerifiedTokens {
     /// The key that verified `token` and its claims, if it was verified before.
-    pub(crate) fn get(&self, token: &str) -> Option<(String, AccessClaims)> {
+    pub(crate) fn get(&self, token: &str) -> Option<(String, Arc<AccessClaims>)> {
         let key = fingerprint(token);
         self.lock().get(&key).cloned()
     }
 
     /// Remembers that `token` verified with key `kid` and carries `claims`.
-    pub(crate) fn insert(&self, token: &str, kid: &str, claims: &AccessClaims) {
+    pub(crate) fn insert(&self, token: &str, kid: &str, claims: &Arc<AccessClaims>) {
         let key = fingerprint(token);
         let mut entries = self.lock();
         if entries.len() >= CAPACITY {
             entries.clear();
         }
-        entries.insert(key, (kid.to_owned(), claims.clone()));
+        entries.insert(key, (kid.to_owned(), Arc::clone(claims)));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (String, AccessClaims)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (String, Arc<AccessClaims>)>> {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -74,7 +74,7 @@ pub struct Principal {
     /// The session the token belongs to (`sid`).
     pub session_id: Uuid,
     /// The verified claims.
-    pub claims: crate::crypto::AccessClaims,
+    pub claims: std::sync::Arc<crate::crypto::AccessClaims>,
 }
 
 /// Where a request came from, recorded on the sessions it starts.
