@@ -325,7 +325,7 @@ impl Tokens {
         let ring = self.ring();
         let claims = match self.verified.get(token) {
             // Same bytes, same answer, while the key that verified them is still in the ring.
-            Some((kid, claims)) if ring.verifying.contains_key(&kid) => claims,
+            Some((kid, claims)) if ring.verifying.contains_key(&*kid) => claims,
             _ => {
                 let (kid, claims) = self.verify_signature(&ring, token)?;
                 let claims = Arc::new(claims);

@@ -10,16 +10,19 @@ use std::sync::{Arc, Mutex};
 /// minutes by default, so the busy ones are back in the cache after one more verification each.
 const CAPACITY: usize = 8192;
 
+/// The key id and claims of each verified token, by the token's SHA-256.
+type Entries = HashMap<[u8; 32], (Arc<str>, Arc<AccessClaims>)>;
+
 /// Verified tokens by SHA-256 (the tokens themselves are not kept), with the key that verified
 /// each, so a token stops being accepted from the cache when its key leaves the key ring.
 #[derive(Default)]
 pub(crate) struct VerifiedTokens {
-    entries: Mutex<HashMap<[u8; 32], (String, Arc<AccessClaims>)>>,
+    entries: Mutex<Entries>,
 }
 
 impl VerifiedTokens {
     /// The key that verified `token` and its claims, if it was verified before.
-    pub(crate) fn get(&self, token: &str) -> Option<(String, Arc<AccessClaims>)> {
+    pub(crate) fn get(&self, token: &str) -> Option<(Arc<str>, Arc<AccessClaims>)> {
         let key = fingerprint(token);
         self.lock().get(&key).cloned()
     }
@@ -31,10 +34,10 @@ impl VerifiedTokens {
         if entries.len() >= CAPACITY {
             entries.clear();
         }
-        entries.insert(key, (kid.to_owned(), Arc::clone(claims)));
+        entries.insert(key, (Arc::from(kid), Arc::clone(claims)));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (String, Arc<AccessClaims>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
