@@ -172,7 +172,8 @@ pub struct Settings {
     /// Longest a request may take before it is answered 503 (its transaction rolls back).
     #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
-    /// Longest a client may take to send a request's headers (idle keep-alive included).
+    /// Longest a client may stall: to send a request's headers (idle keep-alive included), or
+    /// with an answer left unread.
     #[arg(long, env = "LATCHKEY_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
     /// Client connections served at once; more wait in the accept queue.
@@ -365,8 +366,10 @@ impl Settings {
         {
             return Err("LATCHKEY_MAIL_RETRY_BASE must be at least 10ms and LATCHKEY_MAIL_MAX_AGE at least 1s".into());
         }
-        if self.header_timeout < Duration::milliseconds(100) || self.max_connections == 0 {
-            return Err("LATCHKEY_HEADER_TIMEOUT must be at least 100ms and LATCHKEY_MAX_CONNECTIONS at least 1".into());
+        if self.header_timeout < Duration::milliseconds(100)
+            || !(1..=1_000_000).contains(&self.max_connections)
+        {
+            return Err("LATCHKEY_HEADER_TIMEOUT must be at least 100ms and LATCHKEY_MAX_CONNECTIONS between 1 and 1000000".into());
         }
         if let Some(url) = &self.redis_url {
             redis::Client::open(url.expose())

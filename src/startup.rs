@@ -52,6 +52,8 @@ pub async fn run(
     let limits = http::listen::ConnectionLimits {
         max_connections: app.config.max_connections,
         header_timeout: app.config.header_timeout.unsigned_abs(),
+        // Long enough for any request still inside its deadline, and its answer, to finish.
+        shutdown_grace: (app.config.request_timeout + app.config.header_timeout).unsigned_abs(),
     };
     let served = http::listen::serve(listener, http::router(app), limits, shutdown).await;
     // The mail worker finishes the mail in hand (so none is sent twice after a restart); the

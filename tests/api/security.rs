@@ -95,6 +95,34 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_loses_its_connection_and_its_slot() {
+    let app = spawn_app_with(&["--header-timeout", "1s", "--max-connections", "1"]).await;
+    let (mut unread, mut requests) = connect(&app).await.into_split();
+    // Far more answers than the socket buffers hold, none of them read.
+    let asked = b"GET /openapi.json HTTP/1.1\r\nHost: latchkey\r\n\r\n".repeat(2000);
+    tokio::spawn(async move {
+        let _ = requests.write_all(&asked).await;
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let started = Instant::now();
+    let mut next = connect(&app).await;
+    next.write_all(HEALTH_CHECK).await.unwrap();
+    let mut answer = [0_u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), next.read(&mut answer))
+        .await
+        .expect("the stalled connection gave its slot up")
+        .unwrap();
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "it waited for the slot"
+    );
+    let mut rest = Vec::new();
+    let _ = unread.read_to_end(&mut rest).await;
+}
+
+#[tokio::test]
 async fn oversized_and_countless_headers_are_refused_without_a_server_error() {
     let app = spawn_app().await;
     let huge = app
