@@ -329,7 +329,8 @@ impl Tokens {
             _ => {
                 let (kid, claims) = self.verify_signature(&ring, token)?;
                 let claims = Arc::new(claims);
-                self.verified.insert(token, &kid, &claims);
+                self.verified
+                    .insert(token, &kid, &claims, now.unix_timestamp());
                 claims
             }
         };

@@ -162,7 +162,10 @@ fn compute(
     salt: &[u8],
 ) -> Result<Output, argon2::Error> {
     let blocks = params.block_count();
-    let mut memory = Vec::with_capacity(blocks.max(ALWAYS_UNMAPPED_BYTES.div_ceil(Block::SIZE)));
+    let mut memory = Vec::new();
+    memory
+        .try_reserve_exact(blocks.max(ALWAYS_UNMAPPED_BYTES.div_ceil(Block::SIZE)))
+        .map_err(|_| argon2::Error::OutOfMemory)?;
     memory.resize(blocks, Block::new());
     let mut output = [0_u8; Output::MAX_LENGTH];
     let output = &mut output[..params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
@@ -221,9 +224,8 @@ fn verify_phc(stored: &PasswordHash, secret: &[u8]) -> bool {
     let Ok(algorithm) = Algorithm::new(stored.algorithm.as_str()) else {
         return false;
     };
-    let version = stored
-        .version
-        .map_or(Ok(Version::default()), Version::try_from);
+    // As in argon2's reference decoder: a PHC string without `v=` is version 0x10.
+    let version = stored.version.map_or(Ok(Version::V0x10), Version::try_from);
     let (Ok(version), Ok(params)) = (version, Params::try_from(stored)) else {
         return false;
     };
@@ -368,7 +370,18 @@ mod tests {
                 .verify_password(b"correct horse battery", &PasswordHash::new(&ours).unwrap())
                 .is_ok()
         );
-        for stored in [&ours, &theirs] {
+        // Without `v=`, a PHC string means version 0x10, as the reference decoder reads it.
+        let legacy = argon2::Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x10,
+            Params::new(8192, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"correct horse battery")
+        .unwrap()
+        .to_string()
+        .replace("$v=16", "");
+        assert!(!legacy.contains("$v="), "{legacy}");
+        for stored in [&ours, &theirs, &legacy] {
             let stored = PasswordHash::new(stored).unwrap();
             assert!(verify_phc(&stored, b"correct horse battery"));
             assert!(!verify_phc(&stored, b"correct horse batterz"));

@@ -6,8 +6,9 @@ use aws_lc_rs::digest::{SHA256, digest};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// At most this many tokens are remembered; when full the memory starts over. A token lives 15
-/// minutes by default, so the busy ones are back in the cache after one more verification each.
+/// At most this many tokens are remembered. When full, expired ones are dropped first; only if
+/// that frees nothing does the memory start over (the busy tokens are back after one more
+/// verification each).
 const CAPACITY: usize = 8192;
 
 /// The key id and claims of each verified token, by the token's SHA-256.
@@ -27,10 +28,13 @@ impl VerifiedTokens {
         self.lock().get(&key).cloned()
     }
 
-    /// Remembers that `token` verified with key `kid` and carries `claims`.
-    pub(crate) fn insert(&self, token: &str, kid: &str, claims: &Arc<AccessClaims>) {
+    /// Remembers that `token` verified with key `kid` and carries `claims`; `now` is a Unix time.
+    pub(crate) fn insert(&self, token: &str, kid: &str, claims: &Arc<AccessClaims>, now: i64) {
         let key = fingerprint(token);
         let mut entries = self.lock();
+        if entries.len() >= CAPACITY {
+            entries.retain(|_, (_, kept)| kept.exp.is_some_and(|exp| exp >= now));
+        }
         if entries.len() >= CAPACITY {
             entries.clear();
         }
