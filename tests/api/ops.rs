@@ -27,14 +27,18 @@ async fn request_ids_are_echoed_when_well_formed_and_minted_otherwise() {
     let echoed = with_id("trace-123_abc.DEF").await.unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "trace-123_abc.DEF");
 
+    let mut minted = std::collections::HashSet::new();
     for bad in ["has space", "semi;colon", &"x".repeat(129)] {
-        let minted = with_id(bad).await.unwrap();
-        let id = minted.headers()["x-request-id"].to_str().unwrap();
+        let answer = with_id(bad).await.unwrap();
+        let id = answer.headers()["x-request-id"].to_str().unwrap();
+        let parsed = uuid::Uuid::parse_str(id);
         assert!(
-            uuid::Uuid::parse_str(id).is_ok(),
+            parsed.is_ok_and(|u| u.get_version_num() == 4),
             "{bad:?} replaced by a UUID, got {id}"
         );
+        minted.insert(id.to_owned());
     }
+    assert_eq!(minted.len(), 3, "each minted id is new: {minted:?}");
     let error = app.get("/nowhere", None).await;
     assert!(
         error.headers().get("x-request-id").is_some(),
@@ -209,6 +213,10 @@ async fn a_request_past_its_deadline_answers_503_and_writes_nothing() {
 
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().get("retry-after").is_some());
+    assert!(
+        response.headers().get("x-request-id").is_some(),
+        "the deadline's answer goes through the request context"
+    );
     assert_eq!(
         response.json::<Value>().await.unwrap()["code"],
         "unavailable"
