@@ -6,6 +6,7 @@ mod bad_input;
 mod browser;
 mod cli;
 mod cluster;
+mod connections;
 mod crash;
 mod events;
 mod fuzz;
