@@ -2,7 +2,7 @@
 
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Bearer, Client};
-use super::views::{TokenPairView, UserView, refuse_unknown};
+use super::views::{TokenPairView, UserView, refuse_unknown, single_field};
 use crate::domain::ValidationErrors;
 use crate::ratelimit::Action;
 use crate::service::accounts::{self, AccountFields, NewAccount, Origin, Registered};
@@ -181,11 +181,11 @@ pub struct RefreshTokenRequest {
 
 impl RefreshTokenRequest {
     fn into_token(self) -> Result<String, ApiError> {
-        let mut errors = ValidationErrors::default();
-        refuse_unknown(&mut errors, &self.unknown);
-        let token = errors.require("refresh_token", self.refresh_token);
-        errors.into_result()?;
-        Ok(token.unwrap_or_default())
+        Ok(single_field(
+            "refresh_token",
+            self.refresh_token,
+            &self.unknown,
+        )?)
     }
 }
 

@@ -48,11 +48,7 @@ async fn show_confirm(
     State(app): State<AppState>,
     query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Response {
-    let Some(token) = query
-        .ok()
-        .and_then(|Query(q)| q.token)
-        .filter(|t| !t.is_empty())
-    else {
+    let Some(token) = link_token(query) else {
         return incomplete_link(&app);
     };
     let body = format!(
@@ -95,11 +91,7 @@ async fn show_reset(
     State(app): State<AppState>,
     query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Response {
-    let Some(token) = query
-        .ok()
-        .and_then(|Query(q)| q.token)
-        .filter(|t| !t.is_empty())
-    else {
+    let Some(token) = link_token(query) else {
         return incomplete_link(&app);
     };
     reset_form(&app, StatusCode::OK, &token, None)
@@ -166,6 +158,14 @@ fn reset_form(app: &AppState, status: StatusCode, token: &str, error: Option<&st
         escape(token)
     );
     page(app, status, "Choose a new password", &body)
+}
+
+/// The token of a mailed link, when the link still carries one.
+fn link_token(query: Result<Query<TokenQuery>, QueryRejection>) -> Option<String> {
+    query
+        .ok()
+        .and_then(|Query(q)| q.token)
+        .filter(|t| !t.is_empty())
 }
 
 fn incomplete_link(app: &AppState) -> Response {

@@ -3,7 +3,7 @@
 
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Client};
-use super::views::{UserView, refuse_unknown};
+use super::views::{UserView, refuse_unknown, single_field};
 use crate::domain::ValidationErrors;
 use crate::ratelimit::Action;
 use crate::service::recovery::{self, ResetProof};
@@ -80,11 +80,8 @@ pub async fn confirm_email(
     app.limiter
         .check(Action::Confirm, client.ip.as_deref(), None)
         .await?;
-    let mut errors = ValidationErrors::default();
-    refuse_unknown(&mut errors, &req.unknown);
-    let token = errors.require("token", req.token);
-    errors.into_result()?;
-    let user = recovery::confirm_email(&app, &token.unwrap_or_default()).await?;
+    let token = single_field("token", req.token, &req.unknown)?;
+    let user = recovery::confirm_email(&app, &token).await?;
     Ok(Json(user.into()))
 }
 
@@ -166,9 +163,5 @@ pub async fn reset_password(
 }
 
 fn required_email(req: EmailRequest) -> Result<String, ApiError> {
-    let mut errors = ValidationErrors::default();
-    refuse_unknown(&mut errors, &req.unknown);
-    let email = errors.require("email", req.email);
-    errors.into_result()?;
-    Ok(email.unwrap_or_default())
+    Ok(single_field("email", req.email, &req.unknown)?)
 }

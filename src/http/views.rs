@@ -127,6 +127,19 @@ pub(crate) fn refuse_unknown(errors: &mut ValidationErrors, unknown: &Map<String
     }
 }
 
+/// The one required string field of a small body; unknown fields and a missing `name` are
+/// reported together.
+pub(crate) fn single_field(
+    name: &str,
+    value: Option<String>,
+    unknown: &Map<String, Value>,
+) -> Result<String, ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    refuse_unknown(&mut errors, unknown);
+    let value = errors.require(name, value);
+    errors.and(value)
+}
+
 /// The profile fields of a PATCH body: only the fields sent change; `null` clears.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct ProfilePatch {
