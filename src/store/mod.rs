@@ -841,6 +841,13 @@ fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|e| StoreError::Other(e.into()))
 }
 
+/// The columns every user query selects, in the order the row readers expect.
+const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, failed_logins, last_failed_login_at";
+/// A reset code dies at its fifth wrong try.
+const MAX_CODE_FAILURES: i64 = 5;
+/// Wrong codes a user may present within an hour, across all codes sent.
+const MAX_CODE_FAILURES_PER_HOUR: i64 = 10;
+
 fn micros(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
 }

@@ -9,8 +9,8 @@ mod recovery;
 mod sessions;
 
 use super::{
-    Credentials, Effects, NewUser, Revoke, StoreError, StoredKey, UserChange, UserFilter,
-    from_micros, micros, parse_uuid,
+    Credentials, Effects, NewUser, Revoke, StoreError, StoredKey, USER_COLUMNS, UserChange,
+    UserFilter, from_micros, micros, parse_uuid,
 };
 use crate::crypto::KeyMaterial;
 use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
@@ -29,8 +29,6 @@ pub struct PostgresStore {
     /// never starve it (a starved sync would fail bearer checks closed).
     reader: PgPool,
 }
-
-const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, failed_logins, last_failed_login_at";
 
 impl PostgresStore {
     pub(super) async fn connect(url: &str) -> Result<PostgresStore, StoreError> {

@@ -6,16 +6,14 @@ use super::{
     user_in, write_effects,
 };
 use crate::domain::{Event, EventType, User};
-use crate::store::{CodeCheck, Effects, NewEmailToken, Revoke, StoreError, TokenPurpose};
+use crate::store::{
+    CodeCheck, Effects, MAX_CODE_FAILURES, MAX_CODE_FAILURES_PER_HOUR, NewEmailToken, Revoke,
+    StoreError, TokenPurpose,
+};
 use serde_json::json;
 use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
-
-/// A reset code dies at its fifth wrong try.
-const MAX_CODE_FAILURES: i64 = 5;
-/// Wrong codes a user may present within an hour, across all codes sent.
-const MAX_CODE_FAILURES_PER_HOUR: i64 = 10;
 
 impl PostgresStore {
     pub(in crate::store) async fn replace_email_tokens(

@@ -7,8 +7,8 @@ mod recovery;
 mod sessions;
 
 use super::{
-    Credentials, Effects, NewUser, Revoke, StoreError, StoredKey, UserChange, UserFilter,
-    from_micros, micros, parse_uuid,
+    Credentials, Effects, NewUser, Revoke, StoreError, StoredKey, USER_COLUMNS, UserChange,
+    UserFilter, from_micros, micros, parse_uuid,
 };
 use crate::crypto::KeyMaterial;
 use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
@@ -27,8 +27,6 @@ pub struct SqliteStore {
     /// the write lock can never starve it (a starved sync would fail bearer checks closed).
     reader: SqlitePool,
 }
-
-const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, failed_logins, last_failed_login_at";
 
 impl SqliteStore {
     pub(super) async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
