@@ -285,7 +285,7 @@ pub struct Config {
     pub rate_limits: Policies,
     /// Longest a request may take.
     pub request_timeout: Duration,
-    /// Longest a client may take to send request headers.
+    /// Longest a client may stall: sending request headers, or leaving an answer unread.
     pub header_timeout: Duration,
     /// Client connections served at once.
     pub max_connections: usize,

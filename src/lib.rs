@@ -22,7 +22,7 @@ pub mod mail;
 pub mod ratelimit;
 /// The in-memory view of revoked sessions, synced from the store.
 pub mod revocations;
-/// Use cases: accounts and sessions.
+/// Use cases: accounts, sessions, mail flows, administration, import, signing keys.
 pub mod service;
 /// Start-up and graceful shutdown.
 pub mod startup;

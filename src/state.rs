@@ -48,8 +48,8 @@ pub struct Shared {
 }
 
 impl AppState {
-    /// Connects and migrates the database, loads (or first creates) the signing keys, and
-    /// builds the hashing pool.
+    /// Connects and migrates the database, loads (or first creates) the signing keys and the
+    /// code key, and builds the hashing pool, the mailer and the rate limiter.
     pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
         // Metrics are recorded from the first request on.
         crate::telemetry::metrics();

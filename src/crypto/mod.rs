@@ -1,5 +1,5 @@
-//! Cryptography: password hashing on a bounded blocking pool, JWT signing and verification,
-//! random opaque tokens and their hashes.
+//! Cryptography: password hashing on a bounded blocking pool, JWT signing and verification
+//! (with a cache of tokens already verified), random opaque tokens and their hashes.
 
 pub mod jwt;
 pub mod password;

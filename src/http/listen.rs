@@ -38,7 +38,7 @@ pub async fn serve(
     router: Router,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> io::Result<()> {
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -49,7 +49,7 @@ pub async fn serve(
         // Take a slot before accepting: at the cap, new clients wait in the accept queue instead
         // of being accepted and starved, and the slot is freed when the connection ends.
         let slot = tokio::select! {
-            slot = Arc::clone(&open).acquire_owned() => slot.map_err(std::io::Error::other)?,
+            slot = Arc::clone(&open).acquire_owned() => slot.map_err(io::Error::other)?,
             () = &mut shutdown => break,
         };
         let (stream, peer) = tokio::select! {
@@ -174,8 +174,8 @@ impl AsyncWrite for StallGuard {
 }
 
 /// Running out of file descriptors must not spin the accept loop; a reset by the peer is normal.
-async fn pause_after_accept_error(error: std::io::Error) {
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+async fn pause_after_accept_error(error: io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
     if matches!(
         error.kind(),
         ConnectionAborted | ConnectionRefused | ConnectionReset

@@ -1,5 +1,6 @@
-//! Use cases: accounts (register, profile, password, deletion) and sessions (login, token
-//! checks). Typed outcomes, no HTTP; the CLI calls the same functions as the handlers.
+//! Use cases: accounts (register, profile, password, deletion), sessions (login, token checks),
+//! mail flows (recovery), administration, import and signing keys. Typed outcomes, no HTTP; the
+//! CLI calls the same functions as the handlers.
 
 pub mod accounts;
 pub mod admin;

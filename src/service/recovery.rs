@@ -1,5 +1,6 @@
 //! Mail-based flows: email confirmation, resending it, and password reset by link or code.
-//! Answers that must not reveal whether an account exists do their work in the background.
+//! Answers that must not reveal whether an account exists do the same store work either way and
+//! queue any mail before answering.
 
 use super::{Fault, faults_into};
 use crate::crypto::random;
