@@ -96,7 +96,7 @@ pub(crate) fn on_postgres() -> bool {
 }
 
 /// A fresh, empty database for one test: a SQLite file in the test's directory, or a new
-/// PostgreSQL database (`scripts/test` drops them all before and after a run).
+/// PostgreSQL database (`scripts/test` drops this run's databases when it ends).
 pub(crate) async fn fresh_database(dir: &TempDir) -> String {
     if !on_postgres() {
         return format!("sqlite://{}", dir.path().join("latchkey.db").display());
