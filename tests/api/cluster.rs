@@ -1,25 +1,15 @@
 //! Two latchkey processes on one PostgreSQL (and NATS) behind nginx, as in production: nginx is
 //! the load balancer and, with the sample configuration in deploy/nginx, the API gateway.
 
-use crate::helpers::{PASSWORD, fresh_database, on_postgres};
+use crate::helpers::{PASSWORD, Process, fresh_database, on_postgres};
 use crate::smtp::SmtpServer;
 use axum::http::HeaderMap;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 async fn wait_until_ok(client: &reqwest::Client, url: &str) {
     let started = Instant::now();

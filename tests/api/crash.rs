@@ -1,16 +1,16 @@
 //! Shutdown and crashes: SIGTERM stops the process cleanly; SIGKILL in the middle of a burst of
 //! registrations leaves nothing half-written, and after a restart every event reaches NATS once.
 
-use crate::helpers::{PASSWORD, fresh_database, on_postgres};
+use crate::helpers::{PASSWORD, Process, fresh_database, on_postgres};
 use crate::smtp::SmtpServer;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn serve(database_url: &str, port: u16, prefix: &str) -> Child {
+fn serve(database_url: &str, port: u16, prefix: &str) -> Process {
     let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
     for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("LATCHKEY_")) {
         command.env_remove(key);
@@ -29,6 +29,7 @@ fn serve(database_url: &str, port: u16, prefix: &str) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Process)
         .unwrap()
 }
 
@@ -78,18 +79,19 @@ async fn sigterm_stops_the_server_cleanly_and_promptly() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Process)
         .unwrap();
     let client = reqwest::Client::new();
     ready(&client, &format!("http://127.0.0.1:{port}")).await;
 
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let started = Instant::now();
     let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
+        if let Some(exit) = child.0.try_wait().unwrap() {
             break exit;
         }
         assert!(
@@ -131,8 +133,8 @@ async fn a_crash_mid_burst_leaves_nothing_half_written_and_each_event_reaches_na
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
     let outcomes: Vec<(String, Option<StatusCode>)> = futures::future::join_all(burst)
         .await
         .into_iter()
@@ -144,7 +146,7 @@ async fn a_crash_mid_burst_leaves_nothing_half_written_and_each_event_reaches_na
         .map(|(e, _)| e)
         .collect();
 
-    let mut second = serve(&database_url, port, &prefix);
+    let second = serve(&database_url, port, &prefix);
     ready(&client, &base).await;
 
     // Every 201 exists; no user without its event, no event without its user.
@@ -226,8 +228,7 @@ async fn a_crash_mid_burst_leaves_nothing_half_written_and_each_event_reaches_na
         }
     }
     let _ = js.delete_stream(&name).await;
-    let _ = second.kill();
-    let _ = second.wait();
+    drop(second);
     assert_eq!(
         per_user.len(),
         users.len(),
