@@ -169,6 +169,12 @@ pub struct Settings {
     /// Rate limit of confirm per client address: a count per window (`10/1m`) or `off`.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_CONFIRM_IP", default_value = "200/1m", value_parser = Limit::parse)]
     pub rate_limit_confirm_ip: Limit,
+    /// Reset codes a client network may present, across all accounts: a count per window or `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_RESET_CODE_IP", default_value = "30/1h", value_parser = Limit::parse)]
+    pub rate_limit_reset_code_ip: Limit,
+    /// A self-registered account still unverified this long after registering is deleted.
+    #[arg(long, env = "LATCHKEY_UNVERIFIED_ACCOUNT_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub unverified_account_ttl: Duration,
     /// Longest a request may take before it is answered 503 (its transaction rolls back).
     #[arg(long, env = "LATCHKEY_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -269,6 +275,8 @@ pub struct Config {
     pub mail_retry_base: Duration,
     /// Age at which a mail is given up.
     pub mail_max_age: Duration,
+    /// Age at which a self-registered account that is still unverified is deleted.
+    pub unverified_account_ttl: Duration,
     /// Key for keyed hashes, when given directly.
     pub secret_key: Option<Secret>,
     /// Key file otherwise.
@@ -363,8 +371,9 @@ impl Settings {
         }
         if self.mail_retry_base < Duration::milliseconds(10)
             || self.mail_max_age < Duration::seconds(1)
+            || self.unverified_account_ttl < Duration::seconds(1)
         {
-            return Err("LATCHKEY_MAIL_RETRY_BASE must be at least 10ms and LATCHKEY_MAIL_MAX_AGE at least 1s".into());
+            return Err("LATCHKEY_MAIL_RETRY_BASE must be at least 10ms, LATCHKEY_MAIL_MAX_AGE and LATCHKEY_UNVERIFIED_ACCOUNT_TTL at least 1s".into());
         }
         if self.header_timeout < Duration::milliseconds(100)
             || !(1..=1_000_000).contains(&self.max_connections)
@@ -445,6 +454,9 @@ impl Settings {
         if let Some(policy) = self.rate_limit_reset_account.0 {
             rate_limits.per_account.insert(Action::Reset, policy);
         }
+        if let Some(policy) = self.rate_limit_reset_code_ip.0 {
+            rate_limits.per_ip.insert(Action::ResetCode, policy);
+        }
         if let Some(policy) = self.rate_limit_confirm_ip.0 {
             rate_limits.per_ip.insert(Action::Confirm, policy);
         }
@@ -480,6 +492,7 @@ impl Settings {
             product_name: self.product_name,
             mail_retry_base: self.mail_retry_base,
             mail_max_age: self.mail_max_age,
+            unverified_account_ttl: self.unverified_account_ttl,
             secret_key: self.secret_key,
             secret_key_file: self.secret_key_file,
             redis_url: self.redis_url,

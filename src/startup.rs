@@ -99,6 +99,15 @@ fn spawn_pruning(app: AppState) -> tokio::task::JoinHandle<()> {
             {
                 tracing::warn!(%error, "pruning the outbox failed; will retry");
             }
+            match crate::service::accounts::purge_unverified(&app).await {
+                Ok(0) => {}
+                Ok(users) => {
+                    tracing::info!(users, "deleted self-registered accounts never verified")
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "deleting unverified accounts failed; will retry")
+                }
+            }
             match app.store.prune(now, app.config.refresh_reuse_grace).await {
                 Ok(0) => {}
                 Ok(rows) => tracing::debug!(rows, "pruned expired sessions and tokens"),

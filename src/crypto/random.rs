@@ -94,6 +94,14 @@ impl CodeKey {
         );
         tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
+
+    /// The name under which an address's password checks and mail requests are counted:
+    /// HMAC-SHA256 of the normalised address, hex. Keyed, so the counters of addresses that
+    /// have no account name no one to a reader of the database.
+    pub fn subject(&self, email: &crate::domain::Email) -> String {
+        let tag = aws_lc_rs::hmac::sign(&self.0, format!("subject:{email}").as_bytes());
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// base64url (no padding) of SHA-256 of `data`.

@@ -12,8 +12,10 @@ pub struct Email(String);
 impl Email {
     /// Normalises and validates an address as typed by a user.
     pub fn parse(raw: &str) -> Result<Email, ValidationErrors> {
-        let normalised: String = raw.nfkc().collect::<String>().trim().to_lowercase();
         let invalid = |message: &str| Err(ValidationErrors::one("email", message));
+        let Some(normalised) = normalise_bounded(raw) else {
+            return invalid("must be at most 254 characters");
+        };
         if normalised.is_empty() {
             return invalid("must not be empty");
         }
@@ -29,9 +31,10 @@ impl Email {
         Ok(Email(normalised))
     }
 
-    /// Normalises part of an address (e.g. a search term) the way full addresses are.
-    pub fn normalise_fragment(raw: &str) -> String {
-        raw.nfkc().collect::<String>().trim().to_lowercase()
+    /// Normalises part of an address (e.g. a search term) the way full addresses are; `None`
+    /// when it is longer than any address can be.
+    pub fn normalise_fragment(raw: &str) -> Option<String> {
+        normalise_bounded(raw).filter(|fragment| fragment.chars().count() <= MAX_LEN)
     }
 
     /// Rebuilds an address read back from storage, where it was stored normalised.
@@ -56,6 +59,21 @@ impl std::fmt::Display for Email {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Characters looked at before giving up: NFKC can expand one character into 18 (U+FDFA), so
+/// normalising a whole 64 KiB body would cost megabytes for an address that cannot be valid.
+/// Generous enough for any padding around a 254-character address.
+const MAX_NORMALISED_CHARS: usize = 4 * MAX_LEN;
+
+/// The trimmed, lower-cased NFKC form of `raw`, or `None` when it would be longer than
+/// `MAX_NORMALISED_CHARS`; never builds more than that.
+fn normalise_bounded(raw: &str) -> Option<String> {
+    let normalised: String = raw.nfkc().take(MAX_NORMALISED_CHARS + 1).collect();
+    if normalised.chars().count() > MAX_NORMALISED_CHARS {
+        return None;
+    }
+    Some(normalised.trim().to_lowercase())
 }
 
 // The WHATWG "valid email address" grammar (what browsers accept), widened to Unicode letters

@@ -12,6 +12,21 @@ pub use user::{Metadata, Name, Phone, Role, Roles, User};
 
 use serde::Serialize;
 
+/// The network a client address stands for, as budgets and the login slow-down count it: an
+/// IPv4 address itself (`::ffff:a.b.c.d` is `a.b.c.d`), an IPv6 address's /64, since one
+/// subscriber usually gets a whole /64 and could otherwise take a new address per try. Text
+/// that is not an address is kept as it is.
+pub fn client_network(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(prefix))
+        }
+        Err(_) => ip.to_owned(),
+    }
+}
+
 /// One offending field of a request, as reported in a problem's `errors`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {

@@ -1,7 +1,7 @@
 //! `/auth/*`: registration, login and the forward-auth check for gateways.
 
 use super::error::{ApiError, Problem};
-use super::extract::{ApiJson, Bearer, Client};
+use super::extract::{ApiJson, Bearer, Client, budget_account};
 use super::views::{TokenPairView, UserView, refuse_unknown, single_field};
 use crate::domain::ValidationErrors;
 use crate::ratelimit::Action;
@@ -76,10 +76,10 @@ pub async fn register(
     Client(client): Client,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
-    let limited = app
-        .limiter
-        .check(Action::Register, client.ip.as_deref(), req.email.as_deref());
-    limited.await?;
+    let account = budget_account(req.email.as_deref());
+    app.limiter
+        .check(Action::Register, client.ip.as_deref(), account.as_ref())
+        .await?;
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
     let account = NewAccount::parse(
@@ -130,7 +130,11 @@ pub async fn login(
     let password = errors.require("password", req.password);
     let (email, password) = errors.and(email.zip(password))?;
     app.limiter
-        .check(Action::Login, client.ip.as_deref(), Some(&email))
+        .check(
+            Action::Login,
+            client.ip.as_deref(),
+            budget_account(Some(&email)).as_ref(),
+        )
         .await?;
     let pair = sessions::login(&app, &email, &password, client).await?;
     Ok(Json(pair.into()))

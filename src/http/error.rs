@@ -45,6 +45,9 @@ pub enum ApiError {
     /// The email is taken.
     #[error("email taken")]
     EmailTaken,
+    /// The change would leave no enabled, verified admin.
+    #[error("last admin")]
+    LastAdmin,
     /// Authenticated but not allowed.
     #[error("forbidden")]
     Forbidden,
@@ -164,6 +167,12 @@ impl ApiError {
                 "email_taken",
                 "Email taken",
                 "An account with this email already exists.".into(),
+            ),
+            LastAdmin => (
+                StatusCode::CONFLICT,
+                "last_admin",
+                "Last admin",
+                "This would leave no enabled, verified admin.".into(),
             ),
             Forbidden => (
                 StatusCode::FORBIDDEN,
@@ -372,6 +381,7 @@ impl From<RecoveryError> for ApiError {
     fn from(error: RecoveryError) -> ApiError {
         match error {
             RecoveryError::InvalidToken => ApiError::InvalidToken,
+            RecoveryError::InvalidCredentials => ApiError::InvalidCredentials,
             RecoveryError::Invalid(errors) => ApiError::Validation(errors),
             RecoveryError::Fault(fault) => fault.into(),
         }
@@ -383,6 +393,7 @@ impl From<AdminError> for ApiError {
         match error {
             AdminError::Forbidden => ApiError::Forbidden,
             AdminError::NotFound => ApiError::NotFound,
+            AdminError::LastAdmin => ApiError::LastAdmin,
             AdminError::EmailTaken => ApiError::EmailTaken,
             AdminError::Invalid(errors) => ApiError::Validation(errors),
             AdminError::Fault(fault) => fault.into(),

@@ -176,7 +176,9 @@ impl FromRequestParts<AppState> for Client {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(peer)| {
-                client_ip(peer.ip(), &forwarded.join(","), &app.config.trusted_proxies).to_string()
+                client_ip(peer.ip(), &forwarded.join(","), &app.config.trusted_proxies)
+                    .to_canonical()
+                    .to_string()
             });
         let user_agent = parts
             .headers
@@ -185,6 +187,12 @@ impl FromRequestParts<AppState> for Client {
             .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect());
         Ok(Client(ClientInfo { ip, user_agent }))
     }
+}
+
+/// The account a request names, for its per-account budget: only a valid address names one,
+/// so junk (however large) touches no account budget.
+pub(crate) fn budget_account(raw: Option<&str>) -> Option<crate::domain::Email> {
+    raw.and_then(|raw| crate::domain::Email::parse(raw).ok())
 }
 
 /// The client behind a chain of proxies: walking `X-Forwarded-For` from the right (the hop

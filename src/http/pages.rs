@@ -3,7 +3,9 @@
 //! form posts, form-encoded, to the same path and the same service code as the JSON endpoints.
 //! No JavaScript; a strict Content-Security-Policy; legible on a phone.
 
+use super::extract::Client;
 use crate::mail::templates::escape;
+use crate::ratelimit::Action;
 use crate::service::recovery::{self, RecoveryError, ResetProof};
 use crate::state::AppState;
 use axum::Router;
@@ -36,6 +38,7 @@ struct TokenQuery {
 #[derive(Debug, Deserialize)]
 struct ConfirmForm {
     token: String,
+    password: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,32 +54,85 @@ async fn show_confirm(
     let Some(token) = link_token(query) else {
         return incomplete_link(&app);
     };
+    // Looking the token up spends nothing; it only tells whether to ask for the password.
+    match recovery::confirmation_needs_password(&app, &token).await {
+        Ok(needs_password) => confirm_form(&app, StatusCode::OK, &token, needs_password, None),
+        Err(fault) => failure(&app, fault),
+    }
+}
+
+fn confirm_form(
+    app: &AppState,
+    status: StatusCode,
+    token: &str,
+    needs_password: bool,
+    error: Option<&str>,
+) -> Response {
+    let error = error.map_or_else(String::new, |e| {
+        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))
+    });
+    let password = if needs_password {
+        "<label for=\"password\">Your password</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" \
+         maxlength=\"128\" required>"
+    } else {
+        ""
+    };
+    let prompt = if needs_password {
+        "Enter the password you chose when you signed up, then press the button"
+    } else {
+        "Press the button"
+    };
     let body = format!(
-        "<h1>Confirm your email address</h1><p>Press the button to confirm this address for {}.</p>\
+        "<h1>Confirm your email address</h1>{error}<p>{prompt} to confirm this address for {}.</p>\
          <form method=\"post\" action=\"{}/confirm-email\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
-         <button type=\"submit\">Confirm my email address</button></form>",
+         {password}<button type=\"submit\">Confirm my email address</button></form>",
         escape(&app.config.product_name),
         escape(&app.config.base_path),
-        escape(&token)
+        escape(token)
     );
-    page(&app, StatusCode::OK, "Confirm your email address", &body)
+    page(app, status, "Confirm your email address", &body)
 }
 
 async fn confirm(
     State(app): State<AppState>,
+    Client(client): Client,
     form: Result<Form<ConfirmForm>, FormRejection>,
 ) -> Response {
+    // The form shares the budget of its JSON twin.
+    if let Err(limited) = app
+        .limiter
+        .check(Action::Confirm, client.ip.as_deref(), None)
+        .await
+    {
+        return limited_page(&app, limited);
+    }
     let Ok(Form(form)) = form else {
         return incomplete_link(&app);
     };
-    match recovery::confirm_email(&app, &form.token).await {
+    let password = form.password.as_deref().filter(|p| !p.is_empty());
+    match recovery::confirm_email(&app, &form.token, password, &client).await {
         Ok(_) => page(
             &app,
             StatusCode::OK,
             "Email confirmed",
             "<h1>Your email address is confirmed</h1><p>Thank you. You can close this page and log in.</p>",
         ),
-        Err(RecoveryError::InvalidToken | RecoveryError::Invalid(_)) => page(
+        Err(RecoveryError::Invalid(_)) => confirm_form(
+            &app,
+            StatusCode::BAD_REQUEST,
+            &form.token,
+            true,
+            Some("Enter your password to confirm this account."),
+        ),
+        Err(RecoveryError::InvalidCredentials) => confirm_form(
+            &app,
+            StatusCode::UNAUTHORIZED,
+            &form.token,
+            true,
+            Some("That password is not right."),
+        ),
+        Err(RecoveryError::InvalidToken) => page(
             &app,
             StatusCode::BAD_REQUEST,
             "Link not valid",
@@ -99,8 +155,16 @@ async fn show_reset(
 
 async fn reset(
     State(app): State<AppState>,
+    Client(client): Client,
     form: Result<Form<ResetForm>, FormRejection>,
 ) -> Response {
+    if let Err(limited) = app
+        .limiter
+        .check(Action::Reset, client.ip.as_deref(), None)
+        .await
+    {
+        return limited_page(&app, limited);
+    }
     let Ok(Form(form)) = form else {
         return incomplete_link(&app);
     };
@@ -131,7 +195,7 @@ async fn reset(
                 Some(&format!("The new password {message}.")),
             )
         }
-        Err(RecoveryError::InvalidToken) => page(
+        Err(RecoveryError::InvalidToken | RecoveryError::InvalidCredentials) => page(
             &app,
             StatusCode::BAD_REQUEST,
             "Link not valid",
@@ -176,6 +240,25 @@ fn incomplete_link(app: &AppState) -> Response {
         "<h1>This link is incomplete</h1><p>Open the link from the mail exactly as it was sent, or ask \
          the app for a new mail.</p>",
     )
+}
+
+/// A form post over its budget: 429 with `Retry-After`, as the JSON twin answers.
+fn limited_page(app: &AppState, limited: crate::ratelimit::LimitError) -> Response {
+    let api_error: super::error::ApiError = limited.into();
+    let reference = api_error.into_response();
+    let status = reference.status();
+    let mut response = page(
+        app,
+        status,
+        "Try again later",
+        "<h1>Too many attempts</h1><p>Nothing was changed. Please wait a little and try again.</p>",
+    );
+    if let Some(retry) = reference.headers().get(header::RETRY_AFTER) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry.clone());
+    }
+    response
 }
 
 fn failure(app: &AppState, fault: crate::service::Fault) -> Response {

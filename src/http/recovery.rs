@@ -2,7 +2,7 @@
 //! `/auth/reset-password`: the JSON side of the mail flows.
 
 use super::error::{ApiError, Problem};
-use super::extract::{ApiJson, Client};
+use super::extract::{ApiJson, Client, budget_account};
 use super::views::{UserView, refuse_unknown, single_field};
 use crate::domain::ValidationErrors;
 use crate::ratelimit::Action;
@@ -21,6 +21,10 @@ pub struct ConfirmEmailRequest {
     /// The token from the mailed link.
     #[schema(required = true, value_type = String)]
     token: Option<String>,
+    /// The account's password: required for the first confirmation of a self-registered
+    /// account (the link alone proves the mailbox, not who created the account).
+    #[schema(format = Password)]
+    password: Option<String>,
     #[serde(flatten)]
     #[schema(ignore)]
     unknown: Map<String, Value>,
@@ -71,6 +75,7 @@ const ACCEPTED: AcceptedView = AcceptedView {
     responses(
         (status = 200, description = "The user, now verified", body = UserView),
         (status = 400, description = "`invalid_token` (unknown, expired or used) or `validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`: the password is required and wrong (counts as a failed login)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn confirm_email(
     State(app): State<AppState>,
@@ -80,8 +85,11 @@ pub async fn confirm_email(
     app.limiter
         .check(Action::Confirm, client.ip.as_deref(), None)
         .await?;
-    let token = single_field("token", req.token, &req.unknown)?;
-    let user = recovery::confirm_email(&app, &token).await?;
+    let mut errors = ValidationErrors::default();
+    refuse_unknown(&mut errors, &req.unknown);
+    let token = errors.require("token", req.token);
+    let token = errors.and(token)?;
+    let user = recovery::confirm_email(&app, &token, req.password.as_deref(), &client).await?;
     Ok(Json(user.into()))
 }
 
@@ -96,7 +104,11 @@ pub async fn resend_confirmation(
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
     let email = required_email(req)?;
     app.limiter
-        .check(Action::Resend, client.ip.as_deref(), Some(&email))
+        .check(
+            Action::Resend,
+            client.ip.as_deref(),
+            budget_account(Some(&email)).as_ref(),
+        )
         .await?;
     recovery::resend_confirmation(&app, &email).await?;
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
@@ -113,7 +125,11 @@ pub async fn forgot_password(
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
     let email = required_email(req)?;
     app.limiter
-        .check(Action::Forgot, client.ip.as_deref(), Some(&email))
+        .check(
+            Action::Forgot,
+            client.ip.as_deref(),
+            budget_account(Some(&email)).as_ref(),
+        )
         .await?;
     recovery::forgot_password(&app, &email).await?;
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
@@ -132,7 +148,11 @@ pub async fn reset_password(
     ApiJson(req): ApiJson<ResetPasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     app.limiter
-        .check(Action::Reset, client.ip.as_deref(), req.email.as_deref())
+        .check(
+            Action::Reset,
+            client.ip.as_deref(),
+            budget_account(req.email.as_deref()).as_ref(),
+        )
         .await?;
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
@@ -158,6 +178,13 @@ pub async fn reset_password(
         }
     };
     let (proof, new_password) = errors.and(proof.zip(new_password))?;
+    // Wrong codes are also budgeted per client network across accounts, so a code cannot be
+    // sprayed over many addresses; every code presented counts when it arrives.
+    if matches!(proof, ResetProof::Code { .. }) {
+        app.limiter
+            .check(Action::ResetCode, client.ip.as_deref(), None)
+            .await?;
+    }
     recovery::reset_password(&app, proof, &new_password).await?;
     Ok(StatusCode::NO_CONTENT)
 }

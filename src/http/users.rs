@@ -1,7 +1,7 @@
 //! `/users/me*`: the caller's own profile, password and account.
 
 use super::error::{ApiError, Problem};
-use super::extract::{ApiJson, Bearer};
+use super::extract::{ApiJson, Bearer, Client};
 use super::views::{ProfilePatch, UserView, refuse_unknown};
 use crate::domain::ValidationErrors;
 use crate::service::accounts;
@@ -95,6 +95,7 @@ pub async fn update_me(
 pub async fn change_password(
     State(app): State<AppState>,
     Bearer(principal): Bearer,
+    Client(client): Client,
     ApiJson(req): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     let mut errors = ValidationErrors::default();
@@ -102,7 +103,7 @@ pub async fn change_password(
     let current = errors.require("current_password", req.current_password);
     let new = errors.require("new_password", req.new_password);
     let (current, new) = errors.and(current.zip(new))?;
-    accounts::change_password(&app, &principal, &current, &new).await?;
+    accounts::change_password(&app, &principal, &current, &new, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -117,12 +118,13 @@ pub async fn change_password(
 pub async fn delete_me(
     State(app): State<AppState>,
     Bearer(principal): Bearer,
+    Client(client): Client,
     ApiJson(req): ApiJson<DeleteMeRequest>,
 ) -> Result<StatusCode, ApiError> {
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
     let password = errors.require("password", req.password);
     let password = errors.and(password)?;
-    accounts::delete_me(&app, &principal, &password).await?;
+    accounts::delete_me(&app, &principal, &password, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }

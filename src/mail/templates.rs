@@ -68,6 +68,27 @@ pub fn reset(brand: &Branding<'_>, token: &str, code: &str) -> Rendered {
     }
 }
 
+/// "Password sign-in is suspended for today": too many wrong passwords from anywhere; a reset
+/// link and code that work despite the suspension.
+pub fn login_suspended(brand: &Branding<'_>, token: &str, code: &str) -> Rendered {
+    let product = brand.product;
+    let asked = format!("Someone asked to reset the password of your {product} account.");
+    let asked_html = format!(
+        "Someone asked to reset the password of your {} account.",
+        escape(product)
+    );
+    let why = format!(
+        "Signing in to your {product} account with its password is suspended for today:          someone tried too many wrong passwords. They did not get in. To sign in now,          choose a new password."
+    );
+    let why_html = escape(&why);
+    let rendered = reset(brand, token, code);
+    Rendered {
+        subject: format!("Password sign-in to {product} is suspended for today"),
+        text: rendered.text.replace(&asked, &why),
+        html: rendered.html.replace(&asked_html, &why_html),
+    }
+}
+
 /// "Your password was changed".
 pub fn password_changed(brand: &Branding<'_>) -> Rendered {
     let product = brand.product;

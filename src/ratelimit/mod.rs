@@ -1,9 +1,13 @@
-//! Rate limits per client address and per target account (the normalised email, whether or not
+//! Rate limits per client network and per target account (the validated email, whether or not
 //! an account has it, so limits reveal nothing). Fixed windows, counted in process or, with
 //! `LATCHKEY_REDIS_URL`, in Redis so that every instance shares one budget. Redis away: login
-//! and reset fail closed (503), the other actions go on with the in-process counters.
+//! and reset fail closed (503), the other actions go on with the in-process counters. Every
+//! budget is keyed by a fixed-size hash of its subject, so no request can grow the state by more
+//! than one small entry, and the in-process map is bounded.
 
 use crate::clock::Clock;
+use crate::domain::Email;
+use aws_lc_rs::digest::{SHA256, digest};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +23,8 @@ pub enum Action {
     Resend,
     Forgot,
     Reset,
+    /// A reset code presented (per client network, across accounts).
+    ResetCode,
     Confirm,
 }
 
@@ -31,13 +37,14 @@ impl Action {
             Action::Resend => "resend",
             Action::Forgot => "forgot",
             Action::Reset => "reset",
+            Action::ResetCode => "reset_code",
             Action::Confirm => "confirm",
         }
     }
 
     /// Whether an unknown count must refuse rather than allow (Redis away).
     fn fails_closed(self) -> bool {
-        matches!(self, Action::Login | Action::Reset)
+        matches!(self, Action::Login | Action::Reset | Action::ResetCode)
     }
 }
 
@@ -118,7 +125,7 @@ pub enum LimitError {
 pub struct RateLimiter {
     policies: Arc<Policies>,
     namespace: Arc<str>,
-    memory: Arc<Mutex<HashMap<String, (i64, u32)>>>,
+    memory: Arc<Mutex<HashMap<BudgetKey, Counter>>>,
     redis: Option<redis::Client>,
     connection: Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
     clock: Clock,
@@ -126,6 +133,35 @@ pub struct RateLimiter {
 
 /// Any Redis call gets this long before the counter counts as unknown.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most budgets kept in process: about 64 bytes each, so a few MiB at most.
+const MAX_MEMORY_BUDGETS: usize = 50_000;
+
+/// A budget's identity: 16 bytes of SHA-256 over the action, the kind of subject and the
+/// subject, whatever the subject's size.
+type BudgetKey = [u8; 16];
+
+/// One budget's count in the window that ends at `until_ms`.
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    until_ms: i64,
+    count: u32,
+}
+
+/// The key every instance derives for one budget (also the Redis key's subject part).
+fn budget_key(action: Action, kind: &str, subject: &str) -> BudgetKey {
+    let hash = digest(
+        &SHA256,
+        format!("{}\0{kind}\0{subject}", action.name()).as_bytes(),
+    );
+    let mut key = [0; 16];
+    key.copy_from_slice(&hash.as_ref()[..16]);
+    key
+}
+
+/// Where all new budgets are counted while the map is full of live ones: a flood of distinct
+/// subjects then shares one budget instead of growing memory or being let through.
+const OVERFLOW_KEY: BudgetKey = [0xff; 16];
 
 impl RateLimiter {
     /// A limiter with `policies`; counters live in Redis when a client is given. `namespace`
@@ -146,34 +182,40 @@ impl RateLimiter {
         }
     }
 
-    /// Counts one `action` from `ip` (and against `account`, when it names one); refuses when a
-    /// budget is spent.
+    /// Counts one `action` from the client network of `ip` (see [`crate::domain::client_network`])
+    /// and against `account`, when it names one; refuses when a budget is spent. Only a
+    /// validated address can name an account: an invalid one touches no account budget.
     pub async fn check(
         &self,
         action: Action,
         ip: Option<&str>,
-        account: Option<&str>,
+        account: Option<&Email>,
     ) -> Result<(), LimitError> {
         let budgets = [
             (
                 self.policies.per_ip.get(&action),
-                ip.map(|ip| format!("ip:{ip}")),
+                ip.map(|ip| budget_key(action, "ip", &crate::domain::client_network(ip))),
             ),
             (
                 self.policies.per_account.get(&action),
-                account.map(|a| format!("account:{}", crate::domain::Email::normalise_fragment(a))),
+                account.map(|email| budget_key(action, "account", email.as_str())),
             ),
         ];
-        for (policy, subject) in budgets {
-            let (Some(policy), Some(subject)) = (policy, subject) else {
+        for (policy, key) in budgets {
+            let (Some(policy), Some(key)) = (policy, key) else {
                 continue;
             };
-            self.count(action, *policy, &subject).await?;
+            self.count(action, *policy, key).await?;
         }
         Ok(())
     }
 
-    async fn count(&self, action: Action, policy: Policy, subject: &str) -> Result<(), LimitError> {
+    async fn count(
+        &self,
+        action: Action,
+        policy: Policy,
+        key: BudgetKey,
+    ) -> Result<(), LimitError> {
         let now = self.clock.now();
         let window_ms = policy.window.whole_milliseconds() as i64;
         let now_ms = (now - OffsetDateTime::UNIX_EPOCH).whole_milliseconds() as i64;
@@ -181,24 +223,31 @@ impl RateLimiter {
         let retry_after = u64::try_from((window_start + window_ms - now_ms + 999) / 1000)
             .unwrap_or(1)
             .max(1);
-        let key = format!(
-            "latchkey:rl:{}:{}:{subject}:{window_start}",
-            self.namespace,
-            action.name()
-        );
+        let counter = Counter {
+            until_ms: window_start + window_ms,
+            count: 0,
+        };
         let count = match &self.redis {
-            Some(client) => match self.count_in_redis(client, &key, window_ms).await {
-                Some(count) => count,
-                None if action.fails_closed() => {
-                    tracing::error!(
-                        action = action.name(),
-                        "rate-limit store (Redis) unreachable: refusing"
-                    );
-                    return Err(LimitError::Unavailable);
+            Some(client) => {
+                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                let redis_key = format!(
+                    "latchkey:rl:{}:{}:{hex}:{window_start}",
+                    self.namespace,
+                    action.name()
+                );
+                match self.count_in_redis(client, &redis_key, window_ms).await {
+                    Some(count) => count,
+                    None if action.fails_closed() => {
+                        tracing::error!(
+                            action = action.name(),
+                            "rate-limit store (Redis) unreachable: refusing"
+                        );
+                        return Err(LimitError::Unavailable);
+                    }
+                    None => self.count_in_memory(key, counter, now_ms),
                 }
-                None => self.count_in_memory(&key, window_start),
-            },
-            None => self.count_in_memory(&key, window_start),
+            }
+            None => self.count_in_memory(key, counter, now_ms),
         };
         if count > policy.limit {
             metrics::counter!("latchkey_rate_limited_total", "action" => action.name())
@@ -211,18 +260,33 @@ impl RateLimiter {
         Ok(())
     }
 
-    fn count_in_memory(&self, key: &str, window_start: i64) -> u32 {
+    fn count_in_memory(&self, key: BudgetKey, fresh: Counter, now_ms: i64) -> u32 {
         let mut counters = self
             .memory
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Old windows are dropped now and then, so the map stays the size of the live traffic.
-        if counters.len() > 100_000 {
-            counters.retain(|_, (start, _)| *start >= window_start);
+        let mut key = key;
+        if counters.len() >= MAX_MEMORY_BUDGETS && !counters.contains_key(&key) {
+            counters.retain(|_, counter| counter.until_ms > now_ms);
+            if counters.len() >= MAX_MEMORY_BUDGETS {
+                key = OVERFLOW_KEY;
+            }
         }
-        let entry = counters.entry(key.to_owned()).or_insert((window_start, 0));
-        entry.1 = entry.1.saturating_add(1);
-        entry.1
+        let counter = counters.entry(key).or_insert(fresh);
+        // A counter of an ended window starts over.
+        if counter.until_ms <= now_ms {
+            *counter = fresh;
+        }
+        counter.count = counter.count.saturating_add(1);
+        counter.count
+    }
+
+    /// How many budgets are kept in process (tests check the bound).
+    pub fn budgets_in_memory(&self) -> usize {
+        self.memory
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
     }
 
     async fn count_in_redis(
@@ -270,6 +334,10 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    fn email(raw: &str) -> Email {
+        Email::parse(raw).unwrap()
+    }
+
     #[test]
     fn limits_are_a_count_per_window_or_off() {
         assert_eq!(
@@ -300,13 +368,13 @@ mod tests {
         for _ in 0..2 {
             assert!(
                 limiter
-                    .check(Action::Login, None, Some("ada@example.com"))
+                    .check(Action::Login, None, Some(&email("ada@example.com")))
                     .await
                     .is_ok()
             );
         }
         let Err(LimitError::Limited(limited)) = limiter
-            .check(Action::Login, None, Some("ADA@example.com"))
+            .check(Action::Login, None, Some(&email("ADA@example.com")))
             .await
         else {
             panic!("the third try is refused, whatever the case of the address");
@@ -314,7 +382,7 @@ mod tests {
         assert!((1..=60).contains(&limited.retry_after));
         assert!(
             limiter
-                .check(Action::Login, None, Some("grace@example.com"))
+                .check(Action::Login, None, Some(&email("grace@example.com")))
                 .await
                 .is_ok(),
             "budgets are per account"
@@ -322,9 +390,82 @@ mod tests {
         clock.advance(time::Duration::minutes(1));
         assert!(
             limiter
-                .check(Action::Login, None, Some("ada@example.com"))
+                .check(Action::Login, None, Some(&email("ada@example.com")))
                 .await
                 .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_stays_bounded_whatever_the_subjects() {
+        let clock = Clock::manual(OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap());
+        let mut policies = Policies::default();
+        let policy = Policy {
+            limit: 3,
+            window: time::Duration::minutes(1),
+        };
+        policies.per_ip.insert(Action::Register, policy);
+        let limiter = RateLimiter::new(policies, "test", None, clock.clone());
+        for n in 0..(MAX_MEMORY_BUDGETS + 20) {
+            let ip = format!("10.{}.{}.{}", n >> 16 & 0xff, n >> 8 & 0xff, n & 0xff);
+            let _ = limiter.check(Action::Register, Some(&ip), None).await;
+        }
+        assert!(limiter.budgets_in_memory() <= MAX_MEMORY_BUDGETS + 1);
+        // Past the bound, new subjects share the overflow budget: a flood is limited, not let
+        // through.
+        assert!(matches!(
+            limiter
+                .check(Action::Register, Some("192.0.2.1"), None)
+                .await,
+            Err(LimitError::Limited(_))
+        ));
+        // Once the window ends, the old budgets make room again.
+        clock.advance(time::Duration::minutes(1));
+        assert!(
+            limiter
+                .check(Action::Register, Some("192.0.2.1"), None)
+                .await
+                .is_ok()
+        );
+        assert!(limiter.budgets_in_memory() < 10);
+    }
+
+    #[tokio::test]
+    async fn ipv6_clients_of_one_64_share_a_budget_and_mapped_ipv4_is_ipv4() {
+        let clock = Clock::manual(OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap());
+        let mut policies = Policies::default();
+        let policy = Policy {
+            limit: 2,
+            window: time::Duration::minutes(1),
+        };
+        policies.per_ip.insert(Action::Login, policy);
+        let limiter = RateLimiter::new(policies, "test", None, clock);
+        for ip in ["2001:db8:1:2::1", "2001:db8:1:2:ffff::9"] {
+            assert!(limiter.check(Action::Login, Some(ip), None).await.is_ok());
+        }
+        assert!(
+            limiter
+                .check(Action::Login, Some("2001:db8:1:2:abcd::7"), None)
+                .await
+                .is_err(),
+            "the same /64"
+        );
+        assert!(
+            limiter
+                .check(Action::Login, Some("2001:db8:1:3::1"), None)
+                .await
+                .is_ok(),
+            "another /64"
+        );
+        for ip in ["198.51.100.4", "::ffff:198.51.100.4"] {
+            assert!(limiter.check(Action::Login, Some(ip), None).await.is_ok());
+        }
+        assert!(
+            limiter
+                .check(Action::Login, Some("::ffff:198.51.100.4"), None)
+                .await
+                .is_err(),
+            "an IPv4-mapped address is its IPv4 address"
         );
     }
 }

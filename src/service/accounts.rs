@@ -1,15 +1,14 @@
 //! Accounts: registration (self-service and CLI alike), profile, password change, deletion.
 
 use super::recovery::{branding, mail, verification_effects};
-use super::sessions::{login_event, new_session, token_pair};
+use super::sessions::{PasswordCheck, check_password, login_event, new_session, token_pair};
 use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
-use crate::domain::password::Candidate;
 use crate::domain::{
     Email, Event, EventType, Metadata, Name, Password, Phone, Role, User, ValidationErrors,
 };
 use crate::mail::templates;
 use crate::state::AppState;
-use crate::store::{Effects, NewUser, StoreError, UserChange};
+use crate::store::{Credentials, Effects, NewUser, StoreError, UserChange};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -225,6 +224,7 @@ pub async fn register(
     let new = NewUser {
         user,
         password_hash,
+        self_registered: self_service,
     };
     match app
         .store
@@ -251,22 +251,65 @@ pub async fn register(
     })
 }
 
+/// Mails the owner of `email` that someone tried to register it: at most once an hour per
+/// address, so that the notice cannot be used to flood the owner's mailbox.
 async fn tell_owner_of_registration_attempt(
     app: &AppState,
     email: &Email,
     now: time::OffsetDateTime,
 ) -> Result<(), Fault> {
-    let Some(owner) = app.store.credentials_by_email(email).await? else {
-        return Ok(());
-    };
-    let rendered = templates::registration_attempt(&branding(app));
-    let effects = Effects {
-        mails: vec![mail(&owner.user, rendered, now)],
+    let owner = app.store.credentials_by_email(email).await?.map(|c| c.user);
+    let effects = owner.as_ref().map(|owner| Effects {
+        mails: vec![mail(
+            owner,
+            templates::registration_attempt(&branding(app)),
+            now,
+        )],
         ..Effects::default()
-    };
-    app.store.queue(&effects).await?;
-    app.mailer.wake();
+    });
+    let owner = owner.as_ref().zip(effects.as_ref());
+    let written = app
+        .store
+        .request_mail(
+            &app.code_key.subject(email),
+            "registration_attempt",
+            now,
+            Some(now - time::Duration::hours(1)),
+            owner.map(|(owner, effects)| (owner.id, &[][..], effects)),
+        )
+        .await?;
+    if written {
+        app.mailer.wake();
+    }
     Ok(())
+}
+
+/// Deletes self-registered accounts still unverified after `LATCHKEY_UNVERIFIED_ACCOUNT_TTL`
+/// (with `USER_DELETED`, reason `unverified_expired`), so an address an attacker registered
+/// is freed for its owner. Nothing to do when verification is off (such accounts log in
+/// unverified). Gives how many went.
+pub async fn purge_unverified(app: &AppState) -> Result<usize, Fault> {
+    if !app.config.require_email_verification {
+        return Ok(0);
+    }
+    let now = app.clock.now();
+    let cutoff = now - app.config.unverified_account_ttl;
+    let event = |user: &User| {
+        Event::new(
+            EventType::UserDeleted,
+            Some(user.id),
+            now,
+            json!({"email": user.email.as_str(), "by": null, "reason": "unverified_expired"}),
+        )
+    };
+    let mut purged = 0;
+    loop {
+        let batch = app.store.purge_unverified(cutoff, 100, &event).await?;
+        purged += batch.len();
+        if batch.len() < 100 {
+            return Ok(purged);
+        }
+    }
 }
 
 /// The caller's own account.
@@ -305,7 +348,7 @@ pub async fn update_me(
     };
     match app
         .store
-        .update_user(principal.user_id, &change, None, now, &effects)
+        .update_user(principal.user_id, &change, None, now, &effects, None)
         .await
     {
         Err(StoreError::NotFound) => Err(AccountError::Gone),
@@ -332,6 +375,7 @@ pub async fn change_password(
     principal: &Principal,
     current: &str,
     new: &str,
+    client: &ClientInfo,
 ) -> Result<(), AccountError> {
     let credentials = app
         .store
@@ -346,7 +390,7 @@ pub async fn change_password(
             .parse(new, Some(&credentials.user.email)),
     );
     errors.into_result()?;
-    confirm_password(app, current, credentials.password_hash.as_deref()).await?;
+    confirm_password(app, &credentials, current, client).await?;
     let hash = app.hasher.hash(&new.expect("validated above")).await?;
     let now = app.clock.now();
     let event = Event::new(
@@ -384,13 +428,14 @@ pub async fn delete_me(
     app: &AppState,
     principal: &Principal,
     password: &str,
+    client: &ClientInfo,
 ) -> Result<(), AccountError> {
     let credentials = app
         .store
         .credentials(principal.user_id)
         .await?
         .ok_or(AccountError::Gone)?;
-    confirm_password(app, password, credentials.password_hash.as_deref()).await?;
+    confirm_password(app, &credentials, password, client).await?;
     let now = app.clock.now();
     let event = Event::new(
         EventType::UserDeleted,
@@ -407,6 +452,7 @@ pub async fn delete_me(
                 events: vec![event],
                 ..Effects::default()
             },
+            None,
         )
         .await
     {
@@ -419,16 +465,25 @@ pub async fn delete_me(
     }
 }
 
+/// Checks the account's own password through the login's failure accounting, so a stolen
+/// access token is no faster a password oracle than the login form.
 async fn confirm_password(
     app: &AppState,
+    credentials: &Credentials,
     given: &str,
-    stored: Option<&str>,
+    client: &ClientInfo,
 ) -> Result<(), AccountError> {
-    let candidate = Candidate::new(given).ok_or(AccountError::InvalidCurrentPassword)?;
-    let verified = app.hasher.verify(&candidate, stored).await?;
-    if verified.matches {
-        Ok(())
-    } else {
-        Err(AccountError::InvalidCurrentPassword)
+    let check = check_password(
+        app,
+        Some(&credentials.user.email),
+        Some(&credentials.user),
+        credentials.password_hash.as_deref(),
+        given,
+        client,
+    )
+    .await?;
+    match check {
+        PasswordCheck::Matches { .. } => Ok(()),
+        _ => Err(AccountError::InvalidCurrentPassword),
     }
 }

@@ -22,6 +22,9 @@ pub enum AdminError {
     /// The email is taken.
     #[error("email taken")]
     EmailTaken,
+    /// The change would leave no enabled, verified admin.
+    #[error("last admin")]
+    LastAdmin,
     /// A field breaks a rule.
     #[error(transparent)]
     Invalid(#[from] ValidationErrors),
@@ -169,20 +172,32 @@ pub async fn update(
         )),
         _ => {}
     }
+    // Tokens say `email_verified`; an address no longer trusted must not stay in live ones.
+    if change.email_verified == Some(false) && current.email_verified && revoke.is_none() {
+        revoke = Some("email_unverified");
+    }
     let effects = Effects {
         events,
         ..Effects::default()
     };
+    // Demoting, disabling or unverifying an admin must leave another enabled, verified admin.
+    let keep_admin = is_admin(app, &current).then(|| app.config.roles.admin().as_str());
     let (user, revoked) = match app
         .store
-        .update_user(id, &change, revoke, now, &effects)
+        .update_user(id, &change, revoke, now, &effects, keep_admin)
         .await
     {
         Err(StoreError::NotFound) => return Err(AdminError::NotFound),
+        Err(StoreError::LastAdmin) => return Err(AdminError::LastAdmin),
         result => result?,
     };
     app.revocations.revoked_here(&revoked, now);
     Ok(user)
+}
+
+/// Whether `user` is one of the admins that keep the service administrable.
+fn is_admin(app: &AppState, user: &User) -> bool {
+    user.role == *app.config.roles.admin() && !user.disabled && user.email_verified
 }
 
 /// Deletes a user with everything of theirs: sessions, tokens, pending mail.
@@ -205,8 +220,10 @@ pub async fn delete(
         events: vec![event],
         ..Effects::default()
     };
-    match app.store.delete_user(id, now, &effects).await {
+    let keep_admin = is_admin(app, &target).then(|| app.config.roles.admin().as_str());
+    match app.store.delete_user(id, now, &effects, keep_admin).await {
         Err(StoreError::NotFound) => Err(AdminError::NotFound),
+        Err(StoreError::LastAdmin) => Err(AdminError::LastAdmin),
         Err(error) => Err(error.into()),
         Ok(revoked) => {
             app.revocations.revoked_here(&revoked, now);

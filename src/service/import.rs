@@ -134,5 +134,6 @@ fn parse_line(app: &AppState, line: &str) -> Result<NewUser, String> {
     Ok(NewUser {
         user,
         password_hash: Some(hash),
+        self_registered: false,
     })
 }

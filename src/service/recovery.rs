@@ -2,7 +2,8 @@
 //! Answers that must not reveal whether an account exists do the same store work either way and
 //! queue any mail before answering.
 
-use super::{Fault, faults_into};
+use super::sessions::{PasswordCheck, check_password};
+use super::{ClientInfo, Fault, faults_into};
 use crate::crypto::random;
 use crate::domain::{Email, Event, EventType, User, ValidationErrors};
 use crate::mail::templates::{self, Branding, Rendered};
@@ -23,6 +24,9 @@ pub enum RecoveryError {
     /// Unknown, expired, used, or (codes) dead after five wrong tries.
     #[error("invalid token")]
     InvalidToken,
+    /// The confirmation needs the account's password, and it is wrong.
+    #[error("invalid credentials")]
+    InvalidCredentials,
     /// The new password breaks the policy.
     #[error(transparent)]
     Invalid(#[from] ValidationErrors),
@@ -89,101 +93,200 @@ pub(crate) fn branding(app: &AppState) -> Branding<'_> {
     }
 }
 
-/// Spends a confirmation token; the account's email is verified.
-pub async fn confirm_email(app: &AppState, token: &str) -> Result<User, RecoveryError> {
+/// Spends a confirmation token; the account's email is verified. The first confirmation of a
+/// self-registered account also needs its password: the link proves control of the mailbox,
+/// not authorship of the account, so a victim clicking a confirmation mail for an account an
+/// attacker registered with the victim's address ("pre-hijacking") confirms nothing. The
+/// password goes through the login's failure accounting.
+pub async fn confirm_email(
+    app: &AppState,
+    token: &str,
+    password: Option<&str>,
+    client: &ClientInfo,
+) -> Result<User, RecoveryError> {
+    let token_hash = random::token_hash(token);
+    let owner = app
+        .store
+        .email_token_owner(&token_hash, TokenPurpose::VerifyEmail, app.clock.now())
+        .await?
+        .ok_or(RecoveryError::InvalidToken)?;
+    let credentials = app
+        .store
+        .credentials(owner.id)
+        .await?
+        .ok_or(RecoveryError::InvalidToken)?;
+    if credentials.self_registered && !credentials.user.email_verified {
+        let Some(password) = password else {
+            return Err(
+                ValidationErrors::one("password", "is required to confirm this account").into(),
+            );
+        };
+        let check = check_password(
+            app,
+            Some(&credentials.user.email),
+            Some(&credentials.user),
+            credentials.password_hash.as_deref(),
+            password,
+            client,
+        )
+        .await?;
+        if !matches!(check, PasswordCheck::Matches { .. }) {
+            return Err(RecoveryError::InvalidCredentials);
+        }
+    }
     let user = app
         .store
-        .confirm_email(&random::token_hash(token), app.clock.now())
+        .confirm_email(&token_hash, app.clock.now())
         .await?;
     user.ok_or(RecoveryError::InvalidToken)
 }
 
-/// Sends a new confirmation mail if `email` belongs to an unverified account. The
-/// caller answers the same whatever the case: the mail is queued in the database before it does,
-/// so it is not lost if the process stops.
-pub async fn resend_confirmation(app: &AppState, email: &str) -> Result<(), Fault> {
-    match Email::parse(email) {
-        Ok(email) => send_confirmation(app, &email).await,
-        Err(_) => Ok(()),
-    }
+/// Whether confirming with this token needs the account's password (a self-registered account
+/// not yet verified); false for a token that does not work, which the confirmation then says.
+/// Spends nothing.
+pub async fn confirmation_needs_password(app: &AppState, token: &str) -> Result<bool, Fault> {
+    let owner = app
+        .store
+        .email_token_owner(
+            &random::token_hash(token),
+            TokenPurpose::VerifyEmail,
+            app.clock.now(),
+        )
+        .await?;
+    let Some(owner) = owner else {
+        return Ok(false);
+    };
+    let credentials = app.store.credentials(owner.id).await?;
+    Ok(credentials.is_some_and(|c| c.self_registered && !c.user.email_verified))
 }
 
-async fn send_confirmation(app: &AppState, email: &Email) -> Result<(), Fault> {
-    let Some(credentials) = app.store.credentials_by_email(email).await? else {
+/// Sends a new confirmation mail if `email` belongs to an unverified account. The caller
+/// answers the same whatever the case, and the database work is the same too (see
+/// `Store::request_mail`); the mail is queued before the answer, so it is not lost if the
+/// process stops.
+pub async fn resend_confirmation(app: &AppState, email: &str) -> Result<(), Fault> {
+    let Ok(email) = Email::parse(email) else {
         return Ok(());
     };
-    let user = credentials.user;
-    if user.email_verified {
-        return Ok(());
-    }
+    let account = app.store.credentials_by_email(&email).await?;
+    let user = account.map(|c| c.user).filter(|user| !user.email_verified);
     let now = app.clock.now();
-    let (token, mail) = verification_effects(app, &user, now);
-    let effects = Effects {
-        events: Vec::new(),
-        mails: vec![mail],
-        tokens: vec![token],
-    };
-    app.store
-        .replace_email_tokens(user.id, &[], now, &effects)
+    let effects = user.as_ref().map(|user| {
+        let (token, mail) = verification_effects(app, user, now);
+        Effects {
+            events: Vec::new(),
+            mails: vec![mail],
+            tokens: vec![token],
+        }
+    });
+    let owner = user.as_ref().zip(effects.as_ref());
+    let written = app
+        .store
+        .request_mail(
+            &app.code_key.subject(&email),
+            "resend_confirmation",
+            now,
+            None,
+            owner.map(|(user, effects)| (user.id, &[][..], effects)),
+        )
         .await?;
-    app.mailer.wake();
+    if written {
+        app.mailer.wake();
+    }
     Ok(())
 }
 
 /// Sends a reset link and code if `email` belongs to an account; the caller answers the
-/// same whatever the case. A new request cancels the earlier link and code.
+/// same whatever the case, after the same database work. A new request cancels the earlier
+/// link and code.
 pub async fn forgot_password(app: &AppState, email: &str) -> Result<(), Fault> {
-    match Email::parse(email) {
-        Ok(email) => send_reset(app, &email).await,
-        Err(_) => Ok(()),
-    }
-}
-
-async fn send_reset(app: &AppState, email: &Email) -> Result<(), Fault> {
-    let Some(credentials) = app.store.credentials_by_email(email).await? else {
+    let Ok(email) = Email::parse(email) else {
         return Ok(());
     };
-    let user = credentials.user;
-    let now = app.clock.now();
-    let (token, code, group) = (random::token(), random::code(), Uuid::now_v7());
-    let issued = |token_hash: String, purpose| NewEmailToken {
-        token_hash,
-        user_id: user.id,
-        purpose,
-        group,
-        created_at: now,
-        expires_at: now + RESET_TTL,
-    };
-    let effects = Effects {
-        events: vec![Event::new(
-            EventType::PasswordResetRequested,
-            Some(user.id),
-            now,
-            json!({"email": user.email.as_str()}),
-        )],
-        mails: vec![mail(
-            &user,
-            templates::reset(&branding(app), &token, &code),
-            now,
-        )],
-        tokens: vec![
-            issued(random::token_hash(&token), TokenPurpose::ResetLink),
-            issued(
-                app.code_key.hash(user.id, &group.to_string(), &code),
-                TokenPurpose::ResetCode,
-            ),
-        ],
-    };
-    app.store
-        .replace_email_tokens(
-            user.id,
-            &[TokenPurpose::ResetLink, TokenPurpose::ResetCode],
-            now,
-            &effects,
-        )
-        .await?;
-    app.mailer.wake();
+    let user = app
+        .store
+        .credentials_by_email(&email)
+        .await?
+        .map(|c| c.user);
+    let written = send_reset(app, &email, user.as_ref(), ResetMail::Requested).await?;
+    if written {
+        app.mailer.wake();
+    }
     Ok(())
+}
+
+/// Why a reset mail goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResetMail {
+    /// Someone asked (forgot-password).
+    Requested,
+    /// The account reached the day's cap of failed password checks: the link and code work
+    /// despite the suspension of password sign-in. At most one such mail a day.
+    LoginSuspended,
+}
+
+/// Records the request for a reset mail to `email` and, when `user` is its account, writes a
+/// new link and code (cancelling earlier ones), the mail and `PASSWORD_RESET_REQUESTED` in the
+/// same transaction. Gives whether a mail was queued.
+pub(crate) async fn send_reset(
+    app: &AppState,
+    email: &Email,
+    user: Option<&User>,
+    why: ResetMail,
+) -> Result<bool, Fault> {
+    let now = app.clock.now();
+    let effects = user.map(|user| {
+        let (token, code, group) = (random::token(), random::code(), Uuid::now_v7());
+        let issued = |token_hash: String, purpose| NewEmailToken {
+            token_hash,
+            user_id: user.id,
+            purpose,
+            group,
+            created_at: now,
+            expires_at: now + RESET_TTL,
+        };
+        let rendered = match why {
+            ResetMail::Requested => templates::reset(&branding(app), &token, &code),
+            ResetMail::LoginSuspended => templates::login_suspended(&branding(app), &token, &code),
+        };
+        Effects {
+            events: vec![Event::new(
+                EventType::PasswordResetRequested,
+                Some(user.id),
+                now,
+                json!({"email": user.email.as_str()}),
+            )],
+            mails: vec![mail(user, rendered, now)],
+            tokens: vec![
+                issued(random::token_hash(&token), TokenPurpose::ResetLink),
+                issued(
+                    app.code_key.hash(user.id, &group.to_string(), &code),
+                    TokenPurpose::ResetCode,
+                ),
+            ],
+        }
+    });
+    let (purpose, sent_after) = match why {
+        ResetMail::Requested => ("forgot_password", None),
+        ResetMail::LoginSuspended => ("login_suspended", Some(now - Duration::days(1))),
+    };
+    let owner = user.zip(effects.as_ref());
+    Ok(app
+        .store
+        .request_mail(
+            &app.code_key.subject(email),
+            purpose,
+            now,
+            sent_after,
+            owner.map(|(user, effects)| {
+                (
+                    user.id,
+                    &[TokenPurpose::ResetLink, TokenPurpose::ResetCode][..],
+                    effects,
+                )
+            }),
+        )
+        .await?)
 }
 
 /// Sets a new password with a mailed link or code: every session ends, the email counts as
@@ -258,6 +361,10 @@ pub async fn reset_password(
         .await?;
     let revoked = revoked.ok_or(RecoveryError::InvalidToken)?;
     app.revocations.revoked_here(&revoked, now);
+    // A reset by mail proves the mailbox: slow-down and suspension of password sign-in end.
+    app.store
+        .forget_password_attempts(&app.code_key.subject(&user.email))
+        .await?;
     app.mailer.wake();
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The persistence seam: every SQL statement lives below here. One store method is one business
 //! operation in one transaction: the row change and its outbox event commit together or not at all.
 
+mod attempts;
 mod postgres;
 mod sqlite;
 
@@ -9,6 +10,7 @@ use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use attempts::{AttemptCounts, AttemptGate};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -21,6 +23,9 @@ pub enum StoreError {
     /// The row to change does not exist.
     #[error("not found")]
     NotFound,
+    /// The change would leave no enabled, verified admin (of the role named by the caller).
+    #[error("the last admin cannot be removed")]
+    LastAdmin,
     /// The database cannot be reached.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] anyhow::Error),
@@ -76,6 +81,8 @@ pub struct NewUser {
     pub user: User,
     /// argon2id PHC string; `None` for an account that cannot log in with a password yet.
     pub password_hash: Option<String>,
+    /// A visitor registered it (its first confirmation needs the password).
+    pub self_registered: bool,
 }
 
 /// A session about to be created, with its first refresh token.
@@ -95,6 +102,15 @@ pub struct NewSession {
     pub created_at: OffsetDateTime,
     /// When its refresh token expires.
     pub expires_at: OffsetDateTime,
+}
+
+/// What a login's session insert requires of the account, as the password check found it.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginExpects<'a> {
+    /// The hash the password was verified against.
+    pub password_hash: &'a str,
+    /// The role the account had.
+    pub role: &'a str,
 }
 
 /// An event waiting in the outbox.
@@ -359,6 +375,8 @@ pub struct Credentials {
     pub failed_logins: i64,
     /// When the last failed login was.
     pub last_failed_login_at: Option<OffsetDateTime>,
+    /// A visitor registered it (its first confirmation needs the password).
+    pub self_registered: bool,
 }
 
 /// The one store of the process; cheap to clone.
@@ -441,18 +459,19 @@ impl Store {
     }
 
     /// Starts a session for a successful login: session, refresh token, `last_login_at`, event;
-    /// also stores a re-hashed password when one is given. Only while the password hash is still
-    /// `verified_hash` (a password changed meanwhile wins): `None` when it is not, or the user is gone.
+    /// also stores a re-hashed password when one is given. Only while the account is as the
+    /// password check found it (same hash and role, enabled): a change that raced the check
+    /// wins, and `None` says so (or that the user is gone).
     pub async fn record_login(
         &self,
         session: &NewSession,
-        verified_hash: &str,
+        expected: &LoginExpects<'_>,
         rehash: Option<&str>,
         event: &Event,
     ) -> Result<Option<User>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.record_login(session, verified_hash, rehash, event).await,
-            Store::Postgres(s) => s.record_login(session, verified_hash, rehash, event).await,
+            Store::Sqlite(s) => s.record_login(session, expected, rehash, event).await,
+            Store::Postgres(s) => s.record_login(session, expected, rehash, event).await,
         }
     }
 
@@ -471,6 +490,79 @@ impl Store {
         }
     }
 
+    /// Starts a password check of `subject` from `network`: `gate` decides, from the counters
+    /// as they stand, whether it may run; when it may, it is counted as a failure at once (a
+    /// success takes that back), so parallel guesses get no more tries than sequential ones.
+    /// Gives the decision and the day's failures across networks, this attempt included.
+    pub async fn begin_password_attempt(
+        &self,
+        subject: &str,
+        network: &str,
+        now: OffsetDateTime,
+        gate: &(dyn Fn(&AttemptCounts) -> AttemptGate + Sync),
+    ) -> Result<(AttemptGate, i64), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.begin_password_attempt(subject, network, now, gate).await,
+            Store::Postgres(s) => s.begin_password_attempt(subject, network, now, gate).await,
+        }
+    }
+
+    /// A password check of `subject` from `network` succeeded: that network's failures are
+    /// forgotten and the attempt no longer counts towards the daily cap.
+    pub async fn password_attempt_passed(
+        &self,
+        subject: &str,
+        network: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.password_attempt_passed(subject, network, now).await,
+            Store::Postgres(s) => s.password_attempt_passed(subject, network, now).await,
+        }
+    }
+
+    /// Forgets every failure of `subject` (a password reset lifts slow-down and suspension).
+    pub async fn forget_password_attempts(&self, subject: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.forget_password_attempts(subject).await,
+            Store::Postgres(s) => s.forget_password_attempts(subject).await,
+        }
+    }
+
+    /// In one transaction: records a request for `purpose` mail to the address behind
+    /// `subject` (whether or not it has an account, so both cost the same writes), then, when
+    /// `effects` gives mail and no such mail was sent since `sent_after`, writes them and marks
+    /// the mail sent. Gives whether the effects were written.
+    pub async fn request_mail(
+        &self,
+        subject: &str,
+        purpose: &str,
+        now: OffsetDateTime,
+        sent_after: Option<OffsetDateTime>,
+        effects: Option<(Uuid, &[TokenPurpose], &Effects)>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                s.request_mail(subject, purpose, now, sent_after, effects)
+                    .await
+            }
+            Store::Postgres(s) => {
+                s.request_mail(subject, purpose, now, sent_after, effects)
+                    .await
+            }
+        }
+    }
+
+    /// Write transactions begun so far by this process (tests compare the work of answers that
+    /// must not differ).
+    pub fn write_transactions(&self) -> u64 {
+        let writes = match self {
+            Store::Sqlite(s) => &s.writes,
+            Store::Postgres(s) => &s.writes,
+        };
+        writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Appends an event that comes with no other change (e.g. a failed login).
     pub async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
         match self {
@@ -480,7 +572,8 @@ impl Store {
     }
 
     /// Applies a change of user fields with its effects, revoking every session (with
-    /// `revoke` as the reason) when asked; `NotFound` when the user is gone.
+    /// `revoke` as the reason) when asked; `NotFound` when the user is gone. With `keep_admin`
+    /// (the admin role), `LastAdmin` when no enabled, verified admin would be left.
     pub async fn update_user(
         &self,
         id: Uuid,
@@ -488,10 +581,31 @@ impl Store {
         revoke: Option<&str>,
         now: OffsetDateTime,
         effects: &Effects,
+        keep_admin: Option<&str>,
     ) -> Result<(User, Vec<Uuid>), StoreError> {
         match self {
-            Store::Sqlite(s) => s.update_user(id, change, revoke, now, effects).await,
-            Store::Postgres(s) => s.update_user(id, change, revoke, now, effects).await,
+            Store::Sqlite(s) => {
+                s.update_user(id, change, revoke, now, effects, keep_admin)
+                    .await
+            }
+            Store::Postgres(s) => {
+                s.update_user(id, change, revoke, now, effects, keep_admin)
+                    .await
+            }
+        }
+    }
+
+    /// Deletes up to `limit` self-registered accounts still unverified and created before
+    /// `cutoff`, with their pending mail, writing `event(user)` for each; gives their ids.
+    pub async fn purge_unverified(
+        &self,
+        cutoff: OffsetDateTime,
+        limit: i64,
+        event: &(dyn Fn(&User) -> Event + Sync),
+    ) -> Result<Vec<Uuid>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.purge_unverified(cutoff, limit, event).await,
+            Store::Postgres(s) => s.purge_unverified(cutoff, limit, event).await,
         }
     }
 
@@ -667,15 +781,18 @@ impl Store {
 
     /// Deletes a user and everything of theirs (sessions, tokens), writing `events` and a
     /// `SESSION_REVOKED` per live session; gives the ids of those sessions.
+    /// With `keep_admin` (the admin role), `LastAdmin` when no enabled, verified admin would
+    /// be left.
     pub async fn delete_user(
         &self,
         id: Uuid,
         now: OffsetDateTime,
         effects: &Effects,
+        keep_admin: Option<&str>,
     ) -> Result<Vec<Uuid>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.delete_user(id, now, effects).await,
-            Store::Postgres(s) => s.delete_user(id, now, effects).await,
+            Store::Sqlite(s) => s.delete_user(id, now, effects, keep_admin).await,
+            Store::Postgres(s) => s.delete_user(id, now, effects, keep_admin).await,
         }
     }
 
@@ -842,7 +959,14 @@ fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
 }
 
 /// The columns every user query selects, in the order the row readers expect.
-const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, failed_logins, last_failed_login_at";
+const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, failed_logins, last_failed_login_at, self_registered";
+/// Self-registered accounts still unverified before a time (`$1`), oldest first, `$2` at most.
+const UNVERIFIED_BEFORE: &str = "select id from users
+    where self_registered = $1 and email_verified = $2 and created_at < $3
+    order by created_at limit $4";
+/// The admins who keep the service administrable: enabled and verified.
+const COUNT_ADMINS: &str =
+    "select count(*) from users where role = $1 and disabled = $2 and email_verified = $3";
 /// A reset code dies at its fifth wrong try.
 const MAX_CODE_FAILURES: i64 = 5;
 /// Wrong codes a user may present within an hour, across all codes sent.

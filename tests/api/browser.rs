@@ -241,6 +241,8 @@ async fn a_person_confirms_the_email_and_resets_the_password_in_a_browser() {
         .await;
     browser.wait_for_text("Confirm your email address").await;
     browser.screenshot("confirm").await;
+    // A self-registered account's first confirmation asks for its password (pre-hijacking).
+    browser.type_into("#password", PASSWORD).await;
     browser.click("button[type=submit]").await;
     browser
         .wait_for_text("Your email address is confirmed")

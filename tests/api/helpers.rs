@@ -90,6 +90,30 @@ pub(crate) async fn spawn_app_with(args: &[&str]) -> TestApp {
     }
 }
 
+/// The service's state on a fresh database, with no server and no background workers: for
+/// tests that count the work of one call with nothing else running.
+pub(crate) async fn quiet_state(args: &[&str]) -> (AppState, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = fresh_database(&dir).await;
+    let key_file = dir.path().join("latchkey.key").display().to_string();
+    let mut argv = vec![
+        "latchkey",
+        "--database-url",
+        &database_url,
+        "--secret-key-file",
+        &key_file,
+    ];
+    argv.extend_from_slice(args);
+    let config = TestCli::parse_from(argv)
+        .settings
+        .into_config()
+        .expect("valid test settings");
+    let state = AppState::build(config, Clock::manual(Clock::System.now()))
+        .await
+        .expect("state");
+    (state, dir)
+}
+
 /// Which backend the suite runs on: SQLite, or PostgreSQL with `LATCHKEY_TEST_DATABASE=postgres`.
 pub(crate) fn on_postgres() -> bool {
     std::env::var("LATCHKEY_TEST_DATABASE").is_ok_and(|backend| backend == "postgres")

@@ -10,6 +10,7 @@ mod connections;
 mod crash;
 mod events;
 mod fuzz;
+mod hardening;
 mod helpers;
 mod import;
 mod mail;

@@ -637,7 +637,15 @@ async fn a_login_racing_a_password_change_does_not_survive_it() {
     let recorded = app
         .state
         .store
-        .record_login(&session, &hash_before, None, &event)
+        .record_login(
+            &session,
+            &latchkey::store::LoginExpects {
+                password_hash: &hash_before,
+                role: "user",
+            },
+            None,
+            &event,
+        )
         .await
         .unwrap();
 

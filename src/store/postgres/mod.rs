@@ -3,6 +3,7 @@
 //! rotated, `skip locked` on mail claims, and an advisory lock that keeps the revocation log in
 //! commit order.
 
+mod attempts;
 mod events;
 mod mail;
 mod recovery;
@@ -28,6 +29,8 @@ pub struct PostgresStore {
     /// A separate connection for the revocation sync, so that a pool busy with writers can
     /// never starve it (a starved sync would fail bearer checks closed).
     reader: PgPool,
+    /// Write transactions begun (see `Store::write_transactions`).
+    pub(super) writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl PostgresStore {
@@ -43,7 +46,11 @@ impl PostgresStore {
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(1))
             .connect_lazy_with(options);
-        Ok(PostgresStore { pool, reader })
+        Ok(PostgresStore {
+            pool,
+            reader,
+            writes: Default::default(),
+        })
     }
 
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
@@ -64,6 +71,8 @@ impl PostgresStore {
     pub(super) async fn write(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.pool.begin().await?)
     }
 
@@ -76,8 +85,8 @@ impl PostgresStore {
         let user = &new.user;
         let mut tx = self.write().await?;
         sqlx::query(
-            "insert into users (id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "insert into users (id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, self_registered)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(user.id.to_string())
         .bind(user.email.as_str())
@@ -91,6 +100,7 @@ impl PostgresStore {
         .bind(micros(user.created_at))
         .bind(micros(user.updated_at))
         .bind(user.last_login_at.map(micros))
+        .bind(new.self_registered)
         .execute(&mut *tx)
         .await?;
         if let Some(session) = session {
@@ -162,8 +172,10 @@ impl PostgresStore {
         revoke: Option<&str>,
         now: OffsetDateTime,
         effects: &Effects,
+        keep_admin: Option<&str>,
     ) -> Result<(User, Vec<Uuid>), StoreError> {
         let mut tx = self.write().await?;
+        lock_admins(&mut tx, keep_admin).await?;
         let metadata = change
             .metadata
             .as_ref()
@@ -216,8 +228,44 @@ impl PostgresStore {
         };
         write_effects(&mut tx, effects).await?;
         let user = user_in(&mut tx, id).await?;
+        check_admins_left(&mut tx, keep_admin).await?;
         tx.commit().await?;
         Ok((user, revoked))
+    }
+
+    pub(super) async fn purge_unverified(
+        &self,
+        cutoff: OffsetDateTime,
+        limit: i64,
+        event: &(dyn Fn(&User) -> Event + Sync),
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let mut tx = self.write().await?;
+        let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "{} for update skip locked",
+            super::UNVERIFIED_BEFORE
+        )))
+        .bind(true)
+        .bind(false)
+        .bind(micros(cutoff))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut purged = Vec::with_capacity(ids.len());
+        for id in ids {
+            let user = user_in(&mut tx, parse_uuid(&id)?).await?;
+            sqlx::query("delete from mail_queue where user_id = $1 and sent_at is null and failed_at is null")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("delete from users where id = $2")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            insert_event(&mut tx, &event(&user)).await?;
+            purged.push(user.id);
+        }
+        tx.commit().await?;
+        Ok(purged)
     }
 
     pub(super) async fn list_users(
@@ -291,8 +339,10 @@ impl PostgresStore {
         id: Uuid,
         now: OffsetDateTime,
         effects: &Effects,
+        keep_admin: Option<&str>,
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.write().await?;
+        lock_admins(&mut tx, keep_admin).await?;
         lock_user(&mut tx, id).await?;
         let live = sessions::revoke_in(&mut tx, id, Revoke::All, "account_deleted", now).await?;
         // Mail not yet sent goes too; sessions, refresh and mailed tokens go with the user
@@ -311,6 +361,7 @@ impl PostgresStore {
             return Err(StoreError::NotFound);
         }
         write_effects(&mut tx, effects).await?;
+        check_admins_left(&mut tx, keep_admin).await?;
         tx.commit().await?;
         Ok(live)
     }
@@ -474,5 +525,39 @@ fn credentials_from_row(row: &sqlx::postgres::PgRow) -> Result<Credentials, Stor
             .try_get::<Option<i64>, _>("last_failed_login_at")?
             .map(from_micros)
             .transpose()?,
+        self_registered: row.try_get("self_registered")?,
     })
+}
+
+/// Serialises changes that could remove the last admin.
+async fn lock_admins(tx: &mut PgConnection, keep_admin: Option<&str>) -> Result<(), StoreError> {
+    // Two admins demoting each other at once must not both succeed: lock every admin row
+    // first, so the second change sees the first and counts what it left.
+    if let Some(role) = keep_admin {
+        sqlx::query("select id from users where role = $1 for update")
+            .bind(role)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `LastAdmin` (rolling the change back) when no enabled, verified admin is left.
+async fn check_admins_left(
+    tx: &mut PgConnection,
+    keep_admin: Option<&str>,
+) -> Result<(), StoreError> {
+    let Some(role) = keep_admin else {
+        return Ok(());
+    };
+    let left: i64 = sqlx::query_scalar(super::COUNT_ADMINS)
+        .bind(role)
+        .bind(false)
+        .bind(true)
+        .fetch_one(&mut *tx)
+        .await?;
+    if left == 0 {
+        return Err(StoreError::LastAdmin);
+    }
+    Ok(())
 }

@@ -24,19 +24,7 @@ impl PostgresStore {
         effects: &Effects,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        lock_user(&mut tx, user_id).await?;
-        for purpose in purposes {
-            sqlx::query(
-                "update email_tokens set used_at = $1, updated_at = $2
-                 where user_id = $3 and purpose = $4 and used_at is null",
-            )
-            .bind(micros(now))
-            .bind(micros(now))
-            .bind(user_id.to_string())
-            .bind(purpose.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
+        kill_tokens(&mut tx, user_id, purposes, now).await?;
         write_effects(&mut tx, effects).await?;
         tx.commit().await?;
         Ok(())
@@ -274,5 +262,28 @@ pub(super) async fn kill_reset_tokens(
         .bind(TokenPurpose::ResetCode.as_str())
         .execute(&mut *tx)
         .await?;
+    Ok(())
+}
+
+/// Spends the user's live tokens of `purposes` (a new mail replaces the earlier one).
+pub(super) async fn kill_tokens(
+    tx: &mut PgConnection,
+    user_id: Uuid,
+    purposes: &[TokenPurpose],
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    lock_user(&mut *tx, user_id).await?;
+    for purpose in purposes {
+        sqlx::query(
+            "update email_tokens set used_at = $1, updated_at = $2
+             where user_id = $3 and purpose = $4 and used_at is null",
+        )
+        .bind(micros(now))
+        .bind(micros(now))
+        .bind(user_id.to_string())
+        .bind(purpose.as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(())
 }

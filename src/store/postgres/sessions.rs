@@ -3,8 +3,8 @@
 use super::{PostgresStore, from_micros, insert_event, lock_user, micros, parse_uuid, user_in};
 use crate::domain::{Event, EventType, User};
 use crate::store::{
-    NewSession, REVOCATION_LIFETIME, Revocation, Revoke, Rotate, Rotation, SessionRecord,
-    StoreError,
+    LoginExpects, NewSession, REVOCATION_LIFETIME, Revocation, Revoke, Rotate, Rotation,
+    SessionRecord, StoreError,
 };
 use serde_json::json;
 use sqlx::{PgConnection, Row};
@@ -15,7 +15,7 @@ impl PostgresStore {
     pub(in crate::store) async fn record_login(
         &self,
         session: &NewSession,
-        verified_hash: &str,
+        expected: &LoginExpects<'_>,
         rehash: Option<&str>,
         event: &Event,
     ) -> Result<Option<User>, StoreError> {
@@ -24,14 +24,16 @@ impl PostgresStore {
         let updated = sqlx::query(
             "update users set failed_logins = 0, last_login_at = $1, password_hash = coalesce($2, password_hash),
                  updated_at = case when $3 is null then updated_at else $4 end
-             where id = $5 and password_hash = $6",
+             where id = $5 and password_hash = $6 and role = $7 and disabled = $8",
         )
         .bind(at)
         .bind(rehash)
         .bind(rehash)
         .bind(at)
         .bind(session.user_id.to_string())
-        .bind(verified_hash)
+        .bind(expected.password_hash)
+        .bind(expected.role)
+        .bind(false)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -271,7 +273,7 @@ impl PostgresStore {
         // Small batches, each its own transaction, so pruning never holds the write lock long.
         // Spent refresh tokens stay until they expire: reuse detection needs them.
         let week = 7 * day;
-        let statements: [(&str, i64); 7] = [
+        let statements: [(&str, i64); 9] = [
             ("update refresh_tokens set successor_sealed = null where token_hash in
                 (select token_hash from refresh_tokens where successor_sealed is not null and used_at < $1 limit 500)",
              micros(now - grace)),
@@ -288,6 +290,11 @@ impl PostgresStore {
             // Delivered or abandoned mail (bodies already erased) is kept a week for inquiries.
             ("delete from mail_queue where id in
                 (select id from mail_queue where (sent_at is not null or failed_at is not null) and updated_at <= $1 limit 500)", at - week),
+            // Failure counts and mail throttles outlive their longest window (a day) by a day.
+            ("delete from password_attempts where (subject, network) in
+                (select subject, network from password_attempts where updated_at <= $1 limit 500)", at - 2 * day),
+            ("delete from mail_throttle where (subject, purpose) in
+                (select subject, purpose from mail_throttle where updated_at <= $1 limit 500)", at - 2 * day),
         ];
         let mut pruned = 0;
         for (statement, bound) in statements {

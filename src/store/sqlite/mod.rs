@@ -1,6 +1,7 @@
 //! SQLite: the embedded default. Writers take the lock up front (`BEGIN IMMEDIATE`) so that
 //! concurrent transactions wait for each other instead of failing on a lock upgrade.
 
+mod attempts;
 mod events;
 mod mail;
 mod recovery;
@@ -26,6 +27,8 @@ pub struct SqliteStore {
     /// A separate read-only connection for the revocation sync, so that writers queueing for
     /// the write lock can never starve it (a starved sync would fail bearer checks closed).
     reader: SqlitePool,
+    /// Write transactions begun (see `Store::write_transactions`).
+    pub(super) writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SqliteStore {
@@ -46,7 +49,11 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(1))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { pool, reader })
+        Ok(SqliteStore {
+            pool,
+            reader,
+            writes: Default::default(),
+        })
     }
 
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
@@ -64,6 +71,8 @@ impl SqliteStore {
     pub(super) async fn write(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.pool.begin_with("begin immediate").await?)
     }
 
@@ -76,8 +85,8 @@ impl SqliteStore {
         let user = &new.user;
         let mut tx = self.write().await?;
         sqlx::query(
-            "insert into users (id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at)
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "insert into users (id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, self_registered)
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(user.id.to_string())
         .bind(user.email.as_str())
@@ -91,6 +100,7 @@ impl SqliteStore {
         .bind(micros(user.created_at))
         .bind(micros(user.updated_at))
         .bind(user.last_login_at.map(micros))
+        .bind(new.self_registered)
         .execute(&mut *tx)
         .await?;
         if let Some(session) = session {
@@ -162,8 +172,10 @@ impl SqliteStore {
         revoke: Option<&str>,
         now: OffsetDateTime,
         effects: &Effects,
+        keep_admin: Option<&str>,
     ) -> Result<(User, Vec<Uuid>), StoreError> {
         let mut tx = self.write().await?;
+        lock_admins(&mut tx, keep_admin).await?;
         let metadata = change
             .metadata
             .as_ref()
@@ -216,8 +228,42 @@ impl SqliteStore {
         };
         write_effects(&mut tx, effects).await?;
         let user = user_in(&mut tx, id).await?;
+        check_admins_left(&mut tx, keep_admin).await?;
         tx.commit().await?;
         Ok((user, revoked))
+    }
+
+    pub(super) async fn purge_unverified(
+        &self,
+        cutoff: OffsetDateTime,
+        limit: i64,
+        event: &(dyn Fn(&User) -> Event + Sync),
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let mut tx = self.write().await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{}", super::UNVERIFIED_BEFORE)))
+                .bind(true)
+                .bind(false)
+                .bind(micros(cutoff))
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut purged = Vec::with_capacity(ids.len());
+        for id in ids {
+            let user = user_in(&mut tx, parse_uuid(&id)?).await?;
+            sqlx::query("delete from mail_queue where user_id = ? and sent_at is null and failed_at is null")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("delete from users where id = ?")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            insert_event(&mut tx, &event(&user)).await?;
+            purged.push(user.id);
+        }
+        tx.commit().await?;
+        Ok(purged)
     }
 
     pub(super) async fn list_users(
@@ -291,8 +337,10 @@ impl SqliteStore {
         id: Uuid,
         now: OffsetDateTime,
         effects: &Effects,
+        keep_admin: Option<&str>,
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.write().await?;
+        lock_admins(&mut tx, keep_admin).await?;
         let live = sessions::revoke_in(&mut tx, id, Revoke::All, "account_deleted", now).await?;
         // Mail not yet sent goes too; sessions, refresh and mailed tokens go with the user
         // (on delete cascade).
@@ -310,6 +358,7 @@ impl SqliteStore {
             return Err(StoreError::NotFound);
         }
         write_effects(&mut tx, effects).await?;
+        check_admins_left(&mut tx, keep_admin).await?;
         tx.commit().await?;
         Ok(live)
     }
@@ -454,5 +503,36 @@ fn credentials_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Credentials, St
             .try_get::<Option<i64>, _>("last_failed_login_at")?
             .map(from_micros)
             .transpose()?,
+        self_registered: row.try_get("self_registered")?,
     })
+}
+
+/// Serialises changes that could remove the last admin.
+async fn lock_admins(
+    tx: &mut SqliteConnection,
+    keep_admin: Option<&str>,
+) -> Result<(), StoreError> {
+    // SQLite's write lock (`begin immediate`) already serialises every change.
+    let _ = (tx, keep_admin);
+    Ok(())
+}
+
+/// `LastAdmin` (rolling the change back) when no enabled, verified admin is left.
+async fn check_admins_left(
+    tx: &mut SqliteConnection,
+    keep_admin: Option<&str>,
+) -> Result<(), StoreError> {
+    let Some(role) = keep_admin else {
+        return Ok(());
+    };
+    let left: i64 = sqlx::query_scalar(super::COUNT_ADMINS)
+        .bind(role)
+        .bind(false)
+        .bind(true)
+        .fetch_one(&mut *tx)
+        .await?;
+    if left == 0 {
+        return Err(StoreError::LastAdmin);
+    }
+    Ok(())
 }

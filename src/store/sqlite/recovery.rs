@@ -24,18 +24,7 @@ impl SqliteStore {
         effects: &Effects,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        for purpose in purposes {
-            sqlx::query(
-                "update email_tokens set used_at = ?, updated_at = ?
-                 where user_id = ? and purpose = ? and used_at is null",
-            )
-            .bind(micros(now))
-            .bind(micros(now))
-            .bind(user_id.to_string())
-            .bind(purpose.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
+        kill_tokens(&mut tx, user_id, purposes, now).await?;
         write_effects(&mut tx, effects).await?;
         tx.commit().await?;
         Ok(())
@@ -258,5 +247,27 @@ pub(super) async fn kill_reset_tokens(
         .bind(TokenPurpose::ResetCode.as_str())
         .execute(&mut *tx)
         .await?;
+    Ok(())
+}
+
+/// Spends the user's live tokens of `purposes` (a new mail replaces the earlier one).
+pub(super) async fn kill_tokens(
+    tx: &mut SqliteConnection,
+    user_id: Uuid,
+    purposes: &[TokenPurpose],
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    for purpose in purposes {
+        sqlx::query(
+            "update email_tokens set used_at = ?, updated_at = ?
+             where user_id = ? and purpose = ? and used_at is null",
+        )
+        .bind(micros(now))
+        .bind(micros(now))
+        .bind(user_id.to_string())
+        .bind(purpose.as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(())
 }

@@ -3,8 +3,8 @@
 use super::{SqliteStore, from_micros, insert_event, micros, parse_uuid, user_in};
 use crate::domain::{Event, EventType, User};
 use crate::store::{
-    NewSession, REVOCATION_LIFETIME, Revocation, Revoke, Rotate, Rotation, SessionRecord,
-    StoreError,
+    LoginExpects, NewSession, REVOCATION_LIFETIME, Revocation, Revoke, Rotate, Rotation,
+    SessionRecord, StoreError,
 };
 use serde_json::json;
 use sqlx::{Row, SqliteConnection};
@@ -15,7 +15,7 @@ impl SqliteStore {
     pub(in crate::store) async fn record_login(
         &self,
         session: &NewSession,
-        verified_hash: &str,
+        expected: &LoginExpects<'_>,
         rehash: Option<&str>,
         event: &Event,
     ) -> Result<Option<User>, StoreError> {
@@ -24,14 +24,16 @@ impl SqliteStore {
         let updated = sqlx::query(
             "update users set failed_logins = 0, last_login_at = ?, password_hash = coalesce(?, password_hash),
                  updated_at = case when ? is null then updated_at else ? end
-             where id = ? and password_hash = ?",
+             where id = ? and password_hash = ? and role = ? and disabled = ?",
         )
         .bind(at)
         .bind(rehash)
         .bind(rehash)
         .bind(at)
         .bind(session.user_id.to_string())
-        .bind(verified_hash)
+        .bind(expected.password_hash)
+        .bind(expected.role)
+        .bind(false)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -257,7 +259,7 @@ impl SqliteStore {
         // Small batches, each its own transaction, so pruning never holds the write lock long.
         // Spent refresh tokens stay until they expire: reuse detection needs them.
         let week = 7 * day;
-        let statements: [(&str, i64); 7] = [
+        let statements: [(&str, i64); 9] = [
             ("update refresh_tokens set successor_sealed = null where rowid in
                 (select rowid from refresh_tokens where successor_sealed is not null and used_at < ? limit 500)",
              micros(now - grace)),
@@ -274,6 +276,11 @@ impl SqliteStore {
             // Delivered or abandoned mail (bodies already erased) is kept a week for inquiries.
             ("delete from mail_queue where rowid in
                 (select rowid from mail_queue where (sent_at is not null or failed_at is not null) and updated_at <= ? limit 500)", at - week),
+            // Failure counts and mail throttles outlive their longest window (a day) by a day.
+            ("delete from password_attempts where rowid in
+                (select rowid from password_attempts where updated_at <= ? limit 500)", at - 2 * day),
+            ("delete from mail_throttle where rowid in
+                (select rowid from mail_throttle where updated_at <= ? limit 500)", at - 2 * day),
         ];
         let mut pruned = 0;
         for (statement, bound) in statements {

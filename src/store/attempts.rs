@@ -1,0 +1,98 @@
+//! Password-check accounting and per-address mail throttling: the SQL both backends run, and
+//! the pure reading of its rows. Every statement is written once, with `$N` placeholders.
+
+use super::{StoreError, from_micros, micros};
+use time::OffsetDateTime;
+
+/// The network name of the row that counts a subject's failures across all networks.
+pub(super) const ALL_NETWORKS: &str = "*";
+
+/// The daily window of the across-networks count.
+pub(super) const DAY: time::Duration = time::Duration::days(1);
+
+/// One subject's password-check counters, as they stood before the attempt being decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AttemptCounts {
+    /// Failures from this client network since its last success.
+    pub network_failures: i64,
+    /// When the last of them was.
+    pub network_last_failed_at: Option<OffsetDateTime>,
+    /// Failures from every network in the current day.
+    pub daily_failures: i64,
+}
+
+/// Whether a password check may run, decided in the transaction that counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptGate {
+    /// It runs, and is counted as a failure until it succeeds.
+    Open,
+    /// This network must wait (slow-down): the check answers like a wrong password.
+    Throttled,
+    /// The subject reached the daily cap: password-only login is suspended.
+    Suspended,
+}
+
+pub(super) const ENSURE_ROW: &str = "insert into password_attempts
+    (subject, network, failures, window_start, created_at, updated_at)
+    values ($1, $2, 0, $3, $4, $5) on conflict do nothing";
+
+pub(super) const SELECT_ROWS: &str = "select network, failures, window_start, last_failed_at
+    from password_attempts where subject = $1 and network in ($2, $3)";
+
+/// Counts one failure across networks, starting a new day's window when the last one ended.
+pub(super) const COUNT_ALL: &str = "update password_attempts set
+    failures = case when window_start <= $1 then 1 else failures + 1 end,
+    window_start = case when window_start <= $2 then $3 else window_start end,
+    last_failed_at = $4, updated_at = $5
+    where subject = $6 and network = $7";
+
+pub(super) const COUNT_NETWORK: &str = "update password_attempts set
+    failures = failures + 1, last_failed_at = $1, updated_at = $2
+    where subject = $3 and network = $4";
+
+/// A success forgets the network's failures...
+pub(super) const FORGET_NETWORK: &str =
+    "delete from password_attempts where subject = $1 and network = $2";
+
+/// ... and takes back the failure its attempt was counted as.
+pub(super) const UNCOUNT_ALL: &str = "update password_attempts set
+    failures = case when failures > 0 then failures - 1 else 0 end, updated_at = $1
+    where subject = $2 and network = $3 and window_start > $4";
+
+pub(super) const FORGET_SUBJECT: &str = "delete from password_attempts where subject = $1";
+
+/// Records a request for mail to one address; gives when that kind of mail was last sent.
+pub(super) const TOUCH_THROTTLE: &str = "insert into mail_throttle
+    (subject, purpose, last_requested_at, created_at, updated_at) values ($1, $2, $3, $4, $5)
+    on conflict (subject, purpose) do update set last_requested_at = $6, updated_at = $7
+    returning last_sent_at";
+
+pub(super) const THROTTLE_SENT: &str = "update mail_throttle set last_sent_at = $1, updated_at = $2
+    where subject = $3 and purpose = $4";
+
+/// The counters before this attempt, from the rows `SELECT_ROWS` gave.
+pub(super) fn counts_from(
+    rows: &[(String, i64, i64, Option<i64>)],
+    now: OffsetDateTime,
+) -> Result<AttemptCounts, StoreError> {
+    let day_ago = micros(now - DAY);
+    let mut counts = AttemptCounts::default();
+    for (network, failures, window_start, last_failed_at) in rows {
+        if network == ALL_NETWORKS {
+            counts.daily_failures = if *window_start <= day_ago {
+                0
+            } else {
+                *failures
+            };
+        } else {
+            counts.network_failures = *failures;
+            counts.network_last_failed_at = last_failed_at.map(from_micros).transpose()?;
+        }
+    }
+    Ok(counts)
+}
+
+/// Binds shared by both backends' `COUNT_ALL`.
+pub(super) fn count_all_binds(now: OffsetDateTime) -> (i64, i64) {
+    (micros(now - DAY), micros(now))
+}

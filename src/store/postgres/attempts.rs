@@ -1,0 +1,144 @@
+//! Password-check accounting and per-address mail throttling (SQL in `store::attempts`).
+
+use super::{PostgresStore, write_effects};
+use crate::store::attempts::{
+    ALL_NETWORKS, AttemptCounts, AttemptGate, COUNT_ALL, COUNT_NETWORK, ENSURE_ROW, FORGET_NETWORK,
+    FORGET_SUBJECT, SELECT_ROWS, THROTTLE_SENT, TOUCH_THROTTLE, UNCOUNT_ALL, count_all_binds,
+    counts_from,
+};
+use crate::store::{Effects, StoreError, TokenPurpose, micros};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+impl PostgresStore {
+    pub(in crate::store) async fn begin_password_attempt(
+        &self,
+        subject: &str,
+        network: &str,
+        now: OffsetDateTime,
+        gate: &(dyn Fn(&AttemptCounts) -> AttemptGate + Sync),
+    ) -> Result<(AttemptGate, i64), StoreError> {
+        let at = micros(now);
+        let mut tx = self.write().await?;
+        for row in [ALL_NETWORKS, network] {
+            sqlx::query(ENSURE_ROW)
+                .bind(subject)
+                .bind(row)
+                .bind(at)
+                .bind(at)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let rows: Vec<(String, i64, i64, Option<i64>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_ROWS} for update")))
+                .bind(subject)
+                .bind(ALL_NETWORKS)
+                .bind(network)
+                .fetch_all(&mut *tx)
+                .await?;
+        let counts = counts_from(&rows, now)?;
+        let decided = gate(&counts);
+        if decided == AttemptGate::Open {
+            let (day_ago, at) = count_all_binds(now);
+            sqlx::query(COUNT_ALL)
+                .bind(day_ago)
+                .bind(day_ago)
+                .bind(at)
+                .bind(at)
+                .bind(at)
+                .bind(subject)
+                .bind(ALL_NETWORKS)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(COUNT_NETWORK)
+                .bind(at)
+                .bind(at)
+                .bind(subject)
+                .bind(network)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        let daily = counts.daily_failures + i64::from(decided == AttemptGate::Open);
+        Ok((decided, daily))
+    }
+
+    pub(in crate::store) async fn password_attempt_passed(
+        &self,
+        subject: &str,
+        network: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let (day_ago, at) = count_all_binds(now);
+        let mut tx = self.write().await?;
+        sqlx::query(FORGET_NETWORK)
+            .bind(subject)
+            .bind(network)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(UNCOUNT_ALL)
+            .bind(at)
+            .bind(subject)
+            .bind(ALL_NETWORKS)
+            .bind(day_ago)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(in crate::store) async fn forget_password_attempts(
+        &self,
+        subject: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(FORGET_SUBJECT)
+            .bind(subject)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(in crate::store) async fn request_mail(
+        &self,
+        subject: &str,
+        purpose: &str,
+        now: OffsetDateTime,
+        sent_after: Option<OffsetDateTime>,
+        effects: Option<(Uuid, &[TokenPurpose], &Effects)>,
+    ) -> Result<bool, StoreError> {
+        let at = micros(now);
+        let mut tx = self.write().await?;
+        let last_sent: Option<i64> = sqlx::query_scalar(TOUCH_THROTTLE)
+            .bind(subject)
+            .bind(purpose)
+            .bind(at)
+            .bind(at)
+            .bind(at)
+            .bind(at)
+            .bind(at)
+            .fetch_one(&mut *tx)
+            .await?;
+        let due = match (last_sent, sent_after) {
+            (Some(last), Some(after)) => last <= micros(after),
+            _ => true,
+        };
+        let Some((user_id, purposes, effects)) = effects.filter(|_| due) else {
+            tx.commit().await?;
+            return Ok(false);
+        };
+        super::recovery::kill_tokens(&mut tx, user_id, purposes, now).await?;
+        write_effects(&mut tx, effects).await?;
+        sqlx::query(THROTTLE_SENT)
+            .bind(at)
+            .bind(at)
+            .bind(subject)
+            .bind(purpose)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,520 @@
+//! Issue 12's holes, each shown closed: budgets keyed by validated subjects, logins that race a
+//! disable, forgot/resend doing the same work for every address, conceal mode at login,
+//! pre-hijacking, password checks counted when they start (per account and network, with a
+//! daily cap that never locks the owner out), reset-code spraying, and the admin guard rails.
+
+use crate::helpers::{
+    PASSWORD, TestApp, assert_problem, quiet_state, spawn_app, spawn_app_with, spawn_app_with_mail,
+};
+use crate::smtp;
+use latchkey::service::accounts::{self, AccountFields, NewAccount, Origin};
+use latchkey::service::recovery;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+const WRONG: &str = "not the right password";
+
+/// Settings that let a test speak from any client network (through a trusted proxy), with the
+/// login budgets off so that only the password-check accounting answers.
+const BEHIND_PROXY: [&str; 6] = [
+    "--trusted-proxies",
+    "127.0.0.1/32",
+    "--rate-limit-login-account",
+    "off",
+    "--rate-limit-login-ip",
+    "off",
+];
+
+async fn post_from(app: &TestApp, ip: &str, path: &str, body: &Value) -> Response {
+    app.client
+        .post(format!("{}{path}", app.url))
+        .header("x-forwarded-for", ip)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn login_from(app: &TestApp, ip: &str, email: &str, password: &str) -> Response {
+    post_from(
+        app,
+        ip,
+        "/auth/login",
+        &json!({"email": email, "password": password}),
+    )
+    .await
+}
+
+async fn failure_reasons(app: &TestApp) -> Vec<String> {
+    app.events_of_type("USER_LOGIN_FAILED")
+        .await
+        .iter()
+        .map(|e| e["data"]["reason"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn invalid_or_huge_emails_touch_no_account_budget() {
+    let app = spawn_app().await;
+    let huge = "\u{FDFA}".repeat(20_000);
+    for email in [huge.as_str(), "not an address", "x@"] {
+        for path in ["/auth/register", "/auth/login", "/auth/forgot-password"] {
+            app.post(path, &json!({"email": email, "password": PASSWORD}))
+                .await;
+        }
+    }
+    // Only the client address's budgets (one per action) exist: junk names no account.
+    assert!(
+        app.state.limiter.budgets_in_memory() <= 3,
+        "{} budgets",
+        app.state.limiter.budgets_in_memory()
+    );
+    let huge_filter = "\u{FDFA}".repeat(3_000);
+    let admin = app.admin_token().await;
+    assert_problem(
+        app.get(&format!("/users?email={huge_filter}"), Some(&admin))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "validation_failed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_login_checked_before_a_disable_or_role_change_opens_no_session() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    for change in [json!({"disabled": true}), json!({"role": "admin"})] {
+        let email = format!("{}@example.com", uuid::Uuid::now_v7().simple());
+        let id = app.create_verified_user(&email, PASSWORD).await;
+        let credentials = app.state.store.credentials(id).await.unwrap().unwrap();
+        let hash = credentials.password_hash.clone().unwrap();
+        // The password was checked; then the admin acts; then the login commits.
+        let changed = app
+            .send(Method::PATCH, &format!("/users/{id}"), &admin, &change)
+            .await;
+        assert_eq!(changed.status(), StatusCode::OK);
+        let now = app.state.clock.now();
+        let session = latchkey::store::NewSession {
+            id: uuid::Uuid::now_v7(),
+            user_id: id,
+            refresh_token_hash: "h".repeat(43),
+            user_agent: None,
+            ip: None,
+            created_at: now,
+            expires_at: now + time::Duration::days(1),
+        };
+        let event = latchkey::domain::Event::new(
+            latchkey::domain::EventType::UserLogin,
+            Some(id),
+            now,
+            json!({}),
+        );
+        let expects = latchkey::store::LoginExpects {
+            password_hash: &hash,
+            role: "user",
+        };
+        let recorded = app
+            .state
+            .store
+            .record_login(&session, &expects, None, &event)
+            .await
+            .unwrap();
+        assert!(recorded.is_none(), "{change}");
+        assert!(
+            app.state
+                .store
+                .live_sessions(id, now)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn parallel_logins_racing_a_disable_leave_no_live_token() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let id = app.create_verified_user("ada@example.com", PASSWORD).await;
+    let logins = (0..15).map(|_| app.login("ada@example.com", PASSWORD));
+    let disable = async {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        app.send(
+            Method::PATCH,
+            &format!("/users/{id}"),
+            &admin,
+            &json!({"disabled": true}),
+        )
+        .await
+    };
+    let (answers, disabled) = tokio::join!(futures::future::join_all(logins), disable);
+    assert_eq!(disabled.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for answer in answers {
+        if answer.status() != StatusCode::OK {
+            continue;
+        }
+        let body: Value = answer.json().await.unwrap();
+        let token = body["access_token"].as_str().unwrap();
+        assert_eq!(
+            app.get("/auth/verify", Some(token)).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let now = app.state.clock.now();
+    assert!(
+        app.state
+            .store
+            .live_sessions(id, now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn forgot_and_resend_do_the_same_database_work_for_every_address() {
+    // No server, no mail worker: only the calls below write.
+    let (state, _dir) = quiet_state(&[]).await;
+    let mut errors = latchkey::domain::ValidationErrors::default();
+    let account = NewAccount::parse(
+        &state.config.password_policy,
+        AccountFields {
+            email: Some("ada@example.com".into()),
+            password: Some(PASSWORD.into()),
+            ..AccountFields::default()
+        },
+        true,
+        &mut errors,
+    )
+    .unwrap();
+    let origin = Origin::SelfService(latchkey::service::ClientInfo::default());
+    accounts::register(&state, account, origin).await.unwrap();
+    for known in ["ada@example.com", "nobody@example.com"] {
+        let before = state.store.write_transactions();
+        recovery::forgot_password(&state, known).await.unwrap();
+        let forgot = state.store.write_transactions() - before;
+        let before = state.store.write_transactions();
+        recovery::resend_confirmation(&state, known).await.unwrap();
+        let resend = state.store.write_transactions() - before;
+        assert_eq!((forgot, resend), (1, 1), "{known}");
+    }
+    // The known address did get its mails, in those same transactions.
+    let queued = state
+        .store
+        .claim_mail(state.clock.now(), time::Duration::minutes(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 3, "confirmation, reset, confirmation again");
+}
+
+#[tokio::test]
+async fn in_conceal_mode_logging_in_to_an_unverified_account_answers_like_a_wrong_password() {
+    let app = spawn_app_with(&["--conceal-existing-accounts", "true"]).await;
+    app.register("ada@example.com", PASSWORD).await;
+
+    let right = app.login("ada@example.com", PASSWORD).await;
+    let wrong = app.login("ada@example.com", WRONG).await;
+
+    assert_eq!(right.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        right.json::<Value>().await.unwrap(),
+        wrong.json::<Value>().await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_victim_clicking_an_attackers_confirmation_mail_confirms_nothing() {
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    app.register("victim@example.com", "the attackers own password")
+        .await;
+    let token = smtp::token(&smtp.wait_for(1, WAIT).await[0], "/confirm-email?token=");
+
+    assert_problem(
+        app.post("/auth/confirm-email", &json!({"token": token}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "validation_failed",
+    )
+    .await;
+    assert_problem(
+        app.post(
+            "/auth/confirm-email",
+            &json!({"token": token, "password": PASSWORD}),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    assert_problem(
+        app.login("victim@example.com", "the attackers own password")
+            .await,
+        StatusCode::FORBIDDEN,
+        "email_not_verified",
+    )
+    .await;
+
+    // A week later the squatted address is free again.
+    app.state
+        .clock
+        .advance(time::Duration::days(7) + time::Duration::minutes(1));
+    let purged = latchkey::service::accounts::purge_unverified(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert_eq!(
+        app.register("victim@example.com", PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
+    let deleted = app.events_of_type("USER_DELETED").await;
+    assert_eq!(deleted[0]["data"]["reason"], "unverified_expired");
+}
+
+#[tokio::test]
+async fn parallel_guesses_get_no_more_tries_than_sequential_ones() {
+    let app = spawn_app_with(&BEHIND_PROXY).await;
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    for _ in 0..9 {
+        login_from(&app, "198.51.100.7", "ada@example.com", WRONG).await;
+    }
+    let guesses = (0..15).map(|_| login_from(&app, "198.51.100.7", "ada@example.com", WRONG));
+    for answer in futures::future::join_all(guesses).await {
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    }
+    let reasons = failure_reasons(&app).await;
+    let checked = reasons.iter().filter(|r| *r == "invalid_password").count();
+    assert_eq!(
+        checked, 10,
+        "the tenth failure is free, the rest wait: {reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_guesser_slows_only_his_own_network_never_the_owner() {
+    let app = spawn_app_with(&BEHIND_PROXY).await;
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    for _ in 0..30 {
+        login_from(&app, "203.0.113.9", "ada@example.com", WRONG).await;
+    }
+    // Even the right password from the guesser's network waits...
+    assert_eq!(
+        login_from(&app, "203.0.113.9", "ada@example.com", PASSWORD)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // ... while the owner, elsewhere, signs in at once; IPv6 neighbours of one /64 are one network.
+    assert_eq!(
+        login_from(&app, "192.0.2.44", "ada@example.com", PASSWORD)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_daily_cap_suspends_password_sign_in_and_mails_the_owner_a_way_in() {
+    let (app, smtp) = spawn_app_with_mail(&BEHIND_PROXY).await;
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    for n in 0..100 {
+        let ip = format!("2001:db8:{n:x}::1");
+        login_from(&app, &ip, "ada@example.com", WRONG).await;
+    }
+    assert_problem(
+        login_from(&app, "192.0.2.44", "ada@example.com", PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    let mail = smtp.wait_for(1, WAIT).await[0].clone();
+    assert!(mail.contains("suspended"), "{mail}");
+    let code = smtp::code(&mail);
+    let reset = app
+        .post(
+            "/auth/reset-password",
+            &json!({"email": "ada@example.com", "code": code, "new_password": "a brand new passphrase"}),
+        )
+        .await;
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.login("ada@example.com", "a brand new passphrase")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_stolen_token_is_no_faster_a_password_oracle_than_the_login() {
+    let app = spawn_app_with(&BEHIND_PROXY).await;
+    let (token, _) = app.logged_in_user("ada@example.com").await;
+    let change = |current: &str| json!({"current_password": current, "new_password": "a brand new passphrase"});
+    // Twelve wrong guesses: past the ten free failures, the next try must wait a few seconds.
+    for _ in 0..6 {
+        let answer = app
+            .send(Method::PUT, "/users/me/password", &token, &change(WRONG))
+            .await;
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+        let answer = app
+            .send(
+                Method::DELETE,
+                "/users/me",
+                &token,
+                &json!({"password": WRONG}),
+            )
+            .await;
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    }
+    // Slowed down now: even the right password is refused until the wait is over.
+    assert_problem(
+        app.send(Method::PUT, "/users/me/password", &token, &change(PASSWORD))
+            .await,
+        StatusCode::FORBIDDEN,
+        "invalid_current_password",
+    )
+    .await;
+    app.state.clock.advance(time::Duration::seconds(10));
+    assert_eq!(
+        app.send(Method::PUT, "/users/me/password", &token, &change(PASSWORD))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn wrong_reset_codes_are_budgeted_per_network_across_accounts() {
+    let mut args = BEHIND_PROXY.to_vec();
+    args.extend(["--rate-limit-reset-code-ip", "3/1h"]);
+    let app = spawn_app_with(&args).await;
+    for n in 0..3 {
+        let answer = post_from(
+            &app,
+            "198.51.100.7",
+            "/auth/reset-password",
+            &json!({"email": format!("user{n}@example.com"), "code": "123456", "new_password": "a brand new passphrase"}),
+        )
+        .await;
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    }
+    let sprayed = post_from(
+        &app,
+        "198.51.100.7",
+        "/auth/reset-password",
+        &json!({"email": "user9@example.com", "code": "123456", "new_password": "a brand new passphrase"}),
+    )
+    .await;
+    assert_problem(sprayed, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+#[tokio::test]
+async fn conceal_mode_notices_reach_an_owner_at_most_once_an_hour() {
+    let (app, smtp) = spawn_app_with_mail(&["--conceal-existing-accounts", "true"]).await;
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    for _ in 0..3 {
+        app.register("ada@example.com", "someone elses password")
+            .await;
+    }
+    smtp.wait_for(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(smtp.messages().len(), 1);
+    app.state.clock.advance(time::Duration::minutes(61));
+    app.register("ada@example.com", "someone elses password")
+        .await;
+    assert_eq!(smtp.wait_for(2, WAIT).await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_confirmation_form_shares_the_budget_of_its_json_twin() {
+    let app = spawn_app_with(&["--rate-limit-confirm-ip", "2/1m"]).await;
+    for _ in 0..2 {
+        app.post("/auth/confirm-email", &json!({"token": "x"}))
+            .await;
+    }
+    let form = app
+        .client
+        .post(format!("{}/confirm-email", app.url))
+        .form(&[("token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(form.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn no_admin_call_can_remove_the_last_enabled_verified_admin() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let me: Value = app
+        .get("/users/me", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = me["id"].as_str().unwrap();
+    for change in [
+        json!({"role": "user"}),
+        json!({"disabled": true}),
+        json!({"email_verified": false}),
+    ] {
+        assert_problem(
+            app.send(Method::PATCH, &format!("/users/{id}"), &admin, &change)
+                .await,
+            StatusCode::CONFLICT,
+            "last_admin",
+        )
+        .await;
+    }
+    assert_problem(
+        app.send(
+            Method::DELETE,
+            &format!("/users/{id}"),
+            &admin,
+            &json!(null),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "last_admin",
+    )
+    .await;
+    // With a second admin, the first may step down.
+    let second = app.admin_token().await;
+    assert_eq!(
+        app.send(
+            Method::PATCH,
+            &format!("/users/{id}"),
+            &second,
+            &json!({"role": "user"})
+        )
+        .await
+        .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn unverifying_an_address_ends_its_sessions() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let (token, body) = app.logged_in_user("ada@example.com").await;
+    let id = body["user"]["id"].as_str().unwrap();
+    let answer = app
+        .send(
+            Method::PATCH,
+            &format!("/users/{id}"),
+            &admin,
+            &json!({"email_verified": false}),
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/auth/verify", Some(&token)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
