@@ -13,6 +13,10 @@ pub struct Settings {
     /// Address to listen on.
     #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of the operations listener (`/metrics`, `/healthz`, `/readyz`), or `off`;
+    /// `/metrics` is never served on the public listener.
+    #[arg(long, env = "LATCHKEY_METRICS_LISTEN", default_value = "127.0.0.1:9464", value_parser = OptionalAddress::parse)]
+    pub metrics_listen: OptionalAddress,
     /// Database URL: `sqlite://path` (created when missing).
     #[arg(
         long,
@@ -196,6 +200,23 @@ pub enum LogFormat {
     Json,
 }
 
+/// A listen address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddress(pub Option<SocketAddr>);
+
+impl OptionalAddress {
+    /// Parses `host:port`, or `off`.
+    pub fn parse(raw: &str) -> Result<OptionalAddress, String> {
+        if raw.trim().eq_ignore_ascii_case("off") {
+            return Ok(OptionalAddress(None));
+        }
+        raw.trim()
+            .parse()
+            .map(|address| OptionalAddress(Some(address)))
+            .map_err(|_| format!("{raw:?} is not an address like 127.0.0.1:9464, nor `off`"))
+    }
+}
+
 /// A secret setting: its `Debug` never shows the value.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -225,6 +246,8 @@ impl std::fmt::Debug for Secret {
 pub struct Config {
     /// Listen address.
     pub listen: SocketAddr,
+    /// The operations listener's address (metrics, health), if it is on.
+    pub metrics_listen: Option<SocketAddr>,
     /// Database URL (never logged: it may carry a password).
     pub database_url: Secret,
     /// Public base URL without a trailing slash, including the base path.
@@ -371,6 +394,12 @@ impl Settings {
         {
             return Err("LATCHKEY_HEADER_TIMEOUT must be at least 100ms and LATCHKEY_MAX_CONNECTIONS between 1 and 1000000".into());
         }
+        if let Some(metrics) = self.metrics_listen.0
+            && metrics.port() != 0
+            && metrics == self.listen
+        {
+            return Err("LATCHKEY_METRICS_LISTEN must differ from LATCHKEY_LISTEN: metrics are never served on the public listener".into());
+        }
         if let Some(url) = &self.redis_url {
             redis::Client::open(url.expose())
                 .map_err(|e| format!("LATCHKEY_REDIS_URL is not a usable Redis URL: {e}"))?;
@@ -450,6 +479,7 @@ impl Settings {
         }
         Ok(Config {
             listen: self.listen,
+            metrics_listen: self.metrics_listen.0,
             database_url: self.database_url,
             jwt_issuer: self.jwt_issuer.unwrap_or_else(|| public_url.clone()),
             public_url,
@@ -634,6 +664,19 @@ mod tests {
                 .contains("8.8.8.8".parse().unwrap())
         );
         assert!(Cidr::parse("10.0.0.0/33").is_err() && Cidr::parse("ten").is_err());
+    }
+
+    #[test]
+    fn an_optional_address_is_an_address_or_off() {
+        assert_eq!(
+            OptionalAddress::parse("127.0.0.1:9464").unwrap(),
+            OptionalAddress(Some("127.0.0.1:9464".parse().unwrap()))
+        );
+        assert_eq!(
+            OptionalAddress::parse("off").unwrap(),
+            OptionalAddress(None)
+        );
+        assert!(OptionalAddress::parse("9464").is_err());
     }
 
     #[test]

@@ -160,7 +160,7 @@ fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// The whole service, ready to serve.
+/// The public service, ready to serve: the API, its pages and documents, never `/metrics`.
 pub fn router(app: AppState) -> Router {
     let base_path = app.config.base_path.clone();
     let (routes, _) = api().split_for_parts();
@@ -173,6 +173,19 @@ pub fn router(app: AppState) -> Router {
     } else {
         Router::new().nest(&base_path, routes).fallback(not_found)
     };
+    with_layers(routes, app)
+}
+
+/// The operations listener's service: metrics, liveness and readiness, at the root (it is never
+/// mounted behind the gateway, so the base path does not apply).
+pub fn operations_router(app: AppState) -> Router {
+    let routes = ops::operations_routes()
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    with_layers(routes, app)
+}
+
+fn with_layers(routes: Router<AppState>, app: AppState) -> Router {
     routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))

@@ -79,8 +79,13 @@ async fn users_add_applies_the_password_policy_and_refuses_unknown_roles() {
 
 #[test]
 fn a_bad_setting_stops_the_process_with_one_clear_line() {
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 6] = [
         (&[("LATCHKEY_LISTEN", "not-an-address")], "--listen"),
+        (&[("LATCHKEY_METRICS_LISTEN", "9464")], "--metrics-listen"),
+        (
+            &[("LATCHKEY_LISTEN", "127.0.0.1:9464")],
+            "LATCHKEY_METRICS_LISTEN",
+        ),
         (
             &[
                 ("LATCHKEY_JWT_ALG", "HS256"),
@@ -112,6 +117,30 @@ fn a_bad_setting_stops_the_process_with_one_clear_line() {
             "secrets are never printed"
         );
     }
+}
+
+#[tokio::test]
+async fn a_taken_operations_address_stops_start_up_with_one_line() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+
+    let output = latchkey()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            &address,
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&address), "{stderr}");
 }
 
 #[test]
@@ -159,7 +188,13 @@ fn openapi_prints_the_specification() {
 async fn serve_on_a_fresh_directory_creates_the_database_and_logs_its_url() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = latchkey()
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
         .current_dir(dir.path())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -211,6 +246,7 @@ async fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = latchkey()
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .current_dir(dir.path())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
