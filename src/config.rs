@@ -180,6 +180,10 @@ pub struct Settings {
     /// with an answer left unread.
     #[arg(long, env = "LATCHKEY_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
+    /// Longest a request's body may take to arrive once its headers have; a slower one is
+    /// answered 408 and its connection closed.
+    #[arg(long, env = "LATCHKEY_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
     /// Client connections served at once; more wait in the accept queue.
     #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
@@ -310,6 +314,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Longest a client may stall: sending request headers, or leaving an answer unread.
     pub header_timeout: Duration,
+    /// Longest a request's body may take to arrive after its headers.
+    pub body_timeout: Duration,
     /// Client connections served at once.
     pub max_connections: usize,
     /// Log format.
@@ -393,6 +399,9 @@ impl Settings {
             || !(1..=1_000_000).contains(&self.max_connections)
         {
             return Err("LATCHKEY_HEADER_TIMEOUT must be at least 100ms and LATCHKEY_MAX_CONNECTIONS between 1 and 1000000".into());
+        }
+        if self.body_timeout < Duration::milliseconds(100) {
+            return Err("LATCHKEY_BODY_TIMEOUT must be at least 100ms".into());
         }
         if let Some(metrics) = self.metrics_listen.0
             && metrics.port() != 0
@@ -519,6 +528,7 @@ impl Settings {
             rate_limits,
             request_timeout: self.request_timeout,
             header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
             max_connections: self.max_connections,
             log_format: self.log_format,
             log: self.log,

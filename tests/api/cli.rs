@@ -79,13 +79,14 @@ async fn users_add_applies_the_password_policy_and_refuses_unknown_roles() {
 
 #[test]
 fn a_bad_setting_stops_the_process_with_one_clear_line() {
-    let cases: [(&[(&str, &str)], &str); 6] = [
+    let cases: [(&[(&str, &str)], &str); 7] = [
         (&[("LATCHKEY_LISTEN", "not-an-address")], "--listen"),
         (&[("LATCHKEY_METRICS_LISTEN", "9464")], "--metrics-listen"),
         (
             &[("LATCHKEY_LISTEN", "127.0.0.1:9464")],
             "LATCHKEY_METRICS_LISTEN",
         ),
+        (&[("LATCHKEY_BODY_TIMEOUT", "forever")], "--body-timeout"),
         (
             &[
                 ("LATCHKEY_JWT_ALG", "HS256"),
