@@ -44,6 +44,9 @@ pub async fn run(
             operations.local_addr()?
         );
     }
+    if app.config.smtp_url.is_none() {
+        warn_mail_goes_to_the_log(&app.config);
+    }
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let mail_worker = app
         .mailer
@@ -112,6 +115,20 @@ pub async fn run(
     }
     served?;
     Ok(operations_served?)
+}
+
+/// Without SMTP every mail, reset codes and sign-in links included, is written to the log: said
+/// once, at start, so nobody runs that way by accident and the log is guarded like a mailbox.
+fn warn_mail_goes_to_the_log(config: &Config) {
+    match &config.mail_dir {
+        Some(dir) => tracing::warn!(
+            mail_dir = %dir.display(),
+            "LATCHKEY_SMTP_URL is not set: mails, with their links and codes, go to the log and to LATCHKEY_MAIL_DIR, not to their recipients; whoever reads them can use them"
+        ),
+        None => tracing::warn!(
+            "LATCHKEY_SMTP_URL is not set: mails, with their links and codes, go to the log, not to their recipients; whoever reads the log can use them"
+        ),
+    }
 }
 
 /// Picks up rotated signing keys on every instance, without a restart.

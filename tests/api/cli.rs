@@ -144,6 +144,77 @@ async fn a_taken_operations_address_stops_start_up_with_one_line() {
     assert!(stderr.contains(&address), "{stderr}");
 }
 
+#[tokio::test]
+async fn without_smtp_start_up_warns_once_that_mails_go_to_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = latchkey()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+        ])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map(crate::helpers::Process)
+        .unwrap();
+    let (lines, logged) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.0.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let next_line = || {
+        logged
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a log line")
+    };
+    let mut log = Vec::new();
+    let url = loop {
+        let line = next_line();
+        log.push(line.clone());
+        if let Some(at) = line.find("http://") {
+            break line[at..].split_whitespace().next().unwrap().to_owned();
+        }
+    };
+
+    // Two mails: the warning is about the setting, not repeated for each mail.
+    let client = reqwest::Client::new();
+    for email in ["ada@example.com", "grace@example.com"] {
+        let registered = client
+            .post(format!("{url}/auth/register"))
+            .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(registered.status(), StatusCode::CREATED);
+    }
+    let mut mails = 0;
+    while mails < 2 {
+        let line = next_line();
+        if line.contains("no SMTP server configured") {
+            mails += 1;
+        }
+        log.push(line);
+    }
+    drop(child);
+    let log = log.join("\n");
+
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("LATCHKEY_SMTP_URL"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("links and codes") && warnings[0].contains("log"),
+        "{log}"
+    );
+}
+
 #[test]
 fn serve_help_lists_every_setting_with_its_variable_and_default() {
     let output = latchkey()
