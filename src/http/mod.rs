@@ -259,6 +259,12 @@ async fn request_context(
         headers
             .entry(header::CACHE_CONTROL)
             .or_insert(HeaderValue::from_static("no-store"));
+        // No browser may guess a type: a problem document or a JSON echo of user input must
+        // never be sniffed into HTML.
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         if headers
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v == "application/json")
