@@ -13,6 +13,10 @@ pub struct Settings {
     /// Address to listen on.
     #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of the operations listener (`/metrics`, `/healthz`, `/readyz`), or `off`;
+    /// `/metrics` is never served on the public listener.
+    #[arg(long, env = "LATCHKEY_METRICS_LISTEN", default_value = "127.0.0.1:9464", value_parser = OptionalAddress::parse)]
+    pub metrics_listen: OptionalAddress,
     /// Database URL: `sqlite://path` (created when missing).
     #[arg(
         long,
@@ -182,6 +186,10 @@ pub struct Settings {
     /// with an answer left unread.
     #[arg(long, env = "LATCHKEY_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
+    /// Longest a request's body may take to arrive once its headers have; a slower one is
+    /// answered 408 and its connection closed.
+    #[arg(long, env = "LATCHKEY_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
     /// Client connections served at once; more wait in the accept queue.
     #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
@@ -200,6 +208,23 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// A listen address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddress(pub Option<SocketAddr>);
+
+impl OptionalAddress {
+    /// Parses `host:port`, or `off`.
+    pub fn parse(raw: &str) -> Result<OptionalAddress, String> {
+        if raw.trim().eq_ignore_ascii_case("off") {
+            return Ok(OptionalAddress(None));
+        }
+        raw.trim()
+            .parse()
+            .map(|address| OptionalAddress(Some(address)))
+            .map_err(|_| format!("{raw:?} is not an address like 127.0.0.1:9464, nor `off`"))
+    }
 }
 
 /// A secret setting: its `Debug` never shows the value.
@@ -231,6 +256,8 @@ impl std::fmt::Debug for Secret {
 pub struct Config {
     /// Listen address.
     pub listen: SocketAddr,
+    /// The operations listener's address (metrics, health), if it is on.
+    pub metrics_listen: Option<SocketAddr>,
     /// Database URL (never logged: it may carry a password).
     pub database_url: Secret,
     /// Public base URL without a trailing slash, including the base path.
@@ -295,6 +322,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Longest a client may stall: sending request headers, or leaving an answer unread.
     pub header_timeout: Duration,
+    /// Longest a request's body may take to arrive after its headers.
+    pub body_timeout: Duration,
     /// Client connections served at once.
     pub max_connections: usize,
     /// Log format.
@@ -380,6 +409,15 @@ impl Settings {
         {
             return Err("LATCHKEY_HEADER_TIMEOUT must be at least 100ms and LATCHKEY_MAX_CONNECTIONS between 1 and 1000000".into());
         }
+        if self.body_timeout < Duration::milliseconds(100) {
+            return Err("LATCHKEY_BODY_TIMEOUT must be at least 100ms".into());
+        }
+        if let Some(metrics) = self.metrics_listen.0
+            && metrics.port() != 0
+            && metrics == self.listen
+        {
+            return Err("LATCHKEY_METRICS_LISTEN must differ from LATCHKEY_LISTEN: metrics are never served on the public listener".into());
+        }
         if let Some(url) = &self.redis_url {
             redis::Client::open(url.expose())
                 .map_err(|e| format!("LATCHKEY_REDIS_URL is not a usable Redis URL: {e}"))?;
@@ -462,6 +500,7 @@ impl Settings {
         }
         Ok(Config {
             listen: self.listen,
+            metrics_listen: self.metrics_listen.0,
             database_url: self.database_url,
             jwt_issuer: self.jwt_issuer.unwrap_or_else(|| public_url.clone()),
             public_url,
@@ -502,6 +541,7 @@ impl Settings {
             rate_limits,
             request_timeout: self.request_timeout,
             header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
             max_connections: self.max_connections,
             log_format: self.log_format,
             log: self.log,
@@ -647,6 +687,19 @@ mod tests {
                 .contains("8.8.8.8".parse().unwrap())
         );
         assert!(Cidr::parse("10.0.0.0/33").is_err() && Cidr::parse("ten").is_err());
+    }
+
+    #[test]
+    fn an_optional_address_is_an_address_or_off() {
+        assert_eq!(
+            OptionalAddress::parse("127.0.0.1:9464").unwrap(),
+            OptionalAddress(Some("127.0.0.1:9464".parse().unwrap()))
+        );
+        assert_eq!(
+            OptionalAddress::parse("off").unwrap(),
+            OptionalAddress(None)
+        );
+        assert!(OptionalAddress::parse("9464").is_err());
     }
 
     #[test]

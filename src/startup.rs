@@ -1,4 +1,5 @@
-//! Start-up and shutdown: bind, build the state, serve until SIGINT/SIGTERM.
+//! Start-up and shutdown: bind, build the state, serve the public and the operations listeners
+//! until SIGINT/SIGTERM.
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -7,18 +8,28 @@ use crate::state::AppState;
 use std::future::Future;
 use tokio::net::TcpListener;
 
-/// Builds everything from `config` and serves on its listen address until a signal.
+/// Builds everything from `config` and serves on its listen addresses until a signal.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let listener = bind(config.listen).await?;
+    let operations = match config.metrics_listen {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
     let app = AppState::build(config, Clock::System).await?;
-    run(listener, app, shutdown_signal()).await
+    run(listener, operations, app, shutdown_signal()).await
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
+async fn bind(address: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))
+}
+
+/// Serves `app` on `listener` (and the operations routes on `operations`, when given) until
+/// `shutdown` completes, then finishes in-flight requests.
 pub async fn run(
     listener: TcpListener,
+    operations: Option<TcpListener>,
     app: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -27,6 +38,15 @@ pub async fn run(
         "latchkey listening on http://{address}{}",
         app.config.base_path
     );
+    if let Some(operations) = &operations {
+        tracing::info!(
+            "metrics, health and readiness on http://{}",
+            operations.local_addr()?
+        );
+    }
+    if app.config.smtp_url.is_none() {
+        warn_mail_goes_to_the_log(&app.config);
+    }
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let mail_worker = app
         .mailer
@@ -55,7 +75,32 @@ pub async fn run(
         // Long enough for any request still inside its deadline, and its answer, to finish.
         shutdown_grace: (app.config.request_timeout + app.config.header_timeout).unsigned_abs(),
     };
-    let served = http::listen::serve(listener, http::router(app), limits, shutdown).await;
+    // One shutdown for both listeners.
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        let _ = closing.send(true);
+    });
+    let stopped = |mut closed: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = closed.wait_for(|closing| *closing).await;
+    };
+    let public = http::listen::serve(
+        listener,
+        http::router(app.clone()),
+        limits,
+        stopped(closed.clone()),
+    );
+    let operations = async {
+        match operations {
+            Some(listener) => {
+                let router = http::operations_router(app.clone());
+                http::listen::serve(listener, router, limits, stopped(closed)).await
+            }
+            None => Ok(()),
+        }
+    };
+    let (served, operations_served) = tokio::join!(public, operations);
+    signal.abort();
     // The mail worker finishes the mail in hand (so none is sent twice after a restart); the
     // other workers hold nothing that could be lost.
     let _ = stop.send(true);
@@ -68,7 +113,22 @@ pub async fn run(
     for worker in workers {
         worker.abort();
     }
-    Ok(served?)
+    served?;
+    Ok(operations_served?)
+}
+
+/// Without SMTP every mail, reset codes and sign-in links included, is written to the log: said
+/// once, at start, so nobody runs that way by accident and the log is guarded like a mailbox.
+fn warn_mail_goes_to_the_log(config: &Config) {
+    match &config.mail_dir {
+        Some(dir) => tracing::warn!(
+            mail_dir = %dir.display(),
+            "LATCHKEY_SMTP_URL is not set: mails, with their links and codes, go to the log and to LATCHKEY_MAIL_DIR, not to their recipients; whoever reads them can use them"
+        ),
+        None => tracing::warn!(
+            "LATCHKEY_SMTP_URL is not set: mails, with their links and codes, go to the log, not to their recipients; whoever reads the log can use them"
+        ),
+    }
 }
 
 /// Picks up rotated signing keys on every instance, without a restart.

@@ -17,8 +17,11 @@ use std::sync::{Arc, RwLock};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-/// Leeway for `exp` and `nbf`, per the contract.
-const LEEWAY_SECONDS: i64 = 1;
+/// Leeway for `exp` and `nbf`, per the contract, in milliseconds: whole seconds would let a
+/// token live up to a second longer than that.
+const LEEWAY_MILLIS: i128 = 1_000;
+/// The JOSE `typ` of access tokens (RFC 9068): no other JWT, however well signed, passes as one.
+const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 
 /// The signing algorithms offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -310,6 +313,7 @@ impl Tokens {
         claims.exp = Some(issued + self.settings.ttl.whole_seconds());
         claims.jti = Uuid::now_v7().to_string();
         let mut header = Header::new(self.settings.alg.jose());
+        header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
         header.kid = Some(ring.signing_kid.clone());
         jsonwebtoken::encode(&header, &claims, &ring.signing)
             .map_err(|e| TokenError::Internal(e.into()))
@@ -335,19 +339,24 @@ impl Tokens {
             }
         };
         // Time is checked on every use, and here rather than by the library, so it follows the
-        // injected clock.
-        let now = now.unix_timestamp();
+        // injected clock, to the millisecond.
+        let now = now.unix_timestamp_nanos() / 1_000_000;
+        let millis = |seconds: i64| i128::from(seconds) * 1_000;
         let exp = claims.exp.ok_or(TokenError::Invalid("no expiry"))?;
-        if now > exp + LEEWAY_SECONDS {
+        if now >= millis(exp) + LEEWAY_MILLIS {
             return Err(TokenError::Invalid("expired"));
         }
-        if claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECONDS) {
+        if claims
+            .nbf
+            .is_some_and(|nbf| millis(nbf) - LEEWAY_MILLIS > now)
+        {
             return Err(TokenError::Invalid("not yet valid"));
         }
         Ok(claims)
     }
 
-    /// Everything but time: algorithm, critical headers, key id, signature, issuer, audience.
+    /// Everything but time: type, algorithm, critical headers, key id, signature, issuer,
+    /// audience.
     fn verify_signature(
         &self,
         ring: &KeyRing,
@@ -355,6 +364,9 @@ impl Tokens {
     ) -> Result<(String, AccessClaims), TokenError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| TokenError::Invalid("malformed header"))?;
+        if header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+            return Err(TokenError::Invalid("not an access token"));
+        }
         if header.alg != self.settings.alg.jose() {
             return Err(TokenError::Invalid("unexpected algorithm"));
         }
@@ -458,16 +470,37 @@ mod tests {
         )
         .unwrap();
         let token = tokens.issue(claims(), now()).unwrap();
+        let exp = now() + Duration::seconds(900);
         assert!(
             tokens
-                .verify(&token, now() + Duration::seconds(901))
+                .verify(&token, exp + Duration::milliseconds(999))
                 .is_ok()
         );
+        assert!(tokens.verify(&token, exp + Duration::seconds(1)).is_err());
+    }
+
+    #[test]
+    fn not_before_allows_one_second_of_leeway_and_no_more() {
+        let tokens = Tokens::with_keys(
+            settings(JwtAlg::EdDsa),
+            &[KeyMaterial::generate(JwtAlg::EdDsa).unwrap()],
+        )
+        .unwrap();
+        let token = tokens.issue(claims(), now()).unwrap();
+        assert!(tokens.verify(&token, now() - Duration::seconds(1)).is_ok());
         assert!(
             tokens
-                .verify(&token, now() + Duration::seconds(902))
+                .verify(&token, now() - Duration::milliseconds(1_001))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn issued_tokens_are_typed_as_access_tokens() {
+        let tokens = Tokens::with_secret(settings(JwtAlg::Hs256), &[7u8; 32]);
+        let token = tokens.issue(claims(), now()).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
     }
 
     #[test]

@@ -191,10 +191,12 @@ fn hash_with(params: &Params, secret: &str) -> anyhow::Result<String> {
 }
 
 fn verify_with(params: &Params, secret: &str, stored: &str) -> anyhow::Result<Verified> {
-    // Imported from another system: verified as that system did (bcrypt truncates at 72 bytes),
-    // then re-hashed with argon2id by the caller.
+    // Imported from another system, then re-hashed with argon2id by the caller. bcrypt reads
+    // only 72 bytes, so a longer password would match on its first 72 alone: it fails instead,
+    // after the same work, so its length shows in no timing.
     if is_bcrypt(stored) {
-        let matches = bcrypt::verify(secret, stored).unwrap_or(false);
+        let within_reach = secret.len() <= BCRYPT_MAX_BYTES;
+        let matches = bcrypt::verify(secret, stored).unwrap_or(false) && within_reach;
         return Ok(Verified {
             matches,
             needs_rehash: true,
@@ -232,6 +234,9 @@ fn verify_phc(stored: &PasswordHash, secret: &[u8]) -> bool {
     let argon2 = Argon2::new(algorithm, version, params.clone());
     compute(argon2, &params, secret, salt.as_ref()).is_ok_and(|output| output == *expected)
 }
+
+/// The most bytes of a password that bcrypt reads.
+const BCRYPT_MAX_BYTES: usize = 72;
 
 fn is_bcrypt(hash: &str) -> bool {
     ["$2a$", "$2b$", "$2y$"]
@@ -410,6 +415,25 @@ mod tests {
             (right.matches, right.needs_rehash, wrong.matches),
             (true, true, false)
         );
+    }
+
+    #[tokio::test]
+    async fn a_bcrypt_hash_verifies_72_bytes_and_refuses_anything_longer() {
+        let hasher = Hasher::new(config(1, 4, 1)).unwrap();
+        let password = "a".repeat(72);
+        let imported = bcrypt::hash(&password, 4).unwrap();
+        let verify = |candidate: String| {
+            let (hasher, imported) = (hasher.clone(), imported.clone());
+            async move {
+                hasher
+                    .verify(&Candidate::new(&candidate).unwrap(), Some(&imported))
+                    .await
+                    .unwrap()
+                    .matches
+            }
+        };
+        assert!(verify(password.clone()).await);
+        assert!(!verify(format!("{password}b")).await);
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub enum ApiError {
     /// Body not sent as JSON.
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// The body did not arrive within the body timeout.
+    #[error("request timeout")]
+    RequestTimeout,
     /// A rate limit ran out.
     #[error("rate limited")]
     RateLimited(crate::ratelimit::Limited),
@@ -204,6 +207,12 @@ impl ApiError {
                 "Unsupported media type",
                 "Send the body as application/json.".into(),
             ),
+            RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "Request timeout",
+                "The request body did not arrive in time.".into(),
+            ),
             RateLimited(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -284,6 +293,11 @@ impl IntoResponse for ApiError {
                         headers.insert(name, value);
                     }
                 }
+            }
+            // The rest of the slow body may still be on its way: the connection cannot carry
+            // another request.
+            ApiError::RequestTimeout => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             ApiError::Overloaded | ApiError::Unavailable(_) => {
                 headers.insert(

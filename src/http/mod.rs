@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+mod deadline;
 pub mod error;
 pub mod extract;
 pub mod listen;
@@ -147,6 +148,10 @@ fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
                     "415",
                     "`unsupported_media_type`: body not sent as application/json",
                 ));
+                generic.push((
+                    "408",
+                    "`request_timeout`: the body did not arrive within LATCHKEY_BODY_TIMEOUT of the headers",
+                ));
                 generic.push(("503", "`overloaded` or `unavailable`, with Retry-After"));
             }
             for (status, description) in generic {
@@ -160,7 +165,7 @@ fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// The whole service, ready to serve.
+/// The public service, ready to serve: the API, its pages and documents, never `/metrics`.
 pub fn router(app: AppState) -> Router {
     let base_path = app.config.base_path.clone();
     let (routes, _) = api().split_for_parts();
@@ -173,23 +178,28 @@ pub fn router(app: AppState) -> Router {
     } else {
         Router::new().nest(&base_path, routes).fallback(not_found)
     };
+    with_layers(routes, app)
+}
+
+/// The operations listener's service: metrics, liveness and readiness, at the root (it is never
+/// mounted behind the gateway, so the base path does not apply).
+pub fn operations_router(app: AppState) -> Router {
+    let routes = ops::operations_routes()
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    with_layers(routes, app)
+}
+
+fn with_layers(routes: Router<AppState>, app: AppState) -> Router {
+    let deadlines = deadline::Deadlines {
+        request: app.config.request_timeout.unsigned_abs(),
+        body: app.config.body_timeout.unsigned_abs(),
+    };
     routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(
-            app.config.request_timeout.unsigned_abs(),
-            request_context,
-        ))
+        .layer(middleware::from_fn_with_state(deadlines, request_context))
         .with_state(app)
-}
-
-/// Past its deadline a request is answered 503; dropping it rolls back any transaction.
-async fn within_deadline(limit: std::time::Duration, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Unavailable(anyhow::anyhow!("the request took longer than {limit:?}"))
-            .into_response(),
-    }
 }
 
 fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -209,11 +219,11 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Gives every request an id (the client's when well-formed), a span carrying it, a deadline,
+/// Gives every request an id (the client's when well-formed), a span carrying it, deadlines,
 /// one access log line, and the log line of any 5xx cause, then echoes the id in `X-Request-Id`.
 /// One middleware rather than several: each layer costs an allocation on every request.
 async fn request_context(
-    axum::extract::State(deadline): axum::extract::State<std::time::Duration>,
+    axum::extract::State(deadlines): axum::extract::State<deadline::Deadlines>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -226,7 +236,7 @@ async fn request_context(
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
     async move {
         let started = Instant::now();
-        let mut response = within_deadline(deadline, request, next).await;
+        let mut response = deadline::within(deadlines, request, next).await;
         let status = response.status();
         if let Some(LoggedCause(cause)) = response.extensions_mut().remove::<LoggedCause>() {
             if status.is_server_error() && status != axum::http::StatusCode::SERVICE_UNAVAILABLE {
@@ -249,6 +259,12 @@ async fn request_context(
         headers
             .entry(header::CACHE_CONTROL)
             .or_insert(HeaderValue::from_static("no-store"));
+        // No browser may guess a type: a problem document or a JSON echo of user input must
+        // never be sniffed into HTML.
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         if headers
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v == "application/json")
@@ -342,7 +358,10 @@ mod tests {
                 get(|| async { ApiError::Internal(anyhow::anyhow!("disk on fire")) }),
             )
             .layer(middleware::from_fn_with_state(
-                std::time::Duration::from_secs(30),
+                deadline::Deadlines {
+                    request: std::time::Duration::from_secs(30),
+                    body: std::time::Duration::from_secs(10),
+                },
                 request_context,
             ));
 

@@ -1,4 +1,5 @@
-//! Operations: liveness, readiness, metrics, the OpenAPI document and a page that shows it.
+//! Operations: liveness, readiness, metrics (on the operations listener only), the OpenAPI
+//! document and a page that shows it.
 
 use super::error::{ApiError, Problem};
 use crate::mail::templates::escape;
@@ -52,11 +53,18 @@ pub async fn openapi_json(State(app): State<AppState>) -> Json<utoipa::openapi::
     Json(super::openapi(&app.config.base_path))
 }
 
-/// `/metrics` and `/docs`: served, but outside the OpenAPI document.
+/// `/docs`: served on the public listener, but outside the OpenAPI document.
 pub fn routes() -> Router<AppState> {
+    Router::new().route("/docs", get(docs))
+}
+
+/// The operations listener's routes. `/metrics` is only here: its counters move with what
+/// happens to accounts (mails sent, for one), which no public answer may reveal.
+pub fn operations_routes() -> Router<AppState> {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/docs", get(docs))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 /// Prometheus text exposition.

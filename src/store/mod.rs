@@ -49,16 +49,19 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::Unavailable(error.into())
             }
             sqlx::Error::RowNotFound => StoreError::NotFound,
-            // PostgreSQL going away, restarting, out of resources, or asking for a retry
-            // (deadlock, serialization): the client should retry, not see a bug.
+            // PostgreSQL going away (connection lost, shut down, the database dropped or
+            // renamed, our role refused), out of resources, or asking for a retry (deadlock,
+            // serialization): the client should retry, not see a bug.
             sqlx::Error::Database(db)
                 if db
                     .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
                     .is_some()
                     && db.code().is_some_and(|code| {
                         code.starts_with("08")
+                            || code.starts_with("28")
                             || code.starts_with("53")
                             || code.starts_with("57P0")
+                            || code == "3D000"
                             || code == "40001"
                             || code == "40P01"
                     }) =>
@@ -67,6 +70,8 @@ impl From<sqlx::Error> for StoreError {
             }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_)
             | sqlx::Error::Io(_)
             | sqlx::Error::Protocol(_) => StoreError::Unavailable(error.into()),
             _ => StoreError::Other(error.into()),

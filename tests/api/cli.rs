@@ -79,8 +79,14 @@ async fn users_add_applies_the_password_policy_and_refuses_unknown_roles() {
 
 #[test]
 fn a_bad_setting_stops_the_process_with_one_clear_line() {
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 7] = [
         (&[("LATCHKEY_LISTEN", "not-an-address")], "--listen"),
+        (&[("LATCHKEY_METRICS_LISTEN", "9464")], "--metrics-listen"),
+        (
+            &[("LATCHKEY_LISTEN", "127.0.0.1:9464")],
+            "LATCHKEY_METRICS_LISTEN",
+        ),
+        (&[("LATCHKEY_BODY_TIMEOUT", "forever")], "--body-timeout"),
         (
             &[
                 ("LATCHKEY_JWT_ALG", "HS256"),
@@ -112,6 +118,101 @@ fn a_bad_setting_stops_the_process_with_one_clear_line() {
             "secrets are never printed"
         );
     }
+}
+
+#[tokio::test]
+async fn a_taken_operations_address_stops_start_up_with_one_line() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+
+    let output = latchkey()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            &address,
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&address), "{stderr}");
+}
+
+#[tokio::test]
+async fn without_smtp_start_up_warns_once_that_mails_go_to_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = latchkey()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+        ])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map(crate::helpers::Process)
+        .unwrap();
+    let (lines, logged) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.0.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let next_line = || {
+        logged
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a log line")
+    };
+    let mut log = Vec::new();
+    let url = loop {
+        let line = next_line();
+        log.push(line.clone());
+        if let Some(at) = line.find("http://") {
+            break line[at..].split_whitespace().next().unwrap().to_owned();
+        }
+    };
+
+    // Two mails: the warning is about the setting, not repeated for each mail.
+    let client = reqwest::Client::new();
+    for email in ["ada@example.com", "grace@example.com"] {
+        let registered = client
+            .post(format!("{url}/auth/register"))
+            .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(registered.status(), StatusCode::CREATED);
+    }
+    let mut mails = 0;
+    while mails < 2 {
+        let line = next_line();
+        if line.contains("no SMTP server configured") {
+            mails += 1;
+        }
+        log.push(line);
+    }
+    drop(child);
+    let log = log.join("\n");
+
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("LATCHKEY_SMTP_URL"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("links and codes") && warnings[0].contains("log"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -159,7 +260,13 @@ fn openapi_prints_the_specification() {
 async fn serve_on_a_fresh_directory_creates_the_database_and_logs_its_url() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = latchkey()
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
         .current_dir(dir.path())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -211,6 +318,7 @@ async fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = latchkey()
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .current_dir(dir.path())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

@@ -91,13 +91,14 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
 
     let database_url = fresh_database(&dir).await;
     let prefix = format!("cluster-{}", uuid::Uuid::now_v7().simple());
-    let (port_a, port_b, port_nginx) = (
+    let (port_a, port_b, port_nginx, port_metrics) = (
+        SmtpServer::free_port().await,
         SmtpServer::free_port().await,
         SmtpServer::free_port().await,
         SmtpServer::free_port().await,
     );
     let public_url = format!("http://127.0.0.1:{port_nginx}");
-    let instance = |port: u16| {
+    let instance = |port: u16, metrics: String| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
         for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("LATCHKEY_")) {
             command.env_remove(key);
@@ -105,6 +106,7 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
         command
             .arg("serve")
             .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("LATCHKEY_METRICS_LISTEN", metrics)
             .env("LATCHKEY_DATABASE_URL", &database_url)
             .env("LATCHKEY_PUBLIC_URL", &public_url)
             .env(
@@ -129,9 +131,9 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
         format!("http://127.0.0.1:{port_a}"),
         format!("http://127.0.0.1:{port_b}"),
     );
-    let _instance_a = instance(port_a);
+    let _instance_a = instance(port_a, format!("127.0.0.1:{port_metrics}"));
     wait_until_ok(&client, &format!("{a}/readyz")).await;
-    let _instance_b = instance(port_b);
+    let _instance_b = instance(port_b, "off".to_owned());
     wait_until_ok(&client, &format!("{b}/readyz")).await;
 
     let config = std::fs::read_to_string(concat!(
@@ -157,6 +159,20 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
             .unwrap(),
     );
     wait_until_ok(&client, &format!("{public_url}/healthz")).await;
+
+    // Metrics are scraped from each instance's operations listener, never through the gateway.
+    let metrics = |url: String| {
+        let client = client.clone();
+        async move { client.get(url).send().await.unwrap().status() }
+    };
+    assert_eq!(
+        metrics(format!("{public_url}/metrics")).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        metrics(format!("http://127.0.0.1:{port_metrics}/metrics")).await,
+        StatusCode::OK
+    );
 
     // Through the balancer: register and log in.
     let registered = client

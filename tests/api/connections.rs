@@ -150,3 +150,50 @@ async fn oversized_and_countless_headers_are_refused_without_a_server_error() {
         "still serving"
     );
 }
+
+#[tokio::test]
+async fn a_trickled_body_is_answered_408_at_the_body_timeout_and_gives_its_slot_up() {
+    let app = spawn_app_with(&["--body-timeout", "1s", "--max-connections", "1"]).await;
+    let (mut answers, mut requests) = connect(&app).await.into_split();
+    let started = Instant::now();
+    requests
+        .write_all(
+            b"POST /auth/login HTTP/1.1\r\nHost: latchkey\r\nContent-Type: application/json\r\n\
+              Content-Length: 64\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    // One byte a second: every byte arrives well inside the header timeout, the body never does.
+    tokio::spawn(async move {
+        for byte in b"{\"email\": \"ada@example.com\", \"password\": \"slow and steady\"}   " {
+            if requests.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), answers.read_to_end(&mut answer))
+        .await
+        .expect("the trickling client was never cut off");
+    let elapsed = started.elapsed();
+
+    assert!(closed.is_ok() || !answer.is_empty(), "{closed:?}");
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(answer.starts_with("http/1.1 408"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3),
+        "answered after {elapsed:?}"
+    );
+    let mut next = connect(&app).await;
+    next.write_all(HEALTH_CHECK).await.unwrap();
+    let mut answer = [0_u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(2), next.read(&mut answer))
+        .await
+        .expect("the slot was given up")
+        .unwrap();
+    assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+}

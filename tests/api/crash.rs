@@ -18,6 +18,7 @@ fn serve(database_url: &str, port: u16, prefix: &str) -> Process {
     command
         .arg("serve")
         .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("LATCHKEY_METRICS_LISTEN", "off")
         .env("LATCHKEY_DATABASE_URL", database_url)
         .env(
             "LATCHKEY_SECRET_KEY",
@@ -74,6 +75,8 @@ async fn sigterm_stops_the_server_cleanly_and_promptly() {
             &format!("127.0.0.1:{port}"),
             "--secret-key-file",
             "k.key",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ])
         .current_dir(dir.path())
         .stdout(Stdio::null())

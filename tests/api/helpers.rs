@@ -26,6 +26,8 @@ struct TestCli {
 pub(crate) struct TestApp {
     /// `http://127.0.0.1:PORT` plus the base path.
     pub(crate) url: String,
+    /// `http://127.0.0.1:PORT` of the operations listener (metrics, health), unless it is off.
+    pub(crate) operations_url: Option<String>,
     /// The state the server runs with (store, hasher, clock).
     pub(crate) state: AppState,
     /// HTTP client.
@@ -59,9 +61,12 @@ pub(crate) async fn spawn_app_with(args: &[&str]) -> TestApp {
     let key_file = dir.path().join("latchkey.key").display().to_string();
     let mut argv = vec!["latchkey", "--listen", &listen];
     // A test may point at another instance's database and key (a restart); else fresh ones.
+    // The operations listener takes any free port: tests run side by side.
+    let any_port = "127.0.0.1:0".to_owned();
     for (flag, default) in [
         ("--database-url", &database_url),
         ("--secret-key-file", &key_file),
+        ("--metrics-listen", &any_port),
     ] {
         if !args.contains(&flag) {
             argv.extend([flag, default.as_str()]);
@@ -73,15 +78,28 @@ pub(crate) async fn spawn_app_with(args: &[&str]) -> TestApp {
         .into_config()
         .expect("valid test settings");
     let url = format!("http://{address}{}", config.base_path);
+    let operations = match config.metrics_listen {
+        Some(address) => Some(TcpListener::bind(address).await.expect("bind operations")),
+        None => None,
+    };
+    let operations_url = operations
+        .as_ref()
+        .map(|listener| format!("http://{}", listener.local_addr().expect("address")));
     let state = AppState::build(config, Clock::manual(Clock::System.now()))
         .await
         .expect("state");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(startup::run(listener, state.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(startup::run(
+        listener,
+        operations,
+        state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     TestApp {
         url,
+        operations_url,
         state,
         client: reqwest::Client::new(),
         dir,

@@ -171,6 +171,55 @@ async fn an_imported_bcrypt_or_outdated_argon2_user_logs_in_and_is_rehashed_to_c
 }
 
 #[tokio::test]
+async fn an_imported_bcrypt_hash_takes_its_72_byte_password_and_nothing_longer() {
+    let app = spawn_app().await;
+    // 72 bytes, some of them in two-byte characters: bcrypt reads bytes, not characters.
+    let password = format!(
+        "{}{}",
+        "é".repeat(10),
+        "correct horse battery staple ".repeat(2)
+    )
+    .chars()
+    .take(62)
+    .collect::<String>();
+    assert_eq!(password.len(), 72, "{password:?}");
+    let line = json!({"email": "node@example.com", "password_hash": bcrypt::hash(&password, 4).unwrap(), "email_verified": true});
+    let path = app.dir.path().join("users.jsonl");
+    std::fs::write(&path, line.to_string()).unwrap();
+    assert!(
+        latchkey(&app)
+            .args(["users", "import"])
+            .arg(&path)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+
+    for longer in [
+        format!("{password}!"),
+        format!("{password} and then some more"),
+    ] {
+        assert_eq!(
+            app.login("node@example.com", &longer).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{} bytes",
+            longer.len()
+        );
+    }
+    assert!(
+        stored_hash(&app, "node@example.com")
+            .await
+            .starts_with("$2b$"),
+        "a refused login changes nothing"
+    );
+    assert_eq!(
+        app.login("node@example.com", &password).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
 async fn a_rotated_key_signs_after_its_publication_and_the_old_one_leaves_once_its_tokens_expired()
 {
     let app = spawn_app().await;

@@ -1,6 +1,6 @@
 //! Operations endpoints, request ids, the base path and the OpenAPI document.
 
-use crate::helpers::{PASSWORD, spawn_app, spawn_app_with};
+use crate::helpers::{PASSWORD, assert_problem, spawn_app, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -157,8 +157,14 @@ async fn metrics_are_prometheus_text_and_count_requests_and_hashes() {
     let app = spawn_app().await;
     app.register("ada@example.com", PASSWORD).await;
     app.get("/healthz", None).await;
+    let operations = app.operations_url.as_deref().expect("operations listener");
 
-    let response = app.get("/metrics", None).await;
+    let response = app
+        .client
+        .get(format!("{operations}/metrics"))
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
@@ -173,6 +179,43 @@ async fn metrics_are_prometheus_text_and_count_requests_and_hashes() {
         "{text}"
     );
     assert!(text.contains("latchkey_password_hashes_total"), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_the_operations_listener_never_on_the_public_one() {
+    let app = spawn_app_with(&["--base-path", "/api"]).await;
+    let operations = app.operations_url.clone().expect("operations listener");
+    let root = app.url.trim_end_matches("/api").to_owned();
+
+    for public in [format!("{}/metrics", app.url), format!("{root}/metrics")] {
+        let response = app.client.get(&public).send().await.unwrap();
+        assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    for (path, status) in [
+        ("/metrics", StatusCode::OK),
+        ("/healthz", StatusCode::OK),
+        ("/readyz", StatusCode::OK),
+        ("/auth/login", StatusCode::NOT_FOUND),
+        ("/api/metrics", StatusCode::NOT_FOUND),
+    ] {
+        let response = app
+            .client
+            .get(format!("{operations}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            status,
+            "{path} on the operations listener"
+        );
+    }
+
+    app.stop().await;
+    assert!(
+        reqwest::get(format!("{operations}/healthz")).await.is_err(),
+        "the operations listener stops with the service"
+    );
 }
 
 #[tokio::test]

@@ -1,8 +1,10 @@
-//! The database going away and coming back: 503 `unavailable` meanwhile, recovery without a
-//! restart. PostgreSQL only (a SQLite file does not go away); a TCP proxy plays the network.
+//! The database going away (cut off, or dropped) and coming back: 503 `unavailable` meanwhile,
+//! recovery without a restart. PostgreSQL only (a SQLite file does not go away); a TCP proxy
+//! plays the network.
 
 use crate::helpers::{PASSWORD, Proxy, on_postgres, spawn_app_with};
 use reqwest::StatusCode;
+use sqlx::Connection;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -51,4 +53,49 @@ async fn while_the_database_is_away_requests_answer_503_and_the_service_recovers
         app.login("ada@example.com", PASSWORD).await.status(),
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn a_dropped_database_answers_503_unavailable_never_500() {
+    if !on_postgres() {
+        return; // runs in the PostgreSQL pass of scripts/test
+    }
+    let app = crate::helpers::spawn_app().await;
+    let (token, _) = app.logged_in_user("ada@example.com").await;
+    let database_url = app.database_url();
+    let (server, name) = database_url.rsplit_once('/').unwrap();
+    let mut admin = sqlx::postgres::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "drop database {name} with (force)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+
+    // The first request after the drop may meet a connection killed with it; every one after
+    // that meets a database that is not there.
+    for attempt in 0..3 {
+        let login = app.login("ada@example.com", PASSWORD).await;
+        assert_eq!(
+            login.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "login {attempt}"
+        );
+        assert!(login.headers().get("retry-after").is_some());
+        assert_eq!(
+            login.json::<serde_json::Value>().await.unwrap()["code"],
+            "unavailable"
+        );
+        let me = app.get("/users/me", Some(&token)).await;
+        assert_eq!(me.status(), StatusCode::SERVICE_UNAVAILABLE, "me {attempt}");
+        let ready = app.get("/readyz", None).await;
+        assert_eq!(
+            ready.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "readyz {attempt}"
+        );
+    }
 }

@@ -348,3 +348,54 @@ async fn a_taken_email_and_a_free_one_get_the_same_status_body_and_hashing_work(
     assert_eq!(wrong, unknown);
     assert_eq!((wrong.0, wrong.2), (StatusCode::UNAUTHORIZED, 1));
 }
+
+#[tokio::test]
+async fn every_answer_forbids_content_sniffing() {
+    let app = spawn_app_with(&["--request-timeout", "50ms", "--argon2-iterations", "20"]).await;
+    let operations = app.operations_url.clone().expect("operations listener");
+    let url = |path: &str| format!("{}{path}", app.url);
+    let answers = [
+        ("a JSON answer", app.client.get(url("/healthz"))),
+        ("an HTML page", app.client.get(url("/reset-password"))),
+        ("the docs page", app.client.get(url("/docs"))),
+        ("a 404", app.client.get(url("/nowhere"))),
+        ("a 405", app.client.put(url("/auth/login"))),
+        ("a 401", app.client.get(url("/auth/verify"))),
+        (
+            "a 415",
+            app.client.post(url("/auth/login")).body("email=ada"),
+        ),
+        (
+            "a 503 from the request deadline",
+            app.client
+                .post(url("/auth/register"))
+                .json(&json!({"email": "ada@example.com", "password": PASSWORD})),
+        ),
+        (
+            "the metrics",
+            app.client.get(format!("{operations}/metrics")),
+        ),
+        (
+            "a 404 on the operations listener",
+            app.client.get(format!("{operations}/nowhere")),
+        ),
+    ];
+    let mut statuses = Vec::new();
+    for (what, request) in answers {
+        let response = request.send().await.unwrap();
+        statuses.push(response.status());
+        assert_eq!(
+            response
+                .headers()
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{what} ({})",
+            response.status()
+        );
+    }
+    assert!(
+        statuses.contains(&StatusCode::SERVICE_UNAVAILABLE),
+        "the deadline case really answered 503: {statuses:?}"
+    );
+}

@@ -387,7 +387,7 @@ async fn a_revocation_on_one_instance_reaches_another_within_a_second() {
     let second = AppState::build((*app.state.config).clone(), app.state.clock.clone())
         .await
         .unwrap();
-    tokio::spawn(startup::run(listener, second, std::future::pending()));
+    tokio::spawn(startup::run(listener, None, second, std::future::pending()));
     let verify_on_second = || {
         app.client
             .get(format!("{second_url}/auth/verify"))

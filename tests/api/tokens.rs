@@ -129,7 +129,7 @@ async fn forged_tokens_are_refused_everywhere() {
 
     let alg_none = format!(
         "{}.{}.",
-        b64(&json!({"alg": "none", "typ": "JWT", "kid": kid})),
+        b64(&json!({"alg": "none", "typ": "at+jwt", "kid": kid})),
         b64(&claims)
     );
     assert_refused(&app, &alg_none, "alg none").await;
@@ -152,7 +152,9 @@ async fn forged_tokens_are_refused_everywhere() {
     let public = URL_SAFE_NO_PAD
         .decode(jwks["keys"][0]["x"].as_str().unwrap())
         .unwrap();
+    // Each forgery is otherwise a well-formed access token, so only its flaw can refuse it.
     let mut hs_header = Header::new(Algorithm::HS256);
+    hs_header.typ = Some("at+jwt".into());
     hs_header.kid = Some(kid.clone());
     for secret in [public.clone(), jwks["keys"][0].to_string().into_bytes()] {
         let confused =
@@ -169,12 +171,14 @@ async fn forged_tokens_are_refused_everywhere() {
         ("' or '1'='1", "kid SQL injection"),
     ] {
         let mut forged_header = Header::new(Algorithm::EdDSA);
+        forged_header.typ = Some("at+jwt".into());
         forged_header.kid = Some(forged_kid.to_owned());
         let forged = jsonwebtoken::encode(&forged_header, &claims, &stranger_key).unwrap();
         assert_refused(&app, &forged, what).await;
     }
 
     let mut real_header = Header::new(Algorithm::EdDSA);
+    real_header.typ = Some("at+jwt".into());
     real_header.kid = Some(kid.clone());
     let sign = |claims: &Value| jsonwebtoken::encode(&real_header, claims, &key).unwrap();
     let mut future = claims.clone();
@@ -198,18 +202,54 @@ async fn forged_tokens_are_refused_everywhere() {
 }
 
 #[tokio::test]
-async fn a_token_expires_with_one_second_of_leeway() {
+async fn a_token_is_refused_from_one_second_past_its_expiry_to_the_millisecond() {
     let app = spawn_app().await;
     let (token, _) = app.logged_in_user("ada@example.com").await;
+    let exp = segments(&token).1["exp"].as_i64().unwrap();
+    let exp = time::OffsetDateTime::from_unix_timestamp(exp).unwrap();
 
-    app.state.clock.advance(Duration::seconds(900));
+    app.state
+        .clock
+        .advance(exp + Duration::milliseconds(999) - app.state.clock.now());
     assert_eq!(
         app.get("/auth/verify", Some(&token)).await.status(),
-        StatusCode::OK
+        StatusCode::OK,
+        "accepted at exp + 999 ms"
     );
 
-    app.state.clock.advance(Duration::seconds(2));
-    assert_refused(&app, &token, "expired").await;
+    app.state.clock.advance(Duration::milliseconds(1));
+    assert_refused(&app, &token, "expired at exp + 1 s").await;
+}
+
+#[tokio::test]
+async fn access_tokens_are_typed_at_jwt_and_no_other_type_passes() {
+    let app = spawn_app().await;
+    let (token, _) = app.logged_in_user("ada@example.com").await;
+    let (header, claims) = segments(&token);
+    assert_eq!(header["typ"], "at+jwt");
+    let (kid, key) = real_key(&app).await;
+    let sign = |typ: Option<&str>| {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = typ.map(str::to_owned);
+        header.kid = Some(kid.clone());
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+
+    for (typ, what) in [
+        (Some("JWT"), "typ JWT"),
+        (None, "no typ"),
+        (Some("AT+JWT "), "typ almost at+jwt"),
+        (Some("id+jwt"), "another token type"),
+    ] {
+        assert_refused(&app, &sign(typ), what).await;
+    }
+    assert_eq!(
+        app.get("/auth/verify", Some(&sign(Some("at+jwt"))))
+            .await
+            .status(),
+        StatusCode::OK,
+        "the control token passes"
+    );
 }
 
 #[tokio::test]
