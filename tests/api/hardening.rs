@@ -518,3 +518,80 @@ async fn unverifying_an_address_ends_its_sessions() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Resident memory of a process, in KiB, from `/proc`.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn hostile_nfkc_expanding_emails_leave_memory_where_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = crate::helpers::fresh_database(&dir).await;
+    let port = crate::smtp::SmtpServer::free_port().await;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("LATCHKEY_")) {
+        command.env_remove(key);
+    }
+    let child = command
+        .arg("serve")
+        .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("LATCHKEY_METRICS_LISTEN", "off")
+        .env("LATCHKEY_DATABASE_URL", &database_url)
+        .env("LATCHKEY_SECRET_KEY_FILE", dir.path().join("latchkey.key"))
+        .env("LATCHKEY_LOG", "warn")
+        // Every request must reach the budgets and the store, not stop at a per-address 429.
+        .env("LATCHKEY_RATE_LIMIT_REGISTER_IP", "off")
+        .env("LATCHKEY_RATE_LIMIT_LOGIN_IP", "off")
+        .env("LATCHKEY_RATE_LIMIT_FORGOT_IP", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let _process = crate::helpers::Process(child);
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    while !client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == StatusCode::OK)
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 63 KB of U+FDFA, which NFKC expands eighteen-fold; each request a different one.
+    let hostile = |n: usize| format!("{n}{}", "\u{FDFA}".repeat(21_000));
+    let send = |path: &'static str, n: usize| {
+        client
+            .post(format!("{base}{path}"))
+            .json(&json!({"email": hostile(n), "password": PASSWORD}))
+            .send()
+    };
+    // A first round warms the allocator; the second must not grow the process.
+    for n in 0..20 {
+        send("/auth/register", n).await.unwrap();
+    }
+    let before = rss_kib(pid);
+    for n in 0..200 {
+        let path = ["/auth/register", "/auth/login", "/auth/forgot-password"][n % 3];
+        let answer = send(path, 1_000 + n).await.unwrap();
+        assert!(
+            answer.status().is_client_error(),
+            "{path}: {}",
+            answer.status()
+        );
+    }
+    let after = rss_kib(pid);
+    assert!(
+        after < before + 4 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+}

@@ -257,7 +257,7 @@ impl PostgresStore {
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("delete from users where id = $2")
+            sqlx::query("delete from users where id = $1")
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
