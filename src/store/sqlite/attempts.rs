@@ -30,13 +30,12 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let rows: Vec<(String, i64, i64, Option<i64>)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_ROWS}")))
-                .bind(subject)
-                .bind(ALL_NETWORKS)
-                .bind(network)
-                .fetch_all(&mut *tx)
-                .await?;
+        let rows: Vec<(String, i64, i64, Option<i64>)> = sqlx::query_as(SELECT_ROWS)
+            .bind(subject)
+            .bind(ALL_NETWORKS)
+            .bind(network)
+            .fetch_all(&mut *tx)
+            .await?;
         let counts = counts_from(&rows, now)?;
         let decided = gate(&counts);
         if decided == AttemptGate::Open {

@@ -240,14 +240,13 @@ impl SqliteStore {
         event: &(dyn Fn(&User) -> Event + Sync),
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.write().await?;
-        let ids: Vec<String> =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{}", super::UNVERIFIED_BEFORE)))
-                .bind(true)
-                .bind(false)
-                .bind(micros(cutoff))
-                .bind(limit)
-                .fetch_all(&mut *tx)
-                .await?;
+        let ids: Vec<String> = sqlx::query_scalar(super::UNVERIFIED_BEFORE)
+            .bind(true)
+            .bind(false)
+            .bind(micros(cutoff))
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut purged = Vec::with_capacity(ids.len());
         for id in ids {
             let user = user_in(&mut tx, parse_uuid(&id)?).await?;
