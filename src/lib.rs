@@ -14,6 +14,8 @@ pub mod crypto;
 pub mod domain;
 /// The event relay: outbox to NATS JetStream.
 pub mod events;
+/// Owner-only files: created 0600, tightened when found looser.
+pub mod files;
 /// Router, layers, extractors, problem+json errors, one module per area.
 pub mod http;
 /// The durable mail queue's worker, transports (SMTP, log/.eml) and templates.

@@ -108,6 +108,8 @@ fn load_secret_key(config: &Config) -> anyhow::Result<Vec<u8>> {
         return Ok(key.expose().as_bytes().to_vec());
     }
     let path = &config.secret_key_file;
+    crate::files::tighten(path, "the secret key file")
+        .with_context(|| format!("cannot make the key file {} owner-only", path.display()))?;
     match std::fs::read_to_string(path) {
         Ok(text) if text.trim().len() >= 64 => Ok(text.trim().as_bytes().to_vec()),
         Ok(_) => anyhow::bail!(
@@ -119,7 +121,7 @@ fn load_secret_key(config: &Config) -> anyhow::Result<Vec<u8>> {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            write_private(path, &key)
+            crate::files::create_private(path, key.as_bytes())
                 .with_context(|| format!("cannot create the key file {}", path.display()))?;
             tracing::info!(path = %path.display(), "created a new secret key file; every instance needs the same key");
             Ok(key.into_bytes())
@@ -128,13 +130,4 @@ fn load_secret_key(config: &Config) -> anyhow::Result<Vec<u8>> {
             Err(error).with_context(|| format!("cannot read the key file {}", path.display()))
         }
     }
-}
-
-fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(contents.as_bytes())
 }

@@ -60,7 +60,14 @@ impl Transport {
                 tracing::info!(mail = %String::from_utf8_lossy(&formatted), "mail (no SMTP server configured)");
                 if let Some(dir) = dir {
                     tokio::fs::create_dir_all(dir).await?;
-                    tokio::fs::write(dir.join(format!("{id}.eml")), formatted).await?;
+                    // A mail holds live links and codes: owner-only, like the database.
+                    let mut options = tokio::fs::OpenOptions::new();
+                    options.write(true).create(true).truncate(true);
+                    #[cfg(unix)]
+                    options.mode(0o600);
+                    let mut file = options.open(dir.join(format!("{id}.eml"))).await?;
+                    tokio::io::AsyncWriteExt::write_all(&mut file, &formatted).await?;
+                    tokio::io::AsyncWriteExt::flush(&mut file).await?;
                 }
             }
         }

@@ -18,6 +18,7 @@ mod ops;
 mod outage;
 mod ratelimit;
 mod redis;
+mod sealing;
 mod security;
 mod sessions;
 mod smtp;

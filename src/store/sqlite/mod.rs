@@ -33,7 +33,9 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub(super) async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        private_database_files(url, options.get_filename())?;
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -430,6 +432,40 @@ impl SqliteStore {
             .map(|e| serde_json::from_str(e).map_err(|e| StoreError::Other(e.into())))
             .collect()
     }
+}
+
+/// Makes the database file owner-only before SQLite opens it: created so when missing, its
+/// -wal and -shm then inherit the mode; tightened when an earlier version left them readable.
+fn private_database_files(url: &str, path: &std::path::Path) -> Result<(), StoreError> {
+    let name = path.to_string_lossy();
+    // In-memory databases have no file; a read-only one is never created.
+    if name.is_empty()
+        || name.starts_with(':')
+        || name.starts_with("file:")
+        || url.contains("mode=memory")
+        || url.contains("mode=ro")
+    {
+        return Ok(());
+    }
+    let private = || -> std::io::Result<()> {
+        match crate::files::create_private_if_missing(path) {
+            // A missing directory: SQLite's own error says it.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            other => other?,
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            crate::files::tighten(std::path::Path::new(&file), "the database file")?;
+        }
+        Ok(())
+    };
+    private().map_err(|e| {
+        StoreError::Other(anyhow::Error::new(e).context(format!(
+            "cannot make the database file {} owner-only",
+            path.display()
+        )))
+    })
 }
 
 /// Writes the events, mail and tokens that come with a change, in its transaction.
