@@ -261,7 +261,7 @@ async fn tell_owner_of_registration_attempt(
     };
     let rendered = templates::registration_attempt(&branding(app));
     let effects = Effects {
-        mails: vec![mail(&owner.user, rendered, now)],
+        mails: vec![mail(app, &owner.user, rendered, now)],
         ..Effects::default()
     };
     app.store.queue(&effects).await?;
@@ -366,6 +366,7 @@ pub async fn change_password(
             &Effects {
                 events: vec![event],
                 mails: vec![mail(
+                    app,
                     &credentials.user,
                     templates::password_changed(&branding(app)),
                     now,
