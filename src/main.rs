@@ -72,7 +72,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Rotate(settings)) => {
             let config = configure(settings)?;
             let app = AppState::build(config, Clock::System).await?;
-            let key = keys::rotate(&app.store, app.config.jwt_alg, app.clock.now()).await?;
+            let key =
+                keys::rotate(&app.store, &app.sealer, app.config.jwt_alg, app.clock.now()).await?;
             println!(
                 "new signing key {}: it signs within a minute on every instance; the previous key stays in the JWKS until its tokens have expired",
                 key.kid

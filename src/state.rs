@@ -4,10 +4,11 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::config::Secret;
 use crate::crypto::random::{self, CodeKey};
-use crate::crypto::{Hasher, Tokens};
+use crate::crypto::{Hasher, Sealer, Tokens};
 use crate::mail::{MailSettings, Mailer, Transport};
 use crate::ratelimit::RateLimiter;
 use crate::revocations::Revocations;
+use crate::service::sealing::SealingError;
 use crate::store::Store;
 use anyhow::Context;
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub struct Shared {
     pub mailer: Mailer,
     /// Keyed hash of reset codes.
     pub code_key: CodeKey,
+    /// Seals secrets at rest: signing keys, queued mail bodies.
+    pub sealer: Sealer,
     /// Rate limits.
     pub limiter: RateLimiter,
     /// The clock.
@@ -48,8 +51,9 @@ pub struct Shared {
 }
 
 impl AppState {
-    /// Connects and migrates the database, loads (or first creates) the signing keys and the
-    /// code key, and builds the hashing pool, the mailer and the rate limiter.
+    /// Connects and migrates the database, checks the secret key against it and seals what an
+    /// earlier version left clear, loads (or first creates) the signing keys, and builds the
+    /// hashing pool, the mailer and the rate limiter.
     pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
         // Metrics are recorded from the first request on.
         crate::telemetry::metrics();
@@ -60,7 +64,19 @@ impl AppState {
             .migrate()
             .await
             .context("cannot migrate the database")?;
-        let tokens = crate::service::keys::load(&config, &store, &clock).await?;
+        let secret_key = load_secret_key(&config)?;
+        let sealer = Sealer::new(&secret_key);
+        crate::service::sealing::prepare(&store, &sealer, clock.now())
+            .await
+            .map_err(|error| match error {
+                // One line, naming the key's source and nothing of the key.
+                SealingError::WrongKey => anyhow::anyhow!(
+                    "{} is not the key this database was sealed with; every instance needs the key the database was first started with",
+                    key_source(&config)
+                ),
+                SealingError::Other(error) => error.context("cannot seal the database"),
+            })?;
+        let tokens = crate::service::keys::load(&config, &store, &sealer, &clock).await?;
         let hasher = Hasher::new(config.hashing)?;
         let revocations = Revocations::load(&store, clock.now()).await?;
         let transport = Transport::new(
@@ -74,8 +90,9 @@ impl AppState {
                 retry_base: config.mail_retry_base,
                 max_age: config.mail_max_age,
             },
+            sealer.clone(),
         );
-        let code_key = CodeKey::new(&load_secret_key(&config)?);
+        let code_key = CodeKey::new(&secret_key);
         let redis = config
             .redis_url
             .as_ref()
@@ -96,13 +113,15 @@ impl AppState {
             revocations,
             mailer,
             code_key,
+            sealer,
             limiter,
             clock,
         })))
     }
 }
 
-/// The key for keyed hashes: `LATCHKEY_SECRET_KEY`, or the key file, created on first start.
+/// The key for keyed hashes and sealing: `LATCHKEY_SECRET_KEY`, or the key file, created on
+/// first start.
 fn load_secret_key(config: &Config) -> anyhow::Result<Vec<u8>> {
     if let Some(key) = &config.secret_key {
         return Ok(key.expose().as_bytes().to_vec());
@@ -129,5 +148,17 @@ fn load_secret_key(config: &Config) -> anyhow::Result<Vec<u8>> {
         Err(error) => {
             Err(error).with_context(|| format!("cannot read the key file {}", path.display()))
         }
+    }
+}
+
+/// Where the secret key came from, as an operator would look for it.
+fn key_source(config: &Config) -> String {
+    if config.secret_key.is_some() {
+        "LATCHKEY_SECRET_KEY".to_owned()
+    } else {
+        format!(
+            "the key file {} (LATCHKEY_SECRET_KEY_FILE)",
+            config.secret_key_file.display()
+        )
     }
 }

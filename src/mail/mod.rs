@@ -1,10 +1,12 @@
-//! Outbound mail: a durable queue in the database, delivered by a worker with exponential backoff
-//! and jitter over SMTP (lettre) or, without SMTP, to the log and to `.eml` files.
+//! Outbound mail: a durable queue in the database (bodies sealed until sent), delivered by a
+//! worker with exponential backoff and jitter over SMTP (lettre) or, without SMTP, to the log
+//! and to owner-only `.eml` files.
 
 pub mod templates;
 
 use crate::clock::Clock;
-use crate::store::{QueuedMail, Store};
+use crate::crypto::Sealer;
+use crate::store::{QueuedMail, Store, StoredBody};
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -75,6 +77,43 @@ impl Transport {
     }
 }
 
+/// A mail's bodies, as rendered; sealed in the queue until sent (they may hold live links and
+/// codes).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct MailBody {
+    /// Plain text.
+    pub text: String,
+    /// HTML.
+    pub html: String,
+}
+
+impl MailBody {
+    /// The sealed form stored with mail `id`.
+    pub fn seal(&self, sealer: &Sealer, id: uuid::Uuid) -> Vec<u8> {
+        let plain = serde_json::to_vec(self).expect("two strings serialise");
+        sealer.seal(&plain, &binding(id))
+    }
+
+    /// The bodies of mail `id` as stored.
+    pub fn open(stored: &StoredBody, sealer: &Sealer, id: uuid::Uuid) -> anyhow::Result<MailBody> {
+        match stored {
+            StoredBody::Sealed(sealed) => {
+                let plain = sealer.open(sealed, &binding(id))?;
+                Ok(serde_json::from_slice(&plain)?)
+            }
+            StoredBody::Clear { text, html } => Ok(MailBody {
+                text: text.clone(),
+                html: html.clone(),
+            }),
+        }
+    }
+}
+
+/// The binding of a mail's sealed bodies: its row, so that they cannot be moved to another mail.
+fn binding(id: uuid::Uuid) -> String {
+    format!("mail:{id}")
+}
+
 /// Mail settings.
 #[derive(Clone)]
 pub struct MailSettings {
@@ -91,15 +130,17 @@ pub struct MailSettings {
 pub struct Mailer {
     transport: Transport,
     settings: Arc<MailSettings>,
+    sealer: Sealer,
     wake: Arc<Notify>,
 }
 
 impl Mailer {
-    /// A mailer over `transport`.
-    pub fn new(transport: Transport, settings: MailSettings) -> Mailer {
+    /// A mailer over `transport`, opening queued bodies with `sealer`.
+    pub fn new(transport: Transport, settings: MailSettings, sealer: Sealer) -> Mailer {
         Mailer {
             transport,
             settings: Arc::new(settings),
+            sealer,
             wake: Arc::new(Notify::new()),
         }
     }
@@ -176,12 +217,13 @@ impl Mailer {
 
     fn message(&self, mail: &QueuedMail) -> anyhow::Result<Message> {
         let to: Mailbox = mail.recipient.parse()?;
+        let body = MailBody::open(&mail.body, &self.sealer, mail.id)?;
         // 8bit rather than quoted-printable: links are long, and must stand whole and literal in
         // the text part (people and tools copy them from .eml files and the log).
         // Our text lines are far below 8bit's 998-octet limit (lettre itself would pick
         // quoted-printable past 76 characters and break the links).
         let text = Body::dangerous_pre_encoded(
-            crlf(&mail.text_body).into_bytes(),
+            crlf(&body.text).into_bytes(),
             ContentTransferEncoding::EightBit,
         );
         let parts = MultiPart::alternative()
@@ -190,7 +232,7 @@ impl Mailer {
                     .header(ContentType::TEXT_PLAIN)
                     .body(text),
             )
-            .singlepart(SinglePart::html(mail.html_body.clone()));
+            .singlepart(SinglePart::html(body.html));
         Ok(Message::builder()
             .from(self.settings.from.clone())
             .to(to)

@@ -261,6 +261,7 @@ async fn tell_owner_of_registration_attempt(
     let owner = app.store.credentials_by_email(email).await?.map(|c| c.user);
     let effects = owner.as_ref().map(|owner| Effects {
         mails: vec![mail(
+            app,
             owner,
             templates::registration_attempt(&branding(app)),
             now,
@@ -410,6 +411,7 @@ pub async fn change_password(
             &Effects {
                 events: vec![event],
                 mails: vec![mail(
+                    app,
                     &credentials.user,
                     templates::password_changed(&branding(app)),
                     now,

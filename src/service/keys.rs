@@ -1,11 +1,12 @@
 //! Signing keys: created at first start, rotated by `latchkey keys rotate`, reloaded by every
 //! instance. A new key is published (so every instance can verify it) a while before it signs,
-//! and an old key stays published until every token it signed has expired.
+//! and an old key stays published until every token it signed has expired. Private halves are
+//! stored sealed under the secret key, so a copy of the database cannot sign.
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::jwt::TokenSettings;
-use crate::crypto::{JwtAlg, KeyMaterial, Tokens};
+use crate::crypto::{JwtAlg, KeyMaterial, Sealer, Tokens};
 use crate::state::AppState;
 use crate::store::{Store, StoredKey};
 use time::{Duration, OffsetDateTime};
@@ -16,9 +17,23 @@ pub const PUBLISH_DELAY: Duration = Duration::seconds(3);
 /// How often every instance reads the keys again.
 pub const RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// A signing key, opened, with when it was made.
+#[derive(Debug, Clone)]
+pub struct SigningKey {
+    /// The key.
+    pub key: KeyMaterial,
+    /// When it was created (it signs from a publication delay later).
+    pub created_at: OffsetDateTime,
+}
+
 /// The token signer for `config`: the shared secret, or the stored keys (one is created on the
 /// first start).
-pub async fn load(config: &Config, store: &Store, clock: &Clock) -> anyhow::Result<Tokens> {
+pub async fn load(
+    config: &Config,
+    store: &Store,
+    sealer: &Sealer,
+    clock: &Clock,
+) -> anyhow::Result<Tokens> {
     let settings = TokenSettings {
         alg: config.jwt_alg,
         issuer: config.jwt_issuer.clone(),
@@ -33,13 +48,13 @@ pub async fn load(config: &Config, store: &Store, clock: &Clock) -> anyhow::Resu
         return Ok(Tokens::with_secret(settings, secret.expose().as_bytes()));
     }
     let alg = config.jwt_alg.as_str();
-    let mut keys = store.signing_keys(alg).await?;
+    let mut keys = current(store, sealer, alg).await?;
     if keys.is_empty() {
         let key = KeyMaterial::generate(config.jwt_alg)?;
-        store.insert_signing_key(&key, clock.now()).await?;
+        insert(store, sealer, &key, clock.now()).await?;
         tracing::info!(kid = %key.kid, alg, "generated a new signing key");
         // Another instance may have raced us to it; whatever the table holds now is the truth.
-        keys = store.signing_keys(alg).await?;
+        keys = current(store, sealer, alg).await?;
     }
     let (chosen, _) = select(&keys, clock.now(), config.access_token_ttl);
     Tokens::with_keys(settings, &chosen)
@@ -51,7 +66,7 @@ pub async fn reload(app: &AppState) -> anyhow::Result<()> {
         return Ok(());
     }
     let now = app.clock.now();
-    let keys = app.store.signing_keys(app.config.jwt_alg.as_str()).await?;
+    let keys = current(&app.store, &app.sealer, app.config.jwt_alg.as_str()).await?;
     if keys.is_empty() {
         anyhow::bail!("no signing key in the database");
     }
@@ -67,6 +82,7 @@ pub async fn reload(app: &AppState) -> anyhow::Result<()> {
 /// Adds a new signing key for `alg`; it signs once published everywhere.
 pub async fn rotate(
     store: &Store,
+    sealer: &Sealer,
     alg: JwtAlg,
     now: OffsetDateTime,
 ) -> anyhow::Result<KeyMaterial> {
@@ -77,14 +93,66 @@ pub async fn rotate(
         );
     }
     let key = KeyMaterial::generate(alg)?;
-    store.insert_signing_key(&key, now).await?;
+    insert(store, sealer, &key, now).await?;
     Ok(key)
+}
+
+/// The binding of a signing key's sealed private half: its row, so that sealed halves cannot
+/// be swapped between keys.
+pub(crate) fn binding(kid: &str) -> String {
+    format!("signing_key:{kid}")
+}
+
+/// Signing keys of `alg` not yet retired, newest first, opened. A key still in clear (written
+/// by an earlier version after this one sealed the table at start-up) is left out until the
+/// next start seals it: only keys sealed under the secret key may sign, so whoever can write
+/// the database but lacks the key cannot plant one.
+pub async fn current(store: &Store, sealer: &Sealer, alg: &str) -> anyhow::Result<Vec<SigningKey>> {
+    let mut keys = Vec::new();
+    for stored in store.signing_keys(alg).await? {
+        if !stored.sealed {
+            tracing::warn!(kid = %stored.kid, "ignoring a signing key stored in clear; the next start seals it");
+            continue;
+        }
+        let private_der = sealer
+            .open(&stored.private_der, &binding(&stored.kid))
+            .map_err(|e| anyhow::anyhow!("signing key {}: {e}", stored.kid))?;
+        keys.push(SigningKey {
+            key: KeyMaterial {
+                kid: stored.kid,
+                alg: stored.alg,
+                private_der,
+                public_jwk: stored.public_jwk,
+            },
+            created_at: stored.created_at,
+        });
+    }
+    Ok(keys)
+}
+
+async fn insert(
+    store: &Store,
+    sealer: &Sealer,
+    key: &KeyMaterial,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    store
+        .insert_signing_key(&StoredKey {
+            kid: key.kid.clone(),
+            alg: key.alg.clone(),
+            private_der: sealer.seal(&key.private_der, &binding(&key.kid)),
+            sealed: true,
+            public_jwk: key.public_jwk.clone(),
+            created_at: now,
+        })
+        .await?;
+    Ok(())
 }
 
 /// From keys newest first: the ones to load (the signing key first, then every key that may
 /// verify a live token or soon sign) and the ids of keys no live token can need any more.
 fn select(
-    keys: &[StoredKey],
+    keys: &[SigningKey],
     now: OffsetDateTime,
     ttl: Duration,
 ) -> (Vec<KeyMaterial>, Vec<String>) {
@@ -112,8 +180,8 @@ fn select(
 mod tests {
     use super::*;
 
-    fn key(age: Duration, now: OffsetDateTime) -> StoredKey {
-        StoredKey {
+    fn key(age: Duration, now: OffsetDateTime) -> SigningKey {
+        SigningKey {
             key: KeyMaterial::generate(JwtAlg::EdDsa).unwrap(),
             created_at: now - age,
         }

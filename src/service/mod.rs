@@ -7,6 +7,7 @@ pub mod admin;
 pub mod import;
 pub mod keys;
 pub mod recovery;
+pub mod sealing;
 pub mod sessions;
 
 use crate::crypto::HashError;

@@ -6,6 +6,7 @@ use super::sessions::{PasswordCheck, check_password};
 use super::{ClientInfo, Fault, faults_into};
 use crate::crypto::random;
 use crate::domain::{Email, Event, EventType, User, ValidationErrors};
+use crate::mail::MailBody;
 use crate::mail::templates::{self, Branding, Rendered};
 use crate::state::AppState;
 use crate::store::{CodeCheck, Effects, NewEmailToken, NewMail, TokenPurpose};
@@ -68,19 +69,33 @@ pub(crate) fn verification_effects(
     };
     (
         stored,
-        mail(user, templates::verification(&branding(app), &token), now),
+        mail(
+            app,
+            user,
+            templates::verification(&branding(app), &token),
+            now,
+        ),
     )
 }
 
-/// A mail to `user` from a rendered template.
-pub(crate) fn mail(user: &User, rendered: Rendered, now: OffsetDateTime) -> NewMail {
+/// A mail to `user` from a rendered template, its bodies sealed for the queue.
+pub(crate) fn mail(
+    app: &AppState,
+    user: &User,
+    rendered: Rendered,
+    now: OffsetDateTime,
+) -> NewMail {
+    let id = Uuid::now_v7();
+    let body = MailBody {
+        text: rendered.text,
+        html: rendered.html,
+    };
     NewMail {
-        id: Uuid::now_v7(),
+        id,
         user_id: Some(user.id),
         recipient: user.email.as_str().to_owned(),
         subject: rendered.subject,
-        text_body: rendered.text,
-        html_body: rendered.html,
+        sealed_body: body.seal(&app.sealer, id),
         created_at: now,
     }
 }
@@ -256,7 +271,7 @@ pub(crate) async fn send_reset(
                 now,
                 json!({"email": user.email.as_str()}),
             )],
-            mails: vec![mail(user, rendered, now)],
+            mails: vec![mail(app, user, rendered, now)],
             tokens: vec![
                 issued(random::token_hash(&token), TokenPurpose::ResetLink),
                 issued(
@@ -349,6 +364,7 @@ pub async fn reset_password(
             json!({"email": user.email.as_str()}),
         )],
         mails: vec![mail(
+            app,
             &user,
             templates::password_changed(&branding(app)),
             now,

@@ -5,7 +5,6 @@ mod attempts;
 mod postgres;
 mod sqlite;
 
-use crate::crypto::KeyMaterial;
 use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -131,13 +130,32 @@ pub struct OutboxEvent {
     pub envelope: String,
 }
 
-/// A signing key as stored, with when it was made.
-#[derive(Debug, Clone)]
+/// A signing key as stored: its private half sealed (see `service::keys`), with when it was made.
+#[derive(Clone)]
 pub struct StoredKey {
-    /// The key.
-    pub key: KeyMaterial,
+    /// The key id.
+    pub kid: String,
+    /// `EdDSA` or `ES256`.
+    pub alg: String,
+    /// The PKCS#8 DER, sealed when `sealed` (an earlier version stored it clear). Never logged.
+    pub private_der: Vec<u8>,
+    /// Whether `private_der` is sealed.
+    pub sealed: bool,
+    /// The public JWK, as published.
+    pub public_jwk: serde_json::Value,
     /// When it was created (it signs from a publication delay later).
     pub created_at: OffsetDateTime,
+}
+
+/// A queued mail an earlier version left with its bodies in clear, to seal in place.
+#[derive(Clone)]
+pub struct ClearMail {
+    /// Its id.
+    pub id: Uuid,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
 }
 
 /// A change of user fields: `None` leaves a field alone; for name and phone `Some(None)` clears.
@@ -280,10 +298,8 @@ pub struct NewMail {
     pub recipient: String,
     /// Subject line.
     pub subject: String,
-    /// Plain-text body.
-    pub text_body: String,
-    /// HTML body.
-    pub html_body: String,
+    /// The text and HTML bodies, sealed (see `mail::MailBody`): they may hold live links and codes.
+    pub sealed_body: Vec<u8>,
     /// When it was queued.
     pub created_at: OffsetDateTime,
 }
@@ -297,16 +313,28 @@ pub struct QueuedMail {
     pub recipient: String,
     /// Subject line.
     pub subject: String,
-    /// Plain-text body.
-    pub text_body: String,
-    /// HTML body.
-    pub html_body: String,
+    /// The bodies, as stored.
+    pub body: StoredBody,
     /// Tries so far, this one included.
     pub attempts: i64,
     /// The claim: settling the mail needs it still to be ours.
     pub claimed_until: OffsetDateTime,
     /// When it was queued.
     pub created_at: OffsetDateTime,
+}
+
+/// A queued mail's bodies as stored.
+#[derive(Debug, Clone)]
+pub enum StoredBody {
+    /// Sealed, as this version queues them.
+    Sealed(Vec<u8>),
+    /// In clear, as an earlier version queued them (sealed in place at start-up).
+    Clear {
+        /// Plain-text body.
+        text: String,
+        /// HTML body.
+        html: String,
+    },
 }
 
 /// What a mailed token is for.
@@ -894,15 +922,73 @@ impl Store {
         }
     }
 
-    /// Stores a new signing key.
-    pub async fn insert_signing_key(
+    /// Stores a new signing key, its private half sealed.
+    pub async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert_signing_key(key).await,
+            Store::Postgres(s) => s.insert_signing_key(key).await,
+        }
+    }
+
+    /// The sealing canary, once the first start has written it.
+    pub async fn sealing_canary(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.sealing_canary().await,
+            Store::Postgres(s) => s.sealing_canary().await,
+        }
+    }
+
+    /// Writes the sealing canary unless one is there already (the first writer wins).
+    pub async fn insert_sealing_canary(
         &self,
-        key: &KeyMaterial,
+        canary: &[u8],
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         match self {
-            Store::Sqlite(s) => s.insert_signing_key(key, now).await,
-            Store::Postgres(s) => s.insert_signing_key(key, now).await,
+            Store::Sqlite(s) => s.insert_sealing_canary(canary, now).await,
+            Store::Postgres(s) => s.insert_sealing_canary(canary, now).await,
+        }
+    }
+
+    /// Up to `limit` signing keys (of any alg, retired too) whose private half is in clear.
+    pub async fn clear_signing_keys(&self, limit: i64) -> Result<Vec<StoredKey>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.clear_signing_keys(limit).await,
+            Store::Postgres(s) => s.clear_signing_keys(limit).await,
+        }
+    }
+
+    /// Replaces a clear private key by its sealed form, unless another process sealed it first.
+    pub async fn seal_signing_key(
+        &self,
+        kid: &str,
+        sealed: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.seal_signing_key(kid, sealed, now).await,
+            Store::Postgres(s) => s.seal_signing_key(kid, sealed, now).await,
+        }
+    }
+
+    /// Up to `limit` queued mails whose bodies are in clear.
+    pub async fn clear_mails(&self, limit: i64) -> Result<Vec<ClearMail>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.clear_mails(limit).await,
+            Store::Postgres(s) => s.clear_mails(limit).await,
+        }
+    }
+
+    /// Replaces a mail's clear bodies by their sealed form, unless it was sealed meanwhile.
+    pub async fn seal_mail(
+        &self,
+        id: Uuid,
+        sealed: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.seal_mail(id, sealed, now).await,
+            Store::Postgres(s) => s.seal_mail(id, sealed, now).await,
         }
     }
 

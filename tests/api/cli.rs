@@ -30,6 +30,11 @@ async fn users_add_reads_the_password_from_stdin_while_a_server_runs_on_the_data
             "Root",
         ])
         .env("LATCHKEY_DATABASE_URL", app.database_url())
+        // Every instance needs the server's key: the database is sealed under it.
+        .env(
+            "LATCHKEY_SECRET_KEY_FILE",
+            app.dir.path().join("latchkey.key"),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -63,6 +68,10 @@ async fn users_add_applies_the_password_policy_and_refuses_unknown_roles() {
         let mut child = latchkey()
             .args(["users", "add", "--email", "ada@example.com", "--role", role])
             .env("LATCHKEY_DATABASE_URL", app.database_url())
+            .env(
+                "LATCHKEY_SECRET_KEY_FILE",
+                app.dir.path().join("latchkey.key"),
+            )
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())

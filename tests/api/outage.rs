@@ -18,7 +18,9 @@ async fn while_the_database_is_away_requests_answer_503_and_the_service_recovers
     let (host_port, database) = rest.split_once('/').unwrap();
     let proxy = Proxy::start(host_port.to_owned()).await;
     let proxied = format!("{scheme_and_user}@127.0.0.1:{}/{database}", proxy.port);
-    let app = spawn_app_with(&["--database-url", &proxied]).await;
+    // A second instance on the same database: it needs the same secret key.
+    let key_file = direct.dir.path().join("latchkey.key").display().to_string();
+    let app = spawn_app_with(&["--database-url", &proxied, "--secret-key-file", &key_file]).await;
     app.create_verified_user("ada@example.com", PASSWORD).await;
     assert_eq!(
         app.login("ada@example.com", PASSWORD).await.status(),

@@ -1,10 +1,85 @@
-//! Files latchkey creates are owner-only, and looser ones it finds are tightened.
+//! Secrets at rest: signing keys and queued mail sealed under the secret key, owner-only files,
+//! a wrong key refused at start-up, and databases of an earlier version sealed in place.
 
-use crate::helpers::{PASSWORD, TestApp, on_postgres, spawn_app_with};
+use crate::helpers::{PASSWORD, TestApp, on_postgres, spawn_app, spawn_app_with};
+use latchkey::mail::MailBody;
+use latchkey::service::keys;
+use latchkey::store::StoredBody;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Connection;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// The test's database opened directly, as by someone holding a copy of it.
+enum Raw {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+macro_rules! on_raw {
+    ($raw:expr, $conn:ident => $body:expr) => {
+        match $raw {
+            Raw::Sqlite($conn) => $body,
+            Raw::Postgres($conn) => $body,
+        }
+    };
+}
+
+impl Raw {
+    async fn open(url: &str) -> Raw {
+        if on_postgres() {
+            Raw::Postgres(sqlx::PgConnection::connect(url).await.unwrap())
+        } else {
+            Raw::Sqlite(sqlx::SqliteConnection::connect(url).await.unwrap())
+        }
+    }
+
+    async fn blobs(&mut self, sql: &'static str) -> Vec<Option<Vec<u8>>> {
+        on_raw!(self, c => sqlx::query_scalar(sql).fetch_all(c).await.unwrap())
+    }
+
+    async fn texts(&mut self, sql: &'static str) -> Vec<Option<String>> {
+        on_raw!(self, c => sqlx::query_scalar(sql).fetch_all(c).await.unwrap())
+    }
+
+    /// `sql` counts rows, with `flag` bound as `$1`.
+    async fn count(&mut self, sql: &'static str, flag: bool) -> i64 {
+        on_raw!(self, c => sqlx::query_scalar(sql).bind(flag).fetch_one(c).await.unwrap())
+    }
+
+    /// Writes a signing key's private half back in clear with the marker unset, as an earlier
+    /// version stored it.
+    async fn unseal_key(&mut self, kid: &str, der: &[u8]) {
+        let sql = "update signing_keys set private_der = $1, sealed = $2 where kid = $3";
+        on_raw!(self, c => sqlx::query(sql).bind(der).bind(false).bind(kid).execute(c).await.map(drop).unwrap());
+    }
+
+    /// Queues a mail with clear bodies, as an earlier version did.
+    async fn queue_clear_mail(&mut self, id: uuid::Uuid, text: &str, at: i64) {
+        let sql = "insert into mail_queue (id, recipient, subject, text_body, html_body, next_attempt_at, created_at, updated_at)
+                   values ($1, 'ada@example.com', 'Reset your password', $2, $3, $4, $5, $6)";
+        let html = format!("<p>{text}</p>");
+        on_raw!(self, c => sqlx::query(sql)
+            .bind(id.to_string())
+            .bind(text)
+            .bind(&html)
+            .bind(at)
+            .bind(at)
+            .bind(at)
+            .execute(c)
+            .await
+            .map(drop)
+            .unwrap());
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
 
 fn sqlite_path(app: &TestApp) -> Option<PathBuf> {
     app.database_url()
@@ -23,6 +98,14 @@ fn mode(path: &Path) -> String {
     format!("{:o}", mode & 0o777)
 }
 
+fn latchkey() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("LATCHKEY_")) {
+        command.env_remove(key);
+    }
+    command
+}
+
 async fn wait_for_eml(dir: &Path) -> PathBuf {
     let started = Instant::now();
     loop {
@@ -35,6 +118,63 @@ async fn wait_for_eml(dir: &Path) -> PathBuf {
         }
         assert!(started.elapsed() < WAIT, "no .eml file written");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_copy_of_the_database_holds_no_clear_private_key_link_token_or_code() {
+    // Nothing listens on port 1: the reset mail stays queued, as it would while SMTP is down.
+    let app = spawn_app_with(&["--smtp-url", "smtp://127.0.0.1:1"]).await;
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    let forgot = app
+        .post(
+            "/auth/forgot-password",
+            &json!({"email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+    let opened = keys::current(&app.state.store, &app.state.sealer, "EdDSA")
+        .await
+        .unwrap();
+    let der = opened[0].key.private_der.clone();
+
+    let mut raw = Raw::open(&app.database_url()).await;
+    let stored_keys = raw.blobs("select private_der from signing_keys").await;
+    assert_eq!(stored_keys.len(), 1);
+    let stored_key = stored_keys[0].clone().unwrap();
+    assert!(!contains(&stored_key, &der), "the private key is sealed");
+    assert_eq!(
+        raw.count("select count(*) from signing_keys where sealed = $1", true)
+            .await,
+        1
+    );
+
+    let ids = raw.texts("select id from mail_queue").await;
+    let sealed = raw.blobs("select sealed_body from mail_queue").await;
+    assert_eq!(sealed.len(), 1, "the reset mail is queued");
+    assert_eq!(
+        raw.texts("select coalesce(text_body, html_body) from mail_queue")
+            .await,
+        [None],
+        "no clear body"
+    );
+    let sealed = sealed[0].clone().expect("a sealed body");
+    let id = ids[0].as_deref().unwrap().parse().unwrap();
+    // The row is the reset mail: it opens, with the key only, to a link and a code.
+    let body = MailBody::open(&StoredBody::Sealed(sealed.clone()), &app.state.sealer, id).unwrap();
+    let token = crate::smtp::token(&body.text, "/reset-password?token=");
+    let code = crate::smtp::code(&body.text);
+    for secret in [token.as_bytes(), code.as_bytes(), b"token="] {
+        assert!(!contains(&sealed, secret));
+    }
+
+    // On SQLite the copy is the files themselves: no page of them holds a secret.
+    if let Some(path) = sqlite_path(&app) {
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend(std::fs::read(format!("{}-wal", path.display())).unwrap_or_default());
+        for secret in [der.as_slice(), token.as_bytes(), b"reset-password?token="] {
+            assert!(!contains(&bytes, secret));
+        }
     }
 }
 
@@ -89,4 +229,192 @@ async fn a_key_file_and_database_readable_by_others_are_tightened_at_start() {
         }
     }
     drop(app);
+}
+
+#[tokio::test]
+async fn a_restart_with_another_secret_key_stops_with_one_line() {
+    // HS256 and no mail: nothing but the canary is sealed, and it alone must catch the key.
+    let hs256 = [
+        "--jwt-alg",
+        "HS256",
+        "--jwt-secret",
+        "an-hmac-secret-of-at-least-32-bytes!",
+    ];
+    let app = spawn_app_with(&hs256).await;
+    let database_url = app.database_url();
+    let dir = app.stop().await;
+    let other_key_file = dir.path().join("other.key");
+    latchkey::files::create_private(&other_key_file, "cd".repeat(32).as_bytes()).unwrap();
+    let other = "another-secret-key-of-at-least-32-bytes";
+
+    for (env, names) in [
+        (
+            ("LATCHKEY_SECRET_KEY", other.to_owned()),
+            "LATCHKEY_SECRET_KEY",
+        ),
+        (
+            (
+                "LATCHKEY_SECRET_KEY_FILE",
+                other_key_file.display().to_string(),
+            ),
+            "other.key",
+        ),
+    ] {
+        let output = latchkey()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(hs256)
+            .env("LATCHKEY_DATABASE_URL", &database_url)
+            // Info lines (sqlx notices on PostgreSQL) are not the failure's line.
+            .env("LATCHKEY_LOG", "warn")
+            .env(env.0, &env.1)
+            .output()
+            .unwrap();
+
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(names), "{stderr}");
+        assert!(
+            stderr.contains("not the key this database was sealed with"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(other) && !stderr.contains("cdcdcdcd"));
+    }
+
+    // The right key still starts.
+    let key_file = dir.path().join("latchkey.key").display().to_string();
+    let mut args = vec![
+        "--database-url",
+        database_url.as_str(),
+        "--secret-key-file",
+        key_file.as_str(),
+    ];
+    args.extend(hs256);
+    spawn_app_with(&args).await;
+}
+
+#[tokio::test]
+async fn a_database_of_an_earlier_version_is_sealed_at_start_and_its_tokens_still_verify() {
+    // One issuer for both instances: by default it names the listen address, which changes.
+    let issuer = ["--jwt-issuer", "https://auth.example.com"];
+    let app = spawn_app_with(&issuer).await;
+    let (token, _) = app.logged_in_user("ada@example.com").await;
+    let key = keys::current(&app.state.store, &app.state.sealer, "EdDSA")
+        .await
+        .unwrap()
+        .remove(0)
+        .key;
+    let now = app.state.clock.now();
+    let database_url = app.database_url();
+    let dir = app.stop().await;
+
+    let mut raw = Raw::open(&database_url).await;
+    raw.unseal_key(&key.kid, &key.private_der).await;
+    let mail_id = uuid::Uuid::now_v7();
+    let text = "reset here: http://localhost/reset-password?token=clear-token-of-old-version";
+    let at = i64::try_from(now.unix_timestamp_nanos() / 1_000).unwrap();
+    raw.queue_clear_mail(mail_id, text, at).await;
+    drop(raw);
+
+    let mail_dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("latchkey.key").display().to_string();
+    let restarted = spawn_app_with(&[
+        "--database-url",
+        &database_url,
+        "--secret-key-file",
+        &key_file,
+        "--mail-dir",
+        &mail_dir.path().display().to_string(),
+        issuer[0],
+        issuer[1],
+    ])
+    .await;
+
+    let mut raw = Raw::open(&database_url).await;
+    assert_eq!(
+        raw.count("select count(*) from signing_keys where sealed = $1", false)
+            .await,
+        0
+    );
+    let stored = raw.blobs("select private_der from signing_keys").await;
+    assert!(!contains(stored[0].as_deref().unwrap(), &key.private_der));
+    assert_eq!(
+        raw.texts("select coalesce(text_body, html_body) from mail_queue")
+            .await,
+        [None],
+        "the clear bodies are gone"
+    );
+    for sealed in raw.blobs("select sealed_body from mail_queue").await {
+        assert!(!contains(&sealed.unwrap_or_default(), b"clear-token"));
+    }
+    let verify = restarted.get("/auth/verify", Some(&token)).await;
+    assert_eq!(
+        verify.status(),
+        StatusCode::OK,
+        "signed before, verified after"
+    );
+    let eml = std::fs::read_to_string(wait_for_eml(mail_dir.path()).await).unwrap();
+    assert!(
+        eml.contains("clear-token-of-old-version"),
+        "the mail opens and goes out"
+    );
+}
+
+#[tokio::test]
+async fn keys_rotate_adds_a_sealed_key_that_every_instance_publishes() {
+    let app = spawn_app().await;
+    let key_file = app.dir.path().join("latchkey.key");
+
+    let output = latchkey()
+        .args(["keys", "rotate"])
+        .env("LATCHKEY_DATABASE_URL", app.database_url())
+        .env("LATCHKEY_SECRET_KEY_FILE", &key_file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let mut raw = Raw::open(&app.database_url()).await;
+    assert_eq!(
+        raw.count("select count(*) from signing_keys where sealed = $1", true)
+            .await,
+        2
+    );
+    let opened = keys::current(&app.state.store, &app.state.sealer, "EdDSA")
+        .await
+        .unwrap();
+    assert_eq!(opened.len(), 2, "both open with the server's key");
+    let started = Instant::now();
+    loop {
+        let jwks: Value = app
+            .get("/.well-known/jwks.json", None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if jwks["keys"].as_array().is_some_and(|keys| keys.len() == 2) {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "the new key was never published");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let wrong = latchkey()
+        .args(["keys", "rotate"])
+        .env("LATCHKEY_DATABASE_URL", app.database_url())
+        .env(
+            "LATCHKEY_SECRET_KEY",
+            "another-secret-key-of-at-least-32-bytes",
+        )
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "a wrong key adds no key");
+    assert_eq!(
+        raw.count("select count(*) from signing_keys where sealed = $1", true)
+            .await,
+        2
+    );
 }

@@ -22,7 +22,9 @@ fn b64(value: &Value) -> String {
 
 /// The service's own signing key, to forge tokens that are validly signed but otherwise wrong.
 async fn real_key(app: &TestApp) -> (String, EncodingKey) {
-    let keys = app.state.store.signing_keys("EdDSA").await.unwrap();
+    let keys = latchkey::service::keys::current(&app.state.store, &app.state.sealer, "EdDSA")
+        .await
+        .unwrap();
     (
         keys[0].key.kid.clone(),
         EncodingKey::from_ed_der(&keys[0].key.private_der),

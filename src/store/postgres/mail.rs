@@ -3,7 +3,7 @@
 //! settled within its lease is taken again.
 
 use super::{PostgresStore, from_micros, micros, parse_uuid, write_effects};
-use crate::store::{Effects, NewMail, QueuedMail, StoreError};
+use crate::store::{Effects, NewMail, QueuedMail, StoreError, StoredBody};
 use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
 
@@ -30,7 +30,7 @@ impl PostgresStore {
                  where sent_at is null and failed_at is null and next_attempt_at <= $3
                    and (claimed_until is null or claimed_until <= $4)
                  order by created_at limit $5 for update skip locked)
-             returning id, recipient, subject, text_body, html_body, attempts, created_at",
+             returning id, recipient, subject, sealed_body, text_body, html_body, attempts, created_at",
         )
         .bind(micros(now + lease))
         .bind(at)
@@ -47,12 +47,7 @@ impl PostgresStore {
                     id: parse_uuid(row.try_get("id")?)?,
                     recipient: row.try_get("recipient")?,
                     subject: row.try_get("subject")?,
-                    text_body: row
-                        .try_get::<Option<String>, _>("text_body")?
-                        .unwrap_or_default(),
-                    html_body: row
-                        .try_get::<Option<String>, _>("html_body")?
-                        .unwrap_or_default(),
+                    body: stored_body(row)?,
                     attempts: row.try_get("attempts")?,
                     claimed_until: now + lease,
                     created_at: from_micros(row.try_get("created_at")?)?,
@@ -71,7 +66,7 @@ impl PostgresStore {
         // The body may hold a live token: it is not kept once delivered.
         sqlx::query(
             "update mail_queue set sent_at = $1, updated_at = $2, claimed_until = null,
-                 text_body = null, html_body = null, last_error = null
+                 sealed_body = null, text_body = null, html_body = null, last_error = null
              where id = $3 and claimed_until = $4",
         )
         .bind(micros(now))
@@ -111,7 +106,7 @@ impl PostgresStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "update mail_queue set failed_at = $1, updated_at = $2, claimed_until = null, last_error = $3,
-                 text_body = null, html_body = null
+                 sealed_body = null, text_body = null, html_body = null
              where id = $4 and claimed_until = $5",
         )
         .bind(micros(now))
@@ -128,19 +123,33 @@ impl PostgresStore {
 pub(super) async fn insert_mail(tx: &mut PgConnection, mail: &NewMail) -> Result<(), StoreError> {
     let at = micros(mail.created_at);
     sqlx::query(
-        "insert into mail_queue (id, user_id, recipient, subject, text_body, html_body, next_attempt_at, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "insert into mail_queue (id, user_id, recipient, subject, sealed_body, next_attempt_at, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(mail.id.to_string())
     .bind(mail.user_id.map(|id| id.to_string()))
     .bind(&mail.recipient)
     .bind(&mail.subject)
-    .bind(&mail.text_body)
-    .bind(&mail.html_body)
+    .bind(&mail.sealed_body)
     .bind(at)
     .bind(at)
     .bind(at)
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// Sealed bodies, or the clear ones an earlier version may have queued since start-up.
+fn stored_body(row: &sqlx::postgres::PgRow) -> Result<StoredBody, StoreError> {
+    if let Some(sealed) = row.try_get::<Option<Vec<u8>>, _>("sealed_body")? {
+        return Ok(StoredBody::Sealed(sealed));
+    }
+    Ok(StoredBody::Clear {
+        text: row
+            .try_get::<Option<String>, _>("text_body")?
+            .unwrap_or_default(),
+        html: row
+            .try_get::<Option<String>, _>("html_body")?
+            .unwrap_or_default(),
+    })
 }

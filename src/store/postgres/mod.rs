@@ -7,13 +7,13 @@ mod attempts;
 mod events;
 mod mail;
 mod recovery;
+mod sealing;
 mod sessions;
 
 use super::{
     Credentials, Effects, NewUser, Revoke, StoreError, StoredKey, USER_COLUMNS, UserChange,
     UserFilter, from_micros, micros, parse_uuid,
 };
-use crate::crypto::KeyMaterial;
 use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Row};
@@ -368,26 +368,13 @@ impl PostgresStore {
 
     pub(super) async fn signing_keys(&self, alg: &str) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(
-            "select kid, alg, private_der, public_jwk, created_at from signing_keys
+            "select kid, alg, private_der, sealed, public_jwk, created_at from signing_keys
              where alg = $1 and retired_at is null order by created_at desc, kid",
         )
         .bind(alg)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredKey {
-                    key: KeyMaterial {
-                        kid: row.try_get("kid")?,
-                        alg: row.try_get("alg")?,
-                        private_der: row.try_get("private_der")?,
-                        public_jwk: serde_json::from_str(row.try_get::<&str, _>("public_jwk")?)
-                            .map_err(anyhow::Error::from)?,
-                    },
-                    created_at: from_micros(row.try_get("created_at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(key_from_row).collect()
     }
 
     pub(super) async fn retire_signing_keys(
@@ -406,18 +393,15 @@ impl PostgresStore {
         Ok(())
     }
 
-    pub(super) async fn insert_signing_key(
-        &self,
-        key: &KeyMaterial,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        sqlx::query("insert into signing_keys (kid, alg, private_der, public_jwk, created_at, updated_at) values ($1, $2, $3, $4, $5, $6)")
+    pub(super) async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        sqlx::query("insert into signing_keys (kid, alg, private_der, sealed, public_jwk, created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7)")
             .bind(&key.kid)
             .bind(&key.alg)
             .bind(&key.private_der)
+            .bind(key.sealed)
             .bind(key.public_jwk.to_string())
-            .bind(micros(now))
-            .bind(micros(now))
+            .bind(micros(key.created_at))
+            .bind(micros(key.created_at))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -560,4 +544,16 @@ async fn check_admins_left(
         return Err(StoreError::LastAdmin);
     }
     Ok(())
+}
+
+fn key_from_row(row: &sqlx::postgres::PgRow) -> Result<StoredKey, StoreError> {
+    Ok(StoredKey {
+        kid: row.try_get("kid")?,
+        alg: row.try_get("alg")?,
+        private_der: row.try_get("private_der")?,
+        sealed: row.try_get("sealed")?,
+        public_jwk: serde_json::from_str(row.try_get::<&str, _>("public_jwk")?)
+            .map_err(anyhow::Error::from)?,
+        created_at: from_micros(row.try_get("created_at")?)?,
+    })
 }

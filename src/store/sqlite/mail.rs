@@ -2,7 +2,7 @@
 //! same mail; a claim that is not settled within its lease is taken again.
 
 use super::{SqliteStore, from_micros, micros, parse_uuid, write_effects};
-use crate::store::{Effects, NewMail, QueuedMail, StoreError};
+use crate::store::{Effects, NewMail, QueuedMail, StoreError, StoredBody};
 use sqlx::{Row, SqliteConnection};
 use time::OffsetDateTime;
 
@@ -29,7 +29,7 @@ impl SqliteStore {
                  where sent_at is null and failed_at is null and next_attempt_at <= ?
                    and (claimed_until is null or claimed_until <= ?)
                  order by created_at limit ?)
-             returning id, recipient, subject, text_body, html_body, attempts, created_at",
+             returning id, recipient, subject, sealed_body, text_body, html_body, attempts, created_at",
         )
         .bind(micros(now + lease))
         .bind(at)
@@ -46,12 +46,7 @@ impl SqliteStore {
                     id: parse_uuid(row.try_get("id")?)?,
                     recipient: row.try_get("recipient")?,
                     subject: row.try_get("subject")?,
-                    text_body: row
-                        .try_get::<Option<String>, _>("text_body")?
-                        .unwrap_or_default(),
-                    html_body: row
-                        .try_get::<Option<String>, _>("html_body")?
-                        .unwrap_or_default(),
+                    body: stored_body(row)?,
                     attempts: row.try_get("attempts")?,
                     claimed_until: now + lease,
                     created_at: from_micros(row.try_get("created_at")?)?,
@@ -70,7 +65,7 @@ impl SqliteStore {
         // The body may hold a live token: it is not kept once delivered.
         sqlx::query(
             "update mail_queue set sent_at = ?, updated_at = ?, claimed_until = null,
-                 text_body = null, html_body = null, last_error = null
+                 sealed_body = null, text_body = null, html_body = null, last_error = null
              where id = ? and claimed_until = ?",
         )
         .bind(micros(now))
@@ -110,7 +105,7 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "update mail_queue set failed_at = ?, updated_at = ?, claimed_until = null, last_error = ?,
-                 text_body = null, html_body = null
+                 sealed_body = null, text_body = null, html_body = null
              where id = ? and claimed_until = ?",
         )
         .bind(micros(now))
@@ -130,19 +125,33 @@ pub(super) async fn insert_mail(
 ) -> Result<(), StoreError> {
     let at = micros(mail.created_at);
     sqlx::query(
-        "insert into mail_queue (id, user_id, recipient, subject, text_body, html_body, next_attempt_at, created_at, updated_at)
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "insert into mail_queue (id, user_id, recipient, subject, sealed_body, next_attempt_at, created_at, updated_at)
+         values (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(mail.id.to_string())
     .bind(mail.user_id.map(|id| id.to_string()))
     .bind(&mail.recipient)
     .bind(&mail.subject)
-    .bind(&mail.text_body)
-    .bind(&mail.html_body)
+    .bind(&mail.sealed_body)
     .bind(at)
     .bind(at)
     .bind(at)
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// Sealed bodies, or the clear ones an earlier version may have queued since start-up.
+fn stored_body(row: &sqlx::sqlite::SqliteRow) -> Result<StoredBody, StoreError> {
+    if let Some(sealed) = row.try_get::<Option<Vec<u8>>, _>("sealed_body")? {
+        return Ok(StoredBody::Sealed(sealed));
+    }
+    Ok(StoredBody::Clear {
+        text: row
+            .try_get::<Option<String>, _>("text_body")?
+            .unwrap_or_default(),
+        html: row
+            .try_get::<Option<String>, _>("html_body")?
+            .unwrap_or_default(),
+    })
 }

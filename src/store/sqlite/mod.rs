@@ -5,13 +5,13 @@ mod attempts;
 mod events;
 mod mail;
 mod recovery;
+mod sealing;
 mod sessions;
 
 use super::{
     Credentials, Effects, NewUser, Revoke, StoreError, StoredKey, USER_COLUMNS, UserChange,
     UserFilter, from_micros, micros, parse_uuid,
 };
-use crate::crypto::KeyMaterial;
 use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
@@ -366,26 +366,13 @@ impl SqliteStore {
 
     pub(super) async fn signing_keys(&self, alg: &str) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(
-            "select kid, alg, private_der, public_jwk, created_at from signing_keys
+            "select kid, alg, private_der, sealed, public_jwk, created_at from signing_keys
              where alg = ? and retired_at is null order by created_at desc, kid",
         )
         .bind(alg)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredKey {
-                    key: KeyMaterial {
-                        kid: row.try_get("kid")?,
-                        alg: row.try_get("alg")?,
-                        private_der: row.try_get("private_der")?,
-                        public_jwk: serde_json::from_str(row.try_get::<&str, _>("public_jwk")?)
-                            .map_err(anyhow::Error::from)?,
-                    },
-                    created_at: from_micros(row.try_get("created_at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(key_from_row).collect()
     }
 
     pub(super) async fn retire_signing_keys(
@@ -404,18 +391,15 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn insert_signing_key(
-        &self,
-        key: &KeyMaterial,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        sqlx::query("insert into signing_keys (kid, alg, private_der, public_jwk, created_at, updated_at) values (?, ?, ?, ?, ?, ?)")
+    pub(super) async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        sqlx::query("insert into signing_keys (kid, alg, private_der, sealed, public_jwk, created_at, updated_at) values (?, ?, ?, ?, ?, ?, ?)")
             .bind(&key.kid)
             .bind(&key.alg)
             .bind(&key.private_der)
+            .bind(key.sealed)
             .bind(key.public_jwk.to_string())
-            .bind(micros(now))
-            .bind(micros(now))
+            .bind(micros(key.created_at))
+            .bind(micros(key.created_at))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -570,4 +554,16 @@ async fn check_admins_left(
         return Err(StoreError::LastAdmin);
     }
     Ok(())
+}
+
+fn key_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredKey, StoreError> {
+    Ok(StoredKey {
+        kid: row.try_get("kid")?,
+        alg: row.try_get("alg")?,
+        private_der: row.try_get("private_der")?,
+        sealed: row.try_get("sealed")?,
+        public_jwk: serde_json::from_str(row.try_get::<&str, _>("public_jwk")?)
+            .map_err(anyhow::Error::from)?,
+        created_at: from_micros(row.try_get("created_at")?)?,
+    })
 }

@@ -1,0 +1,116 @@
+//! Secrets at rest at start-up: the canary that stops a wrong secret key, then sealing in place
+//! what an earlier version left in clear (signing keys, queued mail bodies).
+
+use crate::crypto::Sealer;
+use crate::mail::MailBody;
+use crate::store::{Store, StoreError};
+use time::OffsetDateTime;
+
+/// What the canary holds, sealed.
+const CANARY: &[u8] = b"latchkey sealing canary";
+/// The canary's binding: no row's sealed value can stand in for it.
+const CANARY_BINDING: &str = "sealing:canary";
+/// Rows sealed per read, so that a large queue is not read at once.
+const BATCH: i64 = 100;
+
+/// Why the database could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum SealingError {
+    /// The secret key is not the one the database was sealed with.
+    #[error("the secret key is not the key this database was sealed with")]
+    WrongKey,
+    /// The database failed.
+    #[error(transparent)]
+    Other(anyhow::Error),
+}
+
+impl From<StoreError> for SealingError {
+    fn from(error: StoreError) -> SealingError {
+        SealingError::Other(error.into())
+    }
+}
+
+/// Checks the secret key against the database (the first start with a key writes the canary),
+/// then seals every secret an earlier version left in clear. The check comes first: sealing
+/// with a wrong key would leave rows that no instance with the right key could open.
+pub async fn prepare(
+    store: &Store,
+    sealer: &Sealer,
+    now: OffsetDateTime,
+) -> Result<(), SealingError> {
+    check_canary(store, sealer, now).await?;
+    seal_signing_keys(store, sealer, now).await?;
+    seal_mails(store, sealer, now).await
+}
+
+async fn check_canary(
+    store: &Store,
+    sealer: &Sealer,
+    now: OffsetDateTime,
+) -> Result<(), SealingError> {
+    let canary = match store.sealing_canary().await? {
+        Some(canary) => canary,
+        None => {
+            store
+                .insert_sealing_canary(&sealer.seal(CANARY, CANARY_BINDING), now)
+                .await?;
+            // Another instance may have written its own first; the one stored is the truth.
+            store.sealing_canary().await?.ok_or_else(|| {
+                SealingError::Other(anyhow::anyhow!("the sealing canary was not stored"))
+            })?
+        }
+    };
+    match sealer.open(&canary, CANARY_BINDING) {
+        Ok(plain) if plain == CANARY => Ok(()),
+        _ => Err(SealingError::WrongKey),
+    }
+}
+
+async fn seal_signing_keys(
+    store: &Store,
+    sealer: &Sealer,
+    now: OffsetDateTime,
+) -> Result<(), SealingError> {
+    loop {
+        let clear = store.clear_signing_keys(BATCH).await?;
+        if clear.is_empty() {
+            return Ok(());
+        }
+        for key in clear {
+            let sealed = sealer.seal(&key.private_der, &super::keys::binding(&key.kid));
+            store.seal_signing_key(&key.kid, &sealed, now).await?;
+            tracing::info!(kid = %key.kid, "sealed a signing key stored in clear by an earlier version");
+        }
+    }
+}
+
+async fn seal_mails(
+    store: &Store,
+    sealer: &Sealer,
+    now: OffsetDateTime,
+) -> Result<(), SealingError> {
+    let mut sealed = 0;
+    loop {
+        let clear = store.clear_mails(BATCH).await?;
+        if clear.is_empty() {
+            break;
+        }
+        for mail in clear {
+            let body = MailBody {
+                text: mail.text,
+                html: mail.html,
+            };
+            store
+                .seal_mail(mail.id, &body.seal(sealer, mail.id), now)
+                .await?;
+            sealed += 1;
+        }
+    }
+    if sealed > 0 {
+        tracing::info!(
+            mails = sealed,
+            "sealed queued mail stored in clear by an earlier version"
+        );
+    }
+    Ok(())
+}
