@@ -20,7 +20,7 @@ pub mod files;
 pub mod http;
 /// The durable mail queue's worker, transports (SMTP, log/.eml) and templates.
 pub mod mail;
-/// Rate limits per client address and per account, in process or in Redis.
+/// Rate limits per client network and per account, in a bounded map or in Redis.
 pub mod ratelimit;
 /// The in-memory view of revoked sessions, synced from the store.
 pub mod revocations;
