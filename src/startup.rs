@@ -55,6 +55,7 @@ pub async fn run(
         app.revocations
             .spawn_sync(app.store.clone(), app.clock.clone()),
         spawn_pruning(app.clone()),
+        spawn_mail_requests(app.clone()),
         spawn_key_reload(app.clone()),
     ];
     if let Some(url) = &app.config.redis_url {
@@ -147,6 +148,19 @@ fn spawn_key_reload(app: AppState) -> tokio::task::JoinHandle<()> {
 }
 
 /// Deletes expired sessions, tokens and revocations now and then.
+/// Works off forgot-password and resend requests after their answers (see
+/// `service::recovery::forgot_password`).
+fn spawn_mail_requests(app: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = crate::service::recovery::process_mail_requests(&app).await {
+                tracing::warn!(%error, "working off mail requests failed; will retry");
+            }
+            app.mailer.requests_queued().await;
+        }
+    })
+}
+
 fn spawn_pruning(app: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {

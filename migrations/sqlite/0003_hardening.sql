@@ -25,15 +25,20 @@ create index users_unverified on users (email_verified, created_at);
 create index users_by_role on users (role);
 
 -- Mail that one address may trigger at most so often (e.g. the conceal-mode notice), and the
--- row every forgot-password and resend request writes whether or not the address has an
--- account, so that both cost the same database work. Keyed by a keyed hash of the address.
+-- one row every forgot-password and resend request writes, whether or not the address has an
+-- account, so that both answers cost the same database work: the request waits here (the
+-- address sealed under the secret key) until a worker, after the answer, looks the account up
+-- and mails it. Keyed by a keyed hash of the address.
 create table mail_throttle (
     subject text not null,
     purpose text not null,
     last_requested_at integer not null,
     last_sent_at integer,
+    pending integer not null default 0,
+    email_sealed blob,
     created_at integer not null,
     updated_at integer not null,
     primary key (subject, purpose)
 );
 create index mail_throttle_age on mail_throttle (updated_at);
+create index mail_throttle_pending on mail_throttle (pending, last_requested_at);

@@ -132,6 +132,7 @@ pub struct Mailer {
     settings: Arc<MailSettings>,
     sealer: Sealer,
     wake: Arc<Notify>,
+    requests: Arc<Notify>,
 }
 
 impl Mailer {
@@ -142,12 +143,24 @@ impl Mailer {
             settings: Arc::new(settings),
             sealer,
             wake: Arc::new(Notify::new()),
+            requests: Arc::new(Notify::new()),
         }
     }
 
     /// Tells the worker that mail is waiting, so it need not wait for its next look.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Tells the request worker that a mail request (forgot-password, resend) is queued.
+    pub fn wake_requests(&self) {
+        self.requests.notify_one();
+    }
+
+    /// Waits until a mail request is queued, or `POLL` passes (requests queued by another
+    /// instance, or left by a stop).
+    pub async fn requests_queued(&self) {
+        let _ = tokio::time::timeout(POLL, self.requests.notified()).await;
     }
 
     /// Delivers queued mail, one at a time, until `stop` turns true; the mail in hand is

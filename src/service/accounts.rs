@@ -271,7 +271,7 @@ async fn tell_owner_of_registration_attempt(
     let owner = owner.as_ref().zip(effects.as_ref());
     let written = app
         .store
-        .request_mail(
+        .send_throttled(
             &app.code_key.subject(email),
             "registration_attempt",
             now,

@@ -175,59 +175,113 @@ pub async fn confirmation_needs_password(app: &AppState, token: &str) -> Result<
     Ok(credentials.is_some_and(|c| c.self_registered && !c.user.email_verified))
 }
 
-/// Sends a new confirmation mail if `email` belongs to an unverified account. The caller
-/// answers the same whatever the case, and the database work is the same too (see
-/// `Store::request_mail`); the mail is queued before the answer, so it is not lost if the
-/// process stops.
+/// Asks for a new confirmation mail to `email`; only an existing, unverified account gets
+/// one. See [`forgot_password`] for why the answer never looks the account up.
 pub async fn resend_confirmation(app: &AppState, email: &str) -> Result<(), Fault> {
+    queue_request(app, email, RESEND_CONFIRMATION).await
+}
+
+/// Asks for a reset link and code for `email`; only an existing account gets them. The answer
+/// does the same database work for every address, in one transaction: it queues the request
+/// (the address sealed) under the address's keyed hash, and the account is looked up and
+/// mailed after the answer, by [`process_mail_requests`]. So neither the answer's timing nor
+/// any counter tells whether the address has an account. The request is in the database before
+/// the answer, so it is not lost if the process stops.
+pub async fn forgot_password(app: &AppState, email: &str) -> Result<(), Fault> {
+    queue_request(app, email, FORGOT_PASSWORD).await
+}
+
+/// The queued request kinds.
+const FORGOT_PASSWORD: &str = "forgot_password";
+const RESEND_CONFIRMATION: &str = "resend_confirmation";
+
+async fn queue_request(app: &AppState, email: &str, purpose: &str) -> Result<(), Fault> {
     let Ok(email) = Email::parse(email) else {
         return Ok(());
     };
-    let account = app.store.credentials_by_email(&email).await?;
-    let user = account.map(|c| c.user).filter(|user| !user.email_verified);
-    let now = app.clock.now();
-    let effects = user.as_ref().map(|user| {
-        let (token, mail) = verification_effects(app, user, now);
-        Effects {
-            events: Vec::new(),
-            mails: vec![mail],
-            tokens: vec![token],
-        }
-    });
-    let owner = user.as_ref().zip(effects.as_ref());
-    let written = app
-        .store
-        .request_mail(
-            &app.code_key.subject(&email),
-            "resend_confirmation",
-            now,
-            None,
-            owner.map(|(user, effects)| (user.id, &[][..], effects)),
-        )
+    let subject = app.code_key.subject(&email);
+    let sealed = app.sealer.seal(
+        email.as_str().as_bytes(),
+        &request_binding(&subject, purpose),
+    );
+    app.store
+        .queue_mail_request(&subject, purpose, app.clock.now(), &sealed)
         .await?;
-    if written {
-        app.mailer.wake();
-    }
+    app.mailer.wake_requests();
     Ok(())
 }
 
-/// Sends a reset link and code if `email` belongs to an account; the caller answers the
-/// same whatever the case, after the same database work. A new request cancels the earlier
-/// link and code.
-pub async fn forgot_password(app: &AppState, email: &str) -> Result<(), Fault> {
-    let Ok(email) = Email::parse(email) else {
-        return Ok(());
-    };
-    let user = app
-        .store
-        .credentials_by_email(&email)
-        .await?
-        .map(|c| c.user);
-    let written = send_reset(app, &email, user.as_ref(), ResetMail::Requested).await?;
-    if written {
-        app.mailer.wake();
+/// What a queued request's sealed address is bound to, so it cannot be moved to another row.
+fn request_binding(subject: &str, purpose: &str) -> String {
+    format!("mail_request:{subject}:{purpose}")
+}
+
+/// Works off the queued mail requests, after their answers: an address with an account gets
+/// its reset or confirmation mail (a new request cancels the earlier link and code); any other
+/// gets nothing. Gives how many requests were taken.
+pub async fn process_mail_requests(app: &AppState) -> Result<usize, Fault> {
+    let mut taken = 0;
+    while let Some(request) = app.store.claim_mail_request(app.clock.now()).await? {
+        taken += 1;
+        let binding = request_binding(&request.subject, &request.purpose);
+        let opened = app
+            .sealer
+            .open(&request.email_sealed, &binding)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        let Some(email) = opened.map(Email::from_trusted) else {
+            tracing::warn!(
+                purpose = request.purpose,
+                "a queued mail request cannot be opened; dropped"
+            );
+            continue;
+        };
+        let user = app
+            .store
+            .credentials_by_email(&email)
+            .await?
+            .map(|c| c.user);
+        let written = match request.purpose.as_str() {
+            FORGOT_PASSWORD => send_reset(app, &email, user.as_ref(), ResetMail::Requested).await?,
+            RESEND_CONFIRMATION => send_confirmation(app, &email, user.as_ref()).await?,
+            other => {
+                tracing::warn!(purpose = other, "unknown queued mail request; dropped");
+                false
+            }
+        };
+        if written {
+            app.mailer.wake();
+        }
     }
-    Ok(())
+    Ok(taken)
+}
+
+/// A new confirmation mail for `user`, when it is the (still unverified) account of `email`.
+async fn send_confirmation(
+    app: &AppState,
+    email: &Email,
+    user: Option<&User>,
+) -> Result<bool, Fault> {
+    let Some(user) = user.filter(|user| !user.email_verified) else {
+        return Ok(false);
+    };
+    let now = app.clock.now();
+    let (token, mail) = verification_effects(app, user, now);
+    let effects = Effects {
+        events: Vec::new(),
+        mails: vec![mail],
+        tokens: vec![token],
+    };
+    Ok(app
+        .store
+        .send_throttled(
+            &app.code_key.subject(email),
+            RESEND_CONFIRMATION,
+            now,
+            None,
+            Some((user.id, &[][..], &effects)),
+        )
+        .await?)
 }
 
 /// Why a reset mail goes out.
@@ -282,13 +336,13 @@ pub(crate) async fn send_reset(
         }
     });
     let (purpose, sent_after) = match why {
-        ResetMail::Requested => ("forgot_password", None),
+        ResetMail::Requested => (FORGOT_PASSWORD, None),
         ResetMail::LoginSuspended => ("login_suspended", Some(now - Duration::days(1))),
     };
     let owner = user.zip(effects.as_ref());
     Ok(app
         .store
-        .request_mail(
+        .send_throttled(
             &app.code_key.subject(email),
             purpose,
             now,

@@ -61,6 +61,21 @@ pub(super) const UNCOUNT_ALL: &str = "update password_attempts set
 
 pub(super) const FORGET_SUBJECT: &str = "delete from password_attempts where subject = $1";
 
+/// Queues a request for mail to one address, to be looked at after the answer.
+pub(super) const QUEUE_REQUEST: &str = "insert into mail_throttle
+    (subject, purpose, last_requested_at, pending, email_sealed, created_at, updated_at)
+    values ($1, $2, $3, $4, $5, $6, $7)
+    on conflict (subject, purpose) do update set
+    last_requested_at = $8, pending = $9, email_sealed = $10, updated_at = $11";
+
+/// The oldest queued request (the backend appends its row lock).
+pub(super) const NEXT_REQUEST: &str = "select subject, purpose, email_sealed from mail_throttle
+    where pending = $1 order by last_requested_at limit 1";
+
+/// Marks a request taken and drops its sealed address.
+pub(super) const TAKE_REQUEST: &str = "update mail_throttle set pending = $1, email_sealed = null,
+    updated_at = $2 where subject = $3 and purpose = $4";
+
 /// Records a request for mail to one address; gives when that kind of mail was last sent.
 pub(super) const TOUCH_THROTTLE: &str = "insert into mail_throttle
     (subject, purpose, last_requested_at, created_at, updated_at) values ($1, $2, $3, $4, $5)

@@ -108,6 +108,17 @@ pub struct NewSession {
     pub expires_at: OffsetDateTime,
 }
 
+/// A queued request for mail to one address.
+#[derive(Debug, Clone)]
+pub struct MailRequest {
+    /// The keyed hash of the address.
+    pub subject: String,
+    /// What mail (`forgot_password`, `resend_confirmation`).
+    pub purpose: String,
+    /// The address, sealed.
+    pub email_sealed: Vec<u8>,
+}
+
 /// What a login's session insert requires of the account, as the password check found it.
 #[derive(Debug, Clone, Copy)]
 pub struct LoginExpects<'a> {
@@ -562,11 +573,42 @@ impl Store {
         }
     }
 
-    /// In one transaction: records a request for `purpose` mail to the address behind
-    /// `subject` (whether or not it has an account, so both cost the same writes), then, when
+    /// Queues a request for `purpose` mail to the address behind `subject`, the address
+    /// sealed: one upsert, the same whether or not the address has an account.
+    pub async fn queue_mail_request(
+        &self,
+        subject: &str,
+        purpose: &str,
+        now: OffsetDateTime,
+        email_sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                s.queue_mail_request(subject, purpose, now, email_sealed)
+                    .await
+            }
+            Store::Postgres(s) => {
+                s.queue_mail_request(subject, purpose, now, email_sealed)
+                    .await
+            }
+        }
+    }
+
+    /// Takes the oldest queued mail request, if any (no other worker gets it).
+    pub async fn claim_mail_request(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Option<MailRequest>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.claim_mail_request(now).await,
+            Store::Postgres(s) => s.claim_mail_request(now).await,
+        }
+    }
+
+    /// In one transaction: records `purpose` mail to the address behind `subject`, then, when
     /// `effects` gives mail and no such mail was sent since `sent_after`, writes them and marks
     /// the mail sent. Gives whether the effects were written.
-    pub async fn request_mail(
+    pub async fn send_throttled(
         &self,
         subject: &str,
         purpose: &str,
@@ -576,11 +618,11 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match self {
             Store::Sqlite(s) => {
-                s.request_mail(subject, purpose, now, sent_after, effects)
+                s.send_throttled(subject, purpose, now, sent_after, effects)
                     .await
             }
             Store::Postgres(s) => {
-                s.request_mail(subject, purpose, now, sent_after, effects)
+                s.send_throttled(subject, purpose, now, sent_after, effects)
                     .await
             }
         }

@@ -133,12 +133,22 @@ async fn a_copy_of_the_database_holds_no_clear_private_key_link_token_or_code() 
         )
         .await;
     assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+    // The request is worked off after the answer: wait for its mail to be queued.
+    let started = Instant::now();
+    let mut raw = Raw::open(&app.database_url()).await;
+    while raw
+        .count("select count(*) from mail_queue where $1", true)
+        .await
+        == 0
+    {
+        assert!(started.elapsed() < WAIT, "the reset mail was never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let opened = keys::current(&app.state.store, &app.state.sealer, "EdDSA")
         .await
         .unwrap();
     let der = opened[0].key.private_der.clone();
 
-    let mut raw = Raw::open(&app.database_url()).await;
     let stored_keys = raw.blobs("select private_der from signing_keys").await;
     assert_eq!(stored_keys.len(), 1);
     let stored_key = stored_keys[0].clone().unwrap();

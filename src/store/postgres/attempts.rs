@@ -1,12 +1,13 @@
 //! Password-check accounting and per-address mail throttling (SQL in `store::attempts`).
 
 use super::{PostgresStore, write_effects};
+use crate::store::attempts::QUEUE_REQUEST;
 use crate::store::attempts::{
     ALL_NETWORKS, AttemptCounts, AttemptGate, COUNT_ALL, COUNT_NETWORK, ENSURE_ROW, FORGET_NETWORK,
-    FORGET_SUBJECT, SELECT_ROWS, THROTTLE_SENT, TOUCH_THROTTLE, UNCOUNT_ALL, count_all_binds,
-    counts_from,
+    FORGET_SUBJECT, NEXT_REQUEST, SELECT_ROWS, TAKE_REQUEST, THROTTLE_SENT, TOUCH_THROTTLE,
+    UNCOUNT_ALL, count_all_binds, counts_from,
 };
-use crate::store::{Effects, StoreError, TokenPurpose, micros};
+use crate::store::{Effects, MailRequest, StoreError, TokenPurpose, micros};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -101,7 +102,62 @@ impl PostgresStore {
         Ok(())
     }
 
-    pub(in crate::store) async fn request_mail(
+    pub(in crate::store) async fn queue_mail_request(
+        &self,
+        subject: &str,
+        purpose: &str,
+        now: OffsetDateTime,
+        email_sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        let at = micros(now);
+        let mut tx = self.write().await?;
+        sqlx::query(QUEUE_REQUEST)
+            .bind(subject)
+            .bind(purpose)
+            .bind(at)
+            .bind(true)
+            .bind(email_sealed)
+            .bind(at)
+            .bind(at)
+            .bind(at)
+            .bind(true)
+            .bind(email_sealed)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(in crate::store) async fn claim_mail_request(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Option<MailRequest>, StoreError> {
+        let mut tx = self.write().await?;
+        let claimed: Option<(String, String, Option<Vec<u8>>)> = sqlx::query_as(
+            sqlx::AssertSqlSafe(format!("{NEXT_REQUEST} for update skip locked")),
+        )
+        .bind(true)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((subject, purpose, _)) = &claimed {
+            sqlx::query(TAKE_REQUEST)
+                .bind(false)
+                .bind(micros(now))
+                .bind(subject)
+                .bind(purpose)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(claimed.map(|(subject, purpose, email_sealed)| MailRequest {
+            subject,
+            purpose,
+            email_sealed: email_sealed.unwrap_or_default(),
+        }))
+    }
+
+    pub(in crate::store) async fn send_throttled(
         &self,
         subject: &str,
         purpose: &str,
