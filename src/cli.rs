@@ -1,6 +1,7 @@
-//! The command line: `serve`, `migrate`, `users add`, `openapi`.
+//! The command line: `serve`, `migrate`, `users add|import`, `keys rotate|rotate-secret`,
+//! `openapi`.
 
-use crate::config::Settings;
+use crate::config::{Secret, Settings};
 use clap::{Parser, Subcommand};
 
 /// latchkey: user registration and authentication service.
@@ -22,7 +23,7 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
-    /// Manage the JWT signing keys.
+    /// Manage the JWT signing keys and the secret key that seals them.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Print the OpenAPI document.
@@ -59,6 +60,62 @@ pub enum KeysCommand {
     /// Add a new signing key: it signs on every instance within a minute; the old one stays
     /// published until every token it signed has expired.
     Rotate(Settings),
+    /// Re-seal the database's secrets under a new secret key. Stop every instance first.
+    ///
+    /// Opens, with the current secret key, everything sealed under it (every signing key's
+    /// private half, every queued mail's bodies, the canary) and seals it under the new key, in
+    /// one transaction; with a wrong current key it changes nothing. Stop every instance first:
+    /// one still running keeps the old key, so it can no longer reload its signing keys, and the
+    /// mail it queues would be sealed under a key no instance has any more. Afterwards start
+    /// every instance with the new key; the old one no longer starts. Reset codes already mailed
+    /// stop working and per-address failure counters start over: they are keyed hashes of
+    /// values that are not kept, so they cannot be re-keyed (reset links keep working).
+    RotateSecret(RotateSecret),
+}
+
+/// `latchkey keys rotate-secret`: the new key is given as the current one is.
+#[derive(Debug, clap::Args)]
+pub struct RotateSecret {
+    /// The new secret key (at least 32 bytes).
+    #[arg(long, env = "LATCHKEY_NEW_SECRET_KEY", hide_env_values = true)]
+    pub new_secret_key: Option<Secret>,
+    /// The new key's file (64 hex characters); created owner-only with a random key when
+    /// missing.
+    #[arg(long, env = "LATCHKEY_NEW_SECRET_KEY_FILE")]
+    pub new_secret_key_file: Option<std::path::PathBuf>,
+    /// Database and current secret key settings.
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Where the new secret key comes from.
+#[derive(Debug)]
+pub enum NewSecretKey {
+    /// Given directly.
+    Given(Secret),
+    /// Kept in a file (created when missing).
+    File(std::path::PathBuf),
+}
+
+impl RotateSecret {
+    /// The new key's source: exactly one of the two ways, and a given key of at least 32 bytes.
+    pub fn new_key(&self) -> Result<NewSecretKey, String> {
+        match (&self.new_secret_key, &self.new_secret_key_file) {
+            (Some(_), Some(_)) => Err(
+                "give the new secret key one way: LATCHKEY_NEW_SECRET_KEY or LATCHKEY_NEW_SECRET_KEY_FILE, not both"
+                    .into(),
+            ),
+            (None, None) => Err(
+                "give the new secret key: --new-secret-key-file PATH (created when missing) or LATCHKEY_NEW_SECRET_KEY"
+                    .into(),
+            ),
+            (Some(key), None) if key.expose().len() < 32 => {
+                Err("LATCHKEY_NEW_SECRET_KEY must be at least 32 bytes".into())
+            }
+            (Some(key), None) => Ok(NewSecretKey::Given(key.clone())),
+            (None, Some(path)) => Ok(NewSecretKey::File(path.clone())),
+        }
+    }
 }
 
 /// `latchkey users add`

@@ -1,14 +1,18 @@
 //! Parse the command line, start logging, dispatch.
 
+use anyhow::Context;
 use clap::Parser;
 use clap::error::ErrorKind;
-use latchkey::cli::{AddUser, Cli, Command, ImportUsers, KeysCommand, UsersCommand};
+use latchkey::cli::{
+    AddUser, Cli, Command, ImportUsers, KeysCommand, NewSecretKey, RotateSecret, UsersCommand,
+};
 use latchkey::clock::Clock;
 use latchkey::config::{Config, LogFormat, Settings};
+use latchkey::crypto::Sealer;
 use latchkey::domain::ValidationErrors;
 use latchkey::service::accounts::{self, AccountFields, NewAccount, Origin, Registered};
-use latchkey::service::{import, keys};
-use latchkey::state::AppState;
+use latchkey::service::{import, keys, sealing};
+use latchkey::state::{self, AppState, IfMissing};
 use latchkey::store::Store;
 use latchkey::{http, startup, telemetry};
 use std::io::BufRead;
@@ -80,6 +84,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Keys(KeysCommand::RotateSecret(command)) => rotate_secret(command).await,
         Command::Openapi { base_path } => {
             let base_path =
                 latchkey::config::normalise_base_path(&base_path).map_err(anyhow::Error::msg)?;
@@ -148,6 +153,45 @@ async fn add_user(add: AddUser) -> anyhow::Result<()> {
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// `keys rotate-secret`: checks the current key before it takes or creates the new one, so a
+/// wrong current key changes nothing, not even a key file.
+async fn rotate_secret(command: RotateSecret) -> anyhow::Result<()> {
+    let new_key = command.new_key().map_err(anyhow::Error::msg)?;
+    let config = configure(command.settings)?;
+    let clock = Clock::System;
+    let store = Store::connect(config.database_url.expose())
+        .await
+        .context("cannot open the database")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    let (current_key, current) =
+        state::open_sealing(&config, &store, clock.now(), IfMissing::Refuse).await?;
+    let (new_key, kept_in) = match &new_key {
+        NewSecretKey::Given(key) => (key.expose().as_bytes().to_vec(), String::new()),
+        NewSecretKey::File(path) => (
+            state::key_file(path, IfMissing::Create)?,
+            format!(" (kept in {})", path.display()),
+        ),
+    };
+    if new_key == current_key {
+        anyhow::bail!("the new secret key is the current one; nothing to re-seal");
+    }
+    let rotated = sealing::rotate(&store, &current, &Sealer::new(&new_key), clock.now())
+        .await
+        .map_err(|error| state::sealing_error(&config, error))?;
+    println!(
+        "re-sealed the canary, {} signing key(s) and {} queued mail(s) under the new secret key{kept_in}; start every instance with it, the old key no longer starts",
+        rotated.signing_keys, rotated.mails
+    );
+    // Said every time: the operator must know what a rotation cannot carry over.
+    println!(
+        "not re-keyed (keyed hashes of values that are not kept): reset codes already mailed no longer work, and per-address failure counters start over"
+    );
+    Ok(())
 }
 
 /// `users import`: reports each bad line with its number, imports the rest, prints the counts;

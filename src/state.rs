@@ -11,6 +11,7 @@ use crate::revocations::Revocations;
 use crate::service::sealing::SealingError;
 use crate::store::Store;
 use anyhow::Context;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Everything a request may need, behind one pointer: axum clones the state for every extractor
@@ -64,18 +65,8 @@ impl AppState {
             .migrate()
             .await
             .context("cannot migrate the database")?;
-        let secret_key = load_secret_key(&config)?;
-        let sealer = Sealer::new(&secret_key);
-        crate::service::sealing::prepare(&store, &sealer, clock.now())
-            .await
-            .map_err(|error| match error {
-                // One line, naming the key's source and nothing of the key.
-                SealingError::WrongKey => anyhow::anyhow!(
-                    "{} is not the key this database was sealed with; every instance needs the key the database was first started with",
-                    key_source(&config)
-                ),
-                SealingError::Other(error) => error.context("cannot seal the database"),
-            })?;
+        let (secret_key, sealer) =
+            open_sealing(&config, &store, clock.now(), IfMissing::Create).await?;
         let tokens = crate::service::keys::load(&config, &store, &sealer, &clock).await?;
         let hasher = Hasher::new(config.hashing)?;
         let revocations = Revocations::load(&store, clock.now()).await?;
@@ -120,13 +111,49 @@ impl AppState {
     }
 }
 
-/// The key for keyed hashes and sealing: `LATCHKEY_SECRET_KEY`, or the key file, created on
-/// first start.
-fn load_secret_key(config: &Config) -> anyhow::Result<Vec<u8>> {
-    if let Some(key) = &config.secret_key {
-        return Ok(key.expose().as_bytes().to_vec());
+/// What to do when a key file does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Write a new random key to it (a first start, or a new key for a rotation).
+    Create,
+    /// Fail: the key must be the one the database was sealed with.
+    Refuse,
+}
+
+/// The secret key's bytes and its sealer, checked against the database (the first start writes
+/// the canary), with what an earlier version left clear sealed under it. A wrong key fails with
+/// one line naming where the key came from and nothing of the key.
+pub async fn open_sealing(
+    config: &Config,
+    store: &Store,
+    now: time::OffsetDateTime,
+    if_missing: IfMissing,
+) -> anyhow::Result<(Vec<u8>, Sealer)> {
+    let secret_key = match &config.secret_key {
+        Some(key) => key.expose().as_bytes().to_vec(),
+        None => key_file(&config.secret_key_file, if_missing)?,
+    };
+    let sealer = Sealer::new(&secret_key);
+    crate::service::sealing::prepare(store, &sealer, now)
+        .await
+        .map_err(|error| sealing_error(config, error))?;
+    Ok((secret_key, sealer))
+}
+
+/// A sealing failure as one line for the operator: a wrong key names the key's source.
+pub fn sealing_error(config: &Config, error: SealingError) -> anyhow::Error {
+    match error {
+        SealingError::WrongKey => anyhow::anyhow!(
+            "{} is not the key this database was sealed with; every instance needs the key the database was first started with",
+            key_source(config)
+        ),
+        SealingError::Other(error) => error.context("cannot seal the database"),
     }
-    let path = &config.secret_key_file;
+}
+
+/// The secret key kept in the file at `path` (64 hex characters, owner-only); when the file
+/// does not exist, a new random key is written to it (mode 0600) or the call fails, as asked.
+pub fn key_file(path: &Path, if_missing: IfMissing) -> anyhow::Result<Vec<u8>> {
     crate::files::tighten(path, "the secret key file")
         .with_context(|| format!("cannot make the key file {} owner-only", path.display()))?;
     match std::fs::read_to_string(path) {
@@ -136,6 +163,12 @@ fn load_secret_key(config: &Config) -> anyhow::Result<Vec<u8>> {
             path.display()
         ),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if if_missing == IfMissing::Refuse {
+                anyhow::bail!(
+                    "the key file {} does not exist; give the key the database was sealed with",
+                    path.display()
+                );
+            }
             let key: String = random::bytes::<32>()
                 .iter()
                 .map(|b| format!("{b:02x}"))

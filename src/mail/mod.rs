@@ -110,7 +110,7 @@ impl MailBody {
 }
 
 /// The binding of a mail's sealed bodies: its row, so that they cannot be moved to another mail.
-fn binding(id: uuid::Uuid) -> String {
+pub(crate) fn binding(id: uuid::Uuid) -> String {
     format!("mail:{id}")
 }
 

@@ -1,9 +1,10 @@
-//! Secrets at rest at start-up: the canary that stops a wrong secret key, then sealing in place
-//! what an earlier version left in clear (signing keys, queued mail bodies).
+//! Secrets at rest: at start-up the canary that stops a wrong secret key, then sealing in place
+//! what an earlier version left in clear (signing keys, queued mail bodies); and re-sealing all
+//! of it under a new secret key (`latchkey keys rotate-secret`).
 
 use crate::crypto::Sealer;
 use crate::mail::MailBody;
-use crate::store::{Store, StoreError};
+use crate::store::{Resealed, SealedRow, Store, StoreError};
 use time::OffsetDateTime;
 
 /// What the canary holds, sealed.
@@ -41,6 +42,54 @@ pub async fn prepare(
     check_canary(store, sealer, now).await?;
     seal_signing_keys(store, sealer, now).await?;
     seal_mails(store, sealer, now).await
+}
+
+/// What a rotation of the secret key re-sealed besides the canary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotated {
+    /// Signing keys (retired ones too).
+    pub signing_keys: u64,
+    /// Queued mails not yet sent.
+    pub mails: u64,
+}
+
+/// Opens everything sealed under `current` and seals it under `new`, in one transaction: the
+/// canary, every signing key's private half, every queued mail's bodies. When the canary does
+/// not open, `WrongKey`; when anything else does not, an error naming it; either way nothing
+/// changes. Keyed hashes (reset codes, address subjects) cannot follow: the values behind them
+/// are not kept.
+pub async fn rotate(
+    store: &Store,
+    current: &Sealer,
+    new: &Sealer,
+    now: OffsetDateTime,
+) -> Result<Rotated, SealingError> {
+    let reseal = |row: &SealedRow, sealed: &[u8]| {
+        let binding = match row {
+            SealedRow::Canary => CANARY_BINDING.to_owned(),
+            SealedRow::SigningKey(kid) => super::keys::binding(kid),
+            SealedRow::Mail(id) => crate::mail::binding(*id),
+        };
+        let plain = current.open(sealed, &binding).ok()?;
+        // Checked as at start-up, so both agree on what a wrong key is.
+        if *row == SealedRow::Canary && plain != CANARY {
+            return None;
+        }
+        Some(new.seal(&plain, &binding))
+    };
+    match store.reseal_all(&reseal, now).await? {
+        Resealed::Done {
+            signing_keys,
+            mails,
+        } => Ok(Rotated {
+            signing_keys,
+            mails,
+        }),
+        Resealed::Refused(SealedRow::Canary) => Err(SealingError::WrongKey),
+        Resealed::Refused(row) => Err(SealingError::Other(anyhow::anyhow!(
+            "{row} does not open with the current secret key; nothing was re-sealed"
+        ))),
+    }
 }
 
 async fn check_canary(

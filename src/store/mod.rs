@@ -169,6 +169,44 @@ pub struct ClearMail {
     pub html: String,
 }
 
+/// A value sealed under the secret key, named by the row it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealedRow {
+    /// The one-row canary.
+    Canary,
+    /// A signing key's private half.
+    SigningKey(String),
+    /// A queued mail's bodies.
+    Mail(Uuid),
+}
+
+impl std::fmt::Display for SealedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SealedRow::Canary => f.write_str("the sealing canary"),
+            SealedRow::SigningKey(kid) => write!(f, "signing key {kid}"),
+            SealedRow::Mail(id) => write!(f, "queued mail {id}"),
+        }
+    }
+}
+
+/// Gives a sealed value's new sealed form, or `None` to refuse it (and so the whole re-sealing).
+pub type Reseal<'a> = dyn Fn(&SealedRow, &[u8]) -> Option<Vec<u8>> + Sync + 'a;
+
+/// What re-sealing every sealed value did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resealed {
+    /// Every value was replaced: the canary, and this many signing keys and queued mails.
+    Done {
+        /// Signing keys (retired ones too).
+        signing_keys: u64,
+        /// Queued mails not yet sent.
+        mails: u64,
+    },
+    /// This value was refused (it does not open); nothing was changed.
+    Refused(SealedRow),
+}
+
 /// A change of user fields: `None` leaves a field alone; for name and phone `Some(None)` clears.
 #[derive(Debug, Clone, Default)]
 pub struct UserChange {
@@ -1034,6 +1072,20 @@ impl Store {
         }
     }
 
+    /// Replaces every sealed value (the canary first, then every signing key's private half and
+    /// every queued mail's bodies) by what `reseal` makes of it, in one transaction that keeps
+    /// other writers out; when `reseal` refuses a value (`None`), nothing changes.
+    pub async fn reseal_all(
+        &self,
+        reseal: &Reseal<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Resealed, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.reseal_all(reseal, now).await,
+            Store::Postgres(s) => s.reseal_all(reseal, now).await,
+        }
+    }
+
     /// Takes or renews the lease `name` for `holder` until `until`; false while another holds it.
     pub async fn take_lease(
         &self,
@@ -1100,6 +1152,19 @@ const UNVERIFIED_BEFORE: &str = "select id from users
 /// The admins who keep the service administrable: enabled and verified.
 const COUNT_ADMINS: &str =
     "select count(*) from users where role = $1 and disabled = $2 and email_verified = $3";
+/// Re-sealing, in one text for both backends: the canary, sealed signing keys, and queued
+/// mails with a sealed body in pages after an id.
+const SEALED_CANARY: &str = "select canary from sealing where id = 1";
+const RESEAL_CANARY: &str = "update sealing set canary = $1, updated_at = $2 where id = 1";
+const SEALED_SIGNING_KEYS: &str =
+    "select kid, private_der from signing_keys where sealed = $1 order by kid";
+const RESEAL_SIGNING_KEY: &str =
+    "update signing_keys set private_der = $1, updated_at = $2 where kid = $3";
+const SEALED_MAILS_AFTER: &str = "select id, sealed_body from mail_queue
+    where sealed_body is not null and id > $1 order by id limit $2";
+const RESEAL_MAIL: &str = "update mail_queue set sealed_body = $1, updated_at = $2 where id = $3";
+/// Queued mails re-sealed per read, so that a long queue is not read at once.
+const RESEAL_BATCH: i64 = 100;
 /// A reset code dies at its fifth wrong try.
 const MAX_CODE_FAILURES: i64 = 5;
 /// Wrong codes a user may present within an hour, across all codes sent.

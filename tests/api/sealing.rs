@@ -428,3 +428,213 @@ async fn keys_rotate_adds_a_sealed_key_that_every_instance_publishes() {
         2
     );
 }
+
+/// `latchkey keys rotate-secret` on `database_url`, from the key file `current` to `new`.
+fn rotate_secret(database_url: &str, current: &Path, new: &Path) -> std::process::Output {
+    latchkey()
+        .args(["keys", "rotate-secret", "--new-secret-key-file"])
+        .arg(new)
+        .env("LATCHKEY_DATABASE_URL", database_url)
+        .env("LATCHKEY_SECRET_KEY_FILE", current)
+        // Info lines (sqlx notices on PostgreSQL) are not the failure's line.
+        .env("LATCHKEY_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// What `latchkey serve` on `database_url` with the key file `key` says as it stops; it must stop
+/// at once (it is killed, and the test fails, if it serves).
+fn serve_stops(database_url: &str, key: &Path) -> String {
+    let mut child = latchkey()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+        ])
+        .env("LATCHKEY_DATABASE_URL", database_url)
+        .env("LATCHKEY_SECRET_KEY_FILE", key)
+        .env("LATCHKEY_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > WAIT {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("serve started");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every sealed value in the database: the canary, the signing keys, the queued mail bodies.
+async fn sealed_values(database_url: &str) -> Vec<Option<Vec<u8>>> {
+    let mut raw = Raw::open(database_url).await;
+    let mut values = raw.blobs("select canary from sealing").await;
+    values.extend(
+        raw.blobs("select private_der from signing_keys order by kid")
+            .await,
+    );
+    values.extend(
+        raw.blobs("select sealed_body from mail_queue order by id")
+            .await,
+    );
+    values
+}
+
+#[tokio::test]
+async fn rotating_the_secret_key_reseals_everything_so_that_only_the_new_key_starts() {
+    // One issuer for both instances; SMTP down, so the reset mail stays queued.
+    let issuer = ["--jwt-issuer", "https://auth.example.com"];
+    let app = spawn_app_with(&["--smtp-url", "smtp://127.0.0.1:1", issuer[0], issuer[1]]).await;
+    let (token, _) = app.logged_in_user("ada@example.com").await;
+    let forgot = app
+        .post(
+            "/auth/forgot-password",
+            &json!({"email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+    let database_url = app.database_url();
+    let dir = app.stop().await;
+    let (old_key, new_key) = (dir.path().join("latchkey.key"), dir.path().join("new.key"));
+    let before = sealed_values(&database_url).await;
+    assert_eq!(before.len(), 3, "canary, signing key, queued mail");
+
+    let output = rotate_secret(&database_url, &old_key, &new_key);
+
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("1 signing key(s) and 1 queued mail(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("reset codes already mailed"), "{stdout}");
+    #[cfg(unix)]
+    assert_eq!(mode(&new_key), "600", "the new key file");
+    for key in [&old_key, &new_key] {
+        let key = std::fs::read_to_string(key).unwrap();
+        assert!(!stdout.contains(key.trim()) && !stderr.contains(key.trim()));
+    }
+    let after = sealed_values(&database_url).await;
+    assert_eq!(after.len(), before.len());
+    for (old, new) in before.iter().zip(&after) {
+        assert_ne!(old, new, "every sealed value is sealed anew");
+    }
+
+    let stderr = serve_stops(&database_url, &old_key);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("not the key this database was sealed with"),
+        "{stderr}"
+    );
+
+    let mail_dir = tempfile::tempdir().unwrap();
+    let restarted = spawn_app_with(&[
+        "--database-url",
+        &database_url,
+        "--secret-key-file",
+        &new_key.display().to_string(),
+        "--mail-dir",
+        &mail_dir.path().display().to_string(),
+        issuer[0],
+        issuer[1],
+    ])
+    .await;
+    let verify = restarted.get("/auth/verify", Some(&token)).await;
+    assert_eq!(
+        verify.status(),
+        StatusCode::OK,
+        "signed before, verified after"
+    );
+    // Past the failed try's backoff (and any claim left by the stopped instance).
+    restarted.state.clock.advance(time::Duration::minutes(5));
+    let eml = std::fs::read_to_string(wait_for_eml(mail_dir.path()).await).unwrap();
+    assert!(
+        eml.contains("/reset-password?token="),
+        "the queued mail opens and goes out"
+    );
+
+    let rotate = |key: &Path| {
+        latchkey()
+            .args(["keys", "rotate"])
+            .env("LATCHKEY_DATABASE_URL", &database_url)
+            .env("LATCHKEY_SECRET_KEY_FILE", key)
+            .output()
+            .unwrap()
+    };
+    let output = rotate(&new_key);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !rotate(&old_key).status.success(),
+        "the old key adds no key"
+    );
+    let opened = keys::current(&restarted.state.store, &restarted.state.sealer, "EdDSA")
+        .await
+        .unwrap();
+    assert_eq!(opened.len(), 2, "both open with the new key");
+}
+
+#[tokio::test]
+async fn rotating_the_secret_key_without_the_current_key_changes_nothing() {
+    let app = spawn_app_with(&["--smtp-url", "smtp://127.0.0.1:1"]).await;
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    let forgot = app
+        .post(
+            "/auth/forgot-password",
+            &json!({"email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+    let database_url = app.database_url();
+    let dir = app.stop().await;
+    let before = sealed_values(&database_url).await;
+    let key = dir.path().join("latchkey.key");
+    let wrong = dir.path().join("wrong.key");
+    latchkey::files::create_private(&wrong, "cd".repeat(32).as_bytes()).unwrap();
+    let missing = dir.path().join("missing.key");
+    let new_key = dir.path().join("new.key");
+
+    for (current, new, says) in [
+        (
+            &wrong,
+            &new_key,
+            "not the key this database was sealed with",
+        ),
+        (&missing, &new_key, "does not exist"),
+        (&key, &key, "the current one"),
+    ] {
+        let output = rotate_secret(&database_url, current, new);
+
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("cdcdcdcd"));
+        assert!(!new_key.exists() && !missing.exists(), "no key file made");
+        assert_eq!(sealed_values(&database_url).await, before, "{says}");
+    }
+
+    // The current key still starts.
+    spawn_app_with(&[
+        "--database-url",
+        &database_url,
+        "--secret-key-file",
+        &key.display().to_string(),
+    ])
+    .await;
+}

@@ -1,8 +1,12 @@
 //! Sealing on SQLite: the canary row, and finding and replacing what an earlier version left
-//! in clear. Each replacement is conditional, so instances starting together seal a row once.
+//! in clear (each replacement is conditional, so instances starting together seal a row once),
+//! and re-sealing everything under a new secret key in one transaction.
 
 use super::{SqliteStore, key_from_row, micros, parse_uuid};
-use crate::store::{ClearMail, StoreError, StoredKey};
+use crate::store::{
+    ClearMail, RESEAL_BATCH, RESEAL_CANARY, RESEAL_MAIL, RESEAL_SIGNING_KEY, Reseal, Resealed,
+    SEALED_CANARY, SEALED_MAILS_AFTER, SEALED_SIGNING_KEYS, SealedRow, StoreError, StoredKey,
+};
 use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -111,5 +115,75 @@ impl SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    pub(in crate::store) async fn reseal_all(
+        &self,
+        reseal: &Reseal<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Resealed, StoreError> {
+        // `begin immediate`: no other writer until commit, so every row read here is re-sealed
+        // and none is written meanwhile under the old key.
+        let mut tx = self.write().await?;
+        let at = micros(now);
+        // Returning before commit rolls the transaction back: a refused value changes nothing.
+        let canary: Vec<u8> = sqlx::query_scalar(SEALED_CANARY)
+            .fetch_one(&mut *tx)
+            .await?;
+        let Some(canary) = reseal(&SealedRow::Canary, &canary) else {
+            return Ok(Resealed::Refused(SealedRow::Canary));
+        };
+        sqlx::query(RESEAL_CANARY)
+            .bind(canary)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        let keys: Vec<(String, Vec<u8>)> = sqlx::query_as(SEALED_SIGNING_KEYS)
+            .bind(true)
+            .fetch_all(&mut *tx)
+            .await?;
+        let signing_keys = keys.len() as u64;
+        for (kid, sealed) in keys {
+            let row = SealedRow::SigningKey(kid.clone());
+            let Some(resealed) = reseal(&row, &sealed) else {
+                return Ok(Resealed::Refused(row));
+            };
+            sqlx::query(RESEAL_SIGNING_KEY)
+                .bind(resealed)
+                .bind(at)
+                .bind(kid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let (mut mails, mut after) = (0, String::new());
+        loop {
+            let page: Vec<(String, Vec<u8>)> = sqlx::query_as(SEALED_MAILS_AFTER)
+                .bind(&after)
+                .bind(RESEAL_BATCH)
+                .fetch_all(&mut *tx)
+                .await?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = last.clone();
+            for (id, sealed) in page {
+                let row = SealedRow::Mail(parse_uuid(&id)?);
+                let Some(resealed) = reseal(&row, &sealed) else {
+                    return Ok(Resealed::Refused(row));
+                };
+                sqlx::query(RESEAL_MAIL)
+                    .bind(resealed)
+                    .bind(at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                mails += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(Resealed::Done {
+            signing_keys,
+            mails,
+        })
     }
 }
