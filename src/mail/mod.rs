@@ -67,9 +67,14 @@ impl Transport {
                     options.write(true).create(true).truncate(true);
                     #[cfg(unix)]
                     options.mode(0o600);
-                    let mut file = options.open(dir.join(format!("{id}.eml"))).await?;
+                    // Written under a temporary name and renamed, so whoever watches the
+                    // directory never reads half a mail.
+                    let partial = dir.join(format!(".{id}.eml.partial"));
+                    let mut file = options.open(&partial).await?;
                     tokio::io::AsyncWriteExt::write_all(&mut file, &formatted).await?;
                     tokio::io::AsyncWriteExt::flush(&mut file).await?;
+                    drop(file);
+                    tokio::fs::rename(&partial, dir.join(format!("{id}.eml"))).await?;
                 }
             }
         }

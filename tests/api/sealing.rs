@@ -121,6 +121,20 @@ async fn wait_for_eml(dir: &Path) -> PathBuf {
     }
 }
 
+/// Forgot-password's mail is queued after the answer, by the request worker: waits for it.
+async fn wait_for_queued_mail(app: &TestApp) {
+    let started = Instant::now();
+    let mut raw = Raw::open(&app.database_url()).await;
+    while raw
+        .count("select count(*) from mail_queue where $1", true)
+        .await
+        == 0
+    {
+        assert!(started.elapsed() < WAIT, "the reset mail was never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_copy_of_the_database_holds_no_clear_private_key_link_token_or_code() {
     // Nothing listens on port 1: the reset mail stays queued, as it would while SMTP is down.
@@ -133,17 +147,8 @@ async fn a_copy_of_the_database_holds_no_clear_private_key_link_token_or_code() 
         )
         .await;
     assert_eq!(forgot.status(), StatusCode::ACCEPTED);
-    // The request is worked off after the answer: wait for its mail to be queued.
-    let started = Instant::now();
+    wait_for_queued_mail(&app).await;
     let mut raw = Raw::open(&app.database_url()).await;
-    while raw
-        .count("select count(*) from mail_queue where $1", true)
-        .await
-        == 0
-    {
-        assert!(started.elapsed() < WAIT, "the reset mail was never queued");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let opened = keys::current(&app.state.store, &app.state.sealer, "EdDSA")
         .await
         .unwrap();
@@ -502,6 +507,7 @@ async fn rotating_the_secret_key_reseals_everything_so_that_only_the_new_key_sta
         )
         .await;
     assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+    wait_for_queued_mail(&app).await;
     let database_url = app.database_url();
     let dir = app.stop().await;
     let (old_key, new_key) = (dir.path().join("latchkey.key"), dir.path().join("new.key"));
@@ -600,6 +606,7 @@ async fn rotating_the_secret_key_without_the_current_key_changes_nothing() {
         )
         .await;
     assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+    wait_for_queued_mail(&app).await;
     let database_url = app.database_url();
     let dir = app.stop().await;
     let before = sealed_values(&database_url).await;
