@@ -146,7 +146,8 @@ pub struct Settings {
     /// Rate limit of login per client address: a count per window (`10/1m`) or `off`.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_LOGIN_IP", default_value = "1000/1m", value_parser = Limit::parse)]
     pub rate_limit_login_ip: Limit,
-    /// Rate limit of login per account (normalised email): a count per window (`10/1m`) or `off`.
+    /// Rate limit of login per account (normalised email) and client network: a count per window
+    /// (`10/1m`) or `off`. Per network too, so that nobody can spend the owner's budget.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_LOGIN_ACCOUNT", default_value = "20/1m", value_parser = Limit::parse)]
     pub rate_limit_login_account: Limit,
     /// Rate limit of refresh per client address: a count per window (`10/1m`) or `off`.

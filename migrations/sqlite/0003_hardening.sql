@@ -20,6 +20,11 @@ create index password_attempts_age on password_attempts (updated_at);
 -- confirmation link proves the mailbox, not who created the account), and they are deleted
 -- when still unverified after LATCHKEY_UNVERIFIED_ACCOUNT_TTL.
 alter table users add column self_registered integer not null default 0;
+-- Accounts registered by a visitor before this version: those the outbox still remembers.
+update users set self_registered = 1
+where email_verified = 0 and password_hash is not null and id in (
+    select user_id from events
+    where type = 'USER_REGISTERED' and envelope like '%"origin":"self_service"%');
 create index users_unverified on users (email_verified, created_at);
 -- Admins are counted on every change that could remove the last one.
 create index users_by_role on users (role);

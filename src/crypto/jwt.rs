@@ -92,34 +92,43 @@ impl KeyMaterial {
     /// Generates a fresh key pair for `alg` (asymmetric algorithms only).
     pub fn generate(alg: JwtAlg) -> anyhow::Result<KeyMaterial> {
         let rng = SystemRandom::new();
-        let (private_der, public_jwk) = match alg {
+        let document = match alg {
+            // jsonwebtoken reads the v1 (48-byte) PKCS#8 form, not the v2 one.
+            JwtAlg::EdDsa => Ed25519KeyPair::generate_pkcs8v1(&rng)
+                .map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?
+                .as_ref()
+                .to_vec(),
+            JwtAlg::Es256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| anyhow::anyhow!("P-256 key generation failed"))?
+                .as_ref()
+                .to_vec(),
+            JwtAlg::Hs256 | JwtAlg::Hs512 => {
+                anyhow::bail!("{} uses the shared secret, not a stored key", alg.as_str())
+            }
+        };
+        KeyMaterial::from_private(alg, document)
+    }
+
+    /// The key whose private half is `private_der` (PKCS#8): its public JWK and `kid` are derived
+    /// from it, never taken from storage, so a public key written into the database by someone
+    /// without the secret key cannot stand beside a sealed private one.
+    pub fn from_private(alg: JwtAlg, private_der: Vec<u8>) -> anyhow::Result<KeyMaterial> {
+        let public_jwk = match alg {
             JwtAlg::EdDsa => {
-                // jsonwebtoken reads the v1 (48-byte) PKCS#8 form, not the v2 one.
-                let document = Ed25519KeyPair::generate_pkcs8v1(&rng)
-                    .map_err(|_| anyhow::anyhow!("Ed25519 key generation failed"))?;
-                let pair = Ed25519KeyPair::from_pkcs8(document.as_ref())
+                let pair = Ed25519KeyPair::from_pkcs8(&private_der)
                     .map_err(|e| anyhow::anyhow!("Ed25519 key rejected: {e}"))?;
                 let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-                (
-                    document.as_ref().to_vec(),
-                    json!({"crv": "Ed25519", "kty": "OKP", "x": x}),
-                )
+                json!({"crv": "Ed25519", "kty": "OKP", "x": x})
             }
             JwtAlg::Es256 => {
-                let document = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                    .map_err(|_| anyhow::anyhow!("P-256 key generation failed"))?;
-                let pair =
-                    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, document.as_ref())
-                        .map_err(|e| anyhow::anyhow!("P-256 key rejected: {e}"))?;
+                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &private_der)
+                    .map_err(|e| anyhow::anyhow!("P-256 key rejected: {e}"))?;
                 let point = pair.public_key().as_ref(); // 0x04 || x || y
                 let (x, y) = (
                     URL_SAFE_NO_PAD.encode(&point[1..33]),
                     URL_SAFE_NO_PAD.encode(&point[33..65]),
                 );
-                (
-                    document.as_ref().to_vec(),
-                    json!({"crv": "P-256", "kty": "EC", "x": x, "y": y}),
-                )
+                json!({"crv": "P-256", "kty": "EC", "x": x, "y": y})
             }
             JwtAlg::Hs256 | JwtAlg::Hs512 => {
                 anyhow::bail!("{} uses the shared secret, not a stored key", alg.as_str())

@@ -32,9 +32,12 @@ impl Email {
     }
 
     /// Normalises part of an address (e.g. a search term) the way full addresses are; `None`
-    /// when it is longer than any address can be.
+    /// when it is sent longer than any address can be (254 characters).
     pub fn normalise_fragment(raw: &str) -> Option<String> {
-        normalise_bounded(raw).filter(|fragment| fragment.chars().count() <= MAX_LEN)
+        if raw.chars().nth(MAX_LEN).is_some() {
+            return None;
+        }
+        Some(raw.nfkc().collect::<String>().trim().to_lowercase())
     }
 
     /// Rebuilds an address read back from storage, where it was stored normalised.

@@ -125,7 +125,7 @@ pub enum LimitError {
 pub struct RateLimiter {
     policies: Arc<Policies>,
     namespace: Arc<str>,
-    memory: Arc<Mutex<HashMap<BudgetKey, Counter>>>,
+    memory: Arc<Mutex<Buckets>>,
     redis: Option<redis::Client>,
     connection: Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
     clock: Clock,
@@ -134,19 +134,41 @@ pub struct RateLimiter {
 /// Any Redis call gets this long before the counter counts as unknown.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Most budgets kept in process: about 64 bytes each, so a few MiB at most.
-const MAX_MEMORY_BUDGETS: usize = 50_000;
+/// In-process counters: a fixed array, so memory never grows with the traffic. Budgets are
+/// spread over it by a hash keyed at random per process (an attacker cannot aim at another
+/// budget's slot); two budgets that share a slot only over-count, so a flood of distinct
+/// subjects makes no one's budget roomier and leaves the others' slots alone.
+struct Buckets {
+    /// When each slot's window ends (Unix milliseconds).
+    until_ms: Vec<i64>,
+    /// Each slot's count in that window.
+    count: Vec<u32>,
+    /// The per-process key of the slot hash.
+    hasher: std::hash::RandomState,
+}
+
+/// Slots in process: 2^18, 12 bytes each, 3 MiB at most (zeroed pages are mapped only when
+/// touched).
+const BUCKETS: usize = 1 << 18;
+
+impl Buckets {
+    fn new() -> Buckets {
+        Buckets {
+            until_ms: vec![0; BUCKETS],
+            count: vec![0; BUCKETS],
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    fn slot(&self, key: &BudgetKey) -> usize {
+        use std::hash::BuildHasher;
+        (self.hasher.hash_one(key) as usize) & (BUCKETS - 1)
+    }
+}
 
 /// A budget's identity: 16 bytes of SHA-256 over the action, the kind of subject and the
-/// subject, whatever the subject's size.
+/// subject, whatever the subject's size (in Redis, the key; in process, hashed to a slot).
 type BudgetKey = [u8; 16];
-
-/// One budget's count in the window that ends at `until_ms`.
-#[derive(Debug, Clone, Copy)]
-struct Counter {
-    until_ms: i64,
-    count: u32,
-}
 
 /// The key every instance derives for one budget (also the Redis key's subject part).
 fn budget_key(action: Action, kind: &str, subject: &str) -> BudgetKey {
@@ -158,10 +180,6 @@ fn budget_key(action: Action, kind: &str, subject: &str) -> BudgetKey {
     key.copy_from_slice(&hash.as_ref()[..16]);
     key
 }
-
-/// Where all new budgets are counted while the map is full of live ones: a flood of distinct
-/// subjects then shares one budget instead of growing memory or being let through.
-const OVERFLOW_KEY: BudgetKey = [0xff; 16];
 
 impl RateLimiter {
     /// A limiter with `policies`; counters live in Redis when a client is given. `namespace`
@@ -175,7 +193,7 @@ impl RateLimiter {
         RateLimiter {
             policies: Arc::new(policies),
             namespace: namespace.into(),
-            memory: Arc::new(Mutex::new(HashMap::new())),
+            memory: Arc::new(Mutex::new(Buckets::new())),
             redis,
             connection: Arc::new(tokio::sync::Mutex::new(None)),
             clock,
@@ -183,7 +201,8 @@ impl RateLimiter {
     }
 
     /// Counts one `action` from the client network of `ip` (see [`crate::domain::client_network`])
-    /// and against `account`, when it names one; refuses when a budget is spent. Only a
+    /// and against `account` (for logins, the account from that network), when it names one;
+    /// refuses when a budget is spent. Only a
     /// validated address can name an account: an invalid one touches no account budget.
     pub async fn check(
         &self,
@@ -191,14 +210,26 @@ impl RateLimiter {
         ip: Option<&str>,
         account: Option<&Email>,
     ) -> Result<(), LimitError> {
+        let network = ip.map(crate::domain::client_network);
+        // Logins are budgeted per account *and* network: the password-check accounting already
+        // caps an account across networks, and a budget every network shared would let anyone
+        // keep the owner out.
+        let account_subject = account.map(|email| match (action, &network) {
+            (Action::Login, Some(network)) => format!("{email}\0{network}"),
+            _ => email.as_str().to_owned(),
+        });
         let budgets = [
             (
                 self.policies.per_ip.get(&action),
-                ip.map(|ip| budget_key(action, "ip", &crate::domain::client_network(ip))),
+                network
+                    .as_deref()
+                    .map(|network| budget_key(action, "ip", network)),
             ),
             (
                 self.policies.per_account.get(&action),
-                account.map(|email| budget_key(action, "account", email.as_str())),
+                account_subject
+                    .as_deref()
+                    .map(|subject| budget_key(action, "account", subject)),
             ),
         ];
         for (policy, key) in budgets {
@@ -223,10 +254,7 @@ impl RateLimiter {
         let retry_after = u64::try_from((window_start + window_ms - now_ms + 999) / 1000)
             .unwrap_or(1)
             .max(1);
-        let counter = Counter {
-            until_ms: window_start + window_ms,
-            count: 0,
-        };
+        let until_ms = window_start + window_ms;
         let count = match &self.redis {
             Some(client) => {
                 let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
@@ -244,10 +272,10 @@ impl RateLimiter {
                         );
                         return Err(LimitError::Unavailable);
                     }
-                    None => self.count_in_memory(key, counter, now_ms),
+                    None => self.count_in_memory(&key, until_ms, now_ms),
                 }
             }
-            None => self.count_in_memory(key, counter, now_ms),
+            None => self.count_in_memory(&key, until_ms, now_ms),
         };
         if count > policy.limit {
             metrics::counter!("latchkey_rate_limited_total", "action" => action.name())
@@ -260,33 +288,33 @@ impl RateLimiter {
         Ok(())
     }
 
-    fn count_in_memory(&self, key: BudgetKey, fresh: Counter, now_ms: i64) -> u32 {
-        let mut counters = self
+    fn count_in_memory(&self, key: &BudgetKey, until_ms: i64, now_ms: i64) -> u32 {
+        let mut buckets = self
             .memory
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut key = key;
-        if counters.len() >= MAX_MEMORY_BUDGETS && !counters.contains_key(&key) {
-            counters.retain(|_, counter| counter.until_ms > now_ms);
-            if counters.len() >= MAX_MEMORY_BUDGETS {
-                key = OVERFLOW_KEY;
-            }
+        let slot = buckets.slot(key);
+        // A slot whose window ended starts over with this budget's window.
+        if buckets.until_ms[slot] <= now_ms {
+            buckets.until_ms[slot] = until_ms;
+            buckets.count[slot] = 0;
         }
-        let counter = counters.entry(key).or_insert(fresh);
-        // A counter of an ended window starts over.
-        if counter.until_ms <= now_ms {
-            *counter = fresh;
-        }
-        counter.count = counter.count.saturating_add(1);
-        counter.count
+        buckets.count[slot] = buckets.count[slot].saturating_add(1);
+        buckets.count[slot]
     }
 
-    /// How many budgets are kept in process (tests check the bound).
+    /// How many in-process slots hold a live count (tests check what a request touches).
     pub fn budgets_in_memory(&self) -> usize {
-        self.memory
+        let buckets = self
+            .memory
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .len()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now_ms = (self.clock.now() - OffsetDateTime::UNIX_EPOCH).whole_milliseconds() as i64;
+        buckets
+            .until_ms
+            .iter()
+            .filter(|until| **until > now_ms)
+            .count()
     }
 
     async fn count_in_redis(
@@ -397,7 +425,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn memory_stays_bounded_whatever_the_subjects() {
+    async fn a_flood_of_distinct_subjects_neither_grows_memory_nor_spends_others_budgets() {
         let clock = Clock::manual(OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap());
         let mut policies = Policies::default();
         let policy = Policy {
@@ -406,28 +434,31 @@ mod tests {
         };
         policies.per_ip.insert(Action::Register, policy);
         let limiter = RateLimiter::new(policies, "test", None, clock.clone());
-        for n in 0..(MAX_MEMORY_BUDGETS + 20) {
+        for n in 0..60_000u32 {
             let ip = format!("10.{}.{}.{}", n >> 16 & 0xff, n >> 8 & 0xff, n & 0xff);
             let _ = limiter.check(Action::Register, Some(&ip), None).await;
         }
-        assert!(limiter.budgets_in_memory() <= MAX_MEMORY_BUDGETS + 1);
-        // Past the bound, new subjects share the overflow budget: a flood is limited, not let
-        // through.
-        assert!(matches!(
-            limiter
-                .check(Action::Register, Some("192.0.2.1"), None)
-                .await,
-            Err(LimitError::Limited(_))
-        ));
-        // Once the window ends, the old budgets make room again.
-        clock.advance(time::Duration::minutes(1));
+        assert!(limiter.budgets_in_memory() <= BUCKETS);
+        // A newcomer still has (nearly all of) its own budget: the flood only fills slots.
+        let newcomer = Some("192.0.2.1");
         assert!(
             limiter
-                .check(Action::Register, Some("192.0.2.1"), None)
+                .check(Action::Register, newcomer, None)
                 .await
                 .is_ok()
         );
-        assert!(limiter.budgets_in_memory() < 10);
+        for _ in 0..3 {
+            let _ = limiter.check(Action::Register, newcomer, None).await;
+        }
+        assert!(
+            matches!(
+                limiter.check(Action::Register, newcomer, None).await,
+                Err(LimitError::Limited(_))
+            ),
+            "and its own budget still runs out"
+        );
+        clock.advance(time::Duration::minutes(1));
+        assert_eq!(limiter.budgets_in_memory(), 0, "every window ended");
     }
 
     #[tokio::test]

@@ -482,6 +482,7 @@ async fn confirm_password(
         credentials.password_hash.as_deref(),
         given,
         client,
+        true,
     )
     .await?;
     match check {

@@ -181,7 +181,11 @@ pub async fn update(
         ..Effects::default()
     };
     // Demoting, disabling or unverifying an admin must leave another enabled, verified admin.
-    let keep_admin = is_admin(app, &current).then(|| app.config.roles.admin().as_str());
+    // Checked in the transaction for every such change, not only when `current` (read before
+    // it) shows an admin: a change racing this one may have made one meanwhile.
+    let guarded =
+        change.role.is_some() || change.disabled.is_some() || change.email_verified.is_some();
+    let keep_admin = guarded.then(|| app.config.roles.admin().as_str());
     let (user, revoked) = match app
         .store
         .update_user(id, &change, revoke, now, &effects, keep_admin)
@@ -193,11 +197,6 @@ pub async fn update(
     };
     app.revocations.revoked_here(&revoked, now);
     Ok(user)
-}
-
-/// Whether `user` is one of the admins that keep the service administrable.
-fn is_admin(app: &AppState, user: &User) -> bool {
-    user.role == *app.config.roles.admin() && !user.disabled && user.email_verified
 }
 
 /// Deletes a user with everything of theirs: sessions, tokens, pending mail.
@@ -220,7 +219,7 @@ pub async fn delete(
         events: vec![event],
         ..Effects::default()
     };
-    let keep_admin = is_admin(app, &target).then(|| app.config.roles.admin().as_str());
+    let keep_admin = Some(app.config.roles.admin().as_str());
     match app.store.delete_user(id, now, &effects, keep_admin).await {
         Err(StoreError::NotFound) => Err(AdminError::NotFound),
         Err(StoreError::LastAdmin) => Err(AdminError::LastAdmin),

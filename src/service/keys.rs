@@ -105,8 +105,9 @@ pub(crate) fn binding(kid: &str) -> String {
 
 /// Signing keys of `alg` not yet retired, newest first, opened. A key still in clear (written
 /// by an earlier version after this one sealed the table at start-up) is left out until the
-/// next start seals it: only keys sealed under the secret key may sign, so whoever can write
-/// the database but lacks the key cannot plant one.
+/// next start seals it: only keys sealed under the secret key may sign or verify, and their
+/// public halves are derived from the sealed private ones, so whoever can write the database
+/// but lacks the key cannot plant one.
 pub async fn current(store: &Store, sealer: &Sealer, alg: &str) -> anyhow::Result<Vec<SigningKey>> {
     let mut keys = Vec::new();
     for stored in store.signing_keys(alg).await? {
@@ -117,13 +118,21 @@ pub async fn current(store: &Store, sealer: &Sealer, alg: &str) -> anyhow::Resul
         let private_der = sealer
             .open(&stored.private_der, &binding(&stored.kid))
             .map_err(|e| anyhow::anyhow!("signing key {}: {e}", stored.kid))?;
+        let alg = [JwtAlg::EdDsa, JwtAlg::Es256]
+            .into_iter()
+            .find(|alg| alg.as_str() == stored.alg)
+            .ok_or_else(|| anyhow::anyhow!("signing key {}: unknown alg", stored.kid))?;
+        // The public half is derived from the sealed private one, never read from the row: a
+        // database writer without the secret key could otherwise swap in his own.
+        let key = KeyMaterial::from_private(alg, private_der)?;
+        if key.kid != stored.kid {
+            anyhow::bail!(
+                "signing key {}: its sealed private key belongs to another key",
+                stored.kid
+            );
+        }
         keys.push(SigningKey {
-            key: KeyMaterial {
-                kid: stored.kid,
-                alg: stored.alg,
-                private_der,
-                public_jwk: stored.public_jwk,
-            },
+            key,
             created_at: stored.created_at,
         });
     }

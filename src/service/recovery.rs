@@ -143,6 +143,7 @@ pub async fn confirm_email(
             credentials.password_hash.as_deref(),
             password,
             client,
+            true,
         )
         .await?;
         if !matches!(check, PasswordCheck::Matches { .. }) {
@@ -178,7 +179,7 @@ pub async fn confirmation_needs_password(app: &AppState, token: &str) -> Result<
 /// Asks for a new confirmation mail to `email`; only an existing, unverified account gets
 /// one. See [`forgot_password`] for why the answer never looks the account up.
 pub async fn resend_confirmation(app: &AppState, email: &str) -> Result<(), Fault> {
-    queue_request(app, email, RESEND_CONFIRMATION).await
+    queue_request_as_typed(app, email, RESEND_CONFIRMATION).await
 }
 
 /// Asks for a reset link and code for `email`; only an existing account gets them. The answer
@@ -188,17 +189,28 @@ pub async fn resend_confirmation(app: &AppState, email: &str) -> Result<(), Faul
 /// any counter tells whether the address has an account. The request is in the database before
 /// the answer, so it is not lost if the process stops.
 pub async fn forgot_password(app: &AppState, email: &str) -> Result<(), Fault> {
-    queue_request(app, email, FORGOT_PASSWORD).await
+    queue_request_as_typed(app, email, FORGOT_PASSWORD).await
 }
 
 /// The queued request kinds.
 const FORGOT_PASSWORD: &str = "forgot_password";
 const RESEND_CONFIRMATION: &str = "resend_confirmation";
+/// Password sign-in was suspended for the day: the owner gets a way in, once a day.
+pub(crate) const LOGIN_SUSPENDED: &str = "login_suspended";
 
-async fn queue_request(app: &AppState, email: &str, purpose: &str) -> Result<(), Fault> {
+async fn queue_request_as_typed(app: &AppState, email: &str, purpose: &str) -> Result<(), Fault> {
     let Ok(email) = Email::parse(email) else {
         return Ok(());
     };
+    queue_request(app, &email, purpose).await
+}
+
+/// Queues a mail request for `email`: one upsert, the same whether or not it has an account.
+pub(crate) async fn queue_request(
+    app: &AppState,
+    email: &Email,
+    purpose: &str,
+) -> Result<(), Fault> {
     let subject = app.code_key.subject(&email);
     let sealed = app.sealer.seal(
         email.as_str().as_bytes(),
@@ -244,6 +256,9 @@ pub async fn process_mail_requests(app: &AppState) -> Result<usize, Fault> {
         let written = match request.purpose.as_str() {
             FORGOT_PASSWORD => send_reset(app, &email, user.as_ref(), ResetMail::Requested).await?,
             RESEND_CONFIRMATION => send_confirmation(app, &email, user.as_ref()).await?,
+            LOGIN_SUSPENDED => {
+                send_reset(app, &email, user.as_ref(), ResetMail::LoginSuspended).await?
+            }
             other => {
                 tracing::warn!(purpose = other, "unknown queued mail request; dropped");
                 false
@@ -337,7 +352,7 @@ pub(crate) async fn send_reset(
     });
     let (purpose, sent_after) = match why {
         ResetMail::Requested => (FORGOT_PASSWORD, None),
-        ResetMail::LoginSuspended => ("login_suspended", Some(now - Duration::days(1))),
+        ResetMail::LoginSuspended => (LOGIN_SUSPENDED, Some(now - Duration::days(1))),
     };
     let owner = user.zip(effects.as_ref());
     Ok(app
@@ -348,11 +363,10 @@ pub(crate) async fn send_reset(
             now,
             sent_after,
             owner.map(|(user, effects)| {
-                (
-                    user.id,
-                    &[TokenPurpose::ResetLink, TokenPurpose::ResetCode][..],
-                    effects,
-                )
+                // Only the code is replaced: six digits are guessable, so one lives at a time;
+                // an earlier link stays good, so that a request made by someone else cannot
+                // cancel the owner's (a reset then ends them all).
+                (user.id, &[TokenPurpose::ResetCode][..], effects)
             }),
         )
         .await?)

@@ -81,6 +81,11 @@ pub async fn login(
     };
     let user_id = credentials.as_ref().map(|c| c.user.id);
     let stored_hash = credentials.as_ref().and_then(|c| c.password_hash.clone());
+    // In conceal mode "register, then log in" must not tell whether the address was free: an
+    // unverified account's right password answers, and counts, like a wrong one.
+    let opens = !(app.config.conceal_existing_accounts
+        && app.config.require_email_verification
+        && credentials.as_ref().is_some_and(|c| !c.user.email_verified));
     let check = check_password(
         app,
         email.as_ref(),
@@ -88,6 +93,7 @@ pub async fn login(
         stored_hash.as_deref(),
         password,
         &client,
+        opens,
     )
     .await?;
     let (credentials, candidate, needs_rehash) = match (check, credentials) {
@@ -136,13 +142,14 @@ pub async fn login(
     let expected = LoginExpects {
         password_hash: &verified_hash,
         role: user.role.as_str(),
+        email_verified: user.email_verified,
     };
     let recorded = app
         .store
         .record_login(&session, &expected, rehash.as_deref(), &event)
         .await?;
-    // The password or role changed, or the account was disabled or deleted, while we were
-    // checking the password: the check no longer opens a session.
+    // The password, role or verification changed, or the account was disabled or deleted,
+    // while we were checking the password: the check no longer opens a session.
     let Some(user) = recorded else {
         return Err(match app.store.user(user.id).await? {
             Some(now) if now.disabled => LoginError::AccountDisabled,
@@ -173,9 +180,11 @@ pub(crate) enum PasswordCheck {
 /// is counted for the address and the client network before the hash is checked, so parallel
 /// guesses get no more tries than sequential ones; a network past its free failures waits, and
 /// only it; an address past the day's cap across networks is suspended from password sign-in
-/// and its owner mailed a reset link. Refused attempts cost the same hashing work and answer
-/// like a wrong password. `email` names the counters (an invalid address has none: it can match
-/// no account), `owner` is the account, if any.
+/// and its owner mailed a reset link (through the queued requests, so that every address costs
+/// the same writes). Refused attempts cost the same hashing work and answer like a wrong
+/// password. `email` names the counters (an invalid address has none: it can match no account),
+/// `owner` is the account, if any; `opens` is false when even the right password must count as
+/// a failure (in conceal mode, an unverified account's).
 pub(crate) async fn check_password(
     app: &AppState,
     email: Option<&Email>,
@@ -183,7 +192,13 @@ pub(crate) async fn check_password(
     stored_hash: Option<&str>,
     password: &str,
     client: &ClientInfo,
+    opens: bool,
 ) -> Result<PasswordCheck, Fault> {
+    // A password longer than any valid one cannot match: refused before any work, alike for
+    // every address.
+    let Some(candidate) = Candidate::new(password) else {
+        return Ok(PasswordCheck::Wrong);
+    };
     let network = client
         .ip
         .as_deref()
@@ -198,43 +213,46 @@ pub(crate) async fn check_password(
         }
         None => (AttemptGate::Open, 0),
     };
-    // A password longer than any valid one cannot match; refuse it without hashing anything.
-    let Some(candidate) = Candidate::new(password) else {
-        return Ok(PasswordCheck::Wrong);
-    };
-    let verified = app.hasher.verify(&candidate, stored_hash).await?;
-    match gate {
-        AttemptGate::Throttled => return Ok(PasswordCheck::Throttled),
-        AttemptGate::Suspended => return Ok(PasswordCheck::Suspended),
-        AttemptGate::Open => {}
-    }
-    if verified.matches && owner.is_some() {
-        if let Some(subject) = &subject {
-            app.store
-                .password_attempt_passed(subject, &network, app.clock.now())
-                .await?;
+    let verified = match app.hasher.verify(&candidate, stored_hash).await {
+        Ok(verified) => verified,
+        Err(error) => {
+            // Not checked (the hashing queue is full): it must not count against the owner.
+            if let (Some(subject), AttemptGate::Open) = (&subject, gate) {
+                app.store
+                    .uncount_password_attempt(subject, &network, app.clock.now())
+                    .await?;
+            }
+            return Err(error.into());
         }
-        return Ok(PasswordCheck::Matches {
+    };
+    let suspended = match gate {
+        AttemptGate::Throttled => return Ok(PasswordCheck::Throttled),
+        AttemptGate::Suspended => true,
+        AttemptGate::Open if verified.matches && opens && owner.is_some() => {
+            if let Some(subject) = &subject {
+                app.store
+                    .password_attempt_passed(subject, &network, app.clock.now())
+                    .await?;
+            }
+            return Ok(PasswordCheck::Matches {
+                candidate,
+                needs_rehash: verified.needs_rehash,
+            });
+        }
+        AttemptGate::Open => daily_failures >= MAX_DAILY_FAILURES,
+    };
+    if suspended && let Some(email) = email {
+        // Queued alike for every address; the owner, if any, gets at most one such mail a day.
+        super::recovery::queue_request(app, email, super::recovery::LOGIN_SUSPENDED).await?;
+    }
+    Ok(match gate {
+        AttemptGate::Suspended => PasswordCheck::Suspended,
+        _ if verified.matches && owner.is_some() => PasswordCheck::Matches {
             candidate,
             needs_rehash: verified.needs_rehash,
-        });
-    }
-    if daily_failures == MAX_DAILY_FAILURES
-        && let (Some(email), Some(owner)) = (email, owner)
-    {
-        tracing::warn!(user_id = %owner.id, "daily cap of failed password checks reached: password sign-in suspended, owner mailed");
-        let mailed = super::recovery::send_reset(
-            app,
-            email,
-            Some(owner),
-            super::recovery::ResetMail::LoginSuspended,
-        )
-        .await?;
-        if mailed {
-            app.mailer.wake();
-        }
-    }
-    Ok(PasswordCheck::Wrong)
+        },
+        _ => PasswordCheck::Wrong,
+    })
 }
 
 /// Whether a password check may run, from the counters before it.

@@ -7,6 +7,9 @@ use time::OffsetDateTime;
 /// The network name of the row that counts a subject's failures across all networks.
 pub(super) const ALL_NETWORKS: &str = "*";
 
+/// The mail-request kind of the suspension mail (`service::recovery::LOGIN_SUSPENDED`).
+pub(super) const SUSPENSION_MAIL: &str = "login_suspended";
+
 /// The daily window of the across-networks count.
 pub(super) const DAY: time::Duration = time::Duration::days(1);
 
@@ -36,8 +39,10 @@ pub(super) const ENSURE_ROW: &str = "insert into password_attempts
     (subject, network, failures, window_start, created_at, updated_at)
     values ($1, $2, 0, $3, $4, $5) on conflict do nothing";
 
-pub(super) const SELECT_ROWS: &str = "select network, failures, window_start, last_failed_at
-    from password_attempts where subject = $1 and network in ($2, $3)";
+/// One counter row (the backend appends its row lock). Both are read, and locked, in one
+/// order everywhere — the across-networks row first — so that two checks cannot deadlock.
+pub(super) const SELECT_ROW: &str = "select network, failures, window_start, last_failed_at
+    from password_attempts where subject = $1 and network = $2";
 
 /// Counts one failure across networks, starting a new day's window when the last one ended.
 pub(super) const COUNT_ALL: &str = "update password_attempts set
@@ -50,16 +55,29 @@ pub(super) const COUNT_NETWORK: &str = "update password_attempts set
     failures = failures + 1, last_failed_at = $1, updated_at = $2
     where subject = $3 and network = $4";
 
-/// A success forgets the network's failures...
-pub(super) const FORGET_NETWORK: &str =
-    "delete from password_attempts where subject = $1 and network = $2";
-
-/// ... and takes back the failure its attempt was counted as.
+/// A success (or a check that never ran) takes back the failure its attempt was counted as,
+/// across networks ...
 pub(super) const UNCOUNT_ALL: &str = "update password_attempts set
     failures = case when failures > 0 then failures - 1 else 0 end, updated_at = $1
     where subject = $2 and network = $3 and window_start > $4";
 
-pub(super) const FORGET_SUBJECT: &str = "delete from password_attempts where subject = $1";
+/// ... and from its network.
+pub(super) const UNCOUNT_NETWORK: &str = "update password_attempts set
+    failures = case when failures > 0 then failures - 1 else 0 end, updated_at = $1
+    where subject = $2 and network = $3";
+
+/// A success forgets the network's failures.
+pub(super) const FORGET_NETWORK: &str =
+    "delete from password_attempts where subject = $1 and network = $2";
+
+/// A reset by mail ends the day's count (and so a suspension); the networks that guessed stay
+/// slowed down.
+pub(super) const FORGET_DAY: &str =
+    "delete from password_attempts where subject = $1 and network = $2";
+
+/// ... and lets the next suspension mail go out at once.
+pub(super) const REARM_SUSPENSION_MAIL: &str =
+    "delete from mail_throttle where subject = $1 and purpose = $2";
 
 /// Queues a request for mail to one address, to be looked at after the answer.
 pub(super) const QUEUE_REQUEST: &str = "insert into mail_throttle

@@ -126,6 +126,8 @@ pub struct LoginExpects<'a> {
     pub password_hash: &'a str,
     /// The role the account had.
     pub role: &'a str,
+    /// Whether its address was verified (tokens say so).
+    pub email_verified: bool,
 }
 
 /// An event waiting in the outbox.
@@ -603,7 +605,21 @@ impl Store {
         }
     }
 
-    /// Forgets every failure of `subject` (a password reset lifts slow-down and suspension).
+    /// Takes back the failure a password check was counted as, when the check never ran.
+    pub async fn uncount_password_attempt(
+        &self,
+        subject: &str,
+        network: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.uncount_password_attempt(subject, network, now).await,
+            Store::Postgres(s) => s.uncount_password_attempt(subject, network, now).await,
+        }
+    }
+
+    /// A password reset by mail: the day's failures of `subject` are forgotten (a suspension
+    /// ends) and the next suspension, if any, is mailed at once. Networks stay slowed down.
     pub async fn forget_password_attempts(&self, subject: &str) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.forget_password_attempts(subject).await,
@@ -1145,9 +1161,11 @@ fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
 
 /// The columns every user query selects, in the order the row readers expect.
 const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, failed_logins, last_failed_login_at, self_registered";
-/// Self-registered accounts still unverified before a time (`$1`), oldest first, `$2` at most.
+/// Self-registered accounts still unverified and never logged in (verification may have been
+/// off once) created before a time, oldest first.
 const UNVERIFIED_BEFORE: &str = "select id from users
     where self_registered = $1 and email_verified = $2 and created_at < $3
+    and last_login_at is null
     order by created_at limit $4";
 /// The admins who keep the service administrable: enabled and verified.
 const COUNT_ADMINS: &str =

@@ -115,6 +115,7 @@ async fn a_login_checked_before_a_disable_or_role_change_opens_no_session() {
         let expects = latchkey::store::LoginExpects {
             password_hash: &hash,
             role: "user",
+            email_verified: true,
         };
         let recorded = app
             .state
@@ -318,14 +319,20 @@ async fn a_guesser_slows_only_his_own_network_never_the_owner() {
     );
 }
 
+/// 100 wrong passwords for `email`, each from its own IPv6 /64 (so no network slows down).
+async fn fail_a_day(app: &TestApp, email: &str, round: u32) {
+    for n in 0..100 {
+        let ip = format!("2001:db8:{round:x}:{n:x}::1");
+        login_from(app, &ip, email, WRONG).await;
+    }
+}
+
 #[tokio::test]
 async fn the_daily_cap_suspends_password_sign_in_and_mails_the_owner_a_way_in() {
     let (app, smtp) = spawn_app_with_mail(&BEHIND_PROXY).await;
     app.create_verified_user("ada@example.com", PASSWORD).await;
-    for n in 0..100 {
-        let ip = format!("2001:db8:{n:x}::1");
-        login_from(&app, &ip, "ada@example.com", WRONG).await;
-    }
+    fail_a_day(&app, "ada@example.com", 1).await;
+    // The 101st try: refused like a wrong password, even the right one, from anywhere.
     assert_problem(
         login_from(&app, "192.0.2.44", "ada@example.com", PASSWORD).await,
         StatusCode::UNAUTHORIZED,
@@ -334,11 +341,18 @@ async fn the_daily_cap_suspends_password_sign_in_and_mails_the_owner_a_way_in() 
     .await;
     let mail = smtp.wait_for(1, WAIT).await[0].clone();
     assert!(mail.contains("suspended"), "{mail}");
-    let code = smtp::code(&mail);
+    // The attacker asking for reset mails replaces the code, but cannot cancel the owner's link.
+    app.post(
+        "/auth/forgot-password",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    smtp.wait_for(2, WAIT).await;
+    let link = smtp::token(&mail, "/reset-password?token=");
     let reset = app
         .post(
             "/auth/reset-password",
-            &json!({"email": "ada@example.com", "code": code, "new_password": "a brand new passphrase"}),
+            &json!({"token": link, "new_password": "a brand new passphrase"}),
         )
         .await;
     assert_eq!(reset.status(), StatusCode::NO_CONTENT);
@@ -348,6 +362,104 @@ async fn the_daily_cap_suspends_password_sign_in_and_mails_the_owner_a_way_in() 
             .status(),
         StatusCode::OK
     );
+    // A second suspension the same day is mailed too: the reset re-armed the notice.
+    fail_a_day(&app, "ada@example.com", 2).await;
+    login_from(&app, "192.0.2.44", "ada@example.com", WRONG).await;
+    // After the suspension, the attacker's reset mail and the "password changed" notice.
+    let mails = smtp.wait_for(4, WAIT).await;
+    assert!(mails[3].contains("suspended"), "{}", mails[3]);
+}
+
+#[tokio::test]
+async fn a_spent_login_budget_of_one_network_does_not_keep_the_owner_out() {
+    let mut args = BEHIND_PROXY.to_vec();
+    args.truncate(2);
+    args.extend(["--rate-limit-login-account", "3/1m"]);
+    let app = spawn_app_with(&args).await;
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    for _ in 0..5 {
+        login_from(&app, "203.0.113.9", "ada@example.com", WRONG).await;
+    }
+    assert_problem(
+        login_from(&app, "203.0.113.9", "ada@example.com", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
+    assert_eq!(
+        login_from(&app, "192.0.2.44", "ada@example.com", PASSWORD)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn two_admins_removing_each_other_at_once_leave_one() {
+    let app = spawn_app().await;
+    for _ in 0..5 {
+        let (first, second) = (app.admin_token().await, app.admin_token().await);
+        let id_of = |token: String| {
+            let app = &app;
+            async move {
+                let me: Value = app
+                    .get("/users/me", Some(&token))
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                (token, me["id"].as_str().unwrap().to_owned())
+            }
+        };
+        let ((first, first_id), (second, second_id)) = tokio::join!(id_of(first), id_of(second));
+        // Every other admin steps down first, so these two are the last.
+        let admins: Value = app
+            .get("/users?role=admin&limit=200", Some(&first))
+            .await
+            .json()
+            .await
+            .unwrap();
+        for other in admins["users"].as_array().unwrap() {
+            let id = other["id"].as_str().unwrap();
+            if id != first_id && id != second_id {
+                let gone = app
+                    .send(
+                        Method::DELETE,
+                        &format!("/users/{id}"),
+                        &first,
+                        &json!(null),
+                    )
+                    .await;
+                assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+            }
+        }
+        let demote = json!({"role": "user"});
+        let (second_path, first_path) =
+            (format!("/users/{second_id}"), format!("/users/{first_id}"));
+        let (a, b) = tokio::join!(
+            app.send(Method::PATCH, &second_path, &first, &demote),
+            app.send(Method::PATCH, &first_path, &second, &demote),
+        );
+        // One wins; the other is refused: 409 `last_admin`, or 403 when it came after the
+        // winner had already taken its admin role away.
+        let statuses = [a.status(), b.status()];
+        assert!(
+            statuses.contains(&StatusCode::OK) && !statuses.iter().all(|s| *s == StatusCode::OK),
+            "{statuses:?}"
+        );
+        let survivor = if a.status() == StatusCode::OK {
+            &first
+        } else {
+            &second
+        };
+        let left: Value = app
+            .get("/users?role=admin", Some(survivor))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(left["users"].as_array().unwrap().len(), 1);
+    }
 }
 
 #[tokio::test]

@@ -642,6 +642,7 @@ async fn a_login_racing_a_password_change_does_not_survive_it() {
             &latchkey::store::LoginExpects {
                 password_hash: &hash_before,
                 role: "user",
+                email_verified: true,
             },
             None,
             &event,

@@ -335,3 +335,75 @@ async fn the_signing_key_survives_a_restart_on_the_same_database() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_public_key_planted_in_the_database_verifies_nothing() {
+    let app = spawn_app().await;
+    let (token, _) = app.logged_in_user("ada@example.com").await;
+    let (_, claims) = segments(&token);
+    let (kid, _) = real_key(&app).await;
+    // Someone who can write the database, but lacks the secret key, swaps in his own public key.
+    let stranger = KeyMaterial::generate(JwtAlg::EdDsa).unwrap();
+    let url = app.database_url();
+    let sql = "update signing_keys set public_jwk = $1 where kid = $2";
+    if crate::helpers::on_postgres() {
+        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query(sql)
+            .bind(stranger.public_jwk.to_string())
+            .bind(&kid)
+            .execute(&mut db)
+            .await
+            .unwrap();
+    } else {
+        let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query(sql)
+            .bind(stranger.public_jwk.to_string())
+            .bind(&kid)
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+    let restarted = spawn_app_with(&[
+        "--database-url",
+        &url,
+        "--secret-key-file",
+        &app.dir.path().join("latchkey.key").display().to_string(),
+    ])
+    .await;
+
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(kid.clone());
+    let mut admin = claims.clone();
+    admin["role"] = json!("admin");
+    let forged = jsonwebtoken::encode(
+        &header,
+        &admin,
+        &EncodingKey::from_ed_der(&stranger.private_der),
+    )
+    .unwrap();
+    assert_refused(&restarted, &forged, "a token signed with the planted key").await;
+    let login: Value = restarted
+        .login("ada@example.com", crate::helpers::PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let real = login["access_token"].as_str().unwrap();
+    assert_eq!(
+        restarted.get("/auth/verify", Some(real)).await.status(),
+        StatusCode::OK,
+        "tokens of the real key still verify"
+    );
+    let jwks: Value = restarted
+        .get("/.well-known/jwks.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(jwks["keys"][0]["x"], stranger.public_jwk["x"]);
+}

@@ -175,7 +175,7 @@ impl PostgresStore {
         keep_admin: Option<&str>,
     ) -> Result<(User, Vec<Uuid>), StoreError> {
         let mut tx = self.write().await?;
-        lock_admins(&mut tx, keep_admin).await?;
+        let admins_before = lock_admins(&mut tx, keep_admin).await?;
         let metadata = change
             .metadata
             .as_ref()
@@ -228,7 +228,7 @@ impl PostgresStore {
         };
         write_effects(&mut tx, effects).await?;
         let user = user_in(&mut tx, id).await?;
-        check_admins_left(&mut tx, keep_admin).await?;
+        check_admins_left(&mut tx, keep_admin, admins_before).await?;
         tx.commit().await?;
         Ok((user, revoked))
     }
@@ -342,7 +342,7 @@ impl PostgresStore {
         keep_admin: Option<&str>,
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.write().await?;
-        lock_admins(&mut tx, keep_admin).await?;
+        let admins_before = lock_admins(&mut tx, keep_admin).await?;
         lock_user(&mut tx, id).await?;
         let live = sessions::revoke_in(&mut tx, id, Revoke::All, "account_deleted", now).await?;
         // Mail not yet sent goes too; sessions, refresh and mailed tokens go with the user
@@ -361,7 +361,7 @@ impl PostgresStore {
             return Err(StoreError::NotFound);
         }
         write_effects(&mut tx, effects).await?;
-        check_admins_left(&mut tx, keep_admin).await?;
+        check_admins_left(&mut tx, keep_admin, admins_before).await?;
         tx.commit().await?;
         Ok(live)
     }
@@ -513,34 +513,44 @@ fn credentials_from_row(row: &sqlx::postgres::PgRow) -> Result<Credentials, Stor
     })
 }
 
-/// Serialises changes that could remove the last admin.
-async fn lock_admins(tx: &mut PgConnection, keep_admin: Option<&str>) -> Result<(), StoreError> {
-    // Two admins demoting each other at once must not both succeed: lock every admin row
-    // first, so the second change sees the first and counts what it left.
-    if let Some(role) = keep_admin {
-        sqlx::query("select id from users where role = $1 for update")
-            .bind(role)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
-}
-
-/// `LastAdmin` (rolling the change back) when no enabled, verified admin is left.
-async fn check_admins_left(
+/// Serialises changes that could remove the last admin, and counts the enabled, verified
+/// admins before the change.
+async fn lock_admins(
     tx: &mut PgConnection,
     keep_admin: Option<&str>,
-) -> Result<(), StoreError> {
+) -> Result<Option<i64>, StoreError> {
     let Some(role) = keep_admin else {
-        return Ok(());
+        return Ok(None);
     };
-    let left: i64 = sqlx::query_scalar(super::COUNT_ADMINS)
+    // Two admins demoting each other at once must not both succeed: lock every admin row
+    // first, so the second change sees the first and counts what it left.
+    sqlx::query("select id from users where role = $1 for update")
+        .bind(role)
+        .execute(&mut *tx)
+        .await?;
+    Ok(Some(count_admins(tx, role).await?))
+}
+
+async fn count_admins(tx: &mut PgConnection, role: &str) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(super::COUNT_ADMINS)
         .bind(role)
         .bind(false)
         .bind(true)
         .fetch_one(&mut *tx)
-        .await?;
-    if left == 0 {
+        .await?)
+}
+
+/// `LastAdmin` (rolling the change back) when the change took the last enabled, verified admin
+/// away (a service that had none before is no worse for it).
+async fn check_admins_left(
+    tx: &mut PgConnection,
+    keep_admin: Option<&str>,
+    before: Option<i64>,
+) -> Result<(), StoreError> {
+    let (Some(role), Some(before)) = (keep_admin, before) else {
+        return Ok(());
+    };
+    if before > 0 && count_admins(tx, role).await? == 0 {
         return Err(StoreError::LastAdmin);
     }
     Ok(())

@@ -167,7 +167,7 @@ impl PostgresStore {
         let spent = sqlx::query(
             "update email_tokens set used_at = $1, updated_at = $2
              where token_hash = $3 and purpose in ($4, $5) and used_at is null and expires_at > $6 and failed_attempts < $7
-             returning user_id, grp",
+             returning user_id",
         )
         .bind(at)
         .bind(at)
@@ -180,16 +180,9 @@ impl PostgresStore {
         .await?;
         let Some(spent) = spent else { return Ok(None) };
         let user_id = parse_uuid(spent.try_get("user_id")?)?;
-        let group: String = spent.try_get("grp")?;
-        // The link and the code of one request: using one kills the other.
-        sqlx::query(
-            "update email_tokens set used_at = $1, updated_at = $2 where grp = $3 and used_at is null",
-        )
-        .bind(at)
-        .bind(at)
-        .bind(&group)
-        .execute(&mut *tx)
-        .await?;
+        // A reset ends every outstanding reset link and code of the user: this request's other
+        // half, and any earlier request's link (new requests replace only the code).
+        kill_reset_tokens(&mut tx, user_id, now).await?;
         sqlx::query(
             "update users set failed_logins = 0, password_hash = $1, email_verified = true, updated_at = $2 where id = $3",
         )

@@ -24,7 +24,7 @@ impl PostgresStore {
         let updated = sqlx::query(
             "update users set failed_logins = 0, last_login_at = $1, password_hash = coalesce($2, password_hash),
                  updated_at = case when $3 is null then updated_at else $4 end
-             where id = $5 and password_hash = $6 and role = $7 and disabled = $8",
+             where id = $5 and password_hash = $6 and role = $7 and disabled = $8 and email_verified = $9",
         )
         .bind(at)
         .bind(rehash)
@@ -34,6 +34,7 @@ impl PostgresStore {
         .bind(expected.password_hash)
         .bind(expected.role)
         .bind(false)
+        .bind(expected.email_verified)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {

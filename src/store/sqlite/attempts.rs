@@ -3,9 +3,9 @@
 use super::{SqliteStore, write_effects};
 use crate::store::attempts::QUEUE_REQUEST;
 use crate::store::attempts::{
-    ALL_NETWORKS, AttemptCounts, AttemptGate, COUNT_ALL, COUNT_NETWORK, ENSURE_ROW, FORGET_NETWORK,
-    FORGET_SUBJECT, NEXT_REQUEST, SELECT_ROWS, TAKE_REQUEST, THROTTLE_SENT, TOUCH_THROTTLE,
-    UNCOUNT_ALL, count_all_binds, counts_from,
+    ALL_NETWORKS, AttemptCounts, AttemptGate, COUNT_ALL, COUNT_NETWORK, ENSURE_ROW, FORGET_DAY,
+    FORGET_NETWORK, NEXT_REQUEST, REARM_SUSPENSION_MAIL, SELECT_ROW, TAKE_REQUEST, THROTTLE_SENT,
+    TOUCH_THROTTLE, UNCOUNT_ALL, UNCOUNT_NETWORK, count_all_binds, counts_from,
 };
 use crate::store::{Effects, MailRequest, StoreError, TokenPurpose, micros};
 use time::OffsetDateTime;
@@ -31,12 +31,16 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let rows: Vec<(String, i64, i64, Option<i64>)> = sqlx::query_as(SELECT_ROWS)
-            .bind(subject)
-            .bind(ALL_NETWORKS)
-            .bind(network)
-            .fetch_all(&mut *tx)
-            .await?;
+        let mut rows: Vec<(String, i64, i64, Option<i64>)> = Vec::with_capacity(2);
+        for row in [ALL_NETWORKS, network] {
+            let found: Option<(String, i64, i64, Option<i64>)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_ROW}")))
+                    .bind(subject)
+                    .bind(row)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            rows.extend(found);
+        }
         let counts = counts_from(&rows, now)?;
         let decided = gate(&counts);
         if decided == AttemptGate::Open {
@@ -70,18 +74,45 @@ impl SqliteStore {
         network: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        self.take_back(subject, network, now, FORGET_NETWORK).await
+    }
+
+    pub(in crate::store) async fn uncount_password_attempt(
+        &self,
+        subject: &str,
+        network: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.take_back(subject, network, now, UNCOUNT_NETWORK).await
+    }
+
+    /// Uncounts the attempt across networks, then applies `to_network` (forget or uncount) to
+    /// its network's row: the across-networks row first, as `begin_password_attempt` locks.
+    async fn take_back(
+        &self,
+        subject: &str,
+        network: &str,
+        now: OffsetDateTime,
+        to_network: &str,
+    ) -> Result<(), StoreError> {
         let (day_ago, at) = count_all_binds(now);
         let mut tx = self.write().await?;
-        sqlx::query(FORGET_NETWORK)
-            .bind(subject)
-            .bind(network)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query(UNCOUNT_ALL)
             .bind(at)
             .bind(subject)
             .bind(ALL_NETWORKS)
             .bind(day_ago)
+            .execute(&mut *tx)
+            .await?;
+        let statement = sqlx::query(sqlx::AssertSqlSafe(to_network.to_owned()));
+        let statement = if to_network == UNCOUNT_NETWORK {
+            statement.bind(at)
+        } else {
+            statement
+        };
+        statement
+            .bind(subject)
+            .bind(network)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -93,8 +124,14 @@ impl SqliteStore {
         subject: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query(FORGET_SUBJECT)
+        sqlx::query(FORGET_DAY)
             .bind(subject)
+            .bind(ALL_NETWORKS)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(REARM_SUSPENSION_MAIL)
+            .bind(subject)
+            .bind(crate::store::attempts::SUSPENSION_MAIL)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

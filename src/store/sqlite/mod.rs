@@ -40,7 +40,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Deleted and overwritten content (a mail body erased once sent, a row sealed in
+            // place) is zeroed, not left in free pages for a copy of the file to show.
+            .pragma("secure_delete", "on");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
@@ -177,7 +180,7 @@ impl SqliteStore {
         keep_admin: Option<&str>,
     ) -> Result<(User, Vec<Uuid>), StoreError> {
         let mut tx = self.write().await?;
-        lock_admins(&mut tx, keep_admin).await?;
+        let admins_before = lock_admins(&mut tx, keep_admin).await?;
         let metadata = change
             .metadata
             .as_ref()
@@ -230,7 +233,7 @@ impl SqliteStore {
         };
         write_effects(&mut tx, effects).await?;
         let user = user_in(&mut tx, id).await?;
-        check_admins_left(&mut tx, keep_admin).await?;
+        check_admins_left(&mut tx, keep_admin, admins_before).await?;
         tx.commit().await?;
         Ok((user, revoked))
     }
@@ -341,7 +344,7 @@ impl SqliteStore {
         keep_admin: Option<&str>,
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.write().await?;
-        lock_admins(&mut tx, keep_admin).await?;
+        let admins_before = lock_admins(&mut tx, keep_admin).await?;
         let live = sessions::revoke_in(&mut tx, id, Revoke::All, "account_deleted", now).await?;
         // Mail not yet sent goes too; sessions, refresh and mailed tokens go with the user
         // (on delete cascade).
@@ -359,7 +362,7 @@ impl SqliteStore {
             return Err(StoreError::NotFound);
         }
         write_effects(&mut tx, effects).await?;
-        check_admins_left(&mut tx, keep_admin).await?;
+        check_admins_left(&mut tx, keep_admin, admins_before).await?;
         tx.commit().await?;
         Ok(live)
     }
@@ -526,31 +529,39 @@ fn credentials_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Credentials, St
     })
 }
 
-/// Serialises changes that could remove the last admin.
+/// Serialises changes that could remove the last admin, and counts the enabled, verified
+/// admins before the change.
 async fn lock_admins(
     tx: &mut SqliteConnection,
     keep_admin: Option<&str>,
-) -> Result<(), StoreError> {
+) -> Result<Option<i64>, StoreError> {
+    let Some(role) = keep_admin else {
+        return Ok(None);
+    };
     // SQLite's write lock (`begin immediate`) already serialises every change.
-    let _ = (tx, keep_admin);
-    Ok(())
+    Ok(Some(count_admins(tx, role).await?))
 }
 
-/// `LastAdmin` (rolling the change back) when no enabled, verified admin is left.
-async fn check_admins_left(
-    tx: &mut SqliteConnection,
-    keep_admin: Option<&str>,
-) -> Result<(), StoreError> {
-    let Some(role) = keep_admin else {
-        return Ok(());
-    };
-    let left: i64 = sqlx::query_scalar(super::COUNT_ADMINS)
+async fn count_admins(tx: &mut SqliteConnection, role: &str) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(super::COUNT_ADMINS)
         .bind(role)
         .bind(false)
         .bind(true)
         .fetch_one(&mut *tx)
-        .await?;
-    if left == 0 {
+        .await?)
+}
+
+/// `LastAdmin` (rolling the change back) when the change took the last enabled, verified admin
+/// away (a service that had none before is no worse for it).
+async fn check_admins_left(
+    tx: &mut SqliteConnection,
+    keep_admin: Option<&str>,
+    before: Option<i64>,
+) -> Result<(), StoreError> {
+    let (Some(role), Some(before)) = (keep_admin, before) else {
+        return Ok(());
+    };
+    if before > 0 && count_admins(tx, role).await? == 0 {
         return Err(StoreError::LastAdmin);
     }
     Ok(())

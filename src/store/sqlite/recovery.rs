@@ -152,7 +152,7 @@ impl SqliteStore {
         let spent = sqlx::query(
             "update email_tokens set used_at = ?, updated_at = ?
              where token_hash = ? and purpose in (?, ?) and used_at is null and expires_at > ? and failed_attempts < ?
-             returning user_id, grp",
+             returning user_id",
         )
         .bind(at)
         .bind(at)
@@ -165,16 +165,9 @@ impl SqliteStore {
         .await?;
         let Some(spent) = spent else { return Ok(None) };
         let user_id = parse_uuid(spent.try_get("user_id")?)?;
-        let group: String = spent.try_get("grp")?;
-        // The link and the code of one request: using one kills the other.
-        sqlx::query(
-            "update email_tokens set used_at = ?, updated_at = ? where grp = ? and used_at is null",
-        )
-        .bind(at)
-        .bind(at)
-        .bind(&group)
-        .execute(&mut *tx)
-        .await?;
+        // A reset ends every outstanding reset link and code of the user: this request's other
+        // half, and any earlier request's link (new requests replace only the code).
+        kill_reset_tokens(&mut tx, user_id, now).await?;
         sqlx::query(
             "update users set failed_logins = 0, password_hash = ?, email_verified = 1, updated_at = ? where id = ?",
         )

@@ -24,7 +24,7 @@ impl SqliteStore {
         let updated = sqlx::query(
             "update users set failed_logins = 0, last_login_at = ?, password_hash = coalesce(?, password_hash),
                  updated_at = case when ? is null then updated_at else ? end
-             where id = ? and password_hash = ? and role = ? and disabled = ?",
+             where id = ? and password_hash = ? and role = ? and disabled = ? and email_verified = ?",
         )
         .bind(at)
         .bind(rehash)
@@ -34,6 +34,7 @@ impl SqliteStore {
         .bind(expected.password_hash)
         .bind(expected.role)
         .bind(false)
+        .bind(expected.email_verified)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
