@@ -211,7 +211,7 @@ pub(crate) async fn queue_request(
     email: &Email,
     purpose: &str,
 ) -> Result<(), Fault> {
-    let subject = app.code_key.subject(&email);
+    let subject = app.code_key.subject(email);
     let sealed = app.sealer.seal(
         email.as_str().as_bytes(),
         &request_binding(&subject, purpose),

@@ -33,12 +33,11 @@ impl SqliteStore {
         }
         let mut rows: Vec<(String, i64, i64, Option<i64>)> = Vec::with_capacity(2);
         for row in [ALL_NETWORKS, network] {
-            let found: Option<(String, i64, i64, Option<i64>)> =
-                sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_ROW}")))
-                    .bind(subject)
-                    .bind(row)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let found: Option<(String, i64, i64, Option<i64>)> = sqlx::query_as(SELECT_ROW)
+                .bind(subject)
+                .bind(row)
+                .fetch_optional(&mut *tx)
+                .await?;
             rows.extend(found);
         }
         let counts = counts_from(&rows, now)?;
