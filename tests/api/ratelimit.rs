@@ -125,6 +125,43 @@ async fn instances_sharing_redis_share_one_budget() {
 }
 
 #[tokio::test]
+async fn instances_sharing_redis_share_one_reset_code_budget_per_network() {
+    if !redis_available().await {
+        return;
+    }
+    let deployment = format!("https://id-{}.example.com", uuid::Uuid::now_v7().simple());
+    let url = format!("redis://{REDIS}/");
+    let args = [
+        "--redis-url",
+        url.as_str(),
+        "--public-url",
+        deployment.as_str(),
+        "--rate-limit-reset-code-ip",
+        "3/1m",
+    ];
+    let (first, second): (TestApp, TestApp) =
+        (spawn_app_with(&args).await, spawn_app_with(&args).await);
+    // Wrong codes for different accounts, from one network, through either instance.
+    let guess = |app: &TestApp, n: u32| {
+        let (client, url) = (app.client.clone(), app.url.clone());
+        async move {
+            client
+                .post(format!("{url}/auth/reset-password"))
+                .json(&json!({"email": format!("user{n}@example.com"), "code": "123456", "new_password": PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    for (app, n) in [(&first, 1), (&second, 2), (&first, 3)] {
+        assert_eq!(guess(app, n).await.status(), StatusCode::BAD_REQUEST);
+    }
+
+    assert_limited(guess(&second, 4).await).await;
+}
+
+#[tokio::test]
 async fn with_redis_away_login_fails_closed() {
     if !redis_available().await {
         return;
