@@ -32,8 +32,8 @@ create index users_by_role on users (role);
 -- Mail that one address may trigger at most so often (e.g. the conceal-mode notice), and the
 -- one row every forgot-password and resend request writes, whether or not the address has an
 -- account, so that both answers cost the same database work: the request waits here (the
--- address sealed under the secret key) until a worker, after the answer, looks the account up
--- and mails it. Keyed by a keyed hash of the address.
+-- address sealed under the secret key) until a worker, after the answer, claims it for a while,
+-- looks the account up and mails it (a worker that dies leaves it to the next one). Keyed by a keyed hash of the address.
 create table mail_throttle (
     subject text not null,
     purpose text not null,
@@ -41,6 +41,7 @@ create table mail_throttle (
     last_sent_at integer,
     pending integer not null default 0,
     email_sealed blob,
+    claimed_until integer,
     created_at integer not null,
     updated_at integer not null,
     primary key (subject, purpose)

@@ -223,6 +223,10 @@ pub(crate) async fn queue_request(
     Ok(())
 }
 
+/// How long a worker holds a mail request: far longer than looking an account up and queuing
+/// its mail takes.
+const REQUEST_LEASE: Duration = Duration::minutes(1);
+
 /// What a queued request's sealed address is bound to, so it cannot be moved to another row.
 fn request_binding(subject: &str, purpose: &str) -> String {
     format!("mail_request:{subject}:{purpose}")
@@ -233,7 +237,11 @@ fn request_binding(subject: &str, purpose: &str) -> String {
 /// gets nothing. Gives how many requests were taken.
 pub async fn process_mail_requests(app: &AppState) -> Result<usize, Fault> {
     let mut taken = 0;
-    while let Some(request) = app.store.claim_mail_request(app.clock.now()).await? {
+    while let Some(request) = app
+        .store
+        .claim_mail_request(app.clock.now(), REQUEST_LEASE)
+        .await?
+    {
         taken += 1;
         let binding = request_binding(&request.subject, &request.purpose);
         let opened = app
@@ -246,6 +254,9 @@ pub async fn process_mail_requests(app: &AppState) -> Result<usize, Fault> {
                 purpose = request.purpose,
                 "a queued mail request cannot be opened; dropped"
             );
+            app.store
+                .mail_request_done(&request, app.clock.now())
+                .await?;
             continue;
         };
         let user = app
@@ -264,6 +275,11 @@ pub async fn process_mail_requests(app: &AppState) -> Result<usize, Fault> {
                 false
             }
         };
+        // Done only once its mail is queued: a worker that dies before leaves the request to
+        // the next one when the claim runs out (at least once, never lost).
+        app.store
+            .mail_request_done(&request, app.clock.now())
+            .await?;
         if written {
             app.mailer.wake();
         }

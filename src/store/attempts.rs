@@ -86,13 +86,19 @@ pub(super) const QUEUE_REQUEST: &str = "insert into mail_throttle
     on conflict (subject, purpose) do update set
     last_requested_at = $8, pending = $9, email_sealed = $10, updated_at = $11";
 
-/// The oldest queued request (the backend appends its row lock).
+/// The oldest queued request no worker holds (the backend appends its row lock).
 pub(super) const NEXT_REQUEST: &str = "select subject, purpose, email_sealed from mail_throttle
-    where pending = $1 order by last_requested_at limit 1";
+    where pending = $1 and (claimed_until is null or claimed_until <= $2)
+    order by last_requested_at limit 1";
 
-/// Marks a request taken and drops its sealed address.
-pub(super) const TAKE_REQUEST: &str = "update mail_throttle set pending = $1, email_sealed = null,
-    updated_at = $2 where subject = $3 and purpose = $4";
+/// Holds a request for one worker until the claim runs out.
+pub(super) const CLAIM_REQUEST: &str =
+    "update mail_throttle set claimed_until = $1, updated_at = $2
+    where subject = $3 and purpose = $4";
+
+/// A request worked off: its sealed address goes.
+pub(super) const DONE_REQUEST: &str = "update mail_throttle set pending = $1, email_sealed = null,
+    claimed_until = null, updated_at = $2 where subject = $3 and purpose = $4";
 
 /// Records a request for mail to one address; gives when that kind of mail was last sent.
 pub(super) const TOUCH_THROTTLE: &str = "insert into mail_throttle

@@ -648,14 +648,28 @@ impl Store {
         }
     }
 
-    /// Takes the oldest queued mail request, if any (no other worker gets it).
+    /// Claims the oldest queued mail request no worker holds, until `now + lease` (no other
+    /// worker gets it meanwhile; if this one dies, the next takes it then).
     pub async fn claim_mail_request(
         &self,
         now: OffsetDateTime,
+        lease: time::Duration,
     ) -> Result<Option<MailRequest>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.claim_mail_request(now).await,
-            Store::Postgres(s) => s.claim_mail_request(now).await,
+            Store::Sqlite(s) => s.claim_mail_request(now, lease).await,
+            Store::Postgres(s) => s.claim_mail_request(now, lease).await,
+        }
+    }
+
+    /// Marks a claimed mail request worked off.
+    pub async fn mail_request_done(
+        &self,
+        request: &MailRequest,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.mail_request_done(request, now).await,
+            Store::Postgres(s) => s.mail_request_done(request, now).await,
         }
     }
 

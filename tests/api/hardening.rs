@@ -708,3 +708,46 @@ async fn hostile_nfkc_expanding_emails_leave_memory_where_it_was() {
         "RSS grew from {before} KiB to {after} KiB"
     );
 }
+
+#[tokio::test]
+async fn a_mail_request_whose_worker_died_is_worked_off_by_the_next() {
+    let (state, _dir) = quiet_state(&[]).await;
+    let mut errors = latchkey::domain::ValidationErrors::default();
+    let account = NewAccount::parse(
+        &state.config.password_policy,
+        AccountFields {
+            email: Some("ada@example.com".into()),
+            password: Some(PASSWORD.into()),
+            ..AccountFields::default()
+        },
+        true,
+        &mut errors,
+    )
+    .unwrap();
+    let origin = Origin::Cli {
+        role: state.config.roles.default_role().clone(),
+        email_verified: true,
+    };
+    accounts::register(&state, account, origin).await.unwrap();
+    recovery::forgot_password(&state, "ada@example.com")
+        .await
+        .unwrap();
+    // A worker claims the request and dies before mailing.
+    let claimed = state
+        .store
+        .claim_mail_request(state.clock.now(), time::Duration::minutes(1))
+        .await
+        .unwrap();
+    assert!(claimed.is_some());
+    assert_eq!(recovery::process_mail_requests(&state).await.unwrap(), 0);
+
+    state.clock.advance(time::Duration::seconds(61));
+    assert_eq!(recovery::process_mail_requests(&state).await.unwrap(), 1);
+    let queued = state
+        .store
+        .claim_mail(state.clock.now(), time::Duration::minutes(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1, "the reset mail, once");
+    assert_eq!(recovery::process_mail_requests(&state).await.unwrap(), 0);
+}

@@ -3,9 +3,10 @@
 use super::{SqliteStore, write_effects};
 use crate::store::attempts::QUEUE_REQUEST;
 use crate::store::attempts::{
-    ALL_NETWORKS, AttemptCounts, AttemptGate, COUNT_ALL, COUNT_NETWORK, ENSURE_ROW, FORGET_DAY,
-    FORGET_NETWORK, NEXT_REQUEST, REARM_SUSPENSION_MAIL, SELECT_ROW, TAKE_REQUEST, THROTTLE_SENT,
-    TOUCH_THROTTLE, UNCOUNT_ALL, UNCOUNT_NETWORK, count_all_binds, counts_from,
+    ALL_NETWORKS, AttemptCounts, AttemptGate, CLAIM_REQUEST, COUNT_ALL, COUNT_NETWORK,
+    DONE_REQUEST, ENSURE_ROW, FORGET_DAY, FORGET_NETWORK, NEXT_REQUEST, REARM_SUSPENSION_MAIL,
+    SELECT_ROW, THROTTLE_SENT, TOUCH_THROTTLE, UNCOUNT_ALL, UNCOUNT_NETWORK, count_all_binds,
+    counts_from,
 };
 use crate::store::{Effects, MailRequest, StoreError, TokenPurpose, micros};
 use time::OffsetDateTime;
@@ -167,15 +168,17 @@ impl SqliteStore {
     pub(in crate::store) async fn claim_mail_request(
         &self,
         now: OffsetDateTime,
+        lease: time::Duration,
     ) -> Result<Option<MailRequest>, StoreError> {
         let mut tx = self.write().await?;
         let claimed: Option<(String, String, Option<Vec<u8>>)> = sqlx::query_as(NEXT_REQUEST)
             .bind(true)
+            .bind(micros(now))
             .fetch_optional(&mut *tx)
             .await?;
         if let Some((subject, purpose, _)) = &claimed {
-            sqlx::query(TAKE_REQUEST)
-                .bind(false)
+            sqlx::query(CLAIM_REQUEST)
+                .bind(micros(now + lease))
                 .bind(micros(now))
                 .bind(subject)
                 .bind(purpose)
@@ -188,6 +191,23 @@ impl SqliteStore {
             purpose,
             email_sealed: email_sealed.unwrap_or_default(),
         }))
+    }
+
+    pub(in crate::store) async fn mail_request_done(
+        &self,
+        request: &MailRequest,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(DONE_REQUEST)
+            .bind(false)
+            .bind(micros(now))
+            .bind(&request.subject)
+            .bind(&request.purpose)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub(in crate::store) async fn send_throttled(
