@@ -74,7 +74,7 @@ pub struct UpdateUserRequest {
     params(
         ("limit" = Option<i64>, Query, description = "1–200, default 50"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-        ("email" = Option<String>, Query, description = "Substring of the email, case-insensitive; `%` and `_` are literal"),
+        ("email" = Option<String>, Query, description = "Substring of the email, case-insensitive, at most 254 characters; `%` and `_` are literal"),
         ("role" = Option<String>, Query, description = "Exactly this role"),
         ("verified" = Option<bool>, Query, description = "`true` or `false`"),
         ("disabled" = Option<bool>, Query, description = "`true` or `false`"),
@@ -175,6 +175,7 @@ pub async fn get_user(
         (status = 200, description = "The changed user", body = UserView),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last_admin`: the change would leave no enabled, verified admin", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_user(
     State(app): State<AppState>,
@@ -209,6 +210,7 @@ pub async fn update_user(
         (status = 204, description = "Deleted"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last_admin`: the user is the last enabled, verified admin", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_user(
     State(app): State<AppState>,
