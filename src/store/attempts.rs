@@ -66,9 +66,10 @@ pub(super) const UNCOUNT_NETWORK: &str = "update password_attempts set
     failures = case when failures > 0 then failures - 1 else 0 end, updated_at = $1
     where subject = $2 and network = $3";
 
-/// A success forgets the network's failures.
-pub(super) const FORGET_NETWORK: &str =
-    "delete from password_attempts where subject = $1 and network = $2";
+/// A success forgets the network's failures (same parameters as `UNCOUNT_NETWORK`).
+pub(super) const FORGET_NETWORK: &str = "update password_attempts set
+    failures = 0, last_failed_at = null, updated_at = $1
+    where subject = $2 and network = $3";
 
 /// A reset by mail ends the day's count (and so a suspension); the networks that guessed stay
 /// slowed down.

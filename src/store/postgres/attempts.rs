@@ -94,7 +94,7 @@ impl PostgresStore {
         subject: &str,
         network: &str,
         now: OffsetDateTime,
-        to_network: &str,
+        to_network: &'static str,
     ) -> Result<(), StoreError> {
         let (day_ago, at) = count_all_binds(now);
         let mut tx = self.write().await?;
@@ -105,13 +105,8 @@ impl PostgresStore {
             .bind(day_ago)
             .execute(&mut *tx)
             .await?;
-        let statement = sqlx::query(sqlx::AssertSqlSafe(to_network.to_owned()));
-        let statement = if to_network == UNCOUNT_NETWORK {
-            statement.bind(at)
-        } else {
-            statement
-        };
-        statement
+        sqlx::query(to_network)
+            .bind(at)
             .bind(subject)
             .bind(network)
             .execute(&mut *tx)
