@@ -1,7 +1,9 @@
 //! Accounts: registration (self-service and CLI alike), profile, password change, deletion.
 
 use super::recovery::{branding, mail, verification_effects};
-use super::sessions::{PasswordCheck, check_password, login_event, new_session, token_pair};
+use super::sessions::{
+    PasswordCheck, check_password, login_event, new_session, settle, token_pair,
+};
 use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
 use crate::domain::{
     Email, Event, EventType, Metadata, Name, Password, Phone, Role, User, ValidationErrors,
@@ -486,7 +488,7 @@ async fn confirm_password(
     )
     .await?;
     match check {
-        PasswordCheck::Matches { .. } => Ok(()),
+        PasswordCheck::Matches { attempt, .. } => Ok(settle(app, attempt.as_ref()).await?),
         _ => Err(AccountError::InvalidCurrentPassword),
     }
 }

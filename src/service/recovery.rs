@@ -2,7 +2,7 @@
 //! Answers that must not reveal whether an account exists do the same store work either way and
 //! queue any mail before answering.
 
-use super::sessions::{PasswordCheck, check_password};
+use super::sessions::{PasswordCheck, check_password, settle};
 use super::{ClientInfo, Fault, faults_into};
 use crate::crypto::random;
 use crate::domain::{Email, Event, EventType, User, ValidationErrors};
@@ -146,9 +146,10 @@ pub async fn confirm_email(
             true,
         )
         .await?;
-        if !matches!(check, PasswordCheck::Matches { .. }) {
+        let PasswordCheck::Matches { attempt, .. } = check else {
             return Err(RecoveryError::InvalidCredentials);
-        }
+        };
+        settle(app, attempt.as_ref()).await?;
     }
     let user = app
         .store

@@ -96,14 +96,15 @@ pub async fn login(
         opens,
     )
     .await?;
-    let (credentials, candidate, needs_rehash) = match (check, credentials) {
+    let (credentials, candidate, needs_rehash, attempt) = match (check, credentials) {
         (
             PasswordCheck::Matches {
                 candidate,
                 needs_rehash,
+                attempt,
             },
             Some(credentials),
-        ) => (credentials, candidate, needs_rehash),
+        ) => (credentials, candidate, needs_rehash, attempt),
         (failed, _) => {
             let reason = match failed {
                 PasswordCheck::Throttled => "throttled",
@@ -117,10 +118,13 @@ pub async fn login(
     };
     let user = credentials.user;
     if user.disabled {
+        settle(app, attempt.as_ref()).await?;
         record_failure(app, Some(user.id), Some(&user.email), "account_disabled").await?;
         return Err(LoginError::AccountDisabled);
     }
     if app.config.require_email_verification && !user.email_verified {
+        // (In conceal mode `attempt` is `None`: the right password stays counted.)
+        settle(app, attempt.as_ref()).await?;
         record_failure(app, Some(user.id), Some(&user.email), "email_not_verified").await?;
         // In conceal mode "register, then log in" must not tell whether the address was
         // free: an unverified account with the right password answers like a wrong one.
@@ -143,6 +147,10 @@ pub async fn login(
         password_hash: &verified_hash,
         role: user.role.as_str(),
         email_verified: user.email_verified,
+        // Settled in the session's transaction: one commit fewer per login.
+        attempt: attempt
+            .as_ref()
+            .map(|a| (a.subject.as_str(), a.network.as_str())),
     };
     let recorded = app
         .store
@@ -167,6 +175,9 @@ pub(crate) enum PasswordCheck {
         candidate: Candidate,
         /// The stored hash has outdated parameters.
         needs_rehash: bool,
+        /// The attempt, still counted as a failure until the caller settles it (a login, in
+        /// the transaction that opens the session; the others with [`settle`]).
+        attempt: Option<Attempt>,
     },
     /// Wrong password, unknown account, or a password that cannot be right.
     Wrong,
@@ -229,14 +240,10 @@ pub(crate) async fn check_password(
         AttemptGate::Throttled => return Ok(PasswordCheck::Throttled),
         AttemptGate::Suspended => true,
         AttemptGate::Open if verified.matches && opens && owner.is_some() => {
-            if let Some(subject) = &subject {
-                app.store
-                    .password_attempt_passed(subject, &network, app.clock.now())
-                    .await?;
-            }
             return Ok(PasswordCheck::Matches {
                 candidate,
                 needs_rehash: verified.needs_rehash,
+                attempt: subject.map(|subject| Attempt { subject, network }),
             });
         }
         AttemptGate::Open => daily_failures >= MAX_DAILY_FAILURES,
@@ -247,12 +254,31 @@ pub(crate) async fn check_password(
     }
     Ok(match gate {
         AttemptGate::Suspended => PasswordCheck::Suspended,
+        // The right password that must not open (conceal mode): it stays counted.
         _ if verified.matches && owner.is_some() => PasswordCheck::Matches {
             candidate,
             needs_rehash: verified.needs_rehash,
+            attempt: None,
         },
         _ => PasswordCheck::Wrong,
     })
+}
+
+/// A counted password check that turned out right: whose counters, from which network.
+#[derive(Debug, Clone)]
+pub(crate) struct Attempt {
+    subject: String,
+    network: String,
+}
+
+/// A right password no longer counts as a failure, and its network's failures are forgotten.
+pub(crate) async fn settle(app: &AppState, attempt: Option<&Attempt>) -> Result<(), Fault> {
+    if let Some(attempt) = attempt {
+        app.store
+            .password_attempt_passed(&attempt.subject, &attempt.network, app.clock.now())
+            .await?;
+    }
+    Ok(())
 }
 
 /// Whether a password check may run, from the counters before it.

@@ -35,14 +35,14 @@ pub enum AttemptGate {
     Suspended,
 }
 
-pub(super) const ENSURE_ROW: &str = "insert into password_attempts
+/// One counter row, created when missing, as it stands (on PostgreSQL the upsert also locks
+/// it). Both rows are taken in one order everywhere — the across-networks row first — so that
+/// two checks cannot deadlock.
+pub(super) const TAKE_ROW: &str = "insert into password_attempts
     (subject, network, failures, window_start, created_at, updated_at)
-    values ($1, $2, 0, $3, $4, $5) on conflict do nothing";
-
-/// One counter row (the backend appends its row lock). Both are read, and locked, in one
-/// order everywhere — the across-networks row first — so that two checks cannot deadlock.
-pub(super) const SELECT_ROW: &str = "select network, failures, window_start, last_failed_at
-    from password_attempts where subject = $1 and network = $2";
+    values ($1, $2, 0, $3, $4, $5)
+    on conflict (subject, network) do update set updated_at = password_attempts.updated_at
+    returning network, failures, window_start, last_failed_at";
 
 /// Counts one failure across networks, starting a new day's window when the last one ended.
 pub(super) const COUNT_ALL: &str = "update password_attempts set
@@ -110,7 +110,7 @@ pub(super) const TOUCH_THROTTLE: &str = "insert into mail_throttle
 pub(super) const THROTTLE_SENT: &str = "update mail_throttle set last_sent_at = $1, updated_at = $2
     where subject = $3 and purpose = $4";
 
-/// The counters before this attempt, from the rows `SELECT_ROWS` gave.
+/// The counters before this attempt, from the rows `TAKE_ROW` gave.
 pub(super) fn counts_from(
     rows: &[(String, i64, i64, Option<i64>)],
     now: OffsetDateTime,

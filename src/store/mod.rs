@@ -128,6 +128,9 @@ pub struct LoginExpects<'a> {
     pub role: &'a str,
     /// Whether its address was verified (tokens say so).
     pub email_verified: bool,
+    /// The password check to settle with the session, as (subject, network): it no longer
+    /// counts as a failure, and its network's failures are forgotten.
+    pub attempt: Option<(&'a str, &'a str)>,
 }
 
 /// An event waiting in the outbox.

@@ -116,6 +116,7 @@ async fn a_login_checked_before_a_disable_or_role_change_opens_no_session() {
             password_hash: &hash,
             role: "user",
             email_verified: true,
+            attempt: None,
         };
         let recorded = app
             .state
@@ -750,4 +751,27 @@ async fn a_mail_request_whose_worker_died_is_worked_off_by_the_next() {
         .unwrap();
     assert_eq!(queued.len(), 1, "the reset mail, once");
     assert_eq!(recovery::process_mail_requests(&state).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_login_with_the_right_password_forgets_its_networks_failures() {
+    let app = spawn_app_with(&BEHIND_PROXY).await;
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    for _ in 0..9 {
+        login_from(&app, "198.51.100.7", "ada@example.com", WRONG).await;
+    }
+    assert_eq!(
+        login_from(&app, "198.51.100.7", "ada@example.com", PASSWORD)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    for _ in 0..10 {
+        login_from(&app, "198.51.100.7", "ada@example.com", WRONG).await;
+    }
+    let reasons = failure_reasons(&app).await;
+    assert!(
+        reasons.iter().all(|r| r == "invalid_password"),
+        "ten free failures again after the success: {reasons:?}"
+    );
 }

@@ -643,6 +643,7 @@ async fn a_login_racing_a_password_change_does_not_survive_it() {
                 password_hash: &hash_before,
                 role: "user",
                 email_verified: true,
+                attempt: None,
             },
             None,
             &event,

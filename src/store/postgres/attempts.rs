@@ -4,11 +4,11 @@ use super::{PostgresStore, write_effects};
 use crate::store::attempts::QUEUE_REQUEST;
 use crate::store::attempts::{
     ALL_NETWORKS, AttemptCounts, AttemptGate, CLAIM_REQUEST, COUNT_ALL, COUNT_NETWORK,
-    DONE_REQUEST, ENSURE_ROW, FORGET_DAY, FORGET_NETWORK, NEXT_REQUEST, REARM_SUSPENSION_MAIL,
-    SELECT_ROW, THROTTLE_SENT, TOUCH_THROTTLE, UNCOUNT_ALL, UNCOUNT_NETWORK, count_all_binds,
-    counts_from,
+    DONE_REQUEST, FORGET_DAY, FORGET_NETWORK, NEXT_REQUEST, REARM_SUSPENSION_MAIL, TAKE_ROW,
+    THROTTLE_SENT, TOUCH_THROTTLE, UNCOUNT_ALL, UNCOUNT_NETWORK, count_all_binds, counts_from,
 };
 use crate::store::{Effects, MailRequest, StoreError, TokenPurpose, micros};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -22,25 +22,18 @@ impl PostgresStore {
     ) -> Result<(AttemptGate, i64), StoreError> {
         let at = micros(now);
         let mut tx = self.write().await?;
-        for row in [ALL_NETWORKS, network] {
-            sqlx::query(ENSURE_ROW)
-                .bind(subject)
-                .bind(row)
-                .bind(at)
-                .bind(at)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-        }
         let mut rows: Vec<(String, i64, i64, Option<i64>)> = Vec::with_capacity(2);
         for row in [ALL_NETWORKS, network] {
-            let found: Option<(String, i64, i64, Option<i64>)> =
-                sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_ROW} for update")))
+            rows.push(
+                sqlx::query_as(TAKE_ROW)
                     .bind(subject)
                     .bind(row)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            rows.extend(found);
+                    .bind(at)
+                    .bind(at)
+                    .bind(at)
+                    .fetch_one(&mut *tx)
+                    .await?,
+            );
         }
         let counts = counts_from(&rows, now)?;
         let decided = gate(&counts);
@@ -87,8 +80,8 @@ impl PostgresStore {
         self.take_back(subject, network, now, UNCOUNT_NETWORK).await
     }
 
-    /// Uncounts the attempt across networks, then applies `to_network` (forget or uncount) to
-    /// its network's row: the across-networks row first, as `begin_password_attempt` locks.
+    /// Takes the attempt back across networks, then applies `to_network` (forget or uncount)
+    /// to its network's row, in a transaction of its own.
     async fn take_back(
         &self,
         subject: &str,
@@ -96,21 +89,8 @@ impl PostgresStore {
         now: OffsetDateTime,
         to_network: &'static str,
     ) -> Result<(), StoreError> {
-        let (day_ago, at) = count_all_binds(now);
         let mut tx = self.write().await?;
-        sqlx::query(UNCOUNT_ALL)
-            .bind(at)
-            .bind(subject)
-            .bind(ALL_NETWORKS)
-            .bind(day_ago)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(to_network)
-            .bind(at)
-            .bind(subject)
-            .bind(network)
-            .execute(&mut *tx)
-            .await?;
+        take_back_in(&mut tx, subject, network, now, to_network).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -248,4 +228,41 @@ impl PostgresStore {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Takes the attempt back across networks, then applies `to_network` to its network's row: the
+/// across-networks row first, as `begin_password_attempt` locks them.
+async fn take_back_in(
+    tx: &mut PgConnection,
+    subject: &str,
+    network: &str,
+    now: OffsetDateTime,
+    to_network: &'static str,
+) -> Result<(), StoreError> {
+    let (day_ago, at) = count_all_binds(now);
+    sqlx::query(UNCOUNT_ALL)
+        .bind(at)
+        .bind(subject)
+        .bind(ALL_NETWORKS)
+        .bind(day_ago)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(to_network)
+        .bind(at)
+        .bind(subject)
+        .bind(network)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Settles a right password inside another transaction (a login's): see
+/// `Store::password_attempt_passed`.
+pub(super) async fn settle(
+    tx: &mut PgConnection,
+    subject: &str,
+    network: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    take_back_in(tx, subject, network, now, FORGET_NETWORK).await
 }

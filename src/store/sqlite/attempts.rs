@@ -4,11 +4,11 @@ use super::{SqliteStore, write_effects};
 use crate::store::attempts::QUEUE_REQUEST;
 use crate::store::attempts::{
     ALL_NETWORKS, AttemptCounts, AttemptGate, CLAIM_REQUEST, COUNT_ALL, COUNT_NETWORK,
-    DONE_REQUEST, ENSURE_ROW, FORGET_DAY, FORGET_NETWORK, NEXT_REQUEST, REARM_SUSPENSION_MAIL,
-    SELECT_ROW, THROTTLE_SENT, TOUCH_THROTTLE, UNCOUNT_ALL, UNCOUNT_NETWORK, count_all_binds,
-    counts_from,
+    DONE_REQUEST, FORGET_DAY, FORGET_NETWORK, NEXT_REQUEST, REARM_SUSPENSION_MAIL, TAKE_ROW,
+    THROTTLE_SENT, TOUCH_THROTTLE, UNCOUNT_ALL, UNCOUNT_NETWORK, count_all_binds, counts_from,
 };
 use crate::store::{Effects, MailRequest, StoreError, TokenPurpose, micros};
+use sqlx::SqliteConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -22,24 +22,18 @@ impl SqliteStore {
     ) -> Result<(AttemptGate, i64), StoreError> {
         let at = micros(now);
         let mut tx = self.write().await?;
-        for row in [ALL_NETWORKS, network] {
-            sqlx::query(ENSURE_ROW)
-                .bind(subject)
-                .bind(row)
-                .bind(at)
-                .bind(at)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-        }
         let mut rows: Vec<(String, i64, i64, Option<i64>)> = Vec::with_capacity(2);
         for row in [ALL_NETWORKS, network] {
-            let found: Option<(String, i64, i64, Option<i64>)> = sqlx::query_as(SELECT_ROW)
-                .bind(subject)
-                .bind(row)
-                .fetch_optional(&mut *tx)
-                .await?;
-            rows.extend(found);
+            rows.push(
+                sqlx::query_as(TAKE_ROW)
+                    .bind(subject)
+                    .bind(row)
+                    .bind(at)
+                    .bind(at)
+                    .bind(at)
+                    .fetch_one(&mut *tx)
+                    .await?,
+            );
         }
         let counts = counts_from(&rows, now)?;
         let decided = gate(&counts);
@@ -86,8 +80,8 @@ impl SqliteStore {
         self.take_back(subject, network, now, UNCOUNT_NETWORK).await
     }
 
-    /// Uncounts the attempt across networks, then applies `to_network` (forget or uncount) to
-    /// its network's row: the across-networks row first, as `begin_password_attempt` locks.
+    /// Takes the attempt back across networks, then applies `to_network` (forget or uncount)
+    /// to its network's row, in a transaction of its own.
     async fn take_back(
         &self,
         subject: &str,
@@ -95,21 +89,8 @@ impl SqliteStore {
         now: OffsetDateTime,
         to_network: &'static str,
     ) -> Result<(), StoreError> {
-        let (day_ago, at) = count_all_binds(now);
         let mut tx = self.write().await?;
-        sqlx::query(UNCOUNT_ALL)
-            .bind(at)
-            .bind(subject)
-            .bind(ALL_NETWORKS)
-            .bind(day_ago)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(to_network)
-            .bind(at)
-            .bind(subject)
-            .bind(network)
-            .execute(&mut *tx)
-            .await?;
+        take_back_in(&mut tx, subject, network, now, to_network).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -245,4 +226,41 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Takes the attempt back across networks, then applies `to_network` to its network's row: the
+/// across-networks row first, as `begin_password_attempt` locks them.
+async fn take_back_in(
+    tx: &mut SqliteConnection,
+    subject: &str,
+    network: &str,
+    now: OffsetDateTime,
+    to_network: &'static str,
+) -> Result<(), StoreError> {
+    let (day_ago, at) = count_all_binds(now);
+    sqlx::query(UNCOUNT_ALL)
+        .bind(at)
+        .bind(subject)
+        .bind(ALL_NETWORKS)
+        .bind(day_ago)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(to_network)
+        .bind(at)
+        .bind(subject)
+        .bind(network)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Settles a right password inside another transaction (a login's): see
+/// `Store::password_attempt_passed`.
+pub(super) async fn settle(
+    tx: &mut SqliteConnection,
+    subject: &str,
+    network: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    take_back_in(tx, subject, network, now, FORGET_NETWORK).await
 }

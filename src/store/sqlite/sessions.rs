@@ -40,6 +40,9 @@ impl SqliteStore {
         if updated.rows_affected() == 0 {
             return Ok(None);
         }
+        if let Some((subject, network)) = expected.attempt {
+            super::attempts::settle(&mut tx, subject, network, session.created_at).await?;
+        }
         insert_session(&mut tx, session).await?;
         insert_event(&mut tx, event).await?;
         let user = user_in(&mut tx, session.user_id).await?;
