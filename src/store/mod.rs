@@ -458,10 +458,6 @@ pub struct Credentials {
     pub user: User,
     /// Its password hash, if it has one.
     pub password_hash: Option<String>,
-    /// Consecutive failed logins (reset by a successful login or a password reset).
-    pub failed_logins: i64,
-    /// When the last failed login was.
-    pub last_failed_login_at: Option<OffsetDateTime>,
     /// A visitor registered it (its first confirmation needs the password).
     pub self_registered: bool,
 }
@@ -559,21 +555,6 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.record_login(session, expected, rehash, event).await,
             Store::Postgres(s) => s.record_login(session, expected, rehash, event).await,
-        }
-    }
-
-    /// Records a failed login: its event, and, for an existing account, one more consecutive
-    /// failure (unless `count` is false: attempts refused while throttled do not count).
-    pub async fn record_failed_login(
-        &self,
-        user_id: Option<Uuid>,
-        count: bool,
-        now: OffsetDateTime,
-        event: &Event,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_failed_login(user_id, count, now, event).await,
-            Store::Postgres(s) => s.record_failed_login(user_id, count, now, event).await,
         }
     }
 
@@ -1177,7 +1158,7 @@ fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
 }
 
 /// The columns every user query selects, in the order the row readers expect.
-const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, failed_logins, last_failed_login_at, self_registered";
+const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, self_registered";
 /// Self-registered accounts still unverified and never logged in (verification may have been
 /// off once) created before a time, oldest first.
 const UNVERIFIED_BEFORE: &str = "select id from users

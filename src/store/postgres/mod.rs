@@ -138,26 +138,6 @@ impl PostgresStore {
         row.map(|row| credentials_from_row(&row)).transpose()
     }
 
-    pub(super) async fn record_failed_login(
-        &self,
-        user_id: Option<Uuid>,
-        count: bool,
-        now: OffsetDateTime,
-        event: &Event,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        if let (Some(user_id), true) = (user_id, count) {
-            sqlx::query("update users set failed_logins = failed_logins + 1, last_failed_login_at = $1, updated_at = updated_at where id = $2")
-                .bind(micros(now))
-                .bind(user_id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        insert_event(&mut tx, event).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub(super) async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         insert_event(&mut tx, event).await?;
@@ -504,11 +484,6 @@ fn credentials_from_row(row: &sqlx::postgres::PgRow) -> Result<Credentials, Stor
     Ok(Credentials {
         user,
         password_hash: row.try_get("password_hash")?,
-        failed_logins: row.try_get("failed_logins")?,
-        last_failed_login_at: row
-            .try_get::<Option<i64>, _>("last_failed_login_at")?
-            .map(from_micros)
-            .transpose()?,
         self_registered: row.try_get("self_registered")?,
     })
 }

@@ -184,7 +184,7 @@ impl PostgresStore {
         // half, and any earlier request's link (new requests replace only the code).
         kill_reset_tokens(&mut tx, user_id, now).await?;
         sqlx::query(
-            "update users set failed_logins = 0, password_hash = $1, email_verified = true, updated_at = $2 where id = $3",
+            "update users set password_hash = $1, email_verified = true, updated_at = $2 where id = $3",
         )
         .bind(hash)
         .bind(at)

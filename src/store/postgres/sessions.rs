@@ -22,7 +22,7 @@ impl PostgresStore {
         let mut tx = self.write().await?;
         let at = micros(session.created_at);
         let updated = sqlx::query(
-            "update users set failed_logins = 0, last_login_at = $1, password_hash = coalesce($2, password_hash),
+            "update users set last_login_at = $1, password_hash = coalesce($2, password_hash),
                  updated_at = case when $3 is null then updated_at else $4 end
              where id = $5 and password_hash = $6 and role = $7 and disabled = $8 and email_verified = $9",
         )

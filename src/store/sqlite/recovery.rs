@@ -169,7 +169,7 @@ impl SqliteStore {
         // half, and any earlier request's link (new requests replace only the code).
         kill_reset_tokens(&mut tx, user_id, now).await?;
         sqlx::query(
-            "update users set failed_logins = 0, password_hash = ?, email_verified = 1, updated_at = ? where id = ?",
+            "update users set password_hash = ?, email_verified = 1, updated_at = ? where id = ?",
         )
         .bind(hash)
         .bind(at)

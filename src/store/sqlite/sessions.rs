@@ -22,7 +22,7 @@ impl SqliteStore {
         let mut tx = self.write().await?;
         let at = micros(session.created_at);
         let updated = sqlx::query(
-            "update users set failed_logins = 0, last_login_at = ?, password_hash = coalesce(?, password_hash),
+            "update users set last_login_at = ?, password_hash = coalesce(?, password_hash),
                  updated_at = case when ? is null then updated_at else ? end
              where id = ? and password_hash = ? and role = ? and disabled = ? and email_verified = ?",
         )
