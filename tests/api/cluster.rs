@@ -152,7 +152,13 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
     std::fs::write(&config_path, config).unwrap();
     let _nginx = Process(
         Command::new("/usr/sbin/nginx")
-            .args(["-c", config_path.to_str().unwrap(), "-g", "daemon off;"])
+            // One process: killing it when the test ends leaves no orphaned workers behind.
+            .args([
+                "-c",
+                config_path.to_str().unwrap(),
+                "-g",
+                "daemon off; master_process off;",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
