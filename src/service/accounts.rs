@@ -10,7 +10,7 @@ use crate::domain::{
 };
 use crate::mail::templates;
 use crate::state::AppState;
-use crate::store::{Credentials, Effects, NewUser, StoreError, UserChange};
+use crate::store::{Credentials, Effects, NewUser, QueuedRequest, StoreError, UserChange};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -228,17 +228,39 @@ pub async fn register(
         password_hash,
         self_registered: self_service,
     };
+    if self_service && app.config.conceal_existing_accounts {
+        // Answer exactly as for a new account, after the same hashing and the same one write
+        // transaction: the account is created unless the address is taken, and either way one
+        // request row is written, the same shape both times; for a taken address the request
+        // tells the owner, after the answer, that someone tried to register it. The would-be
+        // user learns nothing.
+        use super::recovery::{REGISTERED, REGISTRATION_ATTEMPT, seal_request};
+        let (subject, created) = seal_request(app, &new.user.email, REGISTERED);
+        let (_, taken) = seal_request(app, &new.user.email, REGISTRATION_ATTEMPT);
+        let request = |purpose, email_sealed| QueuedRequest {
+            subject: &subject,
+            purpose,
+            email_sealed,
+        };
+        let (if_created, if_taken) = (
+            request(REGISTERED, &created),
+            request(REGISTRATION_ATTEMPT, &taken),
+        );
+        if app
+            .store
+            .insert_user_or_queue(&new, &effects, if_created, if_taken)
+            .await?
+        {
+            app.mailer.wake();
+        }
+        app.mailer.wake_requests();
+        return Ok(Registered::Created(new.user));
+    }
     match app
         .store
         .insert_user(&new, session.as_ref().map(|(s, _)| s), &effects)
         .await
     {
-        Err(StoreError::Conflict) if self_service && app.config.conceal_existing_accounts => {
-            // Answer exactly as for a new account (the hashing work is already done) and tell
-            // the owner instead; the would-be user learns nothing.
-            tell_owner_of_registration_attempt(app, &new.user.email, now).await?;
-            return Ok(Registered::Created(new.user));
-        }
         Err(StoreError::Conflict) => return Err(RegisterError::EmailTaken),
         result => result?,
     }
@@ -251,40 +273,6 @@ pub async fn register(
         }
         None => Registered::Created(new.user),
     })
-}
-
-/// Mails the owner of `email` that someone tried to register it: at most once an hour per
-/// address, so that the notice cannot be used to flood the owner's mailbox.
-async fn tell_owner_of_registration_attempt(
-    app: &AppState,
-    email: &Email,
-    now: time::OffsetDateTime,
-) -> Result<(), Fault> {
-    let owner = app.store.credentials_by_email(email).await?.map(|c| c.user);
-    let effects = owner.as_ref().map(|owner| Effects {
-        mails: vec![mail(
-            app,
-            owner,
-            templates::registration_attempt(&branding(app)),
-            now,
-        )],
-        ..Effects::default()
-    });
-    let owner = owner.as_ref().zip(effects.as_ref());
-    let written = app
-        .store
-        .send_throttled(
-            &app.code_key.subject(email),
-            "registration_attempt",
-            now,
-            Some(now - time::Duration::hours(1)),
-            owner.map(|(owner, effects)| (owner.id, &[][..], effects)),
-        )
-        .await?;
-    if written {
-        app.mailer.wake();
-    }
-    Ok(())
 }
 
 /// Deletes self-registered accounts still unverified after `LATCHKEY_UNVERIFIED_ACCOUNT_TTL`

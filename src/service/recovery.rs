@@ -198,6 +198,12 @@ const FORGOT_PASSWORD: &str = "forgot_password";
 const RESEND_CONFIRMATION: &str = "resend_confirmation";
 /// Password sign-in was suspended for the day: the owner gets a way in, once a day.
 pub(crate) const LOGIN_SUSPENDED: &str = "login_suspended";
+/// Someone tried to register (in conceal mode) an address that has an account: its owner is
+/// told, at most once an hour.
+pub(crate) const REGISTRATION_ATTEMPT: &str = "registration_attempt";
+/// A registration (in conceal mode) that created its account: nothing to mail; the row is
+/// written only so that both registrations cost the same writes.
+pub(crate) const REGISTERED: &str = "registered";
 
 async fn queue_request_as_typed(app: &AppState, email: &str, purpose: &str) -> Result<(), Fault> {
     let Ok(email) = Email::parse(email) else {
@@ -206,17 +212,24 @@ async fn queue_request_as_typed(app: &AppState, email: &str, purpose: &str) -> R
     queue_request(app, &email, purpose).await
 }
 
+/// The keyed hash under which `email`'s requests are queued, and the address sealed for a
+/// request of `purpose`.
+pub(crate) fn seal_request(app: &AppState, email: &Email, purpose: &str) -> (String, Vec<u8>) {
+    let subject = app.code_key.subject(email);
+    let sealed = app.sealer.seal(
+        email.as_str().as_bytes(),
+        &request_binding(&subject, purpose),
+    );
+    (subject, sealed)
+}
+
 /// Queues a mail request for `email`: one upsert, the same whether or not it has an account.
 pub(crate) async fn queue_request(
     app: &AppState,
     email: &Email,
     purpose: &str,
 ) -> Result<(), Fault> {
-    let subject = app.code_key.subject(email);
-    let sealed = app.sealer.seal(
-        email.as_str().as_bytes(),
-        &request_binding(&subject, purpose),
-    );
+    let (subject, sealed) = seal_request(app, email, purpose);
     app.store
         .queue_mail_request(&subject, purpose, app.clock.now(), &sealed)
         .await?;
@@ -271,6 +284,8 @@ pub async fn process_mail_requests(app: &AppState) -> Result<usize, Fault> {
             LOGIN_SUSPENDED => {
                 send_reset(app, &email, user.as_ref(), ResetMail::LoginSuspended).await?
             }
+            REGISTRATION_ATTEMPT => send_registration_notice(app, &email, user.as_ref()).await?,
+            REGISTERED => false,
             other => {
                 tracing::warn!(purpose = other, "unknown queued mail request; dropped");
                 false
@@ -286,6 +301,38 @@ pub async fn process_mail_requests(app: &AppState) -> Result<usize, Fault> {
         }
     }
     Ok(taken)
+}
+
+/// Tells `owner` that someone tried to register their address: at most once an hour per
+/// address, so that the notice cannot flood the owner's mailbox.
+async fn send_registration_notice(
+    app: &AppState,
+    email: &Email,
+    owner: Option<&User>,
+) -> Result<bool, Fault> {
+    let Some(owner) = owner else {
+        return Ok(false);
+    };
+    let now = app.clock.now();
+    let effects = Effects {
+        mails: vec![mail(
+            app,
+            owner,
+            templates::registration_attempt(&branding(app)),
+            now,
+        )],
+        ..Effects::default()
+    };
+    Ok(app
+        .store
+        .send_throttled(
+            &app.code_key.subject(email),
+            REGISTRATION_ATTEMPT,
+            now,
+            Some(now - Duration::hours(1)),
+            Some((owner.id, &[][..], &effects)),
+        )
+        .await?)
 }
 
 /// A new confirmation mail for `user`, when it is the (still unverified) account of `email`.

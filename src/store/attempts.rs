@@ -88,7 +88,8 @@ pub(super) const QUEUE_REQUEST: &str = "insert into mail_throttle
     last_requested_at = $8, pending = $9, email_sealed = $10, updated_at = $11";
 
 /// The oldest queued request no worker holds (the backend appends its row lock).
-pub(super) const NEXT_REQUEST: &str = "select subject, purpose, email_sealed from mail_throttle
+pub(super) const NEXT_REQUEST: &str =
+    "select subject, purpose, email_sealed, last_requested_at from mail_throttle
     where pending = $1 and (claimed_until is null or claimed_until <= $2)
     order by last_requested_at limit 1";
 

@@ -119,6 +119,17 @@ pub struct MailRequest {
     pub email_sealed: Vec<u8>,
 }
 
+/// A mail request to queue with another change, in its transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct QueuedRequest<'a> {
+    /// The keyed hash of the address.
+    pub subject: &'a str,
+    /// What mail.
+    pub purpose: &'a str,
+    /// The address, sealed.
+    pub email_sealed: &'a [u8],
+}
+
 /// What a login's session insert requires of the account, as the password check found it.
 #[derive(Debug, Clone, Copy)]
 pub struct LoginExpects<'a> {
@@ -511,6 +522,29 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.insert_user(new, session, effects).await,
             Store::Postgres(s) => s.insert_user(new, session, effects).await,
+        }
+    }
+
+    /// Registration in conceal mode: creates the user (with its effects) unless the address is
+    /// taken, and queues `if_created` or `if_taken` in the same transaction, so that a taken
+    /// and a free address cost one committed write transaction alike. Gives whether the user
+    /// was created.
+    pub async fn insert_user_or_queue(
+        &self,
+        new: &NewUser,
+        effects: &Effects,
+        if_created: QueuedRequest<'_>,
+        if_taken: QueuedRequest<'_>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                s.insert_user_or_queue(new, effects, if_created, if_taken)
+                    .await
+            }
+            Store::Postgres(s) => {
+                s.insert_user_or_queue(new, effects, if_created, if_taken)
+                    .await
+            }
         }
     }
 
@@ -1165,6 +1199,9 @@ const UNVERIFIED_BEFORE: &str = "select id from users
     where self_registered = $1 and email_verified = $2 and created_at < $3
     and last_login_at is null
     order by created_at limit $4";
+/// A new user's row (both backends; an `on conflict` clause may follow).
+const INSERT_USER: &str = "insert into users (id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, self_registered)
+    values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 /// The admins who keep the service administrable: enabled and verified.
 const COUNT_ADMINS: &str =
     "select count(*) from users where role = $1 and disabled = $2 and email_verified = $3";

@@ -775,3 +775,40 @@ async fn a_login_with_the_right_password_forgets_its_networks_failures() {
         "ten free failures again after the success: {reasons:?}"
     );
 }
+
+#[tokio::test]
+async fn in_conceal_mode_a_taken_and_a_free_address_cost_one_write_transaction_alike() {
+    let (state, _dir) = quiet_state(&["--conceal-existing-accounts", "true"]).await;
+    let register = |email: &str| {
+        let mut errors = latchkey::domain::ValidationErrors::default();
+        let account = NewAccount::parse(
+            &state.config.password_policy,
+            AccountFields {
+                email: Some(email.into()),
+                password: Some(PASSWORD.into()),
+                ..AccountFields::default()
+            },
+            true,
+            &mut errors,
+        )
+        .unwrap();
+        let origin = Origin::SelfService(latchkey::service::ClientInfo::default());
+        accounts::register(&state, account, origin)
+    };
+    let mut writes = Vec::new();
+    for email in ["ada@example.com", "ada@example.com"] {
+        let before = state.store.write_transactions();
+        register(email).await.unwrap();
+        writes.push(state.store.write_transactions() - before);
+    }
+    assert_eq!(writes, [1, 1], "free, then taken");
+    // After the answers: the owner (who had the address before the second try) is told once.
+    state.clock.advance(time::Duration::seconds(1));
+    recovery::process_mail_requests(&state).await.unwrap();
+    let queued = state
+        .store
+        .claim_mail(state.clock.now(), time::Duration::minutes(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 2, "the confirmation mail and one notice");
+}

@@ -7,7 +7,7 @@ use crate::store::attempts::{
     DONE_REQUEST, FORGET_DAY, FORGET_NETWORK, NEXT_REQUEST, REARM_SUSPENSION_MAIL, TAKE_ROW,
     THROTTLE_SENT, TOUCH_THROTTLE, UNCOUNT_ALL, UNCOUNT_NETWORK, count_all_binds, counts_from,
 };
-use crate::store::{Effects, MailRequest, StoreError, TokenPurpose, micros};
+use crate::store::{Effects, MailRequest, QueuedRequest, StoreError, TokenPurpose, micros};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -121,22 +121,17 @@ impl PostgresStore {
         now: OffsetDateTime,
         email_sealed: &[u8],
     ) -> Result<(), StoreError> {
-        let at = micros(now);
         let mut tx = self.write().await?;
-        sqlx::query(QUEUE_REQUEST)
-            .bind(subject)
-            .bind(purpose)
-            .bind(at)
-            .bind(true)
-            .bind(email_sealed)
-            .bind(at)
-            .bind(at)
-            .bind(at)
-            .bind(true)
-            .bind(email_sealed)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+        queue_request_in(
+            &mut tx,
+            QueuedRequest {
+                subject,
+                purpose,
+                email_sealed,
+            },
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -265,4 +260,28 @@ pub(super) async fn settle(
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     take_back_in(tx, subject, network, now, FORGET_NETWORK).await
+}
+
+/// Queues (or renews) a mail request inside another transaction.
+pub(super) async fn queue_request_in(
+    tx: &mut PgConnection,
+    request: QueuedRequest<'_>,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let at = micros(now);
+    sqlx::query(QUEUE_REQUEST)
+        .bind(request.subject)
+        .bind(request.purpose)
+        .bind(at)
+        .bind(true)
+        .bind(request.email_sealed)
+        .bind(at)
+        .bind(at)
+        .bind(at)
+        .bind(true)
+        .bind(request.email_sealed)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }

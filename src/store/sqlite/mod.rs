@@ -87,33 +87,32 @@ impl SqliteStore {
         session: Option<&super::NewSession>,
         effects: &Effects,
     ) -> Result<(), StoreError> {
-        let user = &new.user;
         let mut tx = self.write().await?;
-        sqlx::query(
-            "insert into users (id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, self_registered)
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(user.id.to_string())
-        .bind(user.email.as_str())
-        .bind(user.email_verified)
-        .bind(new.password_hash.as_deref())
-        .bind(user.name.as_ref().map(Name::as_str))
-        .bind(user.phone.as_ref().map(Phone::as_str))
-        .bind(user.role.as_str())
-        .bind(user.disabled)
-        .bind(serde_json::to_string(user.metadata.as_map()).map_err(anyhow::Error::from)?)
-        .bind(micros(user.created_at))
-        .bind(micros(user.updated_at))
-        .bind(user.last_login_at.map(micros))
-        .bind(new.self_registered)
-        .execute(&mut *tx)
-        .await?;
+        insert_user_row(&mut tx, new, "").await?;
         if let Some(session) = session {
             sessions::insert_session(&mut tx, session).await?;
         }
         write_effects(&mut tx, effects).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    pub(super) async fn insert_user_or_queue(
+        &self,
+        new: &NewUser,
+        effects: &Effects,
+        if_created: super::QueuedRequest<'_>,
+        if_taken: super::QueuedRequest<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let created = insert_user_row(&mut tx, new, " on conflict (email) do nothing").await? == 1;
+        if created {
+            write_effects(&mut tx, effects).await?;
+        }
+        let request = if created { if_created } else { if_taken };
+        attempts::queue_request_in(&mut tx, request, new.user.created_at).await?;
+        tx.commit().await?;
+        Ok(created)
     }
 
     pub(super) async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
@@ -552,4 +551,33 @@ fn key_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredKey, StoreError> 
             .map_err(anyhow::Error::from)?,
         created_at: from_micros(row.try_get("created_at")?)?,
     })
+}
+
+/// Inserts a user's row (`conflict` may add an `on conflict` clause); gives the rows inserted.
+async fn insert_user_row(
+    tx: &mut SqliteConnection,
+    new: &NewUser,
+    conflict: &str,
+) -> Result<u64, StoreError> {
+    let user = &new.user;
+    let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{}{conflict}",
+        super::INSERT_USER
+    )))
+    .bind(user.id.to_string())
+    .bind(user.email.as_str())
+    .bind(user.email_verified)
+    .bind(new.password_hash.as_deref())
+    .bind(user.name.as_ref().map(Name::as_str))
+    .bind(user.phone.as_ref().map(Phone::as_str))
+    .bind(user.role.as_str())
+    .bind(user.disabled)
+    .bind(serde_json::to_string(user.metadata.as_map()).map_err(anyhow::Error::from)?)
+    .bind(micros(user.created_at))
+    .bind(micros(user.updated_at))
+    .bind(user.last_login_at.map(micros))
+    .bind(new.self_registered)
+    .execute(&mut *tx)
+    .await?;
+    Ok(inserted.rows_affected())
 }
