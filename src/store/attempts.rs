@@ -87,6 +87,10 @@ pub(super) const QUEUE_REQUEST: &str = "insert into mail_throttle
     on conflict (subject, purpose) do update set
     last_requested_at = $8, pending = $9, email_sealed = $10, updated_at = $11";
 
+/// Whether any request is queued: a plain read, so that an idle worker's poll takes no write
+/// lock.
+pub(super) const ANY_REQUEST: &str = "select 1 from mail_throttle where pending = $1 limit 1";
+
 /// The oldest queued request no worker holds (the backend appends its row lock).
 pub(super) const NEXT_REQUEST: &str =
     "select subject, purpose, email_sealed, last_requested_at from mail_throttle

@@ -380,12 +380,12 @@ async fn keys_rotate_adds_a_sealed_key_that_every_instance_publishes() {
     let app = spawn_app().await;
     let key_file = app.dir.path().join("latchkey.key");
 
-    let output = latchkey()
+    let mut command = latchkey();
+    command
         .args(["keys", "rotate"])
         .env("LATCHKEY_DATABASE_URL", app.database_url())
-        .env("LATCHKEY_SECRET_KEY_FILE", &key_file)
-        .output()
-        .unwrap();
+        .env("LATCHKEY_SECRET_KEY_FILE", &key_file);
+    let output = output_beside(command).await;
     assert!(
         output.status.success(),
         "{}",
@@ -417,21 +417,30 @@ async fn keys_rotate_adds_a_sealed_key_that_every_instance_publishes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let wrong = latchkey()
+    let mut command = latchkey();
+    command
         .args(["keys", "rotate"])
         .env("LATCHKEY_DATABASE_URL", app.database_url())
         .env(
             "LATCHKEY_SECRET_KEY",
             "another-secret-key-of-at-least-32-bytes",
-        )
-        .output()
-        .unwrap();
+        );
+    let wrong = output_beside(command).await;
     assert!(!wrong.status.success(), "a wrong key adds no key");
     assert_eq!(
         raw.count("select count(*) from signing_keys where sealed = $1", true)
             .await,
         2
     );
+}
+
+/// Runs `command` to its end off the test's runtime, which keeps serving the app running in
+/// this process meanwhile: blocking it could leave one of the app's SQLite write transactions
+/// open while the command waits for the same lock.
+async fn output_beside(mut command: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
 }
 
 /// `latchkey keys rotate-secret` on `database_url`, from the key file `current` to `new`.
@@ -572,21 +581,21 @@ async fn rotating_the_secret_key_reseals_everything_so_that_only_the_new_key_sta
     );
 
     let rotate = |key: &Path| {
-        latchkey()
+        let mut command = latchkey();
+        command
             .args(["keys", "rotate"])
             .env("LATCHKEY_DATABASE_URL", &database_url)
-            .env("LATCHKEY_SECRET_KEY_FILE", key)
-            .output()
-            .unwrap()
+            .env("LATCHKEY_SECRET_KEY_FILE", key);
+        output_beside(command)
     };
-    let output = rotate(&new_key);
+    let output = rotate(&new_key).await;
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        !rotate(&old_key).status.success(),
+        !rotate(&old_key).await.status.success(),
         "the old key adds no key"
     );
     let opened = keys::current(&restarted.state.store, &restarted.state.sealer, "EdDSA")

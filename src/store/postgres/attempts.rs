@@ -3,7 +3,7 @@
 use super::{PostgresStore, write_effects};
 use crate::store::attempts::QUEUE_REQUEST;
 use crate::store::attempts::{
-    ALL_NETWORKS, AttemptCounts, AttemptGate, CLAIM_REQUEST, COUNT_ALL, COUNT_NETWORK,
+    ALL_NETWORKS, ANY_REQUEST, AttemptCounts, AttemptGate, CLAIM_REQUEST, COUNT_ALL, COUNT_NETWORK,
     DONE_REQUEST, FORGET_DAY, FORGET_NETWORK, NEXT_REQUEST, REARM_SUSPENSION_MAIL, TAKE_ROW,
     THROTTLE_SENT, TOUCH_THROTTLE, UNCOUNT_ALL, UNCOUNT_NETWORK, count_all_binds, counts_from,
 };
@@ -141,6 +141,13 @@ impl PostgresStore {
         now: OffsetDateTime,
         lease: time::Duration,
     ) -> Result<Option<MailRequest>, StoreError> {
+        let any: Option<i32> = sqlx::query_scalar(ANY_REQUEST)
+            .bind(true)
+            .fetch_optional(&self.pool)
+            .await?;
+        if any.is_none() {
+            return Ok(None);
+        }
         let mut tx = self.write().await?;
         let claimed: Option<(String, String, Option<Vec<u8>>)> = sqlx::query_as(
             sqlx::AssertSqlSafe(format!("{NEXT_REQUEST} for update skip locked")),
