@@ -4,10 +4,11 @@
 //! daily cap that never locks the owner out), reset-code spraying, and the admin guard rails.
 
 use crate::helpers::{
-    PASSWORD, TestApp, assert_problem, quiet_state, spawn_app, spawn_app_with, spawn_app_with_mail,
+    PASSWORD, TestApp, assert_problem, quiet_state, register_in, spawn_app, spawn_app_with,
+    spawn_app_with_mail,
 };
 use crate::smtp;
-use latchkey::service::accounts::{self, AccountFields, NewAccount, Origin};
+use latchkey::service::accounts::Origin;
 use latchkey::service::recovery;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -181,20 +182,10 @@ async fn parallel_logins_racing_a_disable_leave_no_live_token() {
 async fn forgot_and_resend_do_the_same_database_work_for_every_address() {
     // No server, no mail worker: only the calls below write.
     let (state, _dir) = quiet_state(&[]).await;
-    let mut errors = latchkey::domain::ValidationErrors::default();
-    let account = NewAccount::parse(
-        &state.config.password_policy,
-        AccountFields {
-            email: Some("ada@example.com".into()),
-            password: Some(PASSWORD.into()),
-            ..AccountFields::default()
-        },
-        true,
-        &mut errors,
-    )
-    .unwrap();
     let origin = Origin::SelfService(latchkey::service::ClientInfo::default());
-    accounts::register(&state, account, origin).await.unwrap();
+    register_in(&state, "ada@example.com", PASSWORD, origin)
+        .await
+        .unwrap();
     for known in ["ada@example.com", "nobody@example.com"] {
         let before = state.store.write_transactions();
         recovery::forgot_password(&state, known).await.unwrap();
@@ -713,23 +704,13 @@ async fn hostile_nfkc_expanding_emails_leave_memory_where_it_was() {
 #[tokio::test]
 async fn a_mail_request_whose_worker_died_is_worked_off_by_the_next() {
     let (state, _dir) = quiet_state(&[]).await;
-    let mut errors = latchkey::domain::ValidationErrors::default();
-    let account = NewAccount::parse(
-        &state.config.password_policy,
-        AccountFields {
-            email: Some("ada@example.com".into()),
-            password: Some(PASSWORD.into()),
-            ..AccountFields::default()
-        },
-        true,
-        &mut errors,
-    )
-    .unwrap();
     let origin = Origin::Cli {
         role: state.config.roles.default_role().clone(),
         email_verified: true,
     };
-    accounts::register(&state, account, origin).await.unwrap();
+    register_in(&state, "ada@example.com", PASSWORD, origin)
+        .await
+        .unwrap();
     recovery::forgot_password(&state, "ada@example.com")
         .await
         .unwrap();
@@ -779,21 +760,9 @@ async fn a_login_with_the_right_password_forgets_its_networks_failures() {
 #[tokio::test]
 async fn in_conceal_mode_a_taken_and_a_free_address_cost_one_write_transaction_alike() {
     let (state, _dir) = quiet_state(&["--conceal-existing-accounts", "true"]).await;
-    let register = |email: &str| {
-        let mut errors = latchkey::domain::ValidationErrors::default();
-        let account = NewAccount::parse(
-            &state.config.password_policy,
-            AccountFields {
-                email: Some(email.into()),
-                password: Some(PASSWORD.into()),
-                ..AccountFields::default()
-            },
-            true,
-            &mut errors,
-        )
-        .unwrap();
+    let register = |email: &'static str| {
         let origin = Origin::SelfService(latchkey::service::ClientInfo::default());
-        accounts::register(&state, account, origin)
+        register_in(&state, email, PASSWORD, origin)
     };
     let mut writes = Vec::new();
     for email in ["ada@example.com", "ada@example.com"] {

@@ -132,6 +132,28 @@ pub(crate) async fn quiet_state(args: &[&str]) -> (AppState, TempDir) {
     (state, dir)
 }
 
+/// Registers `email` with `password` through the service, as `origin` would (HTTP, CLI, admin).
+pub(crate) async fn register_in(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    origin: Origin,
+) -> Result<accounts::Registered, accounts::RegisterError> {
+    let mut errors = ValidationErrors::default();
+    let account = NewAccount::parse(
+        &state.config.password_policy,
+        AccountFields {
+            email: Some(email.into()),
+            password: Some(password.into()),
+            ..AccountFields::default()
+        },
+        true,
+        &mut errors,
+    )
+    .expect("valid account");
+    accounts::register(state, account, origin).await
+}
+
 /// Which backend the suite runs on: SQLite, or PostgreSQL with `LATCHKEY_TEST_DATABASE=postgres`.
 pub(crate) fn on_postgres() -> bool {
     std::env::var("LATCHKEY_TEST_DATABASE").is_ok_and(|backend| backend == "postgres")
@@ -240,23 +262,11 @@ impl TestApp {
 
     /// Creates an account through the same service path as `users add --verified`.
     pub(crate) async fn create_verified_user(&self, email: &str, password: &str) -> uuid::Uuid {
-        let mut errors = ValidationErrors::default();
-        let account = NewAccount::parse(
-            &self.state.config.password_policy,
-            AccountFields {
-                email: Some(email.into()),
-                password: Some(password.into()),
-                ..AccountFields::default()
-            },
-            true,
-            &mut errors,
-        )
-        .expect("valid account");
         let origin = Origin::Cli {
             role: self.state.config.roles.default_role().clone(),
             email_verified: true,
         };
-        match accounts::register(&self.state, account, origin)
+        match register_in(&self.state, email, password, origin)
             .await
             .expect("created")
         {
