@@ -3,6 +3,7 @@
 
 mod attempts;
 mod postgres;
+mod sealing;
 mod sqlite;
 
 use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
