@@ -97,6 +97,27 @@ impl Event {
         )
     }
 
+    /// `REFRESH_TOKEN_REUSED`: a spent refresh token of `session_id` came back after its grace
+    /// window (the session is revoked with it).
+    pub fn refresh_token_reused(user_id: Uuid, session_id: Uuid, time: OffsetDateTime) -> Event {
+        Event::new(
+            EventType::RefreshTokenReused,
+            Some(user_id),
+            time,
+            json!({"session_id": session_id}),
+        )
+    }
+
+    /// `EMAIL_VERIFIED`: `email` was proven by its confirmation link.
+    pub fn email_verified(user_id: Uuid, email: &str, time: OffsetDateTime) -> Event {
+        Event::new(
+            EventType::EmailVerified,
+            Some(user_id),
+            time,
+            json!({"email": email}),
+        )
+    }
+
     /// The CloudEvents 1.0 JSON envelope.
     pub fn envelope(&self) -> Value {
         let mut envelope = json!({

@@ -2,17 +2,25 @@
 //! operation in one transaction: the row change and its outbox event commit together or not at all.
 
 mod attempts;
+mod backend;
+mod events;
+mod keys;
+mod mail;
 mod postgres;
+mod recovery;
 mod sealing;
+mod sessions;
 mod sqlite;
+mod users;
 
-use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
+use crate::domain::{Event, Metadata, Name, Phone, Role, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use attempts::{AttemptCounts, AttemptGate};
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+use backend::{Dialect, Pools, Tx, sql};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Persistence failures, as the services need to tell them apart.
 #[derive(Debug, thiserror::Error)]
@@ -474,716 +482,71 @@ pub struct Credentials {
     pub self_registered: bool,
 }
 
-/// The one store of the process; cheap to clone.
+/// The one store of the process, on SQLite or PostgreSQL; cheap to clone. Its operations are
+/// written once, in the modules below, for both databases.
 #[derive(Clone)]
-pub enum Store {
-    /// The embedded default.
-    Sqlite(SqliteStore),
-    /// For several instances.
-    Postgres(PostgresStore),
+pub struct Store {
+    pool: Pools,
+    /// A separate connection for the revocation sync, so that writers queueing for the write
+    /// lock (or a pool busy with them) can never starve it: a starved sync would fail bearer
+    /// checks closed.
+    reader: Pools,
+    /// The statements in which this database differs.
+    dialect: &'static Dialect,
+    /// Write transactions begun (see `write_transactions`).
+    writes: Arc<AtomicU64>,
 }
 
 impl Store {
-    /// Connects to `url` (`sqlite://path`), creating the database file when missing.
+    /// Connects to `url` (`sqlite://path`, created when missing, or `postgres://…`).
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        if url.starts_with("sqlite:") {
-            return Ok(Store::Sqlite(SqliteStore::connect(url).await?));
-        }
-        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            return Ok(Store::Postgres(PostgresStore::connect(url).await?));
-        }
-        Err(StoreError::Other(anyhow::anyhow!(
-            "unsupported database URL scheme (expected sqlite:// or postgres://)"
-        )))
+        let (pool, reader, dialect) = if url.starts_with("sqlite:") {
+            let (pool, reader) = sqlite::connect(url).await?;
+            (Pools::Sqlite(pool), Pools::Sqlite(reader), &sqlite::DIALECT)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let (pool, reader) = postgres::connect(url).await?;
+            (
+                Pools::Postgres(pool),
+                Pools::Postgres(reader),
+                &postgres::DIALECT,
+            )
+        } else {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "unsupported database URL scheme (expected sqlite:// or postgres://)"
+            )));
+        };
+        Ok(Store {
+            pool,
+            reader,
+            dialect,
+            writes: Default::default(),
+        })
     }
 
     /// Applies pending migrations; safe to run while other processes use the database.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.migrate().await,
-            Store::Postgres(s) => s.migrate().await,
+        match &self.pool {
+            Pools::Sqlite(pool) => sqlite::migrate(pool).await,
+            Pools::Postgres(pool) => postgres::migrate(pool).await,
         }
     }
 
     /// Answers when the database does.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.ping().await,
-            Store::Postgres(s) => s.ping().await,
-        }
-    }
-
-    /// Creates a user with its events and, optionally, its first session.
-    pub async fn insert_user(
-        &self,
-        new: &NewUser,
-        session: Option<&NewSession>,
-        effects: &Effects,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.insert_user(new, session, effects).await,
-            Store::Postgres(s) => s.insert_user(new, session, effects).await,
-        }
-    }
-
-    /// Registration in conceal mode: creates the user (with its effects) unless the address is
-    /// taken, and queues `if_created` or `if_taken` in the same transaction, so that a taken
-    /// and a free address cost one committed write transaction alike. Gives whether the user
-    /// was created.
-    pub async fn insert_user_or_queue(
-        &self,
-        new: &NewUser,
-        effects: &Effects,
-        if_created: QueuedRequest<'_>,
-        if_taken: QueuedRequest<'_>,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => {
-                s.insert_user_or_queue(new, effects, if_created, if_taken)
-                    .await
-            }
-            Store::Postgres(s) => {
-                s.insert_user_or_queue(new, effects, if_created, if_taken)
-                    .await
-            }
-        }
-    }
-
-    /// The user with this id.
-    pub async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.user(id).await,
-            Store::Postgres(s) => s.user(id).await,
-        }
-    }
-
-    /// The user with this email, with its password hash.
-    pub async fn credentials_by_email(
-        &self,
-        email: &Email,
-    ) -> Result<Option<Credentials>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.credentials_by_email(email).await,
-            Store::Postgres(s) => s.credentials_by_email(email).await,
-        }
-    }
-
-    /// The password hash of a user.
-    pub async fn credentials(&self, id: Uuid) -> Result<Option<Credentials>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.credentials(id).await,
-            Store::Postgres(s) => s.credentials(id).await,
-        }
-    }
-
-    /// Starts a session for a successful login: session, refresh token, `last_login_at`, event;
-    /// also stores a re-hashed password when one is given. Only while the account is as the
-    /// password check found it (same hash and role, enabled): a change that raced the check
-    /// wins, and `None` says so (or that the user is gone).
-    pub async fn record_login(
-        &self,
-        session: &NewSession,
-        expected: &LoginExpects<'_>,
-        rehash: Option<&str>,
-        event: &Event,
-    ) -> Result<Option<User>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.record_login(session, expected, rehash, event).await,
-            Store::Postgres(s) => s.record_login(session, expected, rehash, event).await,
-        }
-    }
-
-    /// Starts a password check of `subject` from `network`: `gate` decides, from the counters
-    /// as they stand, whether it may run; when it may, it is counted as a failure at once (a
-    /// success takes that back), so parallel guesses get no more tries than sequential ones.
-    /// Gives the decision and the day's failures across networks, this attempt included.
-    pub async fn begin_password_attempt(
-        &self,
-        subject: &str,
-        network: &str,
-        now: OffsetDateTime,
-        gate: &(dyn Fn(&AttemptCounts) -> AttemptGate + Sync),
-    ) -> Result<(AttemptGate, i64), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.begin_password_attempt(subject, network, now, gate).await,
-            Store::Postgres(s) => s.begin_password_attempt(subject, network, now, gate).await,
-        }
-    }
-
-    /// A password check of `subject` from `network` succeeded: that network's failures are
-    /// forgotten and the attempt no longer counts towards the daily cap.
-    pub async fn password_attempt_passed(
-        &self,
-        subject: &str,
-        network: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.password_attempt_passed(subject, network, now).await,
-            Store::Postgres(s) => s.password_attempt_passed(subject, network, now).await,
-        }
-    }
-
-    /// Takes back the failure a password check was counted as, when the check never ran.
-    pub async fn uncount_password_attempt(
-        &self,
-        subject: &str,
-        network: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.uncount_password_attempt(subject, network, now).await,
-            Store::Postgres(s) => s.uncount_password_attempt(subject, network, now).await,
-        }
-    }
-
-    /// A password reset by mail: the day's failures of `subject` are forgotten (a suspension
-    /// ends) and the next suspension, if any, is mailed at once. Networks stay slowed down.
-    pub async fn forget_password_attempts(&self, subject: &str) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.forget_password_attempts(subject).await,
-            Store::Postgres(s) => s.forget_password_attempts(subject).await,
-        }
-    }
-
-    /// Queues a request for `purpose` mail to the address behind `subject`, the address
-    /// sealed: one upsert, the same whether or not the address has an account.
-    pub async fn queue_mail_request(
-        &self,
-        subject: &str,
-        purpose: &str,
-        now: OffsetDateTime,
-        email_sealed: &[u8],
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => {
-                s.queue_mail_request(subject, purpose, now, email_sealed)
-                    .await
-            }
-            Store::Postgres(s) => {
-                s.queue_mail_request(subject, purpose, now, email_sealed)
-                    .await
-            }
-        }
-    }
-
-    /// Claims the oldest queued mail request no worker holds, until `now + lease` (no other
-    /// worker gets it meanwhile; if this one dies, the next takes it then).
-    pub async fn claim_mail_request(
-        &self,
-        now: OffsetDateTime,
-        lease: time::Duration,
-    ) -> Result<Option<MailRequest>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.claim_mail_request(now, lease).await,
-            Store::Postgres(s) => s.claim_mail_request(now, lease).await,
-        }
-    }
-
-    /// Marks a claimed mail request worked off.
-    pub async fn mail_request_done(
-        &self,
-        request: &MailRequest,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.mail_request_done(request, now).await,
-            Store::Postgres(s) => s.mail_request_done(request, now).await,
-        }
-    }
-
-    /// In one transaction: records `purpose` mail to the address behind `subject`, then, when
-    /// `effects` gives mail and no such mail was sent since `sent_after`, writes them and marks
-    /// the mail sent. Gives whether the effects were written.
-    pub async fn send_throttled(
-        &self,
-        subject: &str,
-        purpose: &str,
-        now: OffsetDateTime,
-        sent_after: Option<OffsetDateTime>,
-        effects: Option<(Uuid, &[TokenPurpose], &Effects)>,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => {
-                s.send_throttled(subject, purpose, now, sent_after, effects)
-                    .await
-            }
-            Store::Postgres(s) => {
-                s.send_throttled(subject, purpose, now, sent_after, effects)
-                    .await
-            }
-        }
+        sql("select 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     /// Write transactions begun so far by this process (tests compare the work of answers that
     /// must not differ).
     pub fn write_transactions(&self) -> u64 {
-        let writes = match self {
-            Store::Sqlite(s) => &s.writes,
-            Store::Postgres(s) => &s.writes,
-        };
-        writes.load(std::sync::atomic::Ordering::Relaxed)
+        self.writes.load(Ordering::Relaxed)
     }
 
-    /// Appends an event that comes with no other change (e.g. a failed login).
-    pub async fn append_event(&self, event: &Event) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.append_event(event).await,
-            Store::Postgres(s) => s.append_event(event).await,
-        }
-    }
-
-    /// Applies a change of user fields with its effects, revoking every session (with
-    /// `revoke` as the reason) when asked; `NotFound` when the user is gone. With `keep_admin`
-    /// (the admin role), `LastAdmin` when no enabled, verified admin would be left.
-    pub async fn update_user(
-        &self,
-        id: Uuid,
-        change: &UserChange,
-        revoke: Option<&str>,
-        now: OffsetDateTime,
-        effects: &Effects,
-        keep_admin: Option<&str>,
-    ) -> Result<(User, Vec<Uuid>), StoreError> {
-        match self {
-            Store::Sqlite(s) => {
-                s.update_user(id, change, revoke, now, effects, keep_admin)
-                    .await
-            }
-            Store::Postgres(s) => {
-                s.update_user(id, change, revoke, now, effects, keep_admin)
-                    .await
-            }
-        }
-    }
-
-    /// Deletes up to `limit` self-registered accounts still unverified and created before
-    /// `cutoff`, with their pending mail, writing `event(user)` for each; gives their ids.
-    pub async fn purge_unverified(
-        &self,
-        cutoff: OffsetDateTime,
-        limit: i64,
-        event: &(dyn Fn(&User) -> Event + Sync),
-    ) -> Result<Vec<Uuid>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.purge_unverified(cutoff, limit, event).await,
-            Store::Postgres(s) => s.purge_unverified(cutoff, limit, event).await,
-        }
-    }
-
-    /// Users matching `filter`, newest first, at most `limit`.
-    pub async fn list_users(
-        &self,
-        filter: &UserFilter,
-        limit: i64,
-    ) -> Result<Vec<User>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.list_users(filter, limit).await,
-            Store::Postgres(s) => s.list_users(filter, limit).await,
-        }
-    }
-
-    /// Stores a new password hash and revokes every session but `keep`, writing `events` and a
-    /// `SESSION_REVOKED` (with `reason`) per revoked session; gives the revoked session ids.
-    pub async fn change_password(
-        &self,
-        id: Uuid,
-        hash: &str,
-        keep: Option<Uuid>,
-        reason: &str,
-        now: OffsetDateTime,
-        effects: &Effects,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        match self {
-            Store::Sqlite(s) => {
-                s.change_password(id, hash, keep, reason, now, effects)
-                    .await
-            }
-            Store::Postgres(s) => {
-                s.change_password(id, hash, keep, reason, now, effects)
-                    .await
-            }
-        }
-    }
-
-    /// Queues mail (and its events) that comes with no other change.
-    pub async fn queue(&self, effects: &Effects) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.queue(effects).await,
-            Store::Postgres(s) => s.queue(effects).await,
-        }
-    }
-
-    /// Kills the user's live tokens of `purposes`, then stores `effects` (new tokens, mail, events).
-    pub async fn replace_email_tokens(
-        &self,
-        user_id: Uuid,
-        purposes: &[TokenPurpose],
-        now: OffsetDateTime,
-        effects: &Effects,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => {
-                s.replace_email_tokens(user_id, purposes, now, effects)
-                    .await
-            }
-            Store::Postgres(s) => {
-                s.replace_email_tokens(user_id, purposes, now, effects)
-                    .await
-            }
-        }
-    }
-
-    /// The user a live token of `purpose` belongs to, without spending it.
-    pub async fn email_token_owner(
-        &self,
-        token_hash: &str,
-        purpose: TokenPurpose,
-        now: OffsetDateTime,
-    ) -> Result<Option<User>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.email_token_owner(token_hash, purpose, now).await,
-            Store::Postgres(s) => s.email_token_owner(token_hash, purpose, now).await,
-        }
-    }
-
-    /// Spends a verification token and marks the email verified, with `EMAIL_VERIFIED`.
-    pub async fn confirm_email(
-        &self,
-        token_hash: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<User>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.confirm_email(token_hash, now).await,
-            Store::Postgres(s) => s.confirm_email(token_hash, now).await,
-        }
-    }
-
-    /// Checks a reset code of `user_id`: `code_hash` gives the keyed hash of the presented code
-    /// for a reset group. Counts a wrong try; past the per-user cap of wrong tries in the last
-    /// hour, no code is live.
-    pub async fn check_reset_code(
-        &self,
-        user_id: Uuid,
-        code_hash: &(dyn Fn(&str) -> String + Sync),
-        now: OffsetDateTime,
-    ) -> Result<CodeCheck, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.check_reset_code(user_id, code_hash, now).await,
-            Store::Postgres(s) => s.check_reset_code(user_id, code_hash, now).await,
-        }
-    }
-
-    /// Spends a reset token (killing the rest of its group), sets the new password hash, marks
-    /// the email verified and revokes every session (`SESSION_REVOKED`, reason `password_reset`),
-    /// with `effects`. `None` when the token is no longer live; else the revoked session ids.
-    pub async fn reset_password(
-        &self,
-        token_hash: &str,
-        hash: &str,
-        now: OffsetDateTime,
-        effects: &Effects,
-    ) -> Result<Option<Vec<Uuid>>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.reset_password(token_hash, hash, now, effects).await,
-            Store::Postgres(s) => s.reset_password(token_hash, hash, now, effects).await,
-        }
-    }
-
-    /// Claims up to `limit` due mails for `lease`.
-    pub async fn claim_mail(
-        &self,
-        now: OffsetDateTime,
-        lease: time::Duration,
-        limit: i64,
-    ) -> Result<Vec<QueuedMail>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.claim_mail(now, lease, limit).await,
-            Store::Postgres(s) => s.claim_mail(now, lease, limit).await,
-        }
-    }
-
-    /// Marks a claimed mail sent and erases its body.
-    pub async fn mail_sent(
-        &self,
-        mail: &QueuedMail,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.mail_sent(mail, now).await,
-            Store::Postgres(s) => s.mail_sent(mail, now).await,
-        }
-    }
-
-    /// Schedules another try of a mail.
-    pub async fn mail_retry(
-        &self,
-        mail: &QueuedMail,
-        at: OffsetDateTime,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.mail_retry(mail, at, error).await,
-            Store::Postgres(s) => s.mail_retry(mail, at, error).await,
-        }
-    }
-
-    /// Gives a mail up and erases its body.
-    pub async fn mail_given_up(
-        &self,
-        mail: &QueuedMail,
-        now: OffsetDateTime,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.mail_given_up(mail, now, error).await,
-            Store::Postgres(s) => s.mail_given_up(mail, now, error).await,
-        }
-    }
-
-    /// Deletes a user and everything of theirs (sessions, tokens), writing `events` and a
-    /// `SESSION_REVOKED` per live session; gives the ids of those sessions.
-    /// With `keep_admin` (the admin role), `LastAdmin` when no enabled, verified admin would
-    /// be left.
-    pub async fn delete_user(
-        &self,
-        id: Uuid,
-        now: OffsetDateTime,
-        effects: &Effects,
-        keep_admin: Option<&str>,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.delete_user(id, now, effects, keep_admin).await,
-            Store::Postgres(s) => s.delete_user(id, now, effects, keep_admin).await,
-        }
-    }
-
-    /// The live sessions of a user, oldest first.
-    pub async fn live_sessions(
-        &self,
-        user_id: Uuid,
-        now: OffsetDateTime,
-    ) -> Result<Vec<SessionRecord>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.live_sessions(user_id, now).await,
-            Store::Postgres(s) => s.live_sessions(user_id, now).await,
-        }
-    }
-
-    /// Revokes live sessions of a user with `SESSION_REVOKED` events (`reason`) and revocation
-    /// rows; gives the ids revoked.
-    pub async fn revoke_sessions(
-        &self,
-        user_id: Uuid,
-        which: Revoke,
-        reason: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.revoke_sessions(user_id, which, reason, now).await,
-            Store::Postgres(s) => s.revoke_sessions(user_id, which, reason, now).await,
-        }
-    }
-
-    /// Revokes the session a refresh token (spent or not) belongs to; gives it, if any.
-    pub async fn revoke_session_of_token(
-        &self,
-        token_hash: &str,
-        reason: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<Uuid>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.revoke_session_of_token(token_hash, reason, now).await,
-            Store::Postgres(s) => s.revoke_session_of_token(token_hash, reason, now).await,
-        }
-    }
-
-    /// Exchanges a refresh token for its successor, detecting reuse, in one transaction.
-    pub async fn rotate_refresh_token(&self, rotate: &Rotate<'_>) -> Result<Rotation, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.rotate_refresh_token(rotate).await,
-            Store::Postgres(s) => s.rotate_refresh_token(rotate).await,
-        }
-    }
-
-    /// Revocations after position `after` of the log, not yet expired at `now`, in log order.
-    pub async fn revocations_after(
-        &self,
-        after: i64,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Revocation>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.revocations_after(after, now).await,
-            Store::Postgres(s) => s.revocations_after(after, now).await,
-        }
-    }
-
-    /// Deletes expired sessions, refresh tokens and revocations, and erases sealed successors
-    /// older than the grace window, in small batches; gives how many rows went.
-    pub async fn prune(
-        &self,
-        now: OffsetDateTime,
-        grace: time::Duration,
-    ) -> Result<u64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.prune(now, grace).await,
-            Store::Postgres(s) => s.prune(now, grace).await,
-        }
-    }
-
-    /// Signing keys of `alg` not yet retired, newest first.
-    pub async fn signing_keys(&self, alg: &str) -> Result<Vec<StoredKey>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.signing_keys(alg).await,
-            Store::Postgres(s) => s.signing_keys(alg).await,
-        }
-    }
-
-    /// Marks keys retired: no token they signed can still be alive.
-    pub async fn retire_signing_keys(
-        &self,
-        kids: &[String],
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.retire_signing_keys(kids, now).await,
-            Store::Postgres(s) => s.retire_signing_keys(kids, now).await,
-        }
-    }
-
-    /// Stores a new signing key, its private half sealed.
-    pub async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.insert_signing_key(key).await,
-            Store::Postgres(s) => s.insert_signing_key(key).await,
-        }
-    }
-
-    /// The sealing canary, once the first start has written it.
-    pub async fn sealing_canary(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.sealing_canary().await,
-            Store::Postgres(s) => s.sealing_canary().await,
-        }
-    }
-
-    /// Writes the sealing canary unless one is there already (the first writer wins).
-    pub async fn insert_sealing_canary(
-        &self,
-        canary: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.insert_sealing_canary(canary, now).await,
-            Store::Postgres(s) => s.insert_sealing_canary(canary, now).await,
-        }
-    }
-
-    /// Up to `limit` signing keys (of any alg, retired too) whose private half is in clear.
-    pub async fn clear_signing_keys(&self, limit: i64) -> Result<Vec<StoredKey>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.clear_signing_keys(limit).await,
-            Store::Postgres(s) => s.clear_signing_keys(limit).await,
-        }
-    }
-
-    /// Replaces a clear private key by its sealed form, unless another process sealed it first.
-    pub async fn seal_signing_key(
-        &self,
-        kid: &str,
-        sealed: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.seal_signing_key(kid, sealed, now).await,
-            Store::Postgres(s) => s.seal_signing_key(kid, sealed, now).await,
-        }
-    }
-
-    /// Up to `limit` queued mails whose bodies are in clear.
-    pub async fn clear_mails(&self, limit: i64) -> Result<Vec<ClearMail>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.clear_mails(limit).await,
-            Store::Postgres(s) => s.clear_mails(limit).await,
-        }
-    }
-
-    /// Replaces a mail's clear bodies by their sealed form, unless it was sealed meanwhile.
-    pub async fn seal_mail(
-        &self,
-        id: Uuid,
-        sealed: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.seal_mail(id, sealed, now).await,
-            Store::Postgres(s) => s.seal_mail(id, sealed, now).await,
-        }
-    }
-
-    /// Replaces every sealed value (the canary first, then every signing key's private half and
-    /// every queued mail's bodies) by what `reseal` makes of it, in one transaction that keeps
-    /// other writers out; when `reseal` refuses a value (`None`), nothing changes.
-    pub async fn reseal_all(
-        &self,
-        reseal: &Reseal<'_>,
-        now: OffsetDateTime,
-    ) -> Result<Resealed, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.reseal_all(reseal, now).await,
-            Store::Postgres(s) => s.reseal_all(reseal, now).await,
-        }
-    }
-
-    /// Takes or renews the lease `name` for `holder` until `until`; false while another holds it.
-    pub async fn take_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now: OffsetDateTime,
-        until: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.take_lease(name, holder, now, until).await,
-            Store::Postgres(s) => s.take_lease(name, holder, now, until).await,
-        }
-    }
-
-    /// Events not yet published, in outbox order.
-    pub async fn unpublished_events(&self, limit: i64) -> Result<Vec<OutboxEvent>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.unpublished_events(limit).await,
-            Store::Postgres(s) => s.unpublished_events(limit).await,
-        }
-    }
-
-    /// Marks an event published.
-    pub async fn mark_published(&self, seq: i64, now: OffsetDateTime) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.mark_published(seq, now).await,
-            Store::Postgres(s) => s.mark_published(seq, now).await,
-        }
-    }
-
-    /// Deletes events older than `before`: published ones always, unpublished ones too when no
-    /// relay will ever publish them (no NATS configured).
-    pub async fn prune_events(
-        &self,
-        before: OffsetDateTime,
-        unpublished_too: bool,
-    ) -> Result<u64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.prune_events(before, unpublished_too).await,
-            Store::Postgres(s) => s.prune_events(before, unpublished_too).await,
-        }
-    }
-
-    /// The outbox, oldest first (tests and the relay read it).
-    pub async fn events(&self, limit: i64) -> Result<Vec<serde_json::Value>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.events(limit).await,
-            Store::Postgres(s) => s.events(limit).await,
-        }
+    /// Begins a write transaction (counted: tests compare the work different answers cost).
+    async fn write(&self) -> Result<Tx, StoreError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.pool.begin(self.dialect).await
     }
 }
 
@@ -1191,38 +554,6 @@ impl Store {
 fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|e| StoreError::Other(e.into()))
 }
-
-/// The columns every user query selects, in the order the row readers expect.
-const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, self_registered";
-/// Self-registered accounts still unverified and never logged in (verification may have been
-/// off once) created before a time, oldest first.
-const UNVERIFIED_BEFORE: &str = "select id from users
-    where self_registered = $1 and email_verified = $2 and created_at < $3
-    and last_login_at is null
-    order by created_at limit $4";
-/// A new user's row (both backends; an `on conflict` clause may follow).
-const INSERT_USER: &str = "insert into users (id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, self_registered)
-    values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
-/// The admins who keep the service administrable: enabled and verified.
-const COUNT_ADMINS: &str =
-    "select count(*) from users where role = $1 and disabled = $2 and email_verified = $3";
-/// Re-sealing, in one text for both backends: the canary, sealed signing keys, and queued
-/// mails with a sealed body in pages after an id.
-const SEALED_CANARY: &str = "select canary from sealing where id = 1";
-const RESEAL_CANARY: &str = "update sealing set canary = $1, updated_at = $2 where id = 1";
-const SEALED_SIGNING_KEYS: &str =
-    "select kid, private_der from signing_keys where sealed = $1 order by kid";
-const RESEAL_SIGNING_KEY: &str =
-    "update signing_keys set private_der = $1, updated_at = $2 where kid = $3";
-const SEALED_MAILS_AFTER: &str = "select id, sealed_body from mail_queue
-    where sealed_body is not null and id > $1 order by id limit $2";
-const RESEAL_MAIL: &str = "update mail_queue set sealed_body = $1, updated_at = $2 where id = $3";
-/// Queued mails re-sealed per read, so that a long queue is not read at once.
-const RESEAL_BATCH: i64 = 100;
-/// A reset code dies at its fifth wrong try.
-const MAX_CODE_FAILURES: i64 = 5;
-/// Wrong codes a user may present within an hour, across all codes sent.
-const MAX_CODE_FAILURES_PER_HOUR: i64 = 10;
 
 fn micros(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)

@@ -1,18 +1,36 @@
-//! Sessions on PostgreSQL: logins, refresh-token rotation with reuse detection, revocation.
+//! Sessions: logins, refresh-token rotation with reuse detection, revocation, pruning.
 
-use super::{PostgresStore, from_micros, insert_event, lock_user, micros, parse_uuid, user_in};
-use crate::domain::{Event, EventType, User};
-use crate::store::{
+use super::backend::{Dialect, Tx, sql};
+use super::users::{lock_user, user_in};
+use super::{
     LoginExpects, NewSession, REVOCATION_LIFETIME, Revocation, Revoke, Rotate, Rotation,
-    SessionRecord, StoreError,
+    SessionRecord, Store, StoreError, attempts, events::insert_event, from_micros, micros,
+    parse_uuid,
 };
-use serde_json::json;
-use sqlx::{PgConnection, Row};
+use crate::domain::{Event, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-impl PostgresStore {
-    pub(in crate::store) async fn record_login(
+const INSERT_REFRESH_TOKEN: &str =
+    "insert into refresh_tokens (token_hash, session_id, created_at, updated_at, expires_at)
+     values ($1, $2, $3, $4, $5)";
+
+/// The session a refresh token (spent or not) belongs to, and its user.
+const SESSION_OF_TOKEN: &str = "select s.id, s.user_id from refresh_tokens r
+    join sessions s on s.id = r.session_id where r.token_hash = $1";
+
+/// A live session's row: id, created at, last used at, user agent, address.
+type SessionRow = (String, i64, i64, Option<String>, Option<String>);
+
+/// Rows pruned per statement and transaction, so that pruning never holds the write lock long.
+const PRUNE_BATCH: u64 = 500;
+
+impl Store {
+    /// Starts a session for a successful login: session, refresh token, `last_login_at`, event;
+    /// also stores a re-hashed password when one is given. Only while the account is as the
+    /// password check found it (same hash and role, enabled): a change that raced the check
+    /// wins, and `None` says so (or that the user is gone).
+    pub async fn record_login(
         &self,
         session: &NewSession,
         expected: &LoginExpects<'_>,
@@ -21,7 +39,7 @@ impl PostgresStore {
     ) -> Result<Option<User>, StoreError> {
         let mut tx = self.write().await?;
         let at = micros(session.created_at);
-        let updated = sqlx::query(
+        let updated = sql(
             "update users set last_login_at = $1, password_hash = coalesce($2, password_hash),
                  updated_at = case when $3 is null then updated_at else $4 end
              where id = $5 and password_hash = $6 and role = $7 and disabled = $8 and email_verified = $9",
@@ -30,18 +48,18 @@ impl PostgresStore {
         .bind(rehash)
         .bind(rehash)
         .bind(at)
-        .bind(session.user_id.to_string())
+        .bind(session.user_id)
         .bind(expected.password_hash)
         .bind(expected.role)
         .bind(false)
         .bind(expected.email_verified)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
-        if updated.rows_affected() == 0 {
+        if updated == 0 {
             return Ok(None);
         }
         if let Some((subject, network)) = expected.attempt {
-            super::attempts::settle(&mut tx, subject, network, session.created_at).await?;
+            attempts::settle(&mut tx, subject, network, session.created_at).await?;
         }
         insert_session(&mut tx, session).await?;
         insert_event(&mut tx, event).await?;
@@ -50,33 +68,36 @@ impl PostgresStore {
         Ok(Some(user))
     }
 
-    pub(in crate::store) async fn live_sessions(
+    /// The live sessions of a user, oldest first.
+    pub async fn live_sessions(
         &self,
         user_id: Uuid,
         now: OffsetDateTime,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<SessionRow> = sql(
             "select id, created_at, last_used_at, user_agent, ip from sessions
              where user_id = $1 and revoked_at is null and expires_at > $2 order by created_at, id",
         )
-        .bind(user_id.to_string())
+        .bind(user_id)
         .bind(micros(now))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
+        rows.into_iter()
+            .map(|(id, created_at, last_used_at, user_agent, ip)| {
                 Ok(SessionRecord {
-                    id: parse_uuid(row.try_get("id")?)?,
-                    created_at: from_micros(row.try_get("created_at")?)?,
-                    last_used_at: from_micros(row.try_get("last_used_at")?)?,
-                    user_agent: row.try_get("user_agent")?,
-                    ip: row.try_get("ip")?,
+                    id: parse_uuid(&id)?,
+                    created_at: from_micros(created_at)?,
+                    last_used_at: from_micros(last_used_at)?,
+                    user_agent,
+                    ip,
                 })
             })
             .collect()
     }
 
-    pub(in crate::store) async fn revoke_sessions(
+    /// Revokes live sessions of a user with `SESSION_REVOKED` events (`reason`) and revocation
+    /// rows; gives the ids revoked.
+    pub async fn revoke_sessions(
         &self,
         user_id: Uuid,
         which: Revoke,
@@ -90,79 +111,78 @@ impl PostgresStore {
         Ok(revoked)
     }
 
-    pub(in crate::store) async fn revoke_session_of_token(
+    /// Revokes the session a refresh token (spent or not) belongs to; gives it, if any.
+    pub async fn revoke_session_of_token(
         &self,
         token_hash: &str,
         reason: &str,
         now: OffsetDateTime,
     ) -> Result<Option<Uuid>, StoreError> {
         let mut tx = self.write().await?;
-        let owner = sqlx::query(
-            "select s.id, s.user_id from refresh_tokens r join sessions s on s.id = r.session_id
-             where r.token_hash = $1",
-        )
-        .bind(token_hash)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(owner) = owner else { return Ok(None) };
-        let session_id = parse_uuid(owner.try_get("id")?)?;
-        let user_id = parse_uuid(owner.try_get("user_id")?)?;
+        let owner: Option<(String, String)> = sql(SESSION_OF_TOKEN)
+            .bind(token_hash)
+            .fetch_optional(&mut tx)
+            .await?;
+        let Some((session_id, user_id)) = owner else {
+            return Ok(None);
+        };
+        let (session_id, user_id) = (parse_uuid(&session_id)?, parse_uuid(&user_id)?);
         lock_user(&mut tx, user_id).await?;
         let revoked = revoke_in(&mut tx, user_id, Revoke::One(session_id), reason, now).await?;
         tx.commit().await?;
         Ok(revoked.first().copied())
     }
 
-    pub(in crate::store) async fn rotate_refresh_token(
-        &self,
-        rotate: &Rotate<'_>,
-    ) -> Result<Rotation, StoreError> {
+    /// Exchanges a refresh token for its successor, detecting reuse, in one transaction.
+    pub async fn rotate_refresh_token(&self, rotate: &Rotate<'_>) -> Result<Rotation, StoreError> {
         // Unknown tokens (guesses, junk) are answered from a plain read, without the write lock.
-        let known: Option<bool> =
-            sqlx::query_scalar("select true from refresh_tokens where token_hash = $1")
-                .bind(rotate.presented_hash)
-                .fetch_optional(&self.pool)
-                .await?;
+        let known: Option<i32> = sql("select 1 from refresh_tokens where token_hash = $1")
+            .bind(rotate.presented_hash)
+            .fetch_scalar(&self.pool)
+            .await?;
         if known.is_none() {
             return Ok(Rotation::Invalid);
         }
         let mut tx = self.write().await?;
         // User first (the lock order of every write path), then the token and its session.
-        let owner: Option<String> = sqlx::query_scalar(
-            "select s.user_id from refresh_tokens r join sessions s on s.id = r.session_id where r.token_hash = $1",
-        )
-        .bind(rotate.presented_hash)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(owner) = owner else {
-            return Ok(Rotation::Invalid);
-        };
-        lock_user(&mut tx, parse_uuid(&owner)?).await?;
+        if self.dialect.lock_user.is_some() {
+            let owner: Option<(String, String)> = sql(SESSION_OF_TOKEN)
+                .bind(rotate.presented_hash)
+                .fetch_optional(&mut tx)
+                .await?;
+            let Some((_, owner)) = owner else {
+                return Ok(Rotation::Invalid);
+            };
+            lock_user(&mut tx, parse_uuid(&owner)?).await?;
+        }
         let now_at = rotate.clock.now();
         let now = micros(now_at);
         let grace_start = micros(now_at - rotate.grace);
-        let found = sqlx::query(
-            "select r.session_id, r.used_at, r.expires_at, r.successor_sealed, s.user_id, s.revoked_at
-             from refresh_tokens r join sessions s on s.id = r.session_id where r.token_hash = $1
-             for update of r, s",
-        )
-        .bind(rotate.presented_hash)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(found) = found else {
+        type Found = (
+            String,
+            Option<i64>,
+            i64,
+            Option<Vec<u8>>,
+            String,
+            Option<i64>,
+        );
+        let found: Option<Found> = sql_lock_rotation(self.dialect)
+            .bind(rotate.presented_hash)
+            .fetch_optional(&mut tx)
+            .await?;
+        let Some((session_id, used_at, expires_at, successor_sealed, user_id, revoked_at)) = found
+        else {
             return Ok(Rotation::Invalid);
         };
-        let session_id = parse_uuid(found.try_get("session_id")?)?;
-        let user_id = parse_uuid(found.try_get("user_id")?)?;
-        let used_at: Option<i64> = found.try_get("used_at")?;
-        let revoked = found.try_get::<Option<i64>, _>("revoked_at")?.is_some();
-        if revoked || found.try_get::<i64, _>("expires_at")? <= now {
+        let session_id = parse_uuid(&session_id)?;
+        let user_id = parse_uuid(&user_id)?;
+        if revoked_at.is_some() || expires_at <= now {
             return Ok(Rotation::Invalid);
         }
         let rotation = match used_at {
             None => {
                 let expires_at = micros(now_at + rotate.ttl);
-                sqlx::query(
+                sql(
                     "update refresh_tokens set used_at = $1, updated_at = $2, successor_sealed = $3
                      where token_hash = $4",
                 )
@@ -170,45 +190,41 @@ impl PostgresStore {
                 .bind(now)
                 .bind(rotate.successor_sealed)
                 .bind(rotate.presented_hash)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
                 // Sealed successors older than the grace window are erased: past it, the
                 // predecessor is worth nothing but a reuse alarm.
-                sqlx::query(
-                    "update refresh_tokens set successor_sealed = null
-                     where session_id = $1 and successor_sealed is not null and used_at < $2",
-                )
-                .bind(session_id.to_string())
+                sql("update refresh_tokens set successor_sealed = null
+                     where session_id = $1 and successor_sealed is not null and used_at < $2")
+                .bind(session_id)
                 .bind(grace_start)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
-                sqlx::query(
-                    "insert into refresh_tokens (token_hash, session_id, created_at, updated_at, expires_at)
-                     values ($1, $2, $3, $4, $5)",
-                )
-                .bind(rotate.successor_hash)
-                .bind(session_id.to_string())
-                .bind(now)
-                .bind(now)
-                .bind(expires_at)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("update sessions set last_used_at = $1, updated_at = $2, expires_at = $3 where id = $4")
+                sql(INSERT_REFRESH_TOKEN)
+                    .bind(rotate.successor_hash)
+                    .bind(session_id)
                     .bind(now)
                     .bind(now)
                     .bind(expires_at)
-                    .bind(session_id.to_string())
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
+                sql(
+                    "update sessions set last_used_at = $1, updated_at = $2, expires_at = $3
+                     where id = $4",
+                )
+                .bind(now)
+                .bind(now)
+                .bind(expires_at)
+                .bind(session_id)
+                .execute(&mut tx)
+                .await?;
                 Rotation::Rotated {
                     session_id,
                     user: user_in(&mut tx, user_id).await?,
                 }
             }
             Some(used_at) if used_at >= grace_start => {
-                let Some(successor_sealed) =
-                    found.try_get::<Option<Vec<u8>>, _>("successor_sealed")?
-                else {
+                let Some(successor_sealed) = successor_sealed else {
                     return Ok(Rotation::Invalid);
                 };
                 Rotation::Repeated {
@@ -218,13 +234,11 @@ impl PostgresStore {
                 }
             }
             Some(_) => {
-                let event = Event::new(
-                    EventType::RefreshTokenReused,
-                    Some(user_id),
-                    now_at,
-                    json!({"session_id": session_id}),
-                );
-                insert_event(&mut tx, &event).await?;
+                insert_event(
+                    &mut tx,
+                    &Event::refresh_token_reused(user_id, session_id, now_at),
+                )
+                .await?;
                 revoke_in(
                     &mut tx,
                     user_id,
@@ -240,44 +254,44 @@ impl PostgresStore {
         Ok(rotation)
     }
 
-    pub(in crate::store) async fn revocations_after(
+    /// Revocations after position `after` of the log, not yet expired at `now`, in log order.
+    pub async fn revocations_after(
         &self,
         after: i64,
         now: OffsetDateTime,
     ) -> Result<Vec<Revocation>, StoreError> {
-        // On SQLite `seq` is assigned under the single write lock, so it follows commit order:
-        // a row with a lower seq can never appear after one with a higher seq was read.
-        let rows = sqlx::query(
-            "select seq, session_id, expires_at from revocations
-             where seq > $1 and expires_at > $2 order by seq",
-        )
-        .bind(after)
-        .bind(micros(now))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|row| {
+        // `seq` follows commit order on both backends (see `Dialect::order_revocations`): a row
+        // with a lower seq can never appear after one with a higher seq was read.
+        let rows: Vec<(i64, String, i64)> =
+            sql("select seq, session_id, expires_at from revocations
+             where seq > $1 and expires_at > $2 order by seq")
+            .bind(after)
+            .bind(micros(now))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter()
+            .map(|(seq, session_id, expires_at)| {
                 Ok(Revocation {
-                    seq: row.try_get("seq")?,
-                    session_id: parse_uuid(row.try_get("session_id")?)?,
-                    expires_at: from_micros(row.try_get("expires_at")?)?,
+                    seq,
+                    session_id: parse_uuid(&session_id)?,
+                    expires_at: from_micros(expires_at)?,
                 })
             })
             .collect()
     }
 
-    pub(in crate::store) async fn prune(
+    /// Deletes expired sessions, refresh tokens and revocations, and erases sealed successors
+    /// older than the grace window, in small batches; gives how many rows went.
+    pub async fn prune(
         &self,
         now: OffsetDateTime,
         grace: time::Duration,
     ) -> Result<u64, StoreError> {
-        const BATCH: u64 = 500;
         let at = micros(now);
         let day = 86_400_000_000_i64;
-        // Small batches, each its own transaction, so pruning never holds the write lock long.
-        // Spent refresh tokens stay until they expire: reuse detection needs them.
         let week = 7 * day;
-        let statements: [(&str, i64); 9] = [
+        // Spent refresh tokens stay until they expire: reuse detection needs them.
+        let statements: [(&'static str, i64); 9] = [
             ("update refresh_tokens set successor_sealed = null where token_hash in
                 (select token_hash from refresh_tokens where successor_sealed is not null and used_at < $1 limit 500)",
              micros(now - grace)),
@@ -304,14 +318,10 @@ impl PostgresStore {
         for (statement, bound) in statements {
             loop {
                 let mut tx = self.write().await?;
-                let rows = sqlx::query(statement)
-                    .bind(bound)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                let rows = sql(statement).bind(bound).execute(&mut tx).await?;
                 tx.commit().await?;
                 pruned += rows;
-                if rows < BATCH {
+                if rows < PRUNE_BATCH {
                     break;
                 }
             }
@@ -319,18 +329,23 @@ impl PostgresStore {
         Ok(pruned)
     }
 }
+
+/// The refresh token being rotated and its session, locked where the backend locks rows.
+fn sql_lock_rotation<'a>(dialect: &Dialect) -> super::backend::Sql<'a> {
+    super::backend::sql_owned(format!(
+        "select r.session_id, r.used_at, r.expires_at, r.successor_sealed, s.user_id, s.revoked_at
+         from refresh_tokens r join sessions s on s.id = r.session_id where r.token_hash = $1{}",
+        dialect.lock_rotation
+    ))
+}
+
 /// Starts a session with its first refresh token.
-pub(super) async fn insert_session(
-    tx: &mut PgConnection,
-    session: &NewSession,
-) -> Result<(), StoreError> {
+pub(super) async fn insert_session(tx: &mut Tx, session: &NewSession) -> Result<(), StoreError> {
     let at = micros(session.created_at);
-    sqlx::query(
-        "insert into sessions (id, user_id, user_agent, ip, created_at, updated_at, last_used_at, expires_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(session.id.to_string())
-    .bind(session.user_id.to_string())
+    sql("insert into sessions (id, user_id, user_agent, ip, created_at, updated_at, last_used_at, expires_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)")
+    .bind(session.id)
+    .bind(session.user_id)
     .bind(session.user_agent.as_deref())
     .bind(session.ip.as_deref())
     .bind(at)
@@ -339,24 +354,21 @@ pub(super) async fn insert_session(
     .bind(micros(session.expires_at))
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "insert into refresh_tokens (token_hash, session_id, created_at, updated_at, expires_at)
-         values ($1, $2, $3, $4, $5)",
-    )
-    .bind(&session.refresh_token_hash)
-    .bind(session.id.to_string())
-    .bind(at)
-    .bind(at)
-    .bind(micros(session.expires_at))
-    .execute(&mut *tx)
-    .await?;
+    sql(INSERT_REFRESH_TOKEN)
+        .bind(&session.refresh_token_hash)
+        .bind(session.id)
+        .bind(at)
+        .bind(at)
+        .bind(micros(session.expires_at))
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
 /// Revokes live sessions of `user_id` inside a transaction: marks them, records a revocation
 /// for every instance to pick up, and writes a `SESSION_REVOKED` event each.
 pub(super) async fn revoke_in(
-    tx: &mut PgConnection,
+    tx: &mut Tx,
     user_id: Uuid,
     which: Revoke,
     reason: &str,
@@ -364,49 +376,43 @@ pub(super) async fn revoke_in(
 ) -> Result<Vec<Uuid>, StoreError> {
     let (only, except) = match which {
         Revoke::All => (None, None),
-        Revoke::AllBut(keep) => (None, Some(keep.to_string())),
-        Revoke::One(id) => (Some(id.to_string()), None),
+        Revoke::AllBut(keep) => (None, Some(keep)),
+        Revoke::One(id) => (Some(id), None),
     };
     let at = micros(now);
-    // Revocations are numbered by a sequence; holding this lock until commit makes commit
-    // order follow that numbering, so a reader never sees a later number before an earlier one.
-    sqlx::query("select pg_advisory_xact_lock(7150517)")
-        .execute(&mut *tx)
-        .await?;
-    let ids: Vec<String> = sqlx::query_scalar(
-        "update sessions set revoked_at = $1, updated_at = $2
+    tx.lock(tx.dialect.order_revocations, None).await?;
+    let ids: Vec<String> = sql("update sessions set revoked_at = $1, updated_at = $2
          where user_id = $3 and revoked_at is null and expires_at > $4
            and ($5 is null or id = $6) and ($7 is null or id != $8)
-         returning id",
-    )
+         returning id")
     .bind(at)
     .bind(at)
-    .bind(user_id.to_string())
+    .bind(user_id)
     .bind(at)
-    .bind(&only)
-    .bind(&only)
-    .bind(&except)
-    .bind(&except)
-    .fetch_all(&mut *tx)
+    .bind(only)
+    .bind(only)
+    .bind(except)
+    .bind(except)
+    .fetch_column(&mut *tx)
     .await?;
     let ids = ids
         .iter()
         .map(|id| parse_uuid(id))
         .collect::<Result<Vec<_>, _>>()?;
     for session_id in &ids {
-        sqlx::query(
+        sql(
             "insert into revocations (session_id, user_id, created_at, updated_at, expires_at)
              values ($1, $2, $3, $4, $5)",
         )
-        .bind(session_id.to_string())
-        .bind(user_id.to_string())
+        .bind(*session_id)
+        .bind(user_id)
         .bind(at)
         .bind(at)
         .bind(micros(now + REVOCATION_LIFETIME))
         .execute(&mut *tx)
         .await?;
         insert_event(
-            &mut *tx,
+            tx,
             &Event::session_revoked(user_id, *session_id, reason, now),
         )
         .await?;
