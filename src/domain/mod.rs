@@ -8,9 +8,21 @@ pub mod user;
 pub use email::Email;
 pub use event::{Event, EventType};
 pub use password::{Password, PasswordPolicy};
-pub use user::{Metadata, Name, Phone, Role, Roles, User};
+pub use user::{Metadata, Name, Phone, Role, Roles, User, UserChange, UserFilter};
 
 use serde::Serialize;
+use uuid::Uuid;
+
+/// Which live sessions of a user to revoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoke {
+    /// Every one.
+    All,
+    /// Every one but this (the caller's own, on a password change).
+    AllBut(Uuid),
+    /// Just this one.
+    One(Uuid),
+}
 
 /// The network a client address stands for, as budgets and the login slow-down count it: an
 /// IPv4 address itself (`::ffff:a.b.c.d` is `a.b.c.d`), an IPv6 address's /64, since one

@@ -243,3 +243,47 @@ mod tests {
         assert!(Roles::new(&["Bad Role".to_owned()], "Bad Role", "Bad Role").is_err());
     }
 }
+
+/// A change of user fields: `None` leaves a field alone; for name and phone `Some(None)` clears.
+#[derive(Debug, Clone, Default)]
+pub struct UserChange {
+    /// New name.
+    pub name: Option<Option<Name>>,
+    /// New phone.
+    pub phone: Option<Option<Phone>>,
+    /// New metadata (clearing means `{}`).
+    pub metadata: Option<Metadata>,
+    /// New role (admins only).
+    pub role: Option<Role>,
+    /// Disable or enable (admins only).
+    pub disabled: Option<bool>,
+    /// Mark the email verified or not (admins only).
+    pub email_verified: Option<bool>,
+}
+
+impl UserChange {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.phone.is_none()
+            && self.metadata.is_none()
+            && self.role.is_none()
+            && self.disabled.is_none()
+            && self.email_verified.is_none()
+    }
+}
+
+/// Which users to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// A LIKE pattern on the email, already escaped (`\` is the escape character).
+    pub email_like: Option<String>,
+    /// Exactly this role.
+    pub role: Option<String>,
+    /// Verified or not.
+    pub verified: Option<bool>,
+    /// Disabled or not.
+    pub disabled: Option<bool>,
+    /// Only users older than this (created_at, id) position: the keyset cursor.
+    pub after: Option<(OffsetDateTime, Uuid)>,
+}

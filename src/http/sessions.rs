@@ -2,9 +2,9 @@
 
 use super::error::{ApiError, Problem};
 use super::extract::Bearer;
+use crate::domain::Revoke;
 use crate::service::sessions;
 use crate::state::AppState;
-use crate::store::Revoke;
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};

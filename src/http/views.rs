@@ -1,8 +1,8 @@
 //! Response bodies shared by several areas, and the request-field helpers every area uses.
 
+use crate::domain::UserChange;
 use crate::domain::{Metadata, Name, Phone, User, ValidationErrors};
 use crate::service::TokenPair;
-use crate::store::UserChange;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;

@@ -13,10 +13,11 @@ mod sessions;
 mod sqlite;
 mod users;
 
-use crate::domain::{Event, Metadata, Name, Phone, Role, User};
+use crate::domain::{Event, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use crate::domain::{Revoke, UserChange, UserFilter};
 pub use attempts::{AttemptCounts, AttemptGate};
 use backend::{Dialect, Pools, Tx, sql};
 use std::sync::Arc;
@@ -232,63 +233,8 @@ pub enum Resealed {
     Refused(SealedRow),
 }
 
-/// A change of user fields: `None` leaves a field alone; for name and phone `Some(None)` clears.
-#[derive(Debug, Clone, Default)]
-pub struct UserChange {
-    /// New name.
-    pub name: Option<Option<Name>>,
-    /// New phone.
-    pub phone: Option<Option<Phone>>,
-    /// New metadata (clearing means `{}`).
-    pub metadata: Option<Metadata>,
-    /// New role (admins only).
-    pub role: Option<Role>,
-    /// Disable or enable (admins only).
-    pub disabled: Option<bool>,
-    /// Mark the email verified or not (admins only).
-    pub email_verified: Option<bool>,
-}
-
-impl UserChange {
-    /// Whether it changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.name.is_none()
-            && self.phone.is_none()
-            && self.metadata.is_none()
-            && self.role.is_none()
-            && self.disabled.is_none()
-            && self.email_verified.is_none()
-    }
-}
-
-/// Which users to list, newest first.
-#[derive(Debug, Clone, Default)]
-pub struct UserFilter {
-    /// A LIKE pattern on the email, already escaped (`\` is the escape character).
-    pub email_like: Option<String>,
-    /// Exactly this role.
-    pub role: Option<String>,
-    /// Verified or not.
-    pub verified: Option<bool>,
-    /// Disabled or not.
-    pub disabled: Option<bool>,
-    /// Only users older than this (created_at, id) position: the keyset cursor.
-    pub after: Option<(OffsetDateTime, Uuid)>,
-}
-
 /// How long a revocation is kept: no access token lives longer (its TTL is capped at 24 h).
 pub const REVOCATION_LIFETIME: time::Duration = time::Duration::days(1);
-
-/// Which live sessions of a user to revoke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Revoke {
-    /// Every one.
-    All,
-    /// Every one but this (the caller's own, on a password change).
-    AllBut(Uuid),
-    /// Just this one.
-    One(Uuid),
-}
 
 /// A live session as listed to its owner.
 #[derive(Debug, Clone)]

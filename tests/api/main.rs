@@ -22,5 +22,6 @@ mod sealing;
 mod security;
 mod sessions;
 mod smtp;
+mod store;
 mod tokens;
 mod users;
