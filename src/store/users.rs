@@ -1,7 +1,7 @@
 //! Accounts: creating, reading, changing, listing and deleting users, and the rule that the last
 //! enabled, verified admin stays.
 
-use super::backend::{Tx, sql, sql_owned};
+use super::backend::{Arg, Tx, sql, sql_owned};
 use super::{
     Credentials, Effects, NewSession, NewUser, QueuedRequest, Revoke, Store, StoreError,
     UserChange, UserFilter, attempts, events, from_micros, micros, parse_uuid, recovery, sessions,
@@ -257,32 +257,51 @@ impl Store {
         filter: &UserFilter,
         limit: i64,
     ) -> Result<Vec<User>, StoreError> {
-        let (after_at, after_id) = filter
-            .after
-            .map_or((None, None), |(at, id)| (Some(micros(at)), Some(id)));
-        let rows: Vec<UserRow> = sql_owned(select_users(
-            "where ($1 is null or email like $2 escape '\\')
-               and ($3 is null or role = $4)
-               and ($5 is null or email_verified = $6)
-               and ($7 is null or disabled = $8)
-               and ($9 is null or created_at < $10 or (created_at = $11 and id < $12))
-             order by created_at desc, id desc limit $13",
-        ))
-        .bind(filter.email_like.as_deref())
-        .bind(filter.email_like.as_deref())
-        .bind(filter.role.as_deref())
-        .bind(filter.role.as_deref())
-        .bind(filter.verified)
-        .bind(filter.verified)
-        .bind(filter.disabled)
-        .bind(filter.disabled)
-        .bind(after_at)
-        .bind(after_at)
-        .bind(after_at)
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        // Only the conditions the filter names, each a plain equality or range, so that each
+        // filter walks its own `(field, created_at, id)` index newest first and stops at the
+        // page's end instead of scanning every user (`$n is null or …` would hide the index).
+        let mut conditions: Vec<String> = Vec::new();
+        let mut args: Vec<Arg<'_>> = Vec::new();
+        let mut condition = |clause: &str, values: Vec<Arg<'static>>| {
+            let mut clause = clause.to_owned();
+            for value in values {
+                args.push(value);
+                clause = clause.replacen('?', &format!("${}", args.len()), 1);
+            }
+            conditions.push(clause);
+        };
+        if let Some(pattern) = &filter.email_like {
+            condition("email like ? escape '\\'", vec![pattern.clone().into()]);
+        }
+        if let Some(role) = &filter.role {
+            condition("role = ?", vec![role.clone().into()]);
+        }
+        if let Some(verified) = filter.verified {
+            condition("email_verified = ?", vec![verified.into()]);
+        }
+        if let Some(disabled) = filter.disabled {
+            condition("disabled = ?", vec![disabled.into()]);
+        }
+        if let Some((at, id)) = filter.after {
+            condition(
+                "(created_at, id) < (?, ?)",
+                vec![micros(at).into(), id.into()],
+            );
+        }
+        let mut text = select_users("");
+        if !conditions.is_empty() {
+            text.push_str(" where ");
+            text.push_str(&conditions.join(" and "));
+        }
+        text.push_str(&format!(
+            " order by created_at desc, id desc limit ${}",
+            args.len() + 1
+        ));
+        let mut query = sql_owned(text);
+        for arg in args {
+            query = query.bind(arg);
+        }
+        let rows: Vec<UserRow> = query.bind(limit).fetch_all(&self.pool).await?;
         rows.into_iter().map(UserRow::user).collect()
     }
 
