@@ -30,7 +30,7 @@ pub mod service;
 pub mod startup;
 /// The shared application state.
 pub mod state;
-/// Persistence seam; all SQL lives here.
+/// Persistence seam: all SQL, each operation written once for SQLite and PostgreSQL.
 pub mod store;
 /// Logging set-up.
 pub mod telemetry;
