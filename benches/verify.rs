@@ -5,7 +5,6 @@
 use latchkey::clock::Clock;
 use latchkey::config::Settings;
 use latchkey::service::sessions;
-use latchkey::state::AppState;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -29,7 +28,7 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("bench.db").display());
         let settings = <BenchCli as clap::Parser>::parse_from(["bench", "--database-url", &url]).settings;
-        let app = AppState::build(settings.into_config().unwrap(), Clock::System).await.unwrap();
+        let app = latchkey::startup::build(settings.into_config().unwrap(), Clock::System).await.unwrap();
         let now = app.clock.now();
         let revoked: Vec<uuid::Uuid> = (0..REVOKED_SESSIONS).map(|_| uuid::Uuid::now_v7()).collect();
         app.revocations.revoked_here(&revoked, now);

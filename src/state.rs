@@ -2,16 +2,12 @@
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::config::Secret;
-use crate::crypto::random::{self, CodeKey};
+use crate::crypto::random::CodeKey;
 use crate::crypto::{Hasher, Sealer, Tokens};
-use crate::mail::{MailSettings, Mailer, Transport};
+use crate::mail::Mailer;
 use crate::ratelimit::RateLimiter;
 use crate::revocations::Revocations;
-use crate::service::sealing::SealingError;
 use crate::store::Store;
-use anyhow::Context;
-use std::path::Path;
 use std::sync::Arc;
 
 /// Everything a request may need, behind one pointer: axum clones the state for every extractor
@@ -52,146 +48,8 @@ pub struct Shared {
 }
 
 impl AppState {
-    /// Connects and migrates the database, checks the secret key against it and seals what an
-    /// earlier version left clear, loads (or first creates) the signing keys, and builds the
-    /// hashing pool, the mailer and the rate limiter.
-    pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
-        // Metrics are recorded from the first request on.
-        crate::telemetry::metrics();
-        let store = Store::connect(config.database_url.expose())
-            .await
-            .context("cannot open the database")?;
-        store
-            .migrate()
-            .await
-            .context("cannot migrate the database")?;
-        let (secret_key, sealer) =
-            open_sealing(&config, &store, clock.now(), IfMissing::Create).await?;
-        let tokens = crate::service::keys::load(&config, &store, &sealer, &clock).await?;
-        let hasher = Hasher::new(config.hashing)?;
-        let revocations = Revocations::load(&store, clock.now()).await?;
-        let transport = Transport::new(
-            config.smtp_url.as_ref().map(Secret::expose),
-            config.mail_dir.clone(),
-        )?;
-        let mailer = Mailer::new(
-            transport,
-            MailSettings {
-                from: config.mail_from.clone(),
-                retry_base: config.mail_retry_base,
-                max_age: config.mail_max_age,
-            },
-            sealer.clone(),
-        );
-        let code_key = CodeKey::new(&secret_key);
-        let redis = config
-            .redis_url
-            .as_ref()
-            .map(|url| redis::Client::open(url.expose()))
-            .transpose()?;
-        // The issuer names the deployment, so deployments sharing one Redis keep their budgets apart.
-        let limiter = RateLimiter::new(
-            config.rate_limits.clone(),
-            &config.jwt_issuer,
-            redis,
-            clock.clone(),
-        );
-        Ok(AppState(Arc::new(Shared {
-            config: Arc::new(config),
-            store,
-            hasher,
-            tokens,
-            revocations,
-            mailer,
-            code_key,
-            sealer,
-            limiter,
-            clock,
-        })))
-    }
-}
-
-/// What to do when a key file does not exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IfMissing {
-    /// Write a new random key to it (a first start, or a new key for a rotation).
-    Create,
-    /// Fail: the key must be the one the database was sealed with.
-    Refuse,
-}
-
-/// The secret key's bytes and its sealer, checked against the database (the first start writes
-/// the canary), with what an earlier version left clear sealed under it. A wrong key fails with
-/// one line naming where the key came from and nothing of the key.
-pub async fn open_sealing(
-    config: &Config,
-    store: &Store,
-    now: time::OffsetDateTime,
-    if_missing: IfMissing,
-) -> anyhow::Result<(Vec<u8>, Sealer)> {
-    let secret_key = match &config.secret_key {
-        Some(key) => key.expose().as_bytes().to_vec(),
-        None => key_file(&config.secret_key_file, if_missing)?,
-    };
-    let sealer = Sealer::new(&secret_key);
-    crate::service::sealing::prepare(store, &sealer, now)
-        .await
-        .map_err(|error| sealing_error(config, error))?;
-    Ok((secret_key, sealer))
-}
-
-/// A sealing failure as one line for the operator: a wrong key names the key's source.
-pub fn sealing_error(config: &Config, error: SealingError) -> anyhow::Error {
-    match error {
-        SealingError::WrongKey => anyhow::anyhow!(
-            "{} is not the key this database was sealed with; every instance needs the key the database was first started with",
-            key_source(config)
-        ),
-        SealingError::Other(error) => error.context("cannot seal the database"),
-    }
-}
-
-/// The secret key kept in the file at `path` (64 hex characters, owner-only); when the file
-/// does not exist, a new random key is written to it (mode 0600) or the call fails, as asked.
-pub fn key_file(path: &Path, if_missing: IfMissing) -> anyhow::Result<Vec<u8>> {
-    crate::files::tighten(path, "the secret key file")
-        .with_context(|| format!("cannot make the key file {} owner-only", path.display()))?;
-    match std::fs::read_to_string(path) {
-        Ok(text) if text.trim().len() >= 64 => Ok(text.trim().as_bytes().to_vec()),
-        Ok(_) => anyhow::bail!(
-            "the key file {} is too short (64 hex characters expected)",
-            path.display()
-        ),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            if if_missing == IfMissing::Refuse {
-                anyhow::bail!(
-                    "the key file {} does not exist; give the key the database was sealed with",
-                    path.display()
-                );
-            }
-            let key: String = random::bytes::<32>()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            crate::files::create_private(path, key.as_bytes())
-                .with_context(|| format!("cannot create the key file {}", path.display()))?;
-            tracing::info!(path = %path.display(), "created a new secret key file; every instance needs the same key");
-            Ok(key.into_bytes())
-        }
-        Err(error) => {
-            Err(error).with_context(|| format!("cannot read the key file {}", path.display()))
-        }
-    }
-}
-
-/// Where the secret key came from, as an operator would look for it.
-fn key_source(config: &Config) -> String {
-    if config.secret_key.is_some() {
-        "LATCHKEY_SECRET_KEY".to_owned()
-    } else {
-        format!(
-            "the key file {} (LATCHKEY_SECRET_KEY_FILE)",
-            config.secret_key_file.display()
-        )
+    /// Wraps the handles (built by [`crate::startup::build`]).
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
     }
 }

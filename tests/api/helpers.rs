@@ -85,7 +85,7 @@ pub(crate) async fn spawn_app_with(args: &[&str]) -> TestApp {
     let operations_url = operations
         .as_ref()
         .map(|listener| format!("http://{}", listener.local_addr().expect("address")));
-    let state = AppState::build(config, Clock::manual(Clock::System.now()))
+    let state = latchkey::startup::build(config, Clock::manual(Clock::System.now()))
         .await
         .expect("state");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -126,7 +126,7 @@ pub(crate) async fn quiet_state(args: &[&str]) -> (AppState, TempDir) {
         .settings
         .into_config()
         .expect("valid test settings");
-    let state = AppState::build(config, Clock::manual(Clock::System.now()))
+    let state = latchkey::startup::build(config, Clock::manual(Clock::System.now()))
         .await
         .expect("state");
     (state, dir)

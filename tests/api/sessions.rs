@@ -2,7 +2,6 @@
 
 use crate::helpers::{PASSWORD, TestApp, assert_problem, spawn_app, spawn_app_with};
 use latchkey::startup;
-use latchkey::state::AppState;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -384,7 +383,7 @@ async fn a_revocation_on_one_instance_reaches_another_within_a_second() {
     let (token, login) = app.logged_in_user("ada@example.com").await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let second_url = format!("http://{}", listener.local_addr().unwrap());
-    let second = AppState::build((*app.state.config).clone(), app.state.clock.clone())
+    let second = latchkey::startup::build((*app.state.config).clone(), app.state.clock.clone())
         .await
         .unwrap();
     tokio::spawn(startup::run(listener, None, second, std::future::pending()));

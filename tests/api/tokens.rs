@@ -324,10 +324,9 @@ async fn the_signing_key_survives_a_restart_on_the_same_database() {
     let app = spawn_app().await;
     let (token, _) = app.logged_in_user("ada@example.com").await;
 
-    let again =
-        latchkey::state::AppState::build((*app.state.config).clone(), app.state.clock.clone())
-            .await
-            .unwrap();
+    let again = latchkey::startup::build((*app.state.config).clone(), app.state.clock.clone())
+        .await
+        .unwrap();
 
     assert!(again.tokens.verify(&token, app.state.clock.now()).is_ok());
     assert_eq!(

@@ -1,6 +1,10 @@
 //! The command line: `serve`, `migrate`, `users add|import`, `keys rotate|rotate-secret`,
 //! `openapi`.
 
+mod commands;
+
+pub use commands::run;
+
 use crate::config::{Secret, Settings};
 use clap::{Parser, Subcommand};
 

@@ -1,5 +1,9 @@
 //! Start-up and shutdown: bind, build the state, serve the public and the operations listeners
-//! until SIGINT/SIGTERM.
+//! until SIGINT/SIGTERM. [`compose`] is where the state is put together.
+
+mod compose;
+
+pub use compose::{IfMissing, Sealed, build, key_file, open_store, sealing_error};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -15,7 +19,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(address) => Some(bind(address).await?),
         None => None,
     };
-    let app = AppState::build(config, Clock::System).await?;
+    let app = build(config, Clock::System).await?;
     run(listener, operations, app, shutdown_signal()).await
 }
 

@@ -1,0 +1,171 @@
+//! What each command does. Each opens only the layers it uses (see [`crate::startup`]).
+
+use super::{AddUser, Command, ImportUsers, KeysCommand, NewSecretKey, RotateSecret, UsersCommand};
+use crate::clock::Clock;
+use crate::config::{Config, LogFormat, Settings};
+use crate::crypto::Sealer;
+use crate::domain::ValidationErrors;
+use crate::service::accounts::{self, AccountFields, NewAccount, Origin, Registered};
+use crate::service::{import, keys, sealing};
+use crate::startup::{self, IfMissing, Sealed};
+use crate::{http, telemetry};
+use std::io::BufRead;
+
+/// Runs `command` to its end.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(settings) => startup::serve(configure(settings)?).await,
+        Command::Migrate(settings) => {
+            startup::open_store(&configure(settings)?).await?;
+            eprintln!("latchkey: the database is up to date");
+            Ok(())
+        }
+        Command::Users(UsersCommand::Add(add)) => add_user(add).await,
+        Command::Users(UsersCommand::Import(import)) => import_users(import).await,
+        Command::Keys(KeysCommand::Rotate(settings)) => rotate_key(settings).await,
+        Command::Keys(KeysCommand::RotateSecret(command)) => rotate_secret(command).await,
+        Command::Openapi { base_path } => {
+            let base_path =
+                crate::config::normalise_base_path(&base_path).map_err(anyhow::Error::msg)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&http::openapi(&base_path))?
+            );
+            Ok(())
+        }
+    }
+}
+
+fn configure(settings: Settings) -> anyhow::Result<Config> {
+    let config = settings
+        .into_config()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    telemetry::init(config.log_format, &config.log);
+    Ok(config)
+}
+
+/// `keys rotate`: the database and the secret key are all a new signing key needs.
+async fn rotate_key(settings: Settings) -> anyhow::Result<()> {
+    let config = configure(settings)?;
+    let clock = Clock::System;
+    let Sealed { store, sealer, .. } = Sealed::open(&config, &clock, IfMissing::Create).await?;
+    let key = keys::rotate(&store, &sealer, config.jwt_alg, clock.now()).await?;
+    println!(
+        "new signing key {}: it signs within a minute on every instance; the previous key stays in the JWKS until its tokens have expired",
+        key.kid
+    );
+    Ok(())
+}
+
+/// `users add`: the password comes from standard input (first line), never from a flag.
+async fn add_user(add: AddUser) -> anyhow::Result<()> {
+    let mut settings = add.settings;
+    settings.log_format = LogFormat::Text;
+    let config = configure(settings)?;
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    let mut errors = ValidationErrors::default();
+    let role = match &add.role {
+        Some(role) => errors.take("role", config.roles.parse(role)),
+        None => Some(config.roles.default_role().clone()),
+    };
+    let account = NewAccount::parse(
+        &config.password_policy,
+        AccountFields {
+            email: Some(add.email),
+            password: Some(password),
+            name: add.name,
+            ..AccountFields::default()
+        },
+        true,
+        &mut errors,
+    );
+    let (Some(account), Some(role)) = (account, role) else {
+        let reasons: Vec<String> = errors
+            .0
+            .iter()
+            .map(|e| format!("{} {}", e.field, e.message))
+            .collect();
+        anyhow::bail!("cannot add the user: {}", reasons.join("; "));
+    };
+    let app = startup::build(config, Clock::System).await?;
+    let origin = Origin::Cli {
+        role,
+        email_verified: add.verified,
+    };
+    match accounts::register(&app, account, origin).await {
+        Ok(Registered::Created(user)) => {
+            println!("{} {}", user.id, user.email);
+            Ok(())
+        }
+        Ok(Registered::LoggedIn(_)) => unreachable!("the CLI never starts a session"),
+        Err(accounts::RegisterError::EmailTaken) => {
+            anyhow::bail!("cannot add the user: the email is taken")
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `keys rotate-secret`: checks the current key before it takes or creates the new one, so a
+/// wrong current key changes nothing, not even a key file.
+async fn rotate_secret(command: RotateSecret) -> anyhow::Result<()> {
+    let new_key = command.new_key().map_err(anyhow::Error::msg)?;
+    let config = configure(command.settings)?;
+    let clock = Clock::System;
+    let current = Sealed::open(&config, &clock, IfMissing::Refuse).await?;
+    let (new_key, kept_in) = match &new_key {
+        NewSecretKey::Given(key) => (key.expose().as_bytes().to_vec(), String::new()),
+        NewSecretKey::File(path) => (
+            startup::key_file(path, IfMissing::Create)?,
+            format!(" (kept in {})", path.display()),
+        ),
+    };
+    if new_key == current.secret_key {
+        anyhow::bail!("the new secret key is the current one; nothing to re-seal");
+    }
+    let rotated = sealing::rotate(
+        &current.store,
+        &current.sealer,
+        &Sealer::new(&new_key),
+        clock.now(),
+    )
+    .await
+    .map_err(|error| startup::sealing_error(&config, error))?;
+    println!(
+        "re-sealed the canary, {} signing key(s) and {} queued mail(s) under the new secret key{kept_in}; start every instance with it, the old key no longer starts",
+        rotated.signing_keys, rotated.mails
+    );
+    // Said every time: the operator must know what a rotation cannot carry over.
+    println!(
+        "not re-keyed (keyed hashes of values that are not kept): reset codes already mailed no longer work, and per-address failure counters start over"
+    );
+    Ok(())
+}
+
+/// `users import`: reports each bad line with its number, imports the rest, prints the counts;
+/// exits non-zero when any line was refused.
+async fn import_users(command: ImportUsers) -> anyhow::Result<()> {
+    let config = configure(command.settings)?;
+    let file = std::fs::File::open(&command.file)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", command.file.display()))?;
+    let app = startup::build(config, Clock::System).await?;
+    let report = import::import_users(&app, std::io::BufReader::new(file)).await?;
+    for (line, reason) in &report.failed {
+        eprintln!("line {line}: {reason}");
+    }
+    println!(
+        "imported {}, skipped {} (already present), failed {}",
+        report.imported,
+        report.skipped,
+        report.failed.len()
+    );
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} line(s) refused; the other lines were imported",
+            report.failed.len()
+        )
+    }
+}
