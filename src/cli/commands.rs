@@ -40,7 +40,7 @@ fn configure(settings: Settings) -> anyhow::Result<Config> {
     let config = settings
         .into_config()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    telemetry::init(config.log_format, &config.log);
+    telemetry::init(config.log.format, &config.log.filter);
     Ok(config)
 }
 
@@ -49,7 +49,7 @@ async fn rotate_key(settings: Settings) -> anyhow::Result<()> {
     let config = configure(settings)?;
     let clock = Clock::System;
     let Sealed { store, sealer, .. } = Sealed::open(&config, &clock, IfMissing::Create).await?;
-    let key = keys::rotate(&store, &sealer, config.jwt_alg, clock.now()).await?;
+    let key = keys::rotate(&store, &sealer, config.tokens.alg, clock.now()).await?;
     println!(
         "new signing key {}: it signs within a minute on every instance; the previous key stays in the JWKS until its tokens have expired",
         key.kid
@@ -60,7 +60,7 @@ async fn rotate_key(settings: Settings) -> anyhow::Result<()> {
 /// `users add`: the password comes from standard input (first line), never from a flag.
 async fn add_user(add: AddUser) -> anyhow::Result<()> {
     let mut settings = add.settings;
-    settings.log_format = LogFormat::Text;
+    settings.log.log_format = LogFormat::Text;
     let config = configure(settings)?;
     let mut password = String::new();
     std::io::stdin().lock().read_line(&mut password)?;

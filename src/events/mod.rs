@@ -51,7 +51,7 @@ async fn relay(
         .connect(url)
         .await?;
     let jetstream = jetstream::new(client);
-    let prefix = &app.config.events_subject;
+    let prefix = &app.config.peers.events_subject;
     jetstream
         .get_or_create_stream(stream::Config {
             name: stream_name(prefix),

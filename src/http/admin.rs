@@ -141,7 +141,7 @@ pub async fn create_user(
         req.email_verified.unwrap_or(false),
     )
     .await?;
-    let location = format!("{}/users/{}", app.config.base_path, user.id);
+    let location = format!("{}/users/{}", app.config.server.base_path, user.id);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],

@@ -100,7 +100,7 @@ pub async fn register(
         Registered::Created(user) => (user.id, RegisterView::Created(user.into())),
         Registered::LoggedIn(pair) => (pair.user.id, RegisterView::LoggedIn(pair.into())),
     };
-    let location = format!("{}/users/{id}", app.config.base_path);
+    let location = format!("{}/users/{id}", app.config.server.base_path);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],

@@ -176,9 +176,13 @@ impl FromRequestParts<AppState> for Client {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(peer)| {
-                client_ip(peer.ip(), &forwarded.join(","), &app.config.trusted_proxies)
-                    .to_canonical()
-                    .to_string()
+                client_ip(
+                    peer.ip(),
+                    &forwarded.join(","),
+                    &app.config.server.trusted_proxies,
+                )
+                .to_canonical()
+                .to_string()
             });
         let user_agent = parts
             .headers

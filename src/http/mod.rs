@@ -167,7 +167,7 @@ fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
 
 /// The public service, ready to serve: the API, its pages and documents, never `/metrics`.
 pub fn router(app: AppState) -> Router {
-    let base_path = app.config.base_path.clone();
+    let base_path = app.config.server.base_path.clone();
     let (routes, _) = api().split_for_parts();
     let routes = routes.merge(pages::routes()).merge(ops::routes());
     let routes = routes
@@ -192,8 +192,8 @@ pub fn operations_router(app: AppState) -> Router {
 
 fn with_layers(routes: Router<AppState>, app: AppState) -> Router {
     let deadlines = deadline::Deadlines {
-        request: app.config.request_timeout.unsigned_abs(),
-        body: app.config.body_timeout.unsigned_abs(),
+        request: app.config.server.request_timeout.unsigned_abs(),
+        body: app.config.server.body_timeout.unsigned_abs(),
     };
     routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -50,7 +50,7 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<StatusView>, Api
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
 pub async fn openapi_json(State(app): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
-    Json(super::openapi(&app.config.base_path))
+    Json(super::openapi(&app.config.server.base_path))
 }
 
 /// `/docs`: served on the public listener, but outside the OpenAPI document.
@@ -82,12 +82,13 @@ async fn metrics() -> Response {
 
 /// The OpenAPI document as a readable page: rendered here, with no script and nothing fetched.
 async fn docs(State(app): State<AppState>) -> Response {
-    let spec = serde_json::to_value(super::openapi(&app.config.base_path)).unwrap_or_default();
+    let spec =
+        serde_json::to_value(super::openapi(&app.config.server.base_path)).unwrap_or_default();
     let mut body = format!(
         "<h1>{} API</h1><p>The machine-readable document is <a href=\"{}/openapi.json\">openapi.json</a> \
          (OpenAPI {}). Errors are <code>application/problem+json</code> with a stable <code>code</code>.</p>",
-        escape(&app.config.product_name),
-        escape(&app.config.base_path),
+        escape(&app.config.mail.product_name),
+        escape(&app.config.server.base_path),
         escape(spec["openapi"].as_str().unwrap_or_default())
     );
     for (path, item) in spec["paths"].as_object().into_iter().flatten() {
@@ -121,7 +122,7 @@ async fn docs(State(app): State<AppState>) -> Response {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>API – {}</title></head>\
          <body>{body}</body></html>",
-        escape(&app.config.product_name)
+        escape(&app.config.mail.product_name)
     );
     let mut response = Html(html).into_response();
     response.headers_mut().insert(

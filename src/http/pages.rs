@@ -87,8 +87,8 @@ fn confirm_form(
         "<h1>Confirm your email address</h1>{error}<p>{prompt} to confirm this address for {}.</p>\
          <form method=\"post\" action=\"{}/confirm-email\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
          {password}<button type=\"submit\">Confirm my email address</button></form>",
-        escape(&app.config.product_name),
-        escape(&app.config.base_path),
+        escape(&app.config.mail.product_name),
+        escape(&app.config.server.base_path),
         escape(token)
     );
     page(app, status, "Confirm your email address", &body)
@@ -218,7 +218,7 @@ fn reset_form(app: &AppState, status: StatusCode, token: &str, error: Option<&st
          <input id=\"new_password\" name=\"new_password\" type=\"password\" autocomplete=\"new-password\" \
          minlength=\"{min}\" maxlength=\"128\" required>\
          <button type=\"submit\">Set new password</button></form>",
-        escape(&app.config.base_path),
+        escape(&app.config.server.base_path),
         escape(token)
     );
     page(app, status, "Choose a new password", &body)
@@ -292,7 +292,7 @@ fn page(app: &AppState, status: StatusCode, title: &str, body: &str) -> Response
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} – {}</title><style>{STYLE}</style></head><body>{body}</body></html>",
         escape(title),
-        escape(&app.config.product_name)
+        escape(&app.config.mail.product_name)
     );
     let mut response = (status, Html(html)).into_response();
     let headers = response.headers_mut();

@@ -47,7 +47,7 @@ pub async fn openid_configuration(State(app): State<AppState>) -> Json<Discovery
     let settings = app.tokens.settings();
     Json(DiscoveryView {
         issuer: settings.issuer.clone(),
-        jwks_uri: format!("{}/.well-known/jwks.json", app.config.public_url),
+        jwks_uri: format!("{}/.well-known/jwks.json", app.config.server.public_url),
         id_token_signing_alg_values_supported: vec![settings.alg.as_str()],
         claims_supported: vec![
             "iss",

@@ -57,40 +57,6 @@ pub struct Policy {
     pub window: time::Duration,
 }
 
-/// A configured limit: a policy, or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit(pub Option<Policy>);
-
-impl Limit {
-    /// Parses `10/1m`, or `off`.
-    pub fn parse(raw: &str) -> Result<Limit, String> {
-        if raw.trim().eq_ignore_ascii_case("off") {
-            return Ok(Limit(None));
-        }
-        Policy::parse(raw).map(|policy| Limit(Some(policy)))
-    }
-}
-
-impl Policy {
-    /// Parses `10/1m` (a count per window, durations as everywhere else).
-    pub fn parse(raw: &str) -> Result<Policy, String> {
-        let (limit, window) = raw
-            .split_once('/')
-            .ok_or_else(|| format!("{raw:?} is not a limit like 10/1m"))?;
-        let limit: u32 = limit
-            .trim()
-            .parse()
-            .map_err(|_| format!("{raw:?} is not a limit like 10/1m"))?;
-        let window = crate::config::parse_duration(window)?;
-        if limit == 0 || window < time::Duration::seconds(1) {
-            return Err(format!(
-                "{raw:?}: the count must be at least 1 and the window at least 1s"
-            ));
-        }
-        Ok(Policy { limit, window })
-    }
-}
-
 /// The configured budgets: per client address and per account, for each action.
 #[derive(Debug, Clone, Default)]
 pub struct Policies {
@@ -364,21 +330,6 @@ mod tests {
 
     fn email(raw: &str) -> Email {
         Email::parse(raw).unwrap()
-    }
-
-    #[test]
-    fn limits_are_a_count_per_window_or_off() {
-        assert_eq!(
-            Limit::parse("10/1m").unwrap().0,
-            Some(Policy {
-                limit: 10,
-                window: time::Duration::minutes(1)
-            })
-        );
-        assert_eq!(Limit::parse("off").unwrap().0, None);
-        for bad in ["10", "0/1m", "10/0s", "x/1m", "10/1y"] {
-            assert!(Limit::parse(bad).is_err(), "{bad}");
-        }
     }
 
     #[tokio::test]

@@ -35,42 +35,43 @@ pub async fn load(
     clock: &Clock,
 ) -> anyhow::Result<Tokens> {
     let settings = TokenSettings {
-        alg: config.jwt_alg,
-        issuer: config.jwt_issuer.clone(),
-        audience: config.jwt_audience.clone(),
-        ttl: config.access_token_ttl,
+        alg: config.tokens.alg,
+        issuer: config.tokens.issuer.clone(),
+        audience: config.tokens.audience.clone(),
+        ttl: config.tokens.access_ttl,
     };
     if let Some(secret) = config
-        .jwt_secret
+        .tokens
+        .secret
         .as_ref()
-        .filter(|_| config.jwt_alg.is_symmetric())
+        .filter(|_| config.tokens.alg.is_symmetric())
     {
         return Ok(Tokens::with_secret(settings, secret.expose().as_bytes()));
     }
-    let alg = config.jwt_alg.as_str();
+    let alg = config.tokens.alg.as_str();
     let mut keys = current(store, sealer, alg).await?;
     if keys.is_empty() {
-        let key = KeyMaterial::generate(config.jwt_alg)?;
+        let key = KeyMaterial::generate(config.tokens.alg)?;
         insert(store, sealer, &key, clock.now()).await?;
         tracing::info!(kid = %key.kid, alg, "generated a new signing key");
         // Another instance may have raced us to it; whatever the table holds now is the truth.
         keys = current(store, sealer, alg).await?;
     }
-    let (chosen, _) = select(&keys, clock.now(), config.access_token_ttl);
+    let (chosen, _) = select(&keys, clock.now(), config.tokens.access_ttl);
     Tokens::with_keys(settings, &chosen)
 }
 
 /// Reads the keys again: picks up rotations and lets expired keys go.
 pub async fn reload(app: &AppState) -> anyhow::Result<()> {
-    if app.config.jwt_alg.is_symmetric() {
+    if app.config.tokens.alg.is_symmetric() {
         return Ok(());
     }
     let now = app.clock.now();
-    let keys = current(&app.store, &app.sealer, app.config.jwt_alg.as_str()).await?;
+    let keys = current(&app.store, &app.sealer, app.config.tokens.alg.as_str()).await?;
     if keys.is_empty() {
         anyhow::bail!("no signing key in the database");
     }
-    let (chosen, retired) = select(&keys, now, app.config.access_token_ttl);
+    let (chosen, retired) = select(&keys, now, app.config.tokens.access_ttl);
     app.tokens.replace_keys(&chosen)?;
     if !retired.is_empty() {
         app.store.retire_signing_keys(&retired, now).await?;

@@ -103,8 +103,8 @@ pub(crate) fn mail(
 /// The product name and public URL, as templates need them.
 pub(crate) fn branding(app: &AppState) -> Branding<'_> {
     Branding {
-        product: &app.config.product_name,
-        public_url: &app.config.public_url,
+        product: &app.config.mail.product_name,
+        public_url: &app.config.server.public_url,
     }
 }
 

@@ -339,8 +339,8 @@ pub async fn refresh(app: &AppState, refresh_token: &str) -> Result<TokenPair, R
         presented_hash: &presented_hash,
         successor_hash: &successor_hash,
         successor_sealed: &successor_sealed,
-        ttl: app.config.refresh_token_ttl,
-        grace: app.config.refresh_reuse_grace,
+        ttl: app.config.tokens.refresh_ttl,
+        grace: app.config.tokens.reuse_grace,
         clock: &app.clock,
     };
     let (session_id, user, successor) = match app.store.rotate_refresh_token(&rotate).await? {
@@ -429,7 +429,7 @@ pub fn new_session(
         user_agent: client.user_agent,
         ip: client.ip,
         created_at: now,
-        expires_at: now + app.config.refresh_token_ttl,
+        expires_at: now + app.config.tokens.refresh_ttl,
     };
     (session, refresh_token)
 }
@@ -459,7 +459,7 @@ pub(crate) fn token_pair(
     let access_token = app.tokens.issue(claims, now)?;
     Ok(TokenPair {
         access_token,
-        expires_in: app.config.access_token_ttl.whole_seconds(),
+        expires_in: app.config.tokens.access_ttl.whole_seconds(),
         refresh_token,
         user,
     })

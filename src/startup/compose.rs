@@ -69,19 +69,20 @@ pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
     let hasher = Hasher::new(config.hashing)?;
     let revocations = Revocations::load(&store, clock.now()).await?;
     let transport = Transport::new(
-        config.smtp_url.as_ref().map(Secret::expose),
-        config.mail_dir.clone(),
+        config.mail.smtp_url.as_ref().map(Secret::expose),
+        config.mail.dir.clone(),
     )?;
     let mailer = Mailer::new(
         transport,
         MailSettings {
-            from: config.mail_from.clone(),
-            retry_base: config.mail_retry_base,
-            max_age: config.mail_max_age,
+            from: config.mail.from.clone(),
+            retry_base: config.mail.retry_base,
+            max_age: config.mail.max_age,
         },
         sealer.clone(),
     );
     let redis = config
+        .peers
         .redis_url
         .as_ref()
         .map(|url| redis::Client::open(url.expose()))
@@ -89,7 +90,7 @@ pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
     // The issuer names the deployment, so deployments sharing one Redis keep their budgets apart.
     let limiter = RateLimiter::new(
         config.rate_limits.clone(),
-        &config.jwt_issuer,
+        &config.tokens.issuer,
         redis,
         clock.clone(),
     );

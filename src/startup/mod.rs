@@ -14,8 +14,8 @@ use tokio::net::TcpListener;
 
 /// Builds everything from `config` and serves on its listen addresses until a signal.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = bind(config.listen).await?;
-    let operations = match config.metrics_listen {
+    let listener = bind(config.server.listen).await?;
+    let operations = match config.server.metrics_listen {
         Some(address) => Some(bind(address).await?),
         None => None,
     };
@@ -40,7 +40,7 @@ pub async fn run(
     let address = listener.local_addr()?;
     tracing::info!(
         "latchkey listening on http://{address}{}",
-        app.config.base_path
+        app.config.server.base_path
     );
     if let Some(operations) = &operations {
         tracing::info!(
@@ -48,7 +48,7 @@ pub async fn run(
             operations.local_addr()?
         );
     }
-    if app.config.smtp_url.is_none() {
+    if app.config.mail.smtp_url.is_none() {
         warn_mail_goes_to_the_log(&app.config);
     }
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -62,23 +62,24 @@ pub async fn run(
         spawn_mail_requests(app.clone()),
         spawn_key_reload(app.clone()),
     ];
-    if let Some(url) = &app.config.redis_url {
+    if let Some(url) = &app.config.peers.redis_url {
         workers.push(
             app.revocations
                 .spawn_redis(url.expose().to_owned(), app.clock.clone()),
         );
     }
-    if let Some(url) = &app.config.nats_url {
+    if let Some(url) = &app.config.peers.nats_url {
         workers.push(crate::events::spawn_relay(
             app.clone(),
             url.expose().to_owned(),
         ));
     }
     let limits = http::listen::ConnectionLimits {
-        max_connections: app.config.max_connections,
-        header_timeout: app.config.header_timeout.unsigned_abs(),
+        max_connections: app.config.server.max_connections,
+        header_timeout: app.config.server.header_timeout.unsigned_abs(),
         // Long enough for any request still inside its deadline, and its answer, to finish.
-        shutdown_grace: (app.config.request_timeout + app.config.header_timeout).unsigned_abs(),
+        shutdown_grace: (app.config.server.request_timeout + app.config.server.header_timeout)
+            .unsigned_abs(),
     };
     // One shutdown for both listeners.
     let (closing, closed) = tokio::sync::watch::channel(false);
@@ -125,7 +126,7 @@ pub async fn run(
 /// Without SMTP every mail, reset codes and sign-in links included, is written to the log: said
 /// once, at start, so nobody runs that way by accident and the log is guarded like a mailbox.
 fn warn_mail_goes_to_the_log(config: &Config) {
-    match &config.mail_dir {
+    match &config.mail.dir {
         Some(dir) => tracing::warn!(
             mail_dir = %dir.display(),
             "LATCHKEY_SMTP_URL is not set: mails, with their links and codes, go to the log and to LATCHKEY_MAIL_DIR, not to their recipients; whoever reads them can use them"
@@ -169,10 +170,10 @@ fn spawn_pruning(app: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let now = app.clock.now();
-            let relayed = app.config.nats_url.is_some();
+            let relayed = app.config.peers.nats_url.is_some();
             if let Err(error) = app
                 .store
-                .prune_events(now - app.config.events_retention, !relayed)
+                .prune_events(now - app.config.peers.events_retention, !relayed)
                 .await
             {
                 tracing::warn!(%error, "pruning the outbox failed; will retry");
@@ -186,7 +187,7 @@ fn spawn_pruning(app: AppState) -> tokio::task::JoinHandle<()> {
                     tracing::warn!(%error, "deleting unverified accounts failed; will retry")
                 }
             }
-            match app.store.prune(now, app.config.refresh_reuse_grace).await {
+            match app.store.prune(now, app.config.tokens.reuse_grace).await {
                 Ok(0) => {}
                 Ok(rows) => tracing::debug!(rows, "pruned expired sessions and tokens"),
                 Err(error) => tracing::warn!(%error, "pruning failed; will retry"),

@@ -77,8 +77,8 @@ pub(crate) async fn spawn_app_with(args: &[&str]) -> TestApp {
         .settings
         .into_config()
         .expect("valid test settings");
-    let url = format!("http://{address}{}", config.base_path);
-    let operations = match config.metrics_listen {
+    let url = format!("http://{address}{}", config.server.base_path);
+    let operations = match config.server.metrics_listen {
         Some(address) => Some(TcpListener::bind(address).await.expect("bind operations")),
         None => None,
     };

@@ -458,7 +458,7 @@ async fn pruning_removes_what_expired_and_keeps_what_reuse_detection_needs() {
     pair(&app, text(&spent, "refresh_token")).await;
 
     app.state.clock.advance(time::Duration::days(10));
-    let grace = app.state.config.refresh_reuse_grace;
+    let grace = app.state.config.tokens.reuse_grace;
     let pruned = app
         .state
         .store

@@ -1,0 +1,84 @@
+//! The mail channel's settings.
+
+use super::{Secret, parse_duration};
+use time::Duration;
+
+/// `LATCHKEY_SMTP_URL`, `LATCHKEY_MAIL_*`, `LATCHKEY_PRODUCT_NAME`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Mail")]
+pub struct MailArgs {
+    /// SMTP server: `smtp://user:pass@host:port` (STARTTLS when offered) or `smtps://…`; unset,
+    /// mails are written to the log (and to LATCHKEY_MAIL_DIR).
+    #[arg(long, env = "LATCHKEY_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<Secret>,
+    /// Without SMTP: a directory that gets one `.eml` file per mail.
+    #[arg(long, env = "LATCHKEY_MAIL_DIR")]
+    pub mail_dir: Option<std::path::PathBuf>,
+    /// The `From` of every mail.
+    #[arg(
+        long,
+        env = "LATCHKEY_MAIL_FROM",
+        default_value = "latchkey <no-reply@localhost>"
+    )]
+    pub mail_from: String,
+    /// The product name used in mail subjects, mail bodies and pages.
+    #[arg(long, env = "LATCHKEY_PRODUCT_NAME", default_value = "latchkey")]
+    pub product_name: String,
+    /// First retry delay of an undelivered mail; doubles with each failure (jittered, at most 1h).
+    #[arg(long, env = "LATCHKEY_MAIL_RETRY_BASE", default_value = "10s", value_parser = parse_duration)]
+    pub mail_retry_base: Duration,
+    /// An undelivered mail is given up (and logged as an error) after this long.
+    #[arg(long, env = "LATCHKEY_MAIL_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
+    pub mail_max_age: Duration,
+}
+
+/// The validated mail settings.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// SMTP URL, if any (never printed).
+    pub smtp_url: Option<Secret>,
+    /// `.eml` directory when there is no SMTP.
+    pub dir: Option<std::path::PathBuf>,
+    /// `From` of every mail.
+    pub from: lettre::message::Mailbox,
+    /// Product name.
+    pub product_name: String,
+    /// First mail retry delay.
+    pub retry_base: Duration,
+    /// Age at which a mail is given up.
+    pub max_age: Duration,
+}
+
+impl MailArgs {
+    /// Checks the sender, the SMTP URL's form and the retry timing.
+    pub fn validate(self) -> Result<MailConfig, String> {
+        let from = self
+            .mail_from
+            .parse::<lettre::message::Mailbox>()
+            .map_err(|e| {
+                format!(
+                    "LATCHKEY_MAIL_FROM {:?} is not a mail address: {e}",
+                    self.mail_from
+                )
+            })?;
+        if let Some(url) = &self.smtp_url {
+            crate::mail::Transport::new(Some(url.expose()), None).map_err(|e| e.to_string())?;
+        }
+        if self.mail_retry_base < Duration::milliseconds(10)
+            || self.mail_max_age < Duration::seconds(1)
+        {
+            return Err(
+                "LATCHKEY_MAIL_RETRY_BASE must be at least 10ms, LATCHKEY_MAIL_MAX_AGE at least 1s"
+                    .into(),
+            );
+        }
+        Ok(MailConfig {
+            smtp_url: self.smtp_url,
+            dir: self.mail_dir,
+            from,
+            product_name: self.product_name,
+            retry_base: self.mail_retry_base,
+            max_age: self.mail_max_age,
+        })
+    }
+}
