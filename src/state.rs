@@ -7,7 +7,7 @@ use crate::crypto::{Hasher, Sealer, Tokens};
 use crate::mail::Mailer;
 use crate::ratelimit::RateLimiter;
 use crate::revocations::Revocations;
-use crate::store::Store;
+use crate::store::{Committed, Store};
 use std::sync::Arc;
 
 /// Everything a request may need, behind one pointer: axum clones the state for every extractor
@@ -51,5 +51,23 @@ impl AppState {
     /// Wraps the handles (built by [`crate::startup::build`]).
     pub fn new(shared: Shared) -> AppState {
         AppState(Arc::new(shared))
+    }
+}
+
+impl Shared {
+    /// Tells this process what a committed write did: the sessions it revoked stop
+    /// authenticating here at once (other instances hear through the store or Redis), and the
+    /// mail workers wake for what it queued.
+    pub fn after_commit(&self, committed: Committed) {
+        if !committed.revoked.is_empty() {
+            self.revocations
+                .revoked_here(&committed.revoked, self.clock.now());
+        }
+        if committed.mail_queued {
+            self.mailer.wake();
+        }
+        if committed.requests_queued {
+            self.mailer.wake_requests();
+        }
     }
 }

@@ -246,27 +246,22 @@ pub async fn register(
             request(REGISTERED, &created),
             request(REGISTRATION_ATTEMPT, &taken),
         );
-        if app
+        let committed = app
             .store
             .insert_user_or_queue(&new, &effects, if_created, if_taken)
-            .await?
-        {
-            app.mailer.wake();
-        }
-        app.mailer.wake_requests();
+            .await?;
+        app.after_commit(committed);
         return Ok(Registered::Created(new.user));
     }
-    match app
+    let committed = match app
         .store
         .insert_user(&new, session.as_ref().map(|(s, _)| s), &effects)
         .await
     {
         Err(StoreError::Conflict) => return Err(RegisterError::EmailTaken),
         result => result?,
-    }
-    if !effects.mails.is_empty() {
-        app.mailer.wake();
-    }
+    };
+    app.after_commit(committed);
     Ok(match session {
         Some((session, refresh_token)) => {
             Registered::LoggedIn(token_pair(app, new.user, session.id, refresh_token, now)?)
@@ -390,7 +385,7 @@ pub async fn change_password(
         now,
         json!({"email": credentials.user.email.as_str()}),
     );
-    let revoked = app
+    let committed = app
         .store
         .change_password(
             principal.user_id,
@@ -410,8 +405,7 @@ pub async fn change_password(
             },
         )
         .await?;
-    app.revocations.revoked_here(&revoked, now);
-    app.mailer.wake();
+    app.after_commit(committed);
     Ok(())
 }
 
@@ -450,8 +444,8 @@ pub async fn delete_me(
     {
         Err(StoreError::NotFound) => Err(AccountError::Gone),
         Err(error) => Err(error.into()),
-        Ok(revoked) => {
-            app.revocations.revoked_here(&revoked, now);
+        Ok(committed) => {
+            app.after_commit(committed);
             Ok(())
         }
     }

@@ -186,7 +186,7 @@ pub async fn update(
     let guarded =
         change.role.is_some() || change.disabled.is_some() || change.email_verified.is_some();
     let keep_admin = guarded.then(|| app.config.roles.admin().as_str());
-    let (user, revoked) = match app
+    let (user, committed) = match app
         .store
         .update_user(id, &change, revoke, now, &effects, keep_admin)
         .await
@@ -195,7 +195,7 @@ pub async fn update(
         Err(StoreError::LastAdmin) => return Err(AdminError::LastAdmin),
         result => result?,
     };
-    app.revocations.revoked_here(&revoked, now);
+    app.after_commit(committed);
     Ok(user)
 }
 
@@ -224,8 +224,8 @@ pub async fn delete(
         Err(StoreError::NotFound) => Err(AdminError::NotFound),
         Err(StoreError::LastAdmin) => Err(AdminError::LastAdmin),
         Err(error) => Err(error.into()),
-        Ok(revoked) => {
-            app.revocations.revoked_here(&revoked, now);
+        Ok(committed) => {
+            app.after_commit(committed);
             Ok(())
         }
     }

@@ -70,7 +70,10 @@ pub async fn import_users(app: &AppState, input: impl BufRead) -> Result<ImportR
             ..Effects::default()
         };
         match app.store.insert_user(&new, None, &effects).await {
-            Ok(()) => report.imported += 1,
+            Ok(committed) => {
+                app.after_commit(committed);
+                report.imported += 1;
+            }
             Err(StoreError::Conflict) => report.skipped += 1,
             Err(error) => return Err(error.into()),
         }

@@ -9,7 +9,7 @@ use crate::domain::{Email, Event, EventType, User, ValidationErrors};
 use crate::mail::MailBody;
 use crate::mail::templates::{self, Branding, Rendered};
 use crate::state::AppState;
-use crate::store::{CodeCheck, Effects, NewEmailToken, NewMail, TokenPurpose};
+use crate::store::{CodeCheck, Committed, Effects, NewEmailToken, NewMail, TokenPurpose};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -230,10 +230,11 @@ pub(crate) async fn queue_request(
     purpose: &str,
 ) -> Result<(), Fault> {
     let (subject, sealed) = seal_request(app, email, purpose);
-    app.store
+    let committed = app
+        .store
         .queue_mail_request(&subject, purpose, app.clock.now(), &sealed)
         .await?;
-    app.mailer.wake_requests();
+    app.after_commit(committed);
     Ok(())
 }
 
@@ -278,17 +279,17 @@ pub async fn process_mail_requests(app: &AppState) -> Result<usize, Fault> {
             .credentials_by_email(&email)
             .await?
             .map(|c| c.user);
-        let written = match request.purpose.as_str() {
+        let committed = match request.purpose.as_str() {
             FORGOT_PASSWORD => send_reset(app, &email, user.as_ref(), ResetMail::Requested).await?,
             RESEND_CONFIRMATION => send_confirmation(app, &email, user.as_ref()).await?,
             LOGIN_SUSPENDED => {
                 send_reset(app, &email, user.as_ref(), ResetMail::LoginSuspended).await?
             }
             REGISTRATION_ATTEMPT => send_registration_notice(app, &email, user.as_ref()).await?,
-            REGISTERED => false,
+            REGISTERED => Committed::default(),
             other => {
                 tracing::warn!(purpose = other, "unknown queued mail request; dropped");
-                false
+                Committed::default()
             }
         };
         // Done only once its mail is queued: a worker that dies before leaves the request to
@@ -296,9 +297,7 @@ pub async fn process_mail_requests(app: &AppState) -> Result<usize, Fault> {
         app.store
             .mail_request_done(&request, app.clock.now())
             .await?;
-        if written {
-            app.mailer.wake();
-        }
+        app.after_commit(committed);
     }
     Ok(taken)
 }
@@ -309,9 +308,9 @@ async fn send_registration_notice(
     app: &AppState,
     email: &Email,
     owner: Option<&User>,
-) -> Result<bool, Fault> {
+) -> Result<Committed, Fault> {
     let Some(owner) = owner else {
-        return Ok(false);
+        return Ok(Committed::default());
     };
     let now = app.clock.now();
     let effects = Effects {
@@ -340,9 +339,9 @@ async fn send_confirmation(
     app: &AppState,
     email: &Email,
     user: Option<&User>,
-) -> Result<bool, Fault> {
+) -> Result<Committed, Fault> {
     let Some(user) = user.filter(|user| !user.email_verified) else {
-        return Ok(false);
+        return Ok(Committed::default());
     };
     let now = app.clock.now();
     let (token, mail) = verification_effects(app, user, now);
@@ -381,7 +380,7 @@ pub(crate) async fn send_reset(
     email: &Email,
     user: Option<&User>,
     why: ResetMail,
-) -> Result<bool, Fault> {
+) -> Result<Committed, Fault> {
     let now = app.clock.now();
     let effects = user.map(|user| {
         let (token, code, group) = (random::token(), random::code(), Uuid::now_v7());
@@ -503,16 +502,15 @@ pub async fn reset_password(
         )],
         tokens: Vec::new(),
     };
-    let revoked = app
+    let committed = app
         .store
         .reset_password(&token_hash, &hash, now, &effects)
-        .await?;
-    let revoked = revoked.ok_or(RecoveryError::InvalidToken)?;
-    app.revocations.revoked_here(&revoked, now);
+        .await?
+        .ok_or(RecoveryError::InvalidToken)?;
+    app.after_commit(committed);
     // A reset by mail proves the mailbox: slow-down and suspension of password sign-in end.
     app.store
         .forget_password_attempts(&app.code_key.subject(&user.email))
         .await?;
-    app.mailer.wake();
     Ok(())
 }

@@ -354,10 +354,10 @@ pub async fn refresh(app: &AppState, refresh_token: &str) -> Result<TokenPair, R
                 random::unseal(&successor_sealed, refresh_token).ok_or(RefreshError::Invalid)?;
             (session_id, user, earlier)
         }
-        Rotation::Reused { session_id } => {
+        Rotation::Reused { session_id, after } => {
             metrics::counter!("latchkey_refresh_token_reuse_total").increment(1);
             tracing::warn!(%session_id, "refresh token reused after its grace window: session revoked");
-            app.revocations.revoked_here(&[session_id], app.clock.now());
+            app.after_commit(after);
             return Err(RefreshError::Invalid);
         }
         Rotation::Invalid => return Err(RefreshError::Invalid),
@@ -376,15 +376,12 @@ pub async fn refresh(app: &AppState, refresh_token: &str) -> Result<TokenPair, R
 
 /// Ends the session a refresh token belongs to; unknown tokens are fine.
 pub async fn logout(app: &AppState, refresh_token: &str) -> Result<(), Fault> {
-    let now = app.clock.now();
     let hash = random::token_hash(refresh_token);
-    if let Some(session_id) = app
+    let committed = app
         .store
-        .revoke_session_of_token(&hash, "logout", now)
-        .await?
-    {
-        app.revocations.revoked_here(&[session_id], now);
-    }
+        .revoke_session_of_token(&hash, "logout", app.clock.now())
+        .await?;
+    app.after_commit(committed);
     Ok(())
 }
 
@@ -403,12 +400,13 @@ pub async fn revoke(
     which: Revoke,
 ) -> Result<(), SessionError> {
     let now = app.clock.now();
-    let revoked = app
+    let committed = app
         .store
         .revoke_sessions(principal.user_id, which, "revoked_by_user", now)
         .await?;
-    app.revocations.revoked_here(&revoked, now);
-    if matches!(which, Revoke::One(_)) && revoked.is_empty() {
+    let none_revoked = committed.revoked.is_empty();
+    app.after_commit(committed);
+    if matches!(which, Revoke::One(_)) && none_revoked {
         return Err(SessionError::NotFound);
     }
     Ok(())

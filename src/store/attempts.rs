@@ -4,8 +4,8 @@
 use super::backend::{Tx, sql, sql_owned};
 use super::users::write_effects;
 use super::{
-    Effects, MailRequest, QueuedRequest, Store, StoreError, TokenPurpose, from_micros, micros,
-    recovery,
+    Committed, Effects, MailRequest, QueuedRequest, Store, StoreError, TokenPurpose, from_micros,
+    micros, recovery,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -259,7 +259,7 @@ impl Store {
         purpose: &str,
         now: OffsetDateTime,
         email_sealed: &[u8],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Committed, StoreError> {
         let mut tx = self.write().await?;
         let request = QueuedRequest {
             subject,
@@ -267,7 +267,7 @@ impl Store {
             email_sealed,
         };
         queue_request_in(&mut tx, request, now).await?;
-        tx.commit().await
+        tx.commit_telling().await
     }
 
     /// Claims the oldest queued mail request no worker holds, until `now + lease` (no other
@@ -326,7 +326,7 @@ impl Store {
 
     /// In one transaction: records `purpose` mail to the address behind `subject`, then, when
     /// `effects` gives mail and no such mail was sent since `sent_after`, writes them and marks
-    /// the mail sent. Gives whether the effects were written.
+    /// the mail sent. What it tells says whether mail was written.
     pub async fn send_throttled(
         &self,
         subject: &str,
@@ -334,7 +334,7 @@ impl Store {
         now: OffsetDateTime,
         sent_after: Option<OffsetDateTime>,
         effects: Option<(Uuid, &[TokenPurpose], &Effects)>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Committed, StoreError> {
         let at = micros(now);
         let mut tx = self.write().await?;
         let (last_sent,): (Option<i64>,) = sql(TOUCH_THROTTLE)
@@ -352,8 +352,7 @@ impl Store {
             _ => true,
         };
         let Some((user_id, purposes, effects)) = effects.filter(|_| due) else {
-            tx.commit().await?;
-            return Ok(false);
+            return tx.commit_telling().await;
         };
         recovery::kill_tokens(&mut tx, user_id, purposes, now).await?;
         write_effects(&mut tx, effects).await?;
@@ -364,8 +363,7 @@ impl Store {
             .bind(purpose)
             .execute(&mut tx)
             .await?;
-        tx.commit().await?;
-        Ok(true)
+        tx.commit_telling().await
     }
 }
 
@@ -425,7 +423,8 @@ pub(super) async fn queue_request_in(
         .bind(true)
         .bind(request.email_sealed)
         .bind(at)
-        .execute(tx)
+        .execute(&mut *tx)
         .await?;
+    tx.after.requests_queued = true;
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! each backend's binds and row reads are type-checked against its own driver; nothing above
 //! them is generic. sqlx's `Any` driver is no way out (it cannot decode SQLite booleans).
 
-use super::StoreError;
+use super::{Committed, StoreError};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Postgres, Sqlite, Type};
 use std::borrow::Cow;
 
@@ -69,7 +69,11 @@ impl Pools {
             Pools::Sqlite(pool) => Begun::Sqlite(pool.begin_with(dialect.begin_write).await?),
             Pools::Postgres(pool) => Begun::Postgres(pool.begin_with(dialect.begin_write).await?),
         };
-        Ok(Tx { inner, dialect })
+        Ok(Tx {
+            inner,
+            dialect,
+            after: Committed::default(),
+        })
     }
 }
 
@@ -78,6 +82,9 @@ pub(super) struct Tx {
     inner: Begun,
     /// The statements that differ on this database.
     pub(super) dialect: &'static Dialect,
+    /// What the process must hear of once this commits; the helpers that revoke sessions or
+    /// queue mail note it here, so no write path can forget to.
+    pub(super) after: Committed,
 }
 
 enum Begun {
@@ -86,13 +93,22 @@ enum Begun {
 }
 
 impl Tx {
-    /// Commits it.
+    /// Commits a transaction that revoked nothing and queued nothing.
     pub(super) async fn commit(self) -> Result<(), StoreError> {
+        debug_assert!(
+            self.after.is_empty(),
+            "a write that revokes sessions or queues mail must hand on what it did: commit_telling"
+        );
+        self.commit_telling().await.map(drop)
+    }
+
+    /// Commits it and hands on what the process must hear of.
+    pub(super) async fn commit_telling(self) -> Result<Committed, StoreError> {
         match self.inner {
             Begun::Sqlite(tx) => tx.commit().await?,
             Begun::Postgres(tx) => tx.commit().await?,
         }
-        Ok(())
+        Ok(self.after)
     }
 
     /// Runs `statement` when this database needs it, binding `arg` when given.

@@ -5,7 +5,8 @@
 use super::backend::{Tx, sql, sql_owned};
 use super::users::write_effects;
 use super::{
-    Effects, NewMail, QueuedMail, Store, StoreError, StoredBody, from_micros, micros, parse_uuid,
+    Committed, Effects, NewMail, QueuedMail, Store, StoreError, StoredBody, from_micros, micros,
+    parse_uuid,
 };
 use time::OffsetDateTime;
 
@@ -23,10 +24,10 @@ type ClaimedRow = (
 
 impl Store {
     /// Queues mail (and its events) that comes with no other change.
-    pub async fn queue(&self, effects: &Effects) -> Result<(), StoreError> {
+    pub async fn queue(&self, effects: &Effects) -> Result<Committed, StoreError> {
         let mut tx = self.write().await?;
         write_effects(&mut tx, effects).await?;
-        tx.commit().await
+        tx.commit_telling().await
     }
 
     /// Claims up to `limit` due mails for `lease`.
@@ -158,8 +159,9 @@ pub(super) async fn insert_mail(tx: &mut Tx, mail: &NewMail) -> Result<(), Store
     .bind(at)
     .bind(at)
     .bind(at)
-    .execute(tx)
+    .execute(&mut *tx)
     .await?;
+    tx.after.mail_queued = true;
     Ok(())
 }
 

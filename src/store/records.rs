@@ -208,6 +208,8 @@ pub enum Rotation {
     Reused {
         /// The revoked session.
         session_id: Uuid,
+        /// Its revocation, for the process to hear of.
+        after: Committed,
     },
     /// Unknown, expired, or of a revoked session.
     Invalid,
@@ -343,4 +345,25 @@ pub struct Credentials {
     pub password_hash: Option<String>,
     /// A visitor registered it (its first confirmation needs the password).
     pub self_registered: bool,
+}
+
+/// What a committed write leaves for this process to do: the sessions it revoked (the
+/// in-process revocation set must hold them before the answer goes out) and whether it queued
+/// mail or mail requests (their workers must wake). Hand it to `AppState::after_commit`.
+#[must_use = "hand it to AppState::after_commit: the revocation set and the mail workers must hear of the write"]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Sessions revoked.
+    pub revoked: Vec<Uuid>,
+    /// Whether mail was queued.
+    pub mail_queued: bool,
+    /// Whether a mail request was queued.
+    pub requests_queued: bool,
+}
+
+impl Committed {
+    /// Whether there is nothing to tell.
+    pub fn is_empty(&self) -> bool {
+        self.revoked.is_empty() && !self.mail_queued && !self.requests_queued
+    }
 }

@@ -4,7 +4,7 @@ use super::backend::{Tx, sql, sql_owned};
 use super::sessions::revoke_in;
 use super::users::{UserRow, lock_user, select_users, user_in, write_effects};
 use super::{
-    CodeCheck, Effects, NewEmailToken, Revoke, Store, StoreError, TokenPurpose,
+    CodeCheck, Committed, Effects, NewEmailToken, Revoke, Store, StoreError, TokenPurpose,
     events::insert_event, micros, parse_uuid,
 };
 use crate::domain::{Event, User};
@@ -26,11 +26,11 @@ impl Store {
         purposes: &[TokenPurpose],
         now: OffsetDateTime,
         effects: &Effects,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Committed, StoreError> {
         let mut tx = self.write().await?;
         kill_tokens(&mut tx, user_id, purposes, now).await?;
         write_effects(&mut tx, effects).await?;
-        tx.commit().await
+        tx.commit_telling().await
     }
 
     /// The user a live token of `purpose` belongs to, without spending it.
@@ -156,14 +156,14 @@ impl Store {
 
     /// Spends a reset token (killing the rest of its group), sets the new password hash, marks
     /// the email verified and revokes every session (`SESSION_REVOKED`, reason `password_reset`),
-    /// with `effects`. `None` when the token is no longer live; else the revoked session ids.
+    /// with `effects`. `None` when the token is no longer live.
     pub async fn reset_password(
         &self,
         token_hash: &str,
         hash: &str,
         now: OffsetDateTime,
         effects: &Effects,
-    ) -> Result<Option<Vec<Uuid>>, StoreError> {
+    ) -> Result<Option<Committed>, StoreError> {
         let mut tx = self.write().await?;
         if !lock_token_owner(&mut tx, token_hash).await? {
             return Ok(None);
@@ -199,10 +199,9 @@ impl Store {
         .bind(user_id)
         .execute(&mut tx)
         .await?;
-        let revoked = revoke_in(&mut tx, user_id, Revoke::All, "password_reset", now).await?;
+        revoke_in(&mut tx, user_id, Revoke::All, "password_reset", now).await?;
         write_effects(&mut tx, effects).await?;
-        tx.commit().await?;
-        Ok(Some(revoked))
+        Ok(Some(tx.commit_telling().await?))
     }
 }
 

@@ -3,7 +3,7 @@
 use super::backend::{Dialect, Tx, sql};
 use super::users::{lock_user, user_in};
 use super::{
-    LoginExpects, NewSession, REVOCATION_LIFETIME, Revocation, Revoke, Rotate, Rotation,
+    Committed, LoginExpects, NewSession, REVOCATION_LIFETIME, Revocation, Revoke, Rotate, Rotation,
     SessionRecord, Store, StoreError, attempts, events::insert_event, from_micros, micros,
     parse_uuid,
 };
@@ -96,41 +96,39 @@ impl Store {
     }
 
     /// Revokes live sessions of a user with `SESSION_REVOKED` events (`reason`) and revocation
-    /// rows; gives the ids revoked.
+    /// rows.
     pub async fn revoke_sessions(
         &self,
         user_id: Uuid,
         which: Revoke,
         reason: &str,
         now: OffsetDateTime,
-    ) -> Result<Vec<Uuid>, StoreError> {
+    ) -> Result<Committed, StoreError> {
         let mut tx = self.write().await?;
         lock_user(&mut tx, user_id).await?;
-        let revoked = revoke_in(&mut tx, user_id, which, reason, now).await?;
-        tx.commit().await?;
-        Ok(revoked)
+        revoke_in(&mut tx, user_id, which, reason, now).await?;
+        tx.commit_telling().await
     }
 
-    /// Revokes the session a refresh token (spent or not) belongs to; gives it, if any.
+    /// Revokes the session a refresh token (spent or not) belongs to, if any.
     pub async fn revoke_session_of_token(
         &self,
         token_hash: &str,
         reason: &str,
         now: OffsetDateTime,
-    ) -> Result<Option<Uuid>, StoreError> {
+    ) -> Result<Committed, StoreError> {
         let mut tx = self.write().await?;
         let owner: Option<(String, String)> = sql(SESSION_OF_TOKEN)
             .bind(token_hash)
             .fetch_optional(&mut tx)
             .await?;
         let Some((session_id, user_id)) = owner else {
-            return Ok(None);
+            return Ok(Committed::default());
         };
         let (session_id, user_id) = (parse_uuid(&session_id)?, parse_uuid(&user_id)?);
         lock_user(&mut tx, user_id).await?;
-        let revoked = revoke_in(&mut tx, user_id, Revoke::One(session_id), reason, now).await?;
-        tx.commit().await?;
-        Ok(revoked.first().copied())
+        revoke_in(&mut tx, user_id, Revoke::One(session_id), reason, now).await?;
+        tx.commit_telling().await
     }
 
     /// Exchanges a refresh token for its successor, detecting reuse, in one transaction.
@@ -247,7 +245,11 @@ impl Store {
                     now_at,
                 )
                 .await?;
-                Rotation::Reused { session_id }
+                // The revocation is all this transaction tells, and it tells it once committed.
+                Rotation::Reused {
+                    session_id,
+                    after: std::mem::take(&mut tx.after),
+                }
             }
         };
         tx.commit().await?;
@@ -417,5 +419,6 @@ pub(super) async fn revoke_in(
         )
         .await?;
     }
+    tx.after.revoked.extend_from_slice(&ids);
     Ok(ids)
 }

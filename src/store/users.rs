@@ -3,7 +3,7 @@
 
 use super::backend::{Arg, Tx, sql, sql_owned};
 use super::{
-    Credentials, Effects, NewSession, NewUser, QueuedRequest, Revoke, Store, StoreError,
+    Committed, Credentials, Effects, NewSession, NewUser, QueuedRequest, Revoke, Store, StoreError,
     UserChange, UserFilter, attempts, events, from_micros, micros, parse_uuid, recovery, sessions,
 };
 use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
@@ -92,27 +92,26 @@ impl Store {
         new: &NewUser,
         session: Option<&NewSession>,
         effects: &Effects,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Committed, StoreError> {
         let mut tx = self.write().await?;
         insert_user_row(&mut tx, new, "").await?;
         if let Some(session) = session {
             sessions::insert_session(&mut tx, session).await?;
         }
         write_effects(&mut tx, effects).await?;
-        tx.commit().await
+        tx.commit_telling().await
     }
 
     /// Registration in conceal mode: creates the user (with its effects) unless the address is
     /// taken, and queues `if_created` or `if_taken` in the same transaction, so that a taken
-    /// and a free address cost one committed write transaction alike. Gives whether the user
-    /// was created.
+    /// and a free address cost one committed write transaction alike.
     pub async fn insert_user_or_queue(
         &self,
         new: &NewUser,
         effects: &Effects,
         if_created: QueuedRequest<'_>,
         if_taken: QueuedRequest<'_>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Committed, StoreError> {
         let mut tx = self.write().await?;
         let created = insert_user_row(&mut tx, new, " on conflict (email) do nothing").await? == 1;
         if created {
@@ -120,8 +119,7 @@ impl Store {
         }
         let request = if created { if_created } else { if_taken };
         attempts::queue_request_in(&mut tx, request, new.user.created_at).await?;
-        tx.commit().await?;
-        Ok(created)
+        tx.commit_telling().await
     }
 
     /// The password hash of a user.
@@ -161,7 +159,7 @@ impl Store {
         now: OffsetDateTime,
         effects: &Effects,
         keep_admin: Option<&str>,
-    ) -> Result<(User, Vec<Uuid>), StoreError> {
+    ) -> Result<(User, Committed), StoreError> {
         let mut tx = self.write().await?;
         let admins_before = lock_admins(&mut tx, keep_admin).await?;
         let metadata = change
@@ -208,15 +206,13 @@ impl Store {
         if change.disabled == Some(true) {
             recovery::kill_reset_tokens(&mut tx, id, now).await?;
         }
-        let revoked = match revoke {
-            Some(reason) => sessions::revoke_in(&mut tx, id, Revoke::All, reason, now).await?,
-            None => Vec::new(),
-        };
+        if let Some(reason) = revoke {
+            sessions::revoke_in(&mut tx, id, Revoke::All, reason, now).await?;
+        }
         write_effects(&mut tx, effects).await?;
         let user = user_in(&mut tx, id).await?;
         check_admins_left(&mut tx, keep_admin, admins_before).await?;
-        tx.commit().await?;
-        Ok((user, revoked))
+        Ok((user, tx.commit_telling().await?))
     }
 
     /// Deletes up to `limit` self-registered accounts still unverified and created before
@@ -306,7 +302,7 @@ impl Store {
     }
 
     /// Stores a new password hash and revokes every session but `keep`, writing `events` and a
-    /// `SESSION_REVOKED` (with `reason`) per revoked session; gives the revoked session ids.
+    /// `SESSION_REVOKED` (with `reason`) per revoked session.
     pub async fn change_password(
         &self,
         id: Uuid,
@@ -315,7 +311,7 @@ impl Store {
         reason: &str,
         now: OffsetDateTime,
         effects: &Effects,
-    ) -> Result<Vec<Uuid>, StoreError> {
+    ) -> Result<Committed, StoreError> {
         let mut tx = self.write().await?;
         let updated = sql("update users set password_hash = $1, updated_at = $2 where id = $3")
             .bind(hash)
@@ -329,13 +325,12 @@ impl Store {
         recovery::kill_reset_tokens(&mut tx, id, now).await?;
         write_effects(&mut tx, effects).await?;
         let which = keep.map_or(Revoke::All, Revoke::AllBut);
-        let revoked = sessions::revoke_in(&mut tx, id, which, reason, now).await?;
-        tx.commit().await?;
-        Ok(revoked)
+        sessions::revoke_in(&mut tx, id, which, reason, now).await?;
+        tx.commit_telling().await
     }
 
     /// Deletes a user and everything of theirs (sessions, tokens), writing `events` and a
-    /// `SESSION_REVOKED` per live session; gives the ids of those sessions.
+    /// `SESSION_REVOKED` per live session.
     /// With `keep_admin` (the admin role), `LastAdmin` when no enabled, verified admin would
     /// be left.
     pub async fn delete_user(
@@ -344,11 +339,11 @@ impl Store {
         now: OffsetDateTime,
         effects: &Effects,
         keep_admin: Option<&str>,
-    ) -> Result<Vec<Uuid>, StoreError> {
+    ) -> Result<Committed, StoreError> {
         let mut tx = self.write().await?;
         let admins_before = lock_admins(&mut tx, keep_admin).await?;
         lock_user(&mut tx, id).await?;
-        let live = sessions::revoke_in(&mut tx, id, Revoke::All, "account_deleted", now).await?;
+        sessions::revoke_in(&mut tx, id, Revoke::All, "account_deleted", now).await?;
         sql(DELETE_UNSENT_MAIL).bind(id).execute(&mut tx).await?;
         let deleted = sql("delete from users where id = $1")
             .bind(id)
@@ -359,8 +354,7 @@ impl Store {
         }
         write_effects(&mut tx, effects).await?;
         check_admins_left(&mut tx, keep_admin, admins_before).await?;
-        tx.commit().await?;
-        Ok(live)
+        tx.commit_telling().await
     }
 }
 

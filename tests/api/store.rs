@@ -51,10 +51,11 @@ fn new_user(email: &str, role: &str, verified: bool, at: OffsetDateTime) -> NewU
 
 async fn insert(store: &Store, email: &str, role: &str, at: OffsetDateTime) -> User {
     let new = new_user(email, role, true, at);
-    store
+    let committed = store
         .insert_user(&new, None, &Effects::default())
         .await
         .expect("insert user");
+    assert!(committed.is_empty(), "nothing queued, nothing revoked");
     new.user
 }
 
@@ -75,7 +76,7 @@ async fn a_user_is_stored_whole_and_its_address_is_unique() {
     let (store, _dir) = store().await;
     let mut new = new_user("ada@example.com", "user", false, start());
     new.user.name = Some(Name::parse("Ada").expect("name"));
-    store
+    let _ = store
         .insert_user(&new, None, &Effects::default())
         .await
         .expect("insert");
@@ -315,7 +316,10 @@ async fn a_refresh_token_rotates_once_repeats_in_grace_and_revokes_on_reuse() {
         .rotate_refresh_token(&rotate("first", "third"))
         .await
         .expect("rotate");
-    assert!(matches!(reuse, Rotation::Reused { session_id } if session_id == new.id));
+    assert!(matches!(
+        reuse,
+        Rotation::Reused { session_id, ref after } if session_id == new.id && after.revoked == vec![new.id]
+    ));
     let after = store
         .rotate_refresh_token(&rotate("second", "fourth"))
         .await
@@ -373,7 +377,12 @@ async fn revoking_all_but_one_keeps_that_one() {
         .revoke_sessions(user.id, Revoke::AllBut(sessions[0].id), "test", start())
         .await
         .expect("revoke");
-    assert_eq!(revoked, vec![sessions[1].id]);
+    assert_eq!(
+        revoked.revoked,
+        vec![sessions[1].id],
+        "it tells what it revoked"
+    );
+    assert!(!revoked.mail_queued);
     let live = store.live_sessions(user.id, start()).await.expect("list");
     assert_eq!(
         live.iter().map(|s| s.id).collect::<Vec<_>>(),
@@ -383,8 +392,9 @@ async fn revoking_all_but_one_keeps_that_one() {
         store
             .revoke_session_of_token("a", "test", start())
             .await
-            .expect("revoke"),
-        Some(sessions[0].id)
+            .expect("revoke")
+            .revoked,
+        vec![sessions[0].id]
     );
     assert!(
         store
@@ -411,7 +421,7 @@ async fn a_reset_code_counts_wrong_tries_and_dies_at_the_fifth() {
         }],
         ..Effects::default()
     };
-    store
+    let _ = store
         .replace_email_tokens(user.id, &[TokenPurpose::ResetCode], start(), &effects)
         .await
         .expect("store code");
@@ -468,7 +478,7 @@ async fn a_confirmation_link_is_spent_once() {
         }],
         ..Effects::default()
     };
-    store
+    let _ = store
         .insert_user(&new, None, &effects)
         .await
         .expect("insert");
@@ -514,13 +524,14 @@ async fn a_queued_mail_is_claimed_by_one_worker_and_settled_only_by_its_claim() 
         sealed_body: b"sealed".to_vec(),
         created_at: start(),
     };
-    store
+    let committed = store
         .queue(&Effects {
             mails: vec![mail.clone()],
             ..Effects::default()
         })
         .await
         .expect("queue");
+    assert!(committed.mail_queued, "the mail worker must hear of it");
     let lease = Duration::minutes(1);
     let claimed = store.claim_mail(start(), lease, 10).await.expect("claim");
     assert_eq!(
@@ -609,7 +620,7 @@ async fn deleting_a_user_takes_its_sessions_and_writes_its_events() {
         .delete_user(user.id, start(), &Effects::default(), None)
         .await
         .expect("delete");
-    assert_eq!(revoked, vec![new.id]);
+    assert_eq!(revoked.revoked, vec![new.id]);
     assert!(store.user(user.id).await.expect("read").is_none());
     assert!(matches!(
         store
