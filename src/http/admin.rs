@@ -1,7 +1,7 @@
 //! `/users` and `/users/{id}`: user administration, for the admin role only.
 
 use super::error::{ApiError, Problem};
-use super::extract::{ApiJson, Bearer};
+use super::extract::{Admin, ApiJson};
 use super::views::{ProfilePatch, UserView, refuse_unknown};
 use crate::domain::{Email, ValidationErrors};
 use crate::domain::{UserChange, UserFilter};
@@ -87,15 +87,14 @@ pub struct UpdateUserRequest {
     ))]
 pub async fn list_users(
     State(app): State<AppState>,
-    Bearer(principal): Bearer,
+    Admin(actor): Admin,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<UserListView>, ApiError> {
-    admin::authorize(&app, &principal).await?;
     let pairs = query
         .map(|Query(pairs)| pairs)
         .map_err(|_| ValidationErrors::one("query", "is not a valid query string"))?;
     let (filter, limit) = parse_list_query(pairs)?;
-    let page = admin::list(&app, &principal, &filter, limit).await?;
+    let page = admin::list(&app, &actor, &filter, limit).await?;
     Ok(Json(UserListView {
         users: page.users.into_iter().map(UserView::from).collect(),
         next_cursor: page.next.map(|(at, id)| encode_cursor(at, id)),
@@ -111,10 +110,9 @@ pub async fn list_users(
     ))]
 pub async fn create_user(
     State(app): State<AppState>,
-    Bearer(principal): Bearer,
+    Admin(actor): Admin,
     ApiJson(req): ApiJson<CreateUserRequest>,
 ) -> Result<Response, ApiError> {
-    admin::authorize(&app, &principal).await?;
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
     let role = req
@@ -135,7 +133,7 @@ pub async fn create_user(
     let account = errors.and(account)?;
     let user = admin::create(
         &app,
-        &principal,
+        &actor,
         account,
         role.flatten(),
         req.email_verified.unwrap_or(false),
@@ -160,11 +158,11 @@ pub async fn create_user(
     ))]
 pub async fn get_user(
     State(app): State<AppState>,
-    Bearer(principal): Bearer,
+    Admin(actor): Admin,
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Json<UserView>, ApiError> {
     Ok(Json(
-        admin::get(&app, &principal, path_id(id)).await?.into(),
+        admin::get(&app, &actor, path_id(id)).await?.into(),
     ))
 }
 
@@ -179,11 +177,10 @@ pub async fn get_user(
     ))]
 pub async fn update_user(
     State(app): State<AppState>,
-    Bearer(principal): Bearer,
+    Admin(actor): Admin,
     id: Result<Path<Uuid>, PathRejection>,
     ApiJson(req): ApiJson<UpdateUserRequest>,
 ) -> Result<Json<UserView>, ApiError> {
-    admin::authorize(&app, &principal).await?;
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
     let role = req
@@ -197,7 +194,7 @@ pub async fn update_user(
     };
     errors.into_result()?;
     Ok(Json(
-        admin::update(&app, &principal, path_id(id), change)
+        admin::update(&app, &actor, path_id(id), change)
             .await?
             .into(),
     ))
@@ -214,10 +211,10 @@ pub async fn update_user(
     ))]
 pub async fn delete_user(
     State(app): State<AppState>,
-    Bearer(principal): Bearer,
+    Admin(actor): Admin,
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    admin::delete(&app, &principal, path_id(id)).await?;
+    admin::delete(&app, &actor, path_id(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,7 +4,7 @@
 use super::error::ApiError;
 use crate::config::Cidr;
 use crate::service::sessions::authenticate;
-use crate::service::{ClientInfo, Principal};
+use crate::service::{ClientInfo, Principal, admin};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -149,6 +149,20 @@ impl FromRequestParts<AppState> for Bearer {
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Unauthorized)?;
         Ok(Bearer(authenticate(app, token).await?))
+    }
+}
+
+/// The caller, authenticated and an admin as stored now. Taken from the request's head, it
+/// runs before any path, query or body extractor after it: a non-admin is told 403 (or 401)
+/// whatever else they sent.
+pub struct Admin(pub admin::Acting);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let Bearer(principal) = Bearer::from_request_parts(parts, app).await?;
+        Ok(Admin(admin::authorize(app, &principal).await?))
     }
 }
 

@@ -44,9 +44,22 @@ pub struct UserPage {
     pub next: Option<(OffsetDateTime, Uuid)>,
 }
 
-/// The acting admin, as stored now; handlers call it before looking at the request, so a
+/// An admin, checked against the store: the proof every admin use case asks for. Only
+/// [`authorize`] makes one, so no use case can be reached without the check.
+#[derive(Debug)]
+pub struct Acting(User);
+
+impl Acting {
+    /// The admin, as stored when checked.
+    pub fn user(&self) -> &User {
+        &self.0
+    }
+}
+
+/// The acting admin, as stored now (role and disabled), not only as the token says; the
+/// `Admin` extractor calls it before the request's path, query or body is looked at, so a
 /// non-admin is told 403 whatever they sent.
-pub async fn authorize(app: &AppState, principal: &Principal) -> Result<User, AdminError> {
+pub async fn authorize(app: &AppState, principal: &Principal) -> Result<Acting, AdminError> {
     let actor = app
         .store
         .user(principal.user_id)
@@ -55,17 +68,16 @@ pub async fn authorize(app: &AppState, principal: &Principal) -> Result<User, Ad
     if actor.disabled || &actor.role != app.config.roles.admin() {
         return Err(AdminError::Forbidden);
     }
-    Ok(actor)
+    Ok(Acting(actor))
 }
 
 /// A page of users matching `filter`.
 pub async fn list(
     app: &AppState,
-    principal: &Principal,
+    _admin: &Acting,
     filter: &UserFilter,
     limit: i64,
 ) -> Result<UserPage, AdminError> {
-    authorize(app, principal).await?;
     let mut users = app.store.list_users(filter, limit + 1).await?;
     let more = users.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     users.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
@@ -78,15 +90,14 @@ pub async fn list(
 /// Creates a user with the given role and verification (no password: it can be set by reset).
 pub async fn create(
     app: &AppState,
-    principal: &Principal,
+    actor: &Acting,
     account: NewAccount,
     role: Option<Role>,
     email_verified: bool,
 ) -> Result<User, AdminError> {
-    let actor = authorize(app, principal).await?;
     let role = role.unwrap_or_else(|| app.config.roles.default_role().clone());
     let origin = Origin::Admin {
-        by: actor.id,
+        by: actor.user().id,
         role,
         email_verified,
     };
@@ -102,10 +113,9 @@ pub async fn create(
 /// right to ask: a non-admin learns nothing from the path.
 pub async fn get(
     app: &AppState,
-    principal: &Principal,
+    _admin: &Acting,
     id: Option<Uuid>,
 ) -> Result<User, AdminError> {
-    authorize(app, principal).await?;
     let id = id.ok_or(AdminError::NotFound)?;
     app.store.user(id).await?.ok_or(AdminError::NotFound)
 }
@@ -114,18 +124,17 @@ pub async fn get(
 /// change writes its event, naming the acting admin.
 pub async fn update(
     app: &AppState,
-    principal: &Principal,
+    actor: &Acting,
     id: Option<Uuid>,
     change: UserChange,
 ) -> Result<User, AdminError> {
-    let actor = authorize(app, principal).await?;
     let id = id.ok_or(AdminError::NotFound)?;
     let current = app.store.user(id).await?.ok_or(AdminError::NotFound)?;
     if change.is_empty() {
         return Ok(current);
     }
     let now = app.clock.now();
-    let by = actor.id;
+    let by = actor.user().id;
     let mut events = Vec::new();
     let changed = changed_fields(&change);
     if !changed.is_empty() {
@@ -202,10 +211,9 @@ pub async fn update(
 /// Deletes a user with everything of theirs: sessions, tokens, pending mail.
 pub async fn delete(
     app: &AppState,
-    principal: &Principal,
+    actor: &Acting,
     id: Option<Uuid>,
 ) -> Result<(), AdminError> {
-    let actor = authorize(app, principal).await?;
     let id = id.ok_or(AdminError::NotFound)?;
     let target = app.store.user(id).await?.ok_or(AdminError::NotFound)?;
     let now = app.clock.now();
@@ -213,7 +221,7 @@ pub async fn delete(
         EventType::UserDeleted,
         Some(id),
         now,
-        json!({"email": target.email.as_str(), "by": actor.id}),
+        json!({"email": target.email.as_str(), "by": actor.user().id}),
     );
     let effects = Effects {
         events: vec![event],
