@@ -161,9 +161,7 @@ pub async fn get_user(
     Admin(actor): Admin,
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Json<UserView>, ApiError> {
-    Ok(Json(
-        admin::get(&app, &actor, path_id(id)).await?.into(),
-    ))
+    Ok(Json(admin::get(&app, &actor, path_id(id)).await?.into()))
 }
 
 /// Change a user. Disabling or a role change revokes every session of the user.

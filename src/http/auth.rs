@@ -1,5 +1,6 @@
 //! `/auth/*`: registration, login and the forward-auth check for gateways.
 
+use super::budget::Budget;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Bearer, Client, budget_account};
 use super::views::{TokenPairView, UserView, refuse_unknown, single_field};
@@ -74,11 +75,17 @@ pub enum RegisterView {
 pub async fn register(
     State(app): State<AppState>,
     Client(client): Client,
+    budget: Budget,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
     let account = budget_account(req.email.as_deref());
-    app.limiter
-        .check(Action::Register, client.ip.as_deref(), account.as_ref())
+    budget
+        .check(
+            &app,
+            Action::Register,
+            client.ip.as_deref(),
+            account.as_ref(),
+        )
         .await?;
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
@@ -122,6 +129,7 @@ pub async fn register(
 pub async fn login(
     State(app): State<AppState>,
     Client(client): Client,
+    budget: Budget,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenPairView>, ApiError> {
     let mut errors = ValidationErrors::default();
@@ -129,8 +137,9 @@ pub async fn login(
     let email = errors.require("email", req.email);
     let password = errors.require("password", req.password);
     let (email, password) = errors.and(email.zip(password))?;
-    app.limiter
+    budget
         .check(
+            &app,
             Action::Login,
             client.ip.as_deref(),
             budget_account(Some(&email)).as_ref(),
@@ -204,10 +213,11 @@ impl RefreshTokenRequest {
 pub async fn refresh(
     State(app): State<AppState>,
     Client(client): Client,
+    budget: Budget,
     ApiJson(req): ApiJson<RefreshTokenRequest>,
 ) -> Result<Json<TokenPairView>, ApiError> {
-    app.limiter
-        .check(Action::Refresh, client.ip.as_deref(), None)
+    budget
+        .check(&app, Action::Refresh, client.ip.as_deref(), None)
         .await?;
     let pair = sessions::refresh(&app, &req.into_token()?).await?;
     Ok(Json(pair.into()))

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod budget;
 mod deadline;
 pub mod error;
 pub mod extract;
@@ -15,12 +16,14 @@ pub mod users;
 pub mod views;
 pub mod wellknown;
 
+use crate::ratelimit::Action;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use budget::limited;
 use error::{ApiError, LoggedCause};
 use std::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -58,15 +61,27 @@ impl utoipa::Modify for BearerScheme {
 
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(auth::register))
-        .routes(routes!(auth::login))
+        .routes(limited(routes!(auth::register), &[Action::Register]))
+        .routes(limited(routes!(auth::login), &[Action::Login]))
         .routes(routes!(auth::verify))
-        .routes(routes!(auth::refresh))
+        .routes(limited(routes!(auth::refresh), &[Action::Refresh]))
         .routes(routes!(auth::logout))
-        .routes(routes!(recovery::confirm_email))
-        .routes(routes!(recovery::resend_confirmation))
-        .routes(routes!(recovery::forgot_password))
-        .routes(routes!(recovery::reset_password))
+        .routes(limited(
+            routes!(recovery::confirm_email),
+            &[Action::Confirm],
+        ))
+        .routes(limited(
+            routes!(recovery::resend_confirmation),
+            &[Action::Resend],
+        ))
+        .routes(limited(
+            routes!(recovery::forgot_password),
+            &[Action::Forgot],
+        ))
+        .routes(limited(
+            routes!(recovery::reset_password),
+            &[Action::Reset, Action::ResetCode],
+        ))
         .routes(routes!(sessions::list, sessions::revoke_all))
         .routes(routes!(sessions::revoke))
         .routes(routes!(users::me, users::update_me, users::delete_me))
@@ -102,30 +117,7 @@ pub fn openapi(base_path: &str) -> utoipa::openapi::OpenApi {
 /// Adds the problems any operation can answer (API.md › Generic codes) where a handler's own
 /// annotation does not already describe that status.
 fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-    let problem = |description: &str| {
-        let content = ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("Problem")))
-            .build();
-        RefOr::T(
-            ResponseBuilder::new()
-                .description(description)
-                .content("application/problem+json", content)
-                .build(),
-        )
-    };
-    // Paths are still unprefixed here (the base path is added after).
-    const LIMITED: [&str; 7] = [
-        "/auth/register",
-        "/auth/login",
-        "/auth/refresh",
-        "/auth/resend-confirmation",
-        "/auth/forgot-password",
-        "/auth/reset-password",
-        "/auth/confirm-email",
-    ];
-    for (path, item) in doc.paths.paths.iter_mut() {
-        let limited = LIMITED.contains(&path.as_str());
+    for item in doc.paths.paths.values_mut() {
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -135,12 +127,6 @@ fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
         ];
         for operation in operations.into_iter().flatten() {
             let mut generic = vec![("500", "`internal`: logged with the request id")];
-            if limited {
-                generic.push((
-                    "429",
-                    "`rate_limited`, with Retry-After, RateLimit and RateLimit-Policy",
-                ));
-            }
             if operation.request_body.is_some() {
                 generic.push(("400", "`malformed_body` or `validation_failed`"));
                 generic.push(("413", "`payload_too_large`: body over 64 KiB"));
@@ -159,10 +145,26 @@ fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
                     .responses
                     .responses
                     .entry(status.to_owned())
-                    .or_insert_with(|| problem(description));
+                    .or_insert_with(|| problem_response(description));
             }
         }
     }
+}
+
+/// A documented problem answer.
+fn problem_response(
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::response::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Problem")))
+        .build();
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/problem+json", content)
+            .build(),
+    )
 }
 
 /// The public service, ready to serve: the API, its pages and documents, never `/metrics`.

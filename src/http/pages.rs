@@ -3,6 +3,7 @@
 //! form posts, form-encoded, to the same path and the same service code as the JSON endpoints.
 //! No JavaScript; a strict Content-Security-Policy; legible on a phone.
 
+use super::budget::{Budget, limited_route};
 use super::extract::Client;
 use crate::mail::templates::escape;
 use crate::ratelimit::Action;
@@ -13,7 +14,7 @@ use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use std::sync::OnceLock;
 
@@ -26,8 +27,14 @@ background:#1f5fbf;color:#fff}.error{color:#a40000}";
 /// The routes of the pages (not part of the OpenAPI document).
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/confirm-email", get(show_confirm).post(confirm))
-        .route("/reset-password", get(show_reset).post(reset))
+        .route(
+            "/confirm-email",
+            get(show_confirm).merge(limited_route(post(confirm), &[Action::Confirm])),
+        )
+        .route(
+            "/reset-password",
+            get(show_reset).merge(limited_route(post(reset), &[Action::Reset])),
+        )
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,12 +104,12 @@ fn confirm_form(
 async fn confirm(
     State(app): State<AppState>,
     Client(client): Client,
+    budget: Budget,
     form: Result<Form<ConfirmForm>, FormRejection>,
 ) -> Response {
     // The form shares the budget of its JSON twin.
-    if let Err(limited) = app
-        .limiter
-        .check(Action::Confirm, client.ip.as_deref(), None)
+    if let Err(limited) = budget
+        .check(&app, Action::Confirm, client.ip.as_deref(), None)
         .await
     {
         return limited_page(&app, limited);
@@ -156,11 +163,11 @@ async fn show_reset(
 async fn reset(
     State(app): State<AppState>,
     Client(client): Client,
+    budget: Budget,
     form: Result<Form<ResetForm>, FormRejection>,
 ) -> Response {
-    if let Err(limited) = app
-        .limiter
-        .check(Action::Reset, client.ip.as_deref(), None)
+    if let Err(limited) = budget
+        .check(&app, Action::Reset, client.ip.as_deref(), None)
         .await
     {
         return limited_page(&app, limited);
@@ -243,9 +250,8 @@ fn incomplete_link(app: &AppState) -> Response {
 }
 
 /// A form post over its budget: 429 with `Retry-After`, as the JSON twin answers.
-fn limited_page(app: &AppState, limited: crate::ratelimit::LimitError) -> Response {
-    let api_error: super::error::ApiError = limited.into();
-    let reference = api_error.into_response();
+fn limited_page(app: &AppState, limited: super::error::ApiError) -> Response {
+    let reference = limited.into_response();
     let status = reference.status();
     let mut response = page(
         app,

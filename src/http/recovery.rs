@@ -1,6 +1,7 @@
 //! `/auth/confirm-email`, `/auth/resend-confirmation`, `/auth/forgot-password`,
 //! `/auth/reset-password`: the JSON side of the mail flows.
 
+use super::budget::Budget;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Client, budget_account};
 use super::views::{UserView, refuse_unknown, single_field};
@@ -80,10 +81,11 @@ const ACCEPTED: AcceptedView = AcceptedView {
 pub async fn confirm_email(
     State(app): State<AppState>,
     Client(client): Client,
+    budget: Budget,
     ApiJson(req): ApiJson<ConfirmEmailRequest>,
 ) -> Result<Json<UserView>, ApiError> {
-    app.limiter
-        .check(Action::Confirm, client.ip.as_deref(), None)
+    budget
+        .check(&app, Action::Confirm, client.ip.as_deref(), None)
         .await?;
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
@@ -100,11 +102,13 @@ pub async fn confirm_email(
 pub async fn resend_confirmation(
     State(app): State<AppState>,
     Client(client): Client,
+    budget: Budget,
     ApiJson(req): ApiJson<EmailRequest>,
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
     let email = required_email(req)?;
-    app.limiter
+    budget
         .check(
+            &app,
             Action::Resend,
             client.ip.as_deref(),
             budget_account(Some(&email)).as_ref(),
@@ -121,11 +125,13 @@ pub async fn resend_confirmation(
 pub async fn forgot_password(
     State(app): State<AppState>,
     Client(client): Client,
+    budget: Budget,
     ApiJson(req): ApiJson<EmailRequest>,
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
     let email = required_email(req)?;
-    app.limiter
+    budget
         .check(
+            &app,
             Action::Forgot,
             client.ip.as_deref(),
             budget_account(Some(&email)).as_ref(),
@@ -145,10 +151,12 @@ pub async fn forgot_password(
 pub async fn reset_password(
     State(app): State<AppState>,
     Client(client): Client,
+    budget: Budget,
     ApiJson(req): ApiJson<ResetPasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
-    app.limiter
+    budget
         .check(
+            &app,
             Action::Reset,
             client.ip.as_deref(),
             budget_account(req.email.as_deref()).as_ref(),
@@ -181,8 +189,8 @@ pub async fn reset_password(
     // Wrong codes are also budgeted per client network across accounts, so a code cannot be
     // sprayed over many addresses; every code presented counts when it arrives.
     if matches!(proof, ResetProof::Code { .. }) {
-        app.limiter
-            .check(Action::ResetCode, client.ip.as_deref(), None)
+        budget
+            .check(&app, Action::ResetCode, client.ip.as_deref(), None)
             .await?;
     }
     recovery::reset_password(&app, proof, &new_password).await?;

@@ -111,11 +111,7 @@ pub async fn create(
 
 /// One user. Ids are `Option`s so that a malformed id is answered only after the caller's
 /// right to ask: a non-admin learns nothing from the path.
-pub async fn get(
-    app: &AppState,
-    _admin: &Acting,
-    id: Option<Uuid>,
-) -> Result<User, AdminError> {
+pub async fn get(app: &AppState, _admin: &Acting, id: Option<Uuid>) -> Result<User, AdminError> {
     let id = id.ok_or(AdminError::NotFound)?;
     app.store.user(id).await?.ok_or(AdminError::NotFound)
 }
@@ -209,11 +205,7 @@ pub async fn update(
 }
 
 /// Deletes a user with everything of theirs: sessions, tokens, pending mail.
-pub async fn delete(
-    app: &AppState,
-    actor: &Acting,
-    id: Option<Uuid>,
-) -> Result<(), AdminError> {
+pub async fn delete(app: &AppState, actor: &Acting, id: Option<Uuid>) -> Result<(), AdminError> {
     let id = id.ok_or(AdminError::NotFound)?;
     let target = app.store.user(id).await?.ok_or(AdminError::NotFound)?;
     let now = app.clock.now();

@@ -92,7 +92,11 @@ async fn non_admins_get_403_on_every_admin_endpoint_and_anonymous_callers_401() 
 async fn a_non_admins_body_is_not_read_before_the_403() {
     let app = spawn_app().await;
     let (token, login) = app.logged_in_user("ada@example.com").await;
-    let own = format!("{}/users/{}", app.url, login["user"]["id"].as_str().unwrap());
+    let own = format!(
+        "{}/users/{}",
+        app.url,
+        login["user"]["id"].as_str().unwrap()
+    );
     let bodies: [(&str, Vec<u8>); 3] = [
         ("application/json", b"{not json".to_vec()),
         ("text/plain", b"role=admin".to_vec()),

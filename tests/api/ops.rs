@@ -46,6 +46,36 @@ async fn request_ids_are_echoed_when_well_formed_and_minted_otherwise() {
     );
 }
 
+/// The routes that spend a rate-limit budget say so (429) in the document, and no others do:
+/// the answer and its documentation come from the one declaration.
+#[tokio::test]
+async fn exactly_the_rate_limited_operations_document_429() {
+    let app = spawn_app().await;
+    let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let limited = [
+        "/auth/register",
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/confirm-email",
+        "/auth/resend-confirmation",
+        "/auth/forgot-password",
+        "/auth/reset-password",
+    ];
+    let mut documented = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if operation["responses"].get("429").is_some() {
+                documented.push(path.clone());
+                assert_eq!(method, "post", "{method} {path}");
+            }
+        }
+    }
+    documented.sort();
+    let mut expected: Vec<String> = limited.iter().map(|p| (*p).to_owned()).collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+}
+
 #[tokio::test]
 async fn the_openapi_document_covers_every_endpoint() {
     let app = spawn_app().await;
