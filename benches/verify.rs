@@ -30,13 +30,13 @@ fn main() {
         let settings = <BenchCli as clap::Parser>::parse_from(["bench", "--database-url", &url]).settings;
         let app = latchkey::startup::build(settings.into_config().unwrap(), Clock::System).await.unwrap();
         let now = app.clock.now();
-        let revoked: Vec<uuid::Uuid> = (0..REVOKED_SESSIONS).map(|_| uuid::Uuid::now_v7()).collect();
+        let revoked: Vec<uuid::Uuid> = (0..REVOKED_SESSIONS).map(|_| Clock::System.new_id()).collect();
         app.revocations.revoked_here(&revoked, now);
         // As in the server: the view stays fresh only while its sync loop runs.
         let _sync = app.revocations.spawn_sync(app.store.clone(), app.clock.clone());
         let claims = latchkey::crypto::AccessClaims {
-            iss: String::new(), sub: uuid::Uuid::now_v7().to_string(), aud: None, iat: 0, nbf: None, exp: None,
-            jti: String::new(), sid: uuid::Uuid::now_v7().to_string(), email: "bench@example.com".into(),
+            iss: String::new(), sub: Clock::System.new_id().to_string(), aud: None, iat: 0, nbf: None, exp: None,
+            jti: String::new(), sid: Clock::System.new_id().to_string(), email: "bench@example.com".into(),
             email_verified: true, role: "user".into(), name: None,
         };
         let token = app.tokens.issue(claims, now).unwrap();

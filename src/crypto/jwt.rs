@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use time::{Duration, OffsetDateTime};
-use uuid::Uuid;
 
 /// Leeway for `exp` and `nbf`, per the contract, in milliseconds: whole seconds would let a
 /// token live up to a second longer than that.
@@ -320,7 +319,7 @@ impl Tokens {
         claims.iat = issued;
         claims.nbf = Some(issued);
         claims.exp = Some(issued + self.settings.ttl.whole_seconds());
-        claims.jti = Uuid::now_v7().to_string();
+        claims.jti = crate::clock::id_at(now).to_string();
         let mut header = Header::new(self.settings.alg.jose());
         header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
         header.kid = Some(ring.signing_kid.clone());
@@ -434,13 +433,13 @@ mod tests {
     fn claims() -> AccessClaims {
         AccessClaims {
             iss: String::new(),
-            sub: Uuid::now_v7().to_string(),
+            sub: crate::clock::Clock::System.new_id().to_string(),
             aud: None,
             iat: 0,
             nbf: None,
             exp: None,
             jti: String::new(),
-            sid: Uuid::now_v7().to_string(),
+            sid: crate::clock::Clock::System.new_id().to_string(),
             email: "ada@example.com".into(),
             email_verified: true,
             role: "user".into(),

@@ -136,12 +136,12 @@ mod tests {
     #[test]
     fn code_hashes_depend_on_the_key_the_user_and_the_request() {
         let (a, b) = (CodeKey::new(&[1; 32]), CodeKey::new(&[2; 32]));
-        let user = uuid::Uuid::now_v7();
+        let user = crate::clock::Clock::System.new_id();
         assert_eq!(a.hash(user, "g", "123456"), a.hash(user, "g", "123456"));
         assert_ne!(a.hash(user, "g", "123456"), b.hash(user, "g", "123456"));
         assert_ne!(
             a.hash(user, "g", "123456"),
-            a.hash(uuid::Uuid::now_v7(), "g", "123456")
+            a.hash(crate::clock::Clock::System.new_id(), "g", "123456")
         );
         assert_ne!(a.hash(user, "g", "123456"), a.hash(user, "h", "123456"));
     }

@@ -1,5 +1,6 @@
 //! Domain events, written to the outbox with the change they describe, as CloudEvents 1.0 JSON.
 
+use super::{Email, Name, Role, User};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -47,6 +48,77 @@ impl EventType {
     }
 }
 
+/// Why a session was revoked: the `reason` of `SESSION_REVOKED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    /// The user logged out.
+    Logout,
+    /// The user revoked it from their session list.
+    RevokedByUser,
+    /// The user changed their password (every other session).
+    PasswordChanged,
+    /// A password reset (every session).
+    PasswordReset,
+    /// An admin changed the user's role.
+    RoleChanged,
+    /// An admin disabled the user.
+    Disabled,
+    /// An admin marked the address unverified.
+    EmailUnverified,
+    /// The account was deleted.
+    AccountDeleted,
+    /// A spent refresh token came back after its grace window.
+    RefreshTokenReused,
+}
+
+impl RevokeReason {
+    /// The contract's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Logout => "logout",
+            RevokeReason::RevokedByUser => "revoked_by_user",
+            RevokeReason::PasswordChanged => "password_changed",
+            RevokeReason::PasswordReset => "password_reset",
+            RevokeReason::RoleChanged => "role_changed",
+            RevokeReason::Disabled => "disabled",
+            RevokeReason::EmailUnverified => "email_unverified",
+            RevokeReason::AccountDeleted => "account_deleted",
+            RevokeReason::RefreshTokenReused => "refresh_token_reused",
+        }
+    }
+}
+
+/// Why a sign-in failed: the `reason` of `USER_LOGIN_FAILED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginFailure {
+    /// No account has the address.
+    UnknownEmail,
+    /// The password is wrong.
+    InvalidPassword,
+    /// The client network must wait before it tries this account again.
+    Throttled,
+    /// Password sign-in of the account is suspended for the day.
+    Suspended,
+    /// The account is disabled.
+    AccountDisabled,
+    /// The address is not verified yet.
+    EmailNotVerified,
+}
+
+impl LoginFailure {
+    /// The contract's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginFailure::UnknownEmail => "unknown_email",
+            LoginFailure::InvalidPassword => "invalid_password",
+            LoginFailure::Throttled => "throttled",
+            LoginFailure::Suspended => "suspended",
+            LoginFailure::AccountDisabled => "account_disabled",
+            LoginFailure::EmailNotVerified => "email_not_verified",
+        }
+    }
+}
+
 /// One event: who it is about and what happened. Never carries a password, hash or token.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -63,18 +135,14 @@ pub struct Event {
 }
 
 impl Event {
-    /// A new event about `user_id` at `time`; `data` must be a JSON object.
-    pub fn new(
-        kind: EventType,
-        user_id: Option<Uuid>,
-        time: OffsetDateTime,
-        mut data: Value,
-    ) -> Event {
+    /// A new event about `user_id` at `time`; `data` must be a JSON object. Only this
+    /// module's typed constructors call it, so every payload of a type has one shape.
+    fn new(kind: EventType, user_id: Option<Uuid>, time: OffsetDateTime, mut data: Value) -> Event {
         if let (Some(id), Some(object)) = (user_id, data.as_object_mut()) {
             object.insert("user_id".into(), Value::String(id.to_string()));
         }
         Event {
-            id: Uuid::now_v7(),
+            id: crate::clock::id_at(time),
             kind,
             user_id,
             time,
@@ -82,18 +150,159 @@ impl Event {
         }
     }
 
+    /// `USER_REGISTERED`: `user` was created, by `origin` (`self_service`, `admin`, `cli`,
+    /// `import`).
+    pub fn user_registered(user: &User, origin: &str, time: OffsetDateTime) -> Event {
+        Event::new(
+            EventType::UserRegistered,
+            Some(user.id),
+            time,
+            json!({
+                "email": user.email.as_str(), "name": user.name.as_ref().map(Name::as_str),
+                "role": user.role.as_str(), "email_verified": user.email_verified, "origin": origin,
+            }),
+        )
+    }
+
+    /// `USER_LOGIN`: `user` signed in, starting `session_id` from `ip` with `user_agent`.
+    pub fn user_login(
+        user: &User,
+        session_id: Uuid,
+        ip: Option<&str>,
+        user_agent: Option<&str>,
+        time: OffsetDateTime,
+    ) -> Event {
+        Event::new(
+            EventType::UserLogin,
+            Some(user.id),
+            time,
+            json!({"email": user.email.as_str(), "session_id": session_id, "ip": ip, "user_agent": user_agent}),
+        )
+    }
+
+    /// `USER_LOGIN_FAILED`: a sign-in as `email` failed for `reason`; `user_id` when the
+    /// address has an account.
+    pub fn login_failed(
+        user_id: Option<Uuid>,
+        email: Option<&Email>,
+        reason: LoginFailure,
+        time: OffsetDateTime,
+    ) -> Event {
+        Event::new(
+            EventType::UserLoginFailed,
+            user_id,
+            time,
+            json!({"email": email.map(Email::as_str), "reason": reason.as_str()}),
+        )
+    }
+
+    /// `EMAIL_VERIFIED`: `email` was proven by its confirmation link, or vouched for by the
+    /// admin `by`.
+    pub fn email_verified(
+        user_id: Uuid,
+        email: &Email,
+        by: Option<Uuid>,
+        time: OffsetDateTime,
+    ) -> Event {
+        let mut data = json!({"email": email.as_str()});
+        if let Some(by) = by {
+            data["by"] = json!(by);
+        }
+        Event::new(EventType::EmailVerified, Some(user_id), time, data)
+    }
+
+    /// `PASSWORD_CHANGED`: the user changed their own password.
+    pub fn password_changed(user: &User, time: OffsetDateTime) -> Event {
+        Event::about_address(EventType::PasswordChanged, user, time)
+    }
+
+    /// `PASSWORD_RESET_REQUESTED`: a reset mail went to `user`.
+    pub fn password_reset_requested(user: &User, time: OffsetDateTime) -> Event {
+        Event::about_address(EventType::PasswordResetRequested, user, time)
+    }
+
+    /// `PASSWORD_RESET`: `user` set a new password through a reset link or code.
+    pub fn password_reset(user: &User, time: OffsetDateTime) -> Event {
+        Event::about_address(EventType::PasswordReset, user, time)
+    }
+
+    fn about_address(kind: EventType, user: &User, time: OffsetDateTime) -> Event {
+        Event::new(
+            kind,
+            Some(user.id),
+            time,
+            json!({"email": user.email.as_str()}),
+        )
+    }
+
+    /// `USER_UPDATED`: the fields `changed` of `user_id` changed, by the user or the admin `by`.
+    pub fn user_updated(user_id: Uuid, changed: &[&str], by: Uuid, time: OffsetDateTime) -> Event {
+        Event::new(
+            EventType::UserUpdated,
+            Some(user_id),
+            time,
+            json!({"changed": changed, "by": by}),
+        )
+    }
+
+    /// `ROLE_CHANGED` of `user_id` from `from` to `to`, by the admin `by`.
+    pub fn role_changed(
+        user_id: Uuid,
+        from: &Role,
+        to: &Role,
+        by: Uuid,
+        time: OffsetDateTime,
+    ) -> Event {
+        Event::new(
+            EventType::RoleChanged,
+            Some(user_id),
+            time,
+            json!({"from": from.as_str(), "to": to.as_str(), "by": by}),
+        )
+    }
+
+    /// `USER_DISABLED` or, with `disabled` false, `USER_ENABLED`, by the admin `by`.
+    pub fn user_disabled(user_id: Uuid, disabled: bool, by: Uuid, time: OffsetDateTime) -> Event {
+        let kind = if disabled {
+            EventType::UserDisabled
+        } else {
+            EventType::UserEnabled
+        };
+        Event::new(kind, Some(user_id), time, json!({"by": by}))
+    }
+
+    /// `USER_DELETED`: `user` was deleted by itself or an admin (`by`).
+    pub fn user_deleted(user: &User, by: Uuid, time: OffsetDateTime) -> Event {
+        Event::new(
+            EventType::UserDeleted,
+            Some(user.id),
+            time,
+            json!({"email": user.email.as_str(), "by": by}),
+        )
+    }
+
+    /// `USER_DELETED` of a self-registered account never verified within its time.
+    pub fn unverified_account_expired(user: &User, time: OffsetDateTime) -> Event {
+        Event::new(
+            EventType::UserDeleted,
+            Some(user.id),
+            time,
+            json!({"email": user.email.as_str(), "by": null, "reason": "unverified_expired"}),
+        )
+    }
+
     /// `SESSION_REVOKED` for one session of `user_id`, with why.
     pub fn session_revoked(
         user_id: Uuid,
         session_id: Uuid,
-        reason: &str,
+        reason: RevokeReason,
         time: OffsetDateTime,
     ) -> Event {
         Event::new(
             EventType::SessionRevoked,
             Some(user_id),
             time,
-            json!({"session_id": session_id, "reason": reason}),
+            json!({"session_id": session_id, "reason": reason.as_str()}),
         )
     }
 
@@ -105,16 +314,6 @@ impl Event {
             Some(user_id),
             time,
             json!({"session_id": session_id}),
-        )
-    }
-
-    /// `EMAIL_VERIFIED`: `email` was proven by its confirmation link.
-    pub fn email_verified(user_id: Uuid, email: &str, time: OffsetDateTime) -> Event {
-        Event::new(
-            EventType::EmailVerified,
-            Some(user_id),
-            time,
-            json!({"email": email}),
         )
     }
 

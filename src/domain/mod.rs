@@ -6,7 +6,7 @@ pub mod password;
 pub mod user;
 
 pub use email::Email;
-pub use event::{Event, EventType};
+pub use event::{Event, EventType, LoginFailure, RevokeReason};
 pub use password::{Password, PasswordPolicy};
 pub use user::{Metadata, Name, Phone, Role, Roles, User, UserChange, UserFilter};
 

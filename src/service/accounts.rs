@@ -6,12 +6,11 @@ use super::sessions::{
 };
 use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
 use crate::domain::{
-    Email, Event, EventType, Metadata, Name, Password, Phone, Role, User, ValidationErrors,
+    Email, Event, Metadata, Name, Password, Phone, RevokeReason, Role, User, ValidationErrors,
 };
 use crate::mail::templates;
 use crate::state::AppState;
 use crate::store::{Credentials, Effects, NewUser, QueuedRequest, StoreError, UserChange};
-use serde_json::json;
 use uuid::Uuid;
 
 /// A validated request for a new account.
@@ -181,7 +180,7 @@ pub async fn register(
         } => (role.clone(), *email_verified),
     };
     let mut user = User {
-        id: Uuid::now_v7(),
+        id: crate::clock::id_at(now),
         email: account.email,
         email_verified,
         name: account.name,
@@ -193,15 +192,7 @@ pub async fn register(
         updated_at: now,
         last_login_at: None,
     };
-    let event = Event::new(
-        EventType::UserRegistered,
-        Some(user.id),
-        now,
-        json!({
-            "email": user.email.as_str(), "name": user.name.as_ref().map(Name::as_str),
-            "role": user.role.as_str(), "email_verified": user.email_verified, "origin": origin.label(),
-        }),
-    );
+    let event = Event::user_registered(&user, origin.label(), now);
     let self_service = matches!(origin, Origin::SelfService(_));
     let session = match origin {
         Origin::SelfService(client) if !app.config.require_email_verification => {
@@ -280,14 +271,7 @@ pub async fn purge_unverified(app: &AppState) -> Result<usize, Fault> {
     }
     let now = app.clock.now();
     let cutoff = now - app.config.unverified_account_ttl;
-    let event = |user: &User| {
-        Event::new(
-            EventType::UserDeleted,
-            Some(user.id),
-            now,
-            json!({"email": user.email.as_str(), "by": null, "reason": "unverified_expired"}),
-        )
-    };
+    let event = |user: &User| Event::unverified_account_expired(user, now);
     let mut purged = 0;
     loop {
         let batch = app.store.purge_unverified(cutoff, 100, &event).await?;
@@ -322,13 +306,12 @@ pub async fn update_me(
         return me(app, principal).await;
     }
     let now = app.clock.now();
-    let data = json!({"changed": changed_fields(&change), "by": principal.user_id});
     let effects = Effects {
-        events: vec![Event::new(
-            EventType::UserUpdated,
-            Some(principal.user_id),
+        events: vec![Event::user_updated(
+            principal.user_id,
+            &changed_fields(&change),
+            principal.user_id,
             now,
-            data,
         )],
         ..Effects::default()
     };
@@ -379,19 +362,14 @@ pub async fn change_password(
     confirm_password(app, &credentials, current, client).await?;
     let hash = app.hasher.hash(&new.expect("validated above")).await?;
     let now = app.clock.now();
-    let event = Event::new(
-        EventType::PasswordChanged,
-        Some(principal.user_id),
-        now,
-        json!({"email": credentials.user.email.as_str()}),
-    );
+    let event = Event::password_changed(&credentials.user, now);
     let committed = app
         .store
         .change_password(
             principal.user_id,
             &hash,
             Some(principal.session_id),
-            "password_changed",
+            RevokeReason::PasswordChanged,
             now,
             &Effects {
                 events: vec![event],
@@ -423,12 +401,7 @@ pub async fn delete_me(
         .ok_or(AccountError::Gone)?;
     confirm_password(app, &credentials, password, client).await?;
     let now = app.clock.now();
-    let event = Event::new(
-        EventType::UserDeleted,
-        Some(principal.user_id),
-        now,
-        json!({"email": credentials.user.email.as_str(), "by": principal.user_id}),
-    );
+    let event = Event::user_deleted(&credentials.user, principal.user_id, now);
     match app
         .store
         .delete_user(

@@ -3,10 +3,9 @@
 
 use super::accounts::{self, NewAccount, Origin, RegisterError, Registered, changed_fields};
 use super::{Fault, Principal, faults_into};
-use crate::domain::{Event, EventType, Role, User, ValidationErrors};
+use crate::domain::{Event, RevokeReason, Role, User, ValidationErrors};
 use crate::state::AppState;
 use crate::store::{Effects, StoreError, UserChange, UserFilter};
-use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -134,52 +133,27 @@ pub async fn update(
     let mut events = Vec::new();
     let changed = changed_fields(&change);
     if !changed.is_empty() {
-        events.push(Event::new(
-            EventType::UserUpdated,
-            Some(id),
-            now,
-            json!({"changed": changed, "by": by}),
-        ));
+        events.push(Event::user_updated(id, &changed, by, now));
     }
     if change.email_verified == Some(true) && !current.email_verified {
-        events.push(Event::new(
-            EventType::EmailVerified,
-            Some(id),
-            now,
-            json!({"email": current.email.as_str(), "by": by}),
-        ));
+        events.push(Event::email_verified(id, &current.email, Some(by), now));
     }
     let mut revoke = None;
     if let Some(role) = change.role.as_ref().filter(|role| **role != current.role) {
-        events.push(Event::new(
-            EventType::RoleChanged,
-            Some(id),
-            now,
-            json!({"from": current.role.as_str(), "to": role.as_str(), "by": by}),
-        ));
-        revoke = Some("role_changed");
+        events.push(Event::role_changed(id, &current.role, role, by, now));
+        revoke = Some(RevokeReason::RoleChanged);
     }
     match (change.disabled, current.disabled) {
         (Some(true), false) => {
-            events.push(Event::new(
-                EventType::UserDisabled,
-                Some(id),
-                now,
-                json!({"by": by}),
-            ));
-            revoke = Some("disabled");
+            events.push(Event::user_disabled(id, true, by, now));
+            revoke = Some(RevokeReason::Disabled);
         }
-        (Some(false), true) => events.push(Event::new(
-            EventType::UserEnabled,
-            Some(id),
-            now,
-            json!({"by": by}),
-        )),
+        (Some(false), true) => events.push(Event::user_disabled(id, false, by, now)),
         _ => {}
     }
     // Tokens say `email_verified`; an address no longer trusted must not stay in live ones.
     if change.email_verified == Some(false) && current.email_verified && revoke.is_none() {
-        revoke = Some("email_unverified");
+        revoke = Some(RevokeReason::EmailUnverified);
     }
     let effects = Effects {
         events,
@@ -209,12 +183,7 @@ pub async fn delete(app: &AppState, actor: &Acting, id: Option<Uuid>) -> Result<
     let id = id.ok_or(AdminError::NotFound)?;
     let target = app.store.user(id).await?.ok_or(AdminError::NotFound)?;
     let now = app.clock.now();
-    let event = Event::new(
-        EventType::UserDeleted,
-        Some(id),
-        now,
-        json!({"email": target.email.as_str(), "by": actor.user().id}),
-    );
+    let event = Event::user_deleted(&target, actor.user().id, now);
     let effects = Effects {
         events: vec![event],
         ..Effects::default()

@@ -3,15 +3,14 @@
 
 use super::Fault;
 use crate::crypto::password::check_imported_hash;
-use crate::domain::{Email, Event, EventType, Metadata, Name, Phone, User, ValidationErrors};
+use crate::domain::{Email, Event, Metadata, Name, Phone, User, ValidationErrors};
 use crate::state::AppState;
 use crate::store::{Effects, NewUser, StoreError};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::io::BufRead;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use uuid::Uuid;
 
 /// One line of the import file.
 #[derive(Debug, Deserialize)]
@@ -59,12 +58,7 @@ pub async fn import_users(app: &AppState, input: impl BufRead) -> Result<ImportR
                 continue;
             }
         };
-        let event = Event::new(
-            EventType::UserRegistered,
-            Some(new.user.id),
-            app.clock.now(),
-            json!({"email": new.user.email.as_str(), "role": new.user.role.as_str(), "email_verified": new.user.email_verified, "origin": "import"}),
-        );
+        let event = Event::user_registered(&new.user, "import", app.clock.now());
         let effects = Effects {
             events: vec![event],
             ..Effects::default()
@@ -122,7 +116,7 @@ fn parse_line(app: &AppState, line: &str) -> Result<NewUser, String> {
     };
     let created_at = created_at.to_offset(time::UtcOffset::UTC);
     let user = User {
-        id: Uuid::now_v7(),
+        id: app.clock.new_id(),
         email,
         email_verified: parsed.email_verified.unwrap_or(false),
         name,

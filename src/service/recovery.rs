@@ -5,12 +5,11 @@
 use super::sessions::{PasswordCheck, check_password, settle};
 use super::{ClientInfo, Fault, faults_into};
 use crate::crypto::random;
-use crate::domain::{Email, Event, EventType, User, ValidationErrors};
+use crate::domain::{Email, Event, User, ValidationErrors};
 use crate::mail::MailBody;
 use crate::mail::templates::{self, Branding, Rendered};
 use crate::state::AppState;
 use crate::store::{CodeCheck, Committed, Effects, NewEmailToken, NewMail, TokenPurpose};
-use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -63,7 +62,7 @@ pub(crate) fn verification_effects(
         token_hash: random::token_hash(&token),
         user_id: user.id,
         purpose: TokenPurpose::VerifyEmail,
-        group: Uuid::now_v7(),
+        group: crate::clock::id_at(now),
         created_at: now,
         expires_at: now + VERIFY_TTL,
     };
@@ -85,7 +84,7 @@ pub(crate) fn mail(
     rendered: Rendered,
     now: OffsetDateTime,
 ) -> NewMail {
-    let id = Uuid::now_v7();
+    let id = crate::clock::id_at(now);
     let body = MailBody {
         text: rendered.text,
         html: rendered.html,
@@ -383,7 +382,7 @@ pub(crate) async fn send_reset(
 ) -> Result<Committed, Fault> {
     let now = app.clock.now();
     let effects = user.map(|user| {
-        let (token, code, group) = (random::token(), random::code(), Uuid::now_v7());
+        let (token, code, group) = (random::token(), random::code(), crate::clock::id_at(now));
         let issued = |token_hash: String, purpose| NewEmailToken {
             token_hash,
             user_id: user.id,
@@ -397,12 +396,7 @@ pub(crate) async fn send_reset(
             ResetMail::LoginSuspended => templates::login_suspended(&branding(app), &token, &code),
         };
         Effects {
-            events: vec![Event::new(
-                EventType::PasswordResetRequested,
-                Some(user.id),
-                now,
-                json!({"email": user.email.as_str()}),
-            )],
+            events: vec![Event::password_reset_requested(user, now)],
             mails: vec![mail(app, user, rendered, now)],
             tokens: vec![
                 issued(random::token_hash(&token), TokenPurpose::ResetLink),
@@ -488,12 +482,7 @@ pub async fn reset_password(
     let hash = app.hasher.hash(&password.expect("validated above")).await?;
     let now = app.clock.now();
     let effects = Effects {
-        events: vec![Event::new(
-            EventType::PasswordReset,
-            Some(user.id),
-            now,
-            json!({"email": user.email.as_str()}),
-        )],
+        events: vec![Event::password_reset(&user, now)],
         mails: vec![mail(
             app,
             &user,

@@ -3,13 +3,12 @@
 use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
 use crate::crypto::{AccessClaims, random};
 use crate::domain::password::Candidate;
-use crate::domain::{Email, Event, EventType, User};
+use crate::domain::{Email, Event, LoginFailure, RevokeReason, User};
 use crate::revocations::SessionStatus;
 use crate::state::AppState;
 use crate::store::{
     AttemptCounts, AttemptGate, LoginExpects, NewSession, Revoke, Rotate, Rotation, SessionRecord,
 };
-use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -107,10 +106,10 @@ pub async fn login(
         ) => (credentials, candidate, needs_rehash, attempt),
         (failed, _) => {
             let reason = match failed {
-                PasswordCheck::Throttled => "throttled",
-                PasswordCheck::Suspended => "suspended",
-                _ if user_id.is_some() => "invalid_password",
-                _ => "unknown_email",
+                PasswordCheck::Throttled => LoginFailure::Throttled,
+                PasswordCheck::Suspended => LoginFailure::Suspended,
+                _ if user_id.is_some() => LoginFailure::InvalidPassword,
+                _ => LoginFailure::UnknownEmail,
             };
             record_failure(app, user_id, email.as_ref(), reason).await?;
             return Err(LoginError::InvalidCredentials);
@@ -119,13 +118,25 @@ pub async fn login(
     let user = credentials.user;
     if user.disabled {
         settle(app, attempt.as_ref()).await?;
-        record_failure(app, Some(user.id), Some(&user.email), "account_disabled").await?;
+        record_failure(
+            app,
+            Some(user.id),
+            Some(&user.email),
+            LoginFailure::AccountDisabled,
+        )
+        .await?;
         return Err(LoginError::AccountDisabled);
     }
     if app.config.require_email_verification && !user.email_verified {
         // (In conceal mode `attempt` is `None`: the right password stays counted.)
         settle(app, attempt.as_ref()).await?;
-        record_failure(app, Some(user.id), Some(&user.email), "email_not_verified").await?;
+        record_failure(
+            app,
+            Some(user.id),
+            Some(&user.email),
+            LoginFailure::EmailNotVerified,
+        )
+        .await?;
         // In conceal mode "register, then log in" must not tell whether the address was
         // free: an unverified account with the right password answers like a wrong one.
         if app.config.conceal_existing_accounts {
@@ -294,11 +305,12 @@ fn gate(counts: &AttemptCounts, now: OffsetDateTime) -> AttemptGate {
 
 /// `USER_LOGIN` for a new session of `user`.
 pub(crate) fn login_event(user: &User, session: &NewSession, now: OffsetDateTime) -> Event {
-    Event::new(
-        EventType::UserLogin,
-        Some(user.id),
+    Event::user_login(
+        user,
+        session.id,
+        session.ip.as_deref(),
+        session.user_agent.as_deref(),
         now,
-        json!({"email": user.email.as_str(), "session_id": session.id, "ip": session.ip, "user_agent": session.user_agent}),
     )
 }
 
@@ -379,7 +391,7 @@ pub async fn logout(app: &AppState, refresh_token: &str) -> Result<(), Fault> {
     let hash = random::token_hash(refresh_token);
     let committed = app
         .store
-        .revoke_session_of_token(&hash, "logout", app.clock.now())
+        .revoke_session_of_token(&hash, RevokeReason::Logout, app.clock.now())
         .await?;
     app.after_commit(committed);
     Ok(())
@@ -402,7 +414,7 @@ pub async fn revoke(
     let now = app.clock.now();
     let committed = app
         .store
-        .revoke_sessions(principal.user_id, which, "revoked_by_user", now)
+        .revoke_sessions(principal.user_id, which, RevokeReason::RevokedByUser, now)
         .await?;
     let none_revoked = committed.revoked.is_empty();
     app.after_commit(committed);
@@ -421,7 +433,7 @@ pub fn new_session(
 ) -> (NewSession, String) {
     let refresh_token = random::token();
     let session = NewSession {
-        id: Uuid::now_v7(),
+        id: crate::clock::id_at(now),
         user_id,
         refresh_token_hash: random::token_hash(&refresh_token),
         user_agent: client.user_agent,
@@ -467,11 +479,9 @@ async fn record_failure(
     app: &AppState,
     user_id: Option<Uuid>,
     email: Option<&Email>,
-    reason: &str,
+    reason: LoginFailure,
 ) -> Result<(), Fault> {
-    let now = app.clock.now();
-    let data = json!({"email": email.map(Email::as_str), "reason": reason});
-    let event = Event::new(EventType::UserLoginFailed, user_id, now, data);
+    let event = Event::login_failed(user_id, email, reason, app.clock.now());
     Ok(app.store.append_event(&event).await?)
 }
 

@@ -7,7 +7,7 @@ use super::{
     CodeCheck, Committed, Effects, NewEmailToken, Revoke, Store, StoreError, TokenPurpose,
     events::insert_event, micros, parse_uuid,
 };
-use crate::domain::{Event, User};
+use crate::domain::{Event, RevokeReason, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -87,7 +87,7 @@ impl Store {
         if changed > 0 {
             insert_event(
                 &mut tx,
-                &Event::email_verified(user_id, user.email.as_str(), now),
+                &Event::email_verified(user_id, &user.email, None, now),
             )
             .await?;
         }
@@ -199,7 +199,14 @@ impl Store {
         .bind(user_id)
         .execute(&mut tx)
         .await?;
-        revoke_in(&mut tx, user_id, Revoke::All, "password_reset", now).await?;
+        revoke_in(
+            &mut tx,
+            user_id,
+            Revoke::All,
+            RevokeReason::PasswordReset,
+            now,
+        )
+        .await?;
         write_effects(&mut tx, effects).await?;
         Ok(Some(tx.commit_telling().await?))
     }

@@ -7,7 +7,7 @@ use super::{
     SessionRecord, Store, StoreError, attempts, events::insert_event, from_micros, micros,
     parse_uuid,
 };
-use crate::domain::{Event, User};
+use crate::domain::{Event, RevokeReason, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -101,7 +101,7 @@ impl Store {
         &self,
         user_id: Uuid,
         which: Revoke,
-        reason: &str,
+        reason: RevokeReason,
         now: OffsetDateTime,
     ) -> Result<Committed, StoreError> {
         let mut tx = self.write().await?;
@@ -114,7 +114,7 @@ impl Store {
     pub async fn revoke_session_of_token(
         &self,
         token_hash: &str,
-        reason: &str,
+        reason: RevokeReason,
         now: OffsetDateTime,
     ) -> Result<Committed, StoreError> {
         let mut tx = self.write().await?;
@@ -241,7 +241,7 @@ impl Store {
                     &mut tx,
                     user_id,
                     Revoke::One(session_id),
-                    "refresh_token_reused",
+                    RevokeReason::RefreshTokenReused,
                     now_at,
                 )
                 .await?;
@@ -373,7 +373,7 @@ pub(super) async fn revoke_in(
     tx: &mut Tx,
     user_id: Uuid,
     which: Revoke,
-    reason: &str,
+    reason: RevokeReason,
     now: OffsetDateTime,
 ) -> Result<Vec<Uuid>, StoreError> {
     let (only, except) = match which {

@@ -6,7 +6,7 @@ use super::{
     Committed, Credentials, Effects, NewSession, NewUser, QueuedRequest, Revoke, Store, StoreError,
     UserChange, UserFilter, attempts, events, from_micros, micros, parse_uuid, recovery, sessions,
 };
-use crate::domain::{Email, Event, Metadata, Name, Phone, Role, User};
+use crate::domain::{Email, Event, Metadata, Name, Phone, RevokeReason, Role, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -155,7 +155,7 @@ impl Store {
         &self,
         id: Uuid,
         change: &UserChange,
-        revoke: Option<&str>,
+        revoke: Option<RevokeReason>,
         now: OffsetDateTime,
         effects: &Effects,
         keep_admin: Option<&str>,
@@ -308,7 +308,7 @@ impl Store {
         id: Uuid,
         hash: &str,
         keep: Option<Uuid>,
-        reason: &str,
+        reason: RevokeReason,
         now: OffsetDateTime,
         effects: &Effects,
     ) -> Result<Committed, StoreError> {
@@ -343,7 +343,7 @@ impl Store {
         let mut tx = self.write().await?;
         let admins_before = lock_admins(&mut tx, keep_admin).await?;
         lock_user(&mut tx, id).await?;
-        sessions::revoke_in(&mut tx, id, Revoke::All, "account_deleted", now).await?;
+        sessions::revoke_in(&mut tx, id, Revoke::All, RevokeReason::AccountDeleted, now).await?;
         sql(DELETE_UNSENT_MAIL).bind(id).execute(&mut tx).await?;
         let deleted = sql("delete from users where id = $1")
             .bind(id)

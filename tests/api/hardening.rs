@@ -107,12 +107,7 @@ async fn a_login_checked_before_a_disable_or_role_change_opens_no_session() {
             created_at: now,
             expires_at: now + time::Duration::days(1),
         };
-        let event = latchkey::domain::Event::new(
-            latchkey::domain::EventType::UserLogin,
-            Some(id),
-            now,
-            json!({}),
-        );
+        let event = latchkey::domain::Event::refresh_token_reused(id, session.id, now);
         let expects = latchkey::store::LoginExpects {
             password_hash: &hash,
             role: "user",

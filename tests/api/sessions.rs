@@ -625,12 +625,8 @@ async fn a_login_racing_a_password_change_does_not_survive_it() {
         .parse()
         .unwrap();
     let session = latchkey::store::NewSession { user_id, ..session };
-    let event = latchkey::domain::Event::new(
-        latchkey::domain::EventType::UserLogin,
-        Some(user_id),
-        app.state.clock.now(),
-        json!({}),
-    );
+    let event =
+        latchkey::domain::Event::refresh_token_reused(user_id, session.id, app.state.clock.now());
 
     // A login that verified the old hash commits only after the change: it must not open a session.
     let recorded = app

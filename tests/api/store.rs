@@ -4,7 +4,9 @@
 
 use crate::helpers::fresh_database;
 use latchkey::clock::Clock;
-use latchkey::domain::{Email, Event, Metadata, Name, Revoke, Role, User, UserChange, UserFilter};
+use latchkey::domain::{
+    Email, Event, Metadata, Name, Revoke, RevokeReason, Role, User, UserChange, UserFilter,
+};
 use latchkey::store::{
     CodeCheck, Effects, LoginExpects, NewEmailToken, NewMail, NewSession, NewUser, Rotate,
     Rotation, Store, StoreError, TokenPurpose,
@@ -225,7 +227,7 @@ async fn a_login_is_recorded_only_against_the_account_as_checked() {
         email_verified: true,
         attempt: None,
     };
-    let event = Event::session_revoked(user.id, Uuid::now_v7(), "test", start());
+    let event = Event::session_revoked(user.id, Uuid::now_v7(), RevokeReason::Logout, start());
     let stale = store
         .record_login(
             &session(user.id, "t0", start()),
@@ -279,7 +281,7 @@ async fn a_refresh_token_rotates_once_repeats_in_grace_and_revokes_on_reuse() {
         email_verified: true,
         attempt: None,
     };
-    let event = Event::session_revoked(user.id, new.id, "test", start());
+    let event = Event::session_revoked(user.id, new.id, RevokeReason::Logout, start());
     store
         .record_login(&new, &expects, None, &event)
         .await
@@ -367,14 +369,19 @@ async fn revoking_all_but_one_keeps_that_one() {
         attempt: None,
     };
     for s in &sessions {
-        let event = Event::session_revoked(user.id, s.id, "test", start());
+        let event = Event::session_revoked(user.id, s.id, RevokeReason::Logout, start());
         store
             .record_login(s, &expects, None, &event)
             .await
             .expect("login");
     }
     let revoked = store
-        .revoke_sessions(user.id, Revoke::AllBut(sessions[0].id), "test", start())
+        .revoke_sessions(
+            user.id,
+            Revoke::AllBut(sessions[0].id),
+            RevokeReason::Logout,
+            start(),
+        )
         .await
         .expect("revoke");
     assert_eq!(
@@ -390,7 +397,7 @@ async fn revoking_all_but_one_keeps_that_one() {
     );
     assert_eq!(
         store
-            .revoke_session_of_token("a", "test", start())
+            .revoke_session_of_token("a", RevokeReason::Logout, start())
             .await
             .expect("revoke")
             .revoked,
@@ -611,7 +618,7 @@ async fn deleting_a_user_takes_its_sessions_and_writes_its_events() {
         email_verified: true,
         attempt: None,
     };
-    let event = Event::session_revoked(user.id, new.id, "test", start());
+    let event = Event::session_revoked(user.id, new.id, RevokeReason::Logout, start());
     store
         .record_login(&new, &expects, None, &event)
         .await
