@@ -276,8 +276,8 @@ impl UserChange {
 /// Which users to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {
-    /// A LIKE pattern on the email, already escaped (`\` is the escape character).
-    pub email_like: Option<String>,
+    /// A substring of the email, normalised like an address; every character literal.
+    pub email_contains: Option<String>,
     /// Exactly this role.
     pub role: Option<String>,
     /// Verified or not.

@@ -250,7 +250,7 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<(UserFilter, i64), V
             },
             "cursor" => filter.after = errors.take("cursor", decode_cursor(&value)),
             "email" => match Email::normalise_fragment(&value) {
-                Some(fragment) => filter.email_like = Some(like_pattern(&fragment)),
+                Some(fragment) => filter.email_contains = Some(fragment),
                 None => errors.add("email", "must be at most 254 characters"),
             },
             // Any string: a role that no one has simply matches no one.
@@ -262,19 +262,6 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<(UserFilter, i64), V
     }
     errors.into_result()?;
     Ok((filter, limit))
-}
-
-/// A substring pattern with `%`, `_` and the escape character itself taken literally.
-fn like_pattern(normalised: &str) -> String {
-    let mut pattern = String::from("%");
-    for c in normalised.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }
 
 fn encode_cursor(at: OffsetDateTime, id: Uuid) -> String {
@@ -298,14 +285,6 @@ fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, Uuid), ValidationErrors> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn like_patterns_take_wildcards_literally() {
-        assert_eq!(
-            like_pattern(&Email::normalise_fragment("A%b_c\\").unwrap()),
-            "%a\\%b\\_c\\\\%"
-        );
-    }
 
     #[test]
     fn cursors_round_trip_and_junk_is_refused() {

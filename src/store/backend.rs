@@ -32,6 +32,17 @@ pub(super) struct Dialect {
     pub(super) order_revocations: Option<&'static str>,
     /// Keeps every other writer of sealed values out until commit.
     pub(super) lock_sealed: Option<&'static str>,
+    /// Where the plain LIKE cannot find a trigram index by itself: the index's queries.
+    pub(super) email_search: Option<EmailSearch>,
+}
+
+/// A trigram index of emails, queried with a phrase of at least three characters.
+#[derive(Debug)]
+pub(super) struct EmailSearch {
+    /// The users whose email contains the phrase (`?`).
+    pub(super) filter: &'static str,
+    /// How many addresses contain the phrase (`$1`), counted up to `$2`.
+    pub(super) count_up_to: &'static str,
 }
 
 /// A row both drivers can read into (tuples of the schema's column types, or `FromRow` structs).

@@ -28,6 +28,8 @@ pub(super) const DIALECT: Dialect = Dialect {
     order_revocations: Some("select pg_advisory_xact_lock(7150517)"),
     // Readers go on; writers of any sealed value wait for the re-sealing to commit.
     lock_sealed: Some("lock table sealing, signing_keys, mail_queue in exclusive mode"),
+    // The pg_trgm index serves `email like` itself.
+    email_search: None,
 };
 
 /// Opens the pools for `url`: (writers and readers, the revocation sync's own reader).

@@ -3,7 +3,7 @@
 //! writer serialises every change, so SQLite needs none of PostgreSQL's row locks.
 
 use super::StoreError;
-use super::backend::Dialect;
+use super::backend::{Dialect, EmailSearch};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Sqlite};
 use std::str::FromStr;
@@ -20,6 +20,11 @@ pub(super) const DIALECT: Dialect = Dialect {
     order_user_events: None,
     order_revocations: None,
     lock_sealed: None,
+    email_search: Some(EmailSearch {
+        filter: "id in (select user_id from users_email_search where users_email_search match ?)",
+        count_up_to: "select count(*) from (select 1 from users_email_search
+                      where users_email_search match $1 limit $2)",
+    }),
 };
 
 /// Opens the pools for `url`: (writers and readers, the revocation sync's own reader).

@@ -196,7 +196,7 @@ async fn users_are_listed_newest_first_by_filter_and_keyset_pages() {
     };
     assert_eq!(store.list_users(&admins, 10).await.expect("list").len(), 3);
     let like = UserFilter {
-        email_like: Some("%u3%".to_owned()),
+        email_contains: Some("u3".to_owned()),
         ..UserFilter::default()
     };
     let found = store.list_users(&like, 10).await.expect("list");
@@ -215,6 +215,60 @@ async fn users_are_listed_newest_first_by_filter_and_keyset_pages() {
         second.iter().map(|u| u.id).collect::<Vec<_>>(),
         vec![ids[2], ids[1]]
     );
+}
+
+/// The substring filter (on SQLite through its trigram index, on PostgreSQL through pg_trgm)
+/// finds exactly the addresses containing the fragment, wildcards taken literally, and stays
+/// in step with deletions.
+#[tokio::test]
+async fn the_email_substring_search_is_literal_and_follows_deletions() {
+    let (store, _dir) = store().await;
+    let ada = insert(&store, "ada.lovelace@example.com", "user", start()).await;
+    let grace = insert(&store, "grace_hopper@example.org", "user", start()).await;
+    let _other = insert(&store, "graceXhopper@example.org", "user", start()).await;
+    let search = |fragment: &str| UserFilter {
+        email_contains: Some(fragment.to_owned()),
+        ..UserFilter::default()
+    };
+    let ids = |users: Vec<User>| users.into_iter().map(|u| u.id).collect::<Vec<_>>();
+    let found = store
+        .list_users(&search("lovelace@"), 10)
+        .await
+        .expect("list");
+    assert_eq!(ids(found), vec![ada.id]);
+    let found = store.list_users(&search("e_h"), 10).await.expect("list");
+    assert_eq!(
+        ids(found),
+        vec![grace.id],
+        "`_` is a character, not a wildcard"
+    );
+    let found = store.list_users(&search("a%e"), 10).await.expect("list");
+    assert!(found.is_empty(), "`%` is a character, not a wildcard");
+    assert_eq!(
+        store
+            .list_users(&search("example."), 10)
+            .await
+            .expect("list")
+            .len(),
+        3
+    );
+    let _ = store
+        .delete_user(ada.id, start(), &Effects::default(), None)
+        .await
+        .expect("delete");
+    assert!(
+        store
+            .list_users(&search("lovelace"), 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let again = insert(&store, "ada.lovelace@example.com", "user", start()).await;
+    let found = store
+        .list_users(&search("lovelace"), 10)
+        .await
+        .expect("list");
+    assert_eq!(ids(found), vec![again.id], "one entry per live address");
 }
 
 #[tokio::test]
