@@ -3,6 +3,7 @@
 //! sealing of secrets at rest.
 
 pub mod jwt;
+mod keys;
 pub mod password;
 pub mod random;
 pub mod seal;

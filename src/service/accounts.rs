@@ -1,9 +1,8 @@
 //! Accounts: registration (self-service and CLI alike), profile, password change, deletion.
 
+use super::attempts::{PasswordCheck, check_password, settle};
 use super::recovery::{branding, mail, verification_effects};
-use super::sessions::{
-    PasswordCheck, check_password, login_event, new_session, settle, token_pair,
-};
+use super::sessions::{login_event, new_session, token_pair};
 use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
 use crate::domain::{
     Email, Event, Metadata, Name, Password, Phone, RevokeReason, Role, User, ValidationErrors,
@@ -225,7 +224,7 @@ pub async fn register(
         // request row is written, the same shape both times; for a taken address the request
         // tells the owner, after the answer, that someone tried to register it. The would-be
         // user learns nothing.
-        use super::recovery::{REGISTERED, REGISTRATION_ATTEMPT, seal_request};
+        use super::mail_requests::{REGISTERED, REGISTRATION_ATTEMPT, seal_request};
         let (subject, created) = seal_request(app, &new.user.email, REGISTERED);
         let (_, taken) = seal_request(app, &new.user.email, REGISTRATION_ATTEMPT);
         let request = |purpose, email_sealed| QueuedRequest {

@@ -4,8 +4,10 @@
 
 pub mod accounts;
 pub mod admin;
+mod attempts;
 pub mod import;
 pub mod keys;
+pub mod mail_requests;
 pub mod recovery;
 pub mod sealing;
 pub mod sessions;

@@ -2,21 +2,22 @@
 //! Answers that must not reveal whether an account exists do the same store work either way and
 //! queue any mail before answering.
 
-use super::sessions::{PasswordCheck, check_password, settle};
+use super::attempts::{PasswordCheck, check_password, settle};
+use super::mail_requests;
 use super::{ClientInfo, Fault, faults_into};
 use crate::crypto::random;
 use crate::domain::{Email, Event, User, ValidationErrors};
 use crate::mail::MailBody;
 use crate::mail::templates::{self, Branding, Rendered};
 use crate::state::AppState;
-use crate::store::{CodeCheck, Committed, Effects, NewEmailToken, NewMail, TokenPurpose};
+use crate::store::{CodeCheck, Effects, NewEmailToken, NewMail, TokenPurpose};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 /// How long a confirmation link works.
 const VERIFY_TTL: Duration = Duration::hours(24);
 /// How long a reset link and code work.
-const RESET_TTL: Duration = Duration::hours(1);
+pub(crate) const RESET_TTL: Duration = Duration::hours(1);
 
 /// How a token-spending request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -179,254 +180,17 @@ pub async fn confirmation_needs_password(app: &AppState, token: &str) -> Result<
 /// Asks for a new confirmation mail to `email`; only an existing, unverified account gets
 /// one. See [`forgot_password`] for why the answer never looks the account up.
 pub async fn resend_confirmation(app: &AppState, email: &str) -> Result<(), Fault> {
-    queue_request_as_typed(app, email, RESEND_CONFIRMATION).await
+    mail_requests::queue_typed(app, email, mail_requests::RESEND_CONFIRMATION).await
 }
 
 /// Asks for a reset link and code for `email`; only an existing account gets them. The answer
 /// does the same database work for every address, in one transaction: it queues the request
 /// (the address sealed) under the address's keyed hash, and the account is looked up and
-/// mailed after the answer, by [`process_mail_requests`]. So neither the answer's timing nor
+/// mailed after the answer, by [`mail_requests::process_mail_requests`]. So neither the answer's timing nor
 /// any counter tells whether the address has an account. The request is in the database before
 /// the answer, so it is not lost if the process stops.
 pub async fn forgot_password(app: &AppState, email: &str) -> Result<(), Fault> {
-    queue_request_as_typed(app, email, FORGOT_PASSWORD).await
-}
-
-/// The queued request kinds.
-const FORGOT_PASSWORD: &str = "forgot_password";
-const RESEND_CONFIRMATION: &str = "resend_confirmation";
-/// Password sign-in was suspended for the day: the owner gets a way in, once a day.
-pub(crate) const LOGIN_SUSPENDED: &str = "login_suspended";
-/// Someone tried to register (in conceal mode) an address that has an account: its owner is
-/// told, at most once an hour.
-pub(crate) const REGISTRATION_ATTEMPT: &str = "registration_attempt";
-/// A registration (in conceal mode) that created its account: nothing to mail; the row is
-/// written only so that both registrations cost the same writes.
-pub(crate) const REGISTERED: &str = "registered";
-
-async fn queue_request_as_typed(app: &AppState, email: &str, purpose: &str) -> Result<(), Fault> {
-    let Ok(email) = Email::parse(email) else {
-        return Ok(());
-    };
-    queue_request(app, &email, purpose).await
-}
-
-/// The keyed hash under which `email`'s requests are queued, and the address sealed for a
-/// request of `purpose`.
-pub(crate) fn seal_request(app: &AppState, email: &Email, purpose: &str) -> (String, Vec<u8>) {
-    let subject = app.code_key.subject(email);
-    let sealed = app.sealer.seal(
-        email.as_str().as_bytes(),
-        &request_binding(&subject, purpose),
-    );
-    (subject, sealed)
-}
-
-/// Queues a mail request for `email`: one upsert, the same whether or not it has an account.
-pub(crate) async fn queue_request(
-    app: &AppState,
-    email: &Email,
-    purpose: &str,
-) -> Result<(), Fault> {
-    let (subject, sealed) = seal_request(app, email, purpose);
-    let committed = app
-        .store
-        .queue_mail_request(&subject, purpose, app.clock.now(), &sealed)
-        .await?;
-    app.after_commit(committed);
-    Ok(())
-}
-
-/// How long a worker holds a mail request: far longer than looking an account up and queuing
-/// its mail takes.
-const REQUEST_LEASE: Duration = Duration::minutes(1);
-
-/// What a queued request's sealed address is bound to, so it cannot be moved to another row.
-fn request_binding(subject: &str, purpose: &str) -> String {
-    format!("mail_request:{subject}:{purpose}")
-}
-
-/// Works off the queued mail requests, after their answers: an address with an account gets
-/// its reset or confirmation mail (a new request cancels the earlier link and code); any other
-/// gets nothing. Gives how many requests were taken.
-pub async fn process_mail_requests(app: &AppState) -> Result<usize, Fault> {
-    let mut taken = 0;
-    while let Some(request) = app
-        .store
-        .claim_mail_request(app.clock.now(), REQUEST_LEASE)
-        .await?
-    {
-        taken += 1;
-        let binding = request_binding(&request.subject, &request.purpose);
-        let opened = app
-            .sealer
-            .open(&request.email_sealed, &binding)
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok());
-        let Some(email) = opened.map(Email::from_trusted) else {
-            tracing::warn!(
-                purpose = request.purpose,
-                "a queued mail request cannot be opened; dropped"
-            );
-            app.store
-                .mail_request_done(&request, app.clock.now())
-                .await?;
-            continue;
-        };
-        let user = app
-            .store
-            .credentials_by_email(&email)
-            .await?
-            .map(|c| c.user);
-        let committed = match request.purpose.as_str() {
-            FORGOT_PASSWORD => send_reset(app, &email, user.as_ref(), ResetMail::Requested).await?,
-            RESEND_CONFIRMATION => send_confirmation(app, &email, user.as_ref()).await?,
-            LOGIN_SUSPENDED => {
-                send_reset(app, &email, user.as_ref(), ResetMail::LoginSuspended).await?
-            }
-            REGISTRATION_ATTEMPT => send_registration_notice(app, &email, user.as_ref()).await?,
-            REGISTERED => Committed::default(),
-            other => {
-                tracing::warn!(purpose = other, "unknown queued mail request; dropped");
-                Committed::default()
-            }
-        };
-        // Done only once its mail is queued: a worker that dies before leaves the request to
-        // the next one when the claim runs out (at least once, never lost).
-        app.store
-            .mail_request_done(&request, app.clock.now())
-            .await?;
-        app.after_commit(committed);
-    }
-    Ok(taken)
-}
-
-/// Tells `owner` that someone tried to register their address: at most once an hour per
-/// address, so that the notice cannot flood the owner's mailbox.
-async fn send_registration_notice(
-    app: &AppState,
-    email: &Email,
-    owner: Option<&User>,
-) -> Result<Committed, Fault> {
-    let Some(owner) = owner else {
-        return Ok(Committed::default());
-    };
-    let now = app.clock.now();
-    let effects = Effects {
-        mails: vec![mail(
-            app,
-            owner,
-            templates::registration_attempt(&branding(app)),
-            now,
-        )],
-        ..Effects::default()
-    };
-    Ok(app
-        .store
-        .send_throttled(
-            &app.code_key.subject(email),
-            REGISTRATION_ATTEMPT,
-            now,
-            Some(now - Duration::hours(1)),
-            Some((owner.id, &[][..], &effects)),
-        )
-        .await?)
-}
-
-/// A new confirmation mail for `user`, when it is the (still unverified) account of `email`.
-async fn send_confirmation(
-    app: &AppState,
-    email: &Email,
-    user: Option<&User>,
-) -> Result<Committed, Fault> {
-    let Some(user) = user.filter(|user| !user.email_verified) else {
-        return Ok(Committed::default());
-    };
-    let now = app.clock.now();
-    let (token, mail) = verification_effects(app, user, now);
-    let effects = Effects {
-        events: Vec::new(),
-        mails: vec![mail],
-        tokens: vec![token],
-    };
-    Ok(app
-        .store
-        .send_throttled(
-            &app.code_key.subject(email),
-            RESEND_CONFIRMATION,
-            now,
-            None,
-            Some((user.id, &[][..], &effects)),
-        )
-        .await?)
-}
-
-/// Why a reset mail goes out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ResetMail {
-    /// Someone asked (forgot-password).
-    Requested,
-    /// The account reached the day's cap of failed password checks: the link and code work
-    /// despite the suspension of password sign-in. At most one such mail a day.
-    LoginSuspended,
-}
-
-/// Records the request for a reset mail to `email` and, when `user` is its account, writes a
-/// new link and code (cancelling earlier ones), the mail and `PASSWORD_RESET_REQUESTED` in the
-/// same transaction. Gives whether a mail was queued.
-pub(crate) async fn send_reset(
-    app: &AppState,
-    email: &Email,
-    user: Option<&User>,
-    why: ResetMail,
-) -> Result<Committed, Fault> {
-    let now = app.clock.now();
-    let effects = user.map(|user| {
-        let (token, code, group) = (random::token(), random::code(), crate::clock::id_at(now));
-        let issued = |token_hash: String, purpose| NewEmailToken {
-            token_hash,
-            user_id: user.id,
-            purpose,
-            group,
-            created_at: now,
-            expires_at: now + RESET_TTL,
-        };
-        let rendered = match why {
-            ResetMail::Requested => templates::reset(&branding(app), &token, &code),
-            ResetMail::LoginSuspended => templates::login_suspended(&branding(app), &token, &code),
-        };
-        Effects {
-            events: vec![Event::password_reset_requested(user, now)],
-            mails: vec![mail(app, user, rendered, now)],
-            tokens: vec![
-                issued(random::token_hash(&token), TokenPurpose::ResetLink),
-                issued(
-                    app.code_key.hash(user.id, &group.to_string(), &code),
-                    TokenPurpose::ResetCode,
-                ),
-            ],
-        }
-    });
-    let (purpose, sent_after) = match why {
-        ResetMail::Requested => (FORGOT_PASSWORD, None),
-        ResetMail::LoginSuspended => (LOGIN_SUSPENDED, Some(now - Duration::days(1))),
-    };
-    let owner = user.zip(effects.as_ref());
-    Ok(app
-        .store
-        .send_throttled(
-            &app.code_key.subject(email),
-            purpose,
-            now,
-            sent_after,
-            owner.map(|(user, effects)| {
-                // Only the code is replaced: six digits are guessable, so one lives at a time;
-                // an earlier link stays good, so that a request made by someone else cannot
-                // cancel the owner's (a reset then ends them all).
-                (user.id, &[TokenPurpose::ResetCode][..], effects)
-            }),
-        )
-        .await?)
+    mail_requests::queue_typed(app, email, mail_requests::FORGOT_PASSWORD).await
 }
 
 /// Sets a new password with a mailed link or code: every session ends, the email counts as

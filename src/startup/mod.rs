@@ -154,11 +154,11 @@ fn spawn_key_reload(app: AppState) -> tokio::task::JoinHandle<()> {
 
 /// Deletes expired sessions, tokens and revocations now and then.
 /// Works off forgot-password and resend requests after their answers (see
-/// `service::recovery::forgot_password`).
+/// `service::mail_requests`).
 fn spawn_mail_requests(app: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            if let Err(error) = crate::service::recovery::process_mail_requests(&app).await {
+            if let Err(error) = crate::service::mail_requests::process_mail_requests(&app).await {
                 tracing::warn!(%error, "working off mail requests failed; will retry");
             }
             app.mailer.requests_queued().await;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 /// The network name of the row that counts a subject's failures across all networks.
 const ALL_NETWORKS: &str = "*";
 
-/// The mail-request kind of the suspension mail (`service::recovery::LOGIN_SUSPENDED`).
+/// The mail-request kind of the suspension mail (`service::mail_requests::LOGIN_SUSPENDED`).
 const SUSPENSION_MAIL: &str = "login_suspended";
 
 /// The daily window of the across-networks count.

@@ -5,6 +5,7 @@ mod attempts;
 mod backend;
 mod events;
 mod keys;
+mod listing;
 mod mail;
 mod postgres;
 mod records;

@@ -9,7 +9,7 @@ use crate::helpers::{
 };
 use crate::smtp;
 use latchkey::service::accounts::Origin;
-use latchkey::service::recovery;
+use latchkey::service::{mail_requests, recovery};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -191,7 +191,10 @@ async fn forgot_and_resend_do_the_same_database_work_for_every_address() {
         assert_eq!((forgot, resend), (1, 1), "{known}");
     }
     // After the answers, the requests are worked off: only the known address gets mail.
-    assert_eq!(recovery::process_mail_requests(&state).await.unwrap(), 4);
+    assert_eq!(
+        mail_requests::process_mail_requests(&state).await.unwrap(),
+        4
+    );
     let queued = state
         .store
         .claim_mail(state.clock.now(), time::Duration::minutes(1), 10)
@@ -716,17 +719,26 @@ async fn a_mail_request_whose_worker_died_is_worked_off_by_the_next() {
         .await
         .unwrap();
     assert!(claimed.is_some());
-    assert_eq!(recovery::process_mail_requests(&state).await.unwrap(), 0);
+    assert_eq!(
+        mail_requests::process_mail_requests(&state).await.unwrap(),
+        0
+    );
 
     state.clock.advance(time::Duration::seconds(61));
-    assert_eq!(recovery::process_mail_requests(&state).await.unwrap(), 1);
+    assert_eq!(
+        mail_requests::process_mail_requests(&state).await.unwrap(),
+        1
+    );
     let queued = state
         .store
         .claim_mail(state.clock.now(), time::Duration::minutes(1), 10)
         .await
         .unwrap();
     assert_eq!(queued.len(), 1, "the reset mail, once");
-    assert_eq!(recovery::process_mail_requests(&state).await.unwrap(), 0);
+    assert_eq!(
+        mail_requests::process_mail_requests(&state).await.unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -768,7 +780,7 @@ async fn in_conceal_mode_a_taken_and_a_free_address_cost_one_write_transaction_a
     assert_eq!(writes, [1, 1], "free, then taken");
     // After the answers: the owner (who had the address before the second try) is told once.
     state.clock.advance(time::Duration::seconds(1));
-    recovery::process_mail_requests(&state).await.unwrap();
+    mail_requests::process_mail_requests(&state).await.unwrap();
     let queued = state
         .store
         .claim_mail(state.clock.now(), time::Duration::minutes(1), 10)
