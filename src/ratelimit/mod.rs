@@ -5,7 +5,10 @@
 //! budget is keyed by a fixed-size hash of its subject, so no request can grow the state by more
 //! than one small entry, and the in-process map is bounded.
 
+mod memory;
+
 use crate::clock::Clock;
+use memory::Buckets;
 use crate::domain::Email;
 use aws_lc_rs::digest::{SHA256, digest};
 use std::collections::HashMap;
@@ -99,38 +102,6 @@ pub struct RateLimiter {
 
 /// Any Redis call gets this long before the counter counts as unknown.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// In-process counters: a fixed array, so memory never grows with the traffic. Budgets are
-/// spread over it by a hash keyed at random per process (an attacker cannot aim at another
-/// budget's slot); two budgets that share a slot only over-count, so a flood of distinct
-/// subjects makes no one's budget roomier and leaves the others' slots alone.
-struct Buckets {
-    /// When each slot's window ends (Unix milliseconds).
-    until_ms: Vec<i64>,
-    /// Each slot's count in that window.
-    count: Vec<u32>,
-    /// The per-process key of the slot hash.
-    hasher: std::hash::RandomState,
-}
-
-/// Slots in process: 2^18, 12 bytes each, 3 MiB at most (zeroed pages are mapped only when
-/// touched).
-const BUCKETS: usize = 1 << 18;
-
-impl Buckets {
-    fn new() -> Buckets {
-        Buckets {
-            until_ms: vec![0; BUCKETS],
-            count: vec![0; BUCKETS],
-            hasher: std::hash::RandomState::new(),
-        }
-    }
-
-    fn slot(&self, key: &BudgetKey) -> usize {
-        use std::hash::BuildHasher;
-        (self.hasher.hash_one(key) as usize) & (BUCKETS - 1)
-    }
-}
 
 /// A budget's identity: 16 bytes of SHA-256 over the action, the kind of subject and the
 /// subject, whatever the subject's size (in Redis, the key; in process, hashed to a slot).
@@ -255,32 +226,19 @@ impl RateLimiter {
     }
 
     fn count_in_memory(&self, key: &BudgetKey, until_ms: i64, now_ms: i64) -> u32 {
-        let mut buckets = self
-            .memory
+        self.memory
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let slot = buckets.slot(key);
-        // A slot whose window ended starts over with this budget's window.
-        if buckets.until_ms[slot] <= now_ms {
-            buckets.until_ms[slot] = until_ms;
-            buckets.count[slot] = 0;
-        }
-        buckets.count[slot] = buckets.count[slot].saturating_add(1);
-        buckets.count[slot]
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .count(key, until_ms, now_ms)
     }
 
     /// How many in-process slots hold a live count (tests check what a request touches).
     pub fn budgets_in_memory(&self) -> usize {
-        let buckets = self
-            .memory
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let now_ms = (self.clock.now() - OffsetDateTime::UNIX_EPOCH).whole_milliseconds() as i64;
-        buckets
-            .until_ms
-            .iter()
-            .filter(|until| **until > now_ms)
-            .count()
+        self.memory
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .live(now_ms)
     }
 
     async fn count_in_redis(
@@ -389,7 +347,7 @@ mod tests {
             let ip = format!("10.{}.{}.{}", n >> 16 & 0xff, n >> 8 & 0xff, n & 0xff);
             let _ = limiter.check(Action::Register, Some(&ip), None).await;
         }
-        assert!(limiter.budgets_in_memory() <= BUCKETS);
+        assert!(limiter.budgets_in_memory() <= memory::BUCKETS);
         // A newcomer still has (nearly all of) its own budget: the flood only fills slots.
         let newcomer = Some("192.0.2.1");
         assert!(
