@@ -2,11 +2,11 @@
 //!
 //! Dependencies point down: `http` → `service` → `store` / `crypto` / `domain`.
 
-/// The command line (clap).
+/// The command line (clap) and what each command does.
 pub mod cli;
-/// The only reader of the wall clock; tests move a manual one.
+/// The only reader of the wall clock and the maker of ids; tests move a manual one.
 pub mod clock;
-/// Settings (flags and `LATCHKEY_*` variables) validated into a `Config`.
+/// Settings (flags and `LATCHKEY_*` variables) in groups, validated into a `Config`.
 pub mod config;
 /// Password hashing pool, JWTs, random tokens.
 pub mod crypto;
@@ -24,11 +24,12 @@ pub mod mail;
 pub mod ratelimit;
 /// The in-memory view of revoked sessions, synced from the store.
 pub mod revocations;
-/// Use cases: accounts, sessions, mail flows, administration, import, signing keys.
+/// Use cases: accounts, sessions, password attempts, mail flows and requests, administration,
+/// import, signing keys.
 pub mod service;
-/// Start-up and graceful shutdown.
+/// The composition root, start-up and graceful shutdown.
 pub mod startup;
-/// The shared application state.
+/// The shared application state and what happens after a committed write.
 pub mod state;
 /// Persistence seam: all SQL, each operation written once for SQLite and PostgreSQL.
 pub mod store;
