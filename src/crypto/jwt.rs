@@ -48,6 +48,15 @@ pub struct AccessClaims {
     /// The user's name, when set.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub name: Option<String>,
+    /// When the user last authenticated (Unix seconds); kept across refreshes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub auth_time: Option<i64>,
+    /// How (RFC 8176 values).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub amr: Option<Vec<String>>,
+    /// The assurance level: `aal1` or `aal2`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub acr: Option<String>,
 }
 
 /// Why a bearer token was refused. Deliberately coarse: every case answers 401 alike.
@@ -317,6 +326,9 @@ mod tests {
             email_verified: true,
             role: "user".into(),
             name: None,
+            auth_time: None,
+            amr: None,
+            acr: None,
         }
     }
 

@@ -1,10 +1,12 @@
 //! Pure types and rules: emails, passwords, users, roles and events. No HTTP, no SQL.
 
+pub mod assurance;
 pub mod email;
 pub mod event;
 pub mod password;
 pub mod user;
 
+pub use assurance::{Acr, Assurance, AuthMethod, Demand};
 pub use email::Email;
 pub use event::{Event, EventType, LoginFailure, RevokeReason};
 pub use password::{Password, PasswordPolicy};

@@ -4,13 +4,14 @@ use super::budget::Budget;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Bearer, Client, budget_account};
 use super::views::{TokenPairView, UserView, refuse_unknown, single_field};
-use crate::domain::ValidationErrors;
+use crate::domain::{Acr, Demand, ValidationErrors};
 use crate::ratelimit::Action;
 use crate::service::accounts::{self, AccountFields, NewAccount, Origin, Registered};
 use crate::service::sessions;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -150,16 +151,42 @@ pub async fn login(
 }
 
 /// Forward-auth for gateways: checks the bearer token and answers 200 with the caller in
-/// `X-User-Id`, `X-User-Email`, `X-User-Role` and `X-User-Email-Verified`, or 401.
+/// `X-User-Id`, `X-User-Email`, `X-User-Role`, `X-User-Email-Verified`, `X-User-Acr` and
+/// `X-User-Auth-Time`, or 401. With `acr` or `max_age`, a token whose authentication is
+/// weaker or older is refused with the RFC 9470 step-up challenge.
 #[utoipa::path(get, path = "/auth/verify", tag = "auth", security(("bearer" = [])),
+    params(
+        ("acr" = Option<String>, Query, description = "`aal1` or `aal2`: the least assurance level the route needs"),
+        ("max_age" = Option<i64>, Query, description = "The most seconds since the user authenticated"),
+    ),
     responses(
         (status = 200, description = "Valid token; empty body", headers(
             ("X-User-Id" = String), ("X-User-Email" = String), ("X-User-Role" = String),
-            ("X-User-Email-Verified" = String, description = "`true` or `false`"))),
-        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+            ("X-User-Email-Verified" = String, description = "`true` or `false`"),
+            ("X-User-Acr" = String, description = "`aal1` or `aal2`"),
+            ("X-User-Auth-Time" = String, description = "Unix seconds of the last authentication"))),
+        (status = 400, description = "`validation_failed`: `acr` or `max_age` malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`, or `insufficient_user_authentication` with `WWW-Authenticate: Bearer error=\"insufficient_user_authentication\", acr_values=…, max_age=…`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn verify(Bearer(principal): Bearer) -> Result<HeaderMap, ApiError> {
+pub async fn verify(
+    State(app): State<AppState>,
+    Bearer(principal): Bearer,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<HeaderMap, ApiError> {
+    let demand = parse_demand(query)?;
     let claims = &principal.claims;
+    let acr = claims.acr.as_deref().and_then(Acr::parse);
+    if !demand.met_by(acr, claims.auth_time, app.clock.now()) {
+        return Err(ApiError::InsufficientAuthentication {
+            acr: demand.acr,
+            max_age: demand.max_age,
+        });
+    }
+    let acr = acr.unwrap_or(Acr::Aal1).as_str();
+    let auth_time = claims
+        .auth_time
+        .map(|at| at.to_string())
+        .unwrap_or_default();
     let mut headers = HeaderMap::new();
     let pairs = [
         ("x-user-id", claims.sub.as_str()),
@@ -173,12 +200,44 @@ pub async fn verify(Bearer(principal): Bearer) -> Result<HeaderMap, ApiError> {
                 "false"
             },
         ),
+        ("x-user-acr", acr),
+        ("x-user-auth-time", auth_time.as_str()),
     ];
     for (name, value) in pairs {
         let value = HeaderValue::from_str(value).map_err(|e| ApiError::Internal(e.into()))?;
         headers.insert(HeaderName::from_static(name), value);
     }
     Ok(headers)
+}
+
+/// The step-up demand of a `GET /auth/verify` query. Parameters it does not define are left
+/// alone: a gateway may pass its own.
+fn parse_demand(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Demand, ValidationErrors> {
+    let Query(pairs) =
+        query.map_err(|_| ValidationErrors::one("query", "is not a valid query string"))?;
+    let mut errors = ValidationErrors::default();
+    let mut demand = Demand::default();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "acr" => match Acr::parse(&value) {
+                Some(acr) if demand.acr.is_none() => demand.acr = Some(acr),
+                Some(_) => errors.add("acr", "is given more than once"),
+                None => errors.add("acr", "must be aal1 or aal2"),
+            },
+            "max_age" => match value.parse::<i64>() {
+                Ok(seconds) if seconds >= 0 && demand.max_age.is_none() => {
+                    demand.max_age = Some(seconds)
+                }
+                Ok(seconds) if seconds >= 0 => errors.add("max_age", "is given more than once"),
+                _ => errors.add("max_age", "must be a whole number of seconds, 0 or more"),
+            },
+            _ => {}
+        }
+    }
+    errors.into_result()?;
+    Ok(demand)
 }
 
 /// Body of `POST /auth/refresh` and `POST /auth/logout`.

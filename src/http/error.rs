@@ -24,6 +24,14 @@ pub enum ApiError {
     /// No valid bearer token.
     #[error("unauthorized")]
     Unauthorized,
+    /// A valid token, weaker or older than the route demands (RFC 9470).
+    #[error("insufficient user authentication")]
+    InsufficientAuthentication {
+        /// The level demanded, when one was.
+        acr: Option<crate::domain::Acr>,
+        /// The most seconds since authentication allowed, when given.
+        max_age: Option<i64>,
+    },
     /// Wrong email or password.
     #[error("invalid credentials")]
     InvalidCredentials,
@@ -127,6 +135,12 @@ impl ApiError {
                 "unauthorized",
                 "Unauthorized",
                 "A valid bearer token is required.".into(),
+            ),
+            InsufficientAuthentication { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "insufficient_user_authentication",
+                "Insufficient user authentication",
+                "This route needs a stronger or more recent authentication.".into(),
             ),
             InvalidCredentials => (
                 StatusCode::UNAUTHORIZED,
@@ -271,6 +285,21 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::InsufficientAuthentication { acr, max_age } => {
+                // RFC 9470 §3: the challenge names what would satisfy the route.
+                let mut challenge = String::from(
+                    "Bearer error=\"insufficient_user_authentication\", error_description=\"A stronger or more recent authentication is required\"",
+                );
+                if let Some(acr) = acr {
+                    challenge.push_str(&format!(", acr_values=\"{}\"", acr.as_str()));
+                }
+                if let Some(max_age) = max_age {
+                    challenge.push_str(&format!(", max_age={max_age}"));
+                }
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
             }
             ApiError::RateLimited(limited) => {
                 let window = limited.policy.window.whole_seconds();

@@ -50,7 +50,9 @@ impl Buckets {
 
     /// How many slots hold a count whose window has not ended.
     pub(super) fn live(&self, now_ms: i64) -> usize {
-        self.until_ms.iter().filter(|until| **until > now_ms).count()
+        self.until_ms
+            .iter()
+            .filter(|until| **until > now_ms)
+            .count()
     }
 }
-

@@ -8,9 +8,9 @@
 mod memory;
 
 use crate::clock::Clock;
-use memory::Buckets;
 use crate::domain::Email;
 use aws_lc_rs::digest::{SHA256, digest};
+use memory::Buckets;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

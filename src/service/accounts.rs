@@ -5,7 +5,8 @@ use super::recovery::{branding, mail, verification_effects};
 use super::sessions::{login_event, new_session, token_pair};
 use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
 use crate::domain::{
-    Email, Event, Metadata, Name, Password, Phone, RevokeReason, Role, User, ValidationErrors,
+    Assurance, Email, Event, Metadata, Name, Password, Phone, RevokeReason, Role, User,
+    ValidationErrors,
 };
 use crate::mail::templates;
 use crate::state::AppState;
@@ -195,7 +196,14 @@ pub async fn register(
     let self_service = matches!(origin, Origin::SelfService(_));
     let session = match origin {
         Origin::SelfService(client) if !app.config.require_email_verification => {
-            Some(new_session(app, user.id, client, now))
+            // Registering with a password is signing in with it.
+            Some(new_session(
+                app,
+                user.id,
+                client,
+                Assurance::password(now),
+                now,
+            ))
         }
         _ => None,
     };
@@ -253,9 +261,14 @@ pub async fn register(
     };
     app.after_commit(committed);
     Ok(match session {
-        Some((session, refresh_token)) => {
-            Registered::LoggedIn(token_pair(app, new.user, session.id, refresh_token, now)?)
-        }
+        Some((session, refresh_token)) => Registered::LoggedIn(token_pair(
+            app,
+            new.user,
+            session.id,
+            &session.assurance,
+            refresh_token,
+            now,
+        )?),
         None => Registered::Created(new.user),
     })
 }

@@ -3,7 +3,7 @@
 use super::attempts::{Attempt, PasswordCheck, check_password, settle};
 use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
 use crate::crypto::{AccessClaims, random};
-use crate::domain::{Email, Event, LoginFailure, RevokeReason, User};
+use crate::domain::{Assurance, Email, Event, LoginFailure, RevokeReason, User};
 use crate::revocations::SessionStatus;
 use crate::state::AppState;
 use crate::store::{LoginExpects, NewSession, Revoke, Rotate, Rotation, SessionRecord};
@@ -149,7 +149,7 @@ pub async fn login(
         false => None,
     };
     let now = app.clock.now();
-    let (session, refresh_token) = new_session(app, user.id, client, now);
+    let (session, refresh_token) = new_session(app, user.id, client, Assurance::password(now), now);
     let event = login_event(&user, &session, now);
     let verified_hash = stored_hash.unwrap_or_default();
     let expected = LoginExpects {
@@ -171,7 +171,14 @@ pub async fn login(
             _ => LoginError::InvalidCredentials,
         });
     };
-    Ok(token_pair(app, user, session.id, refresh_token, now)?)
+    Ok(token_pair(
+        app,
+        user,
+        session.id,
+        &session.assurance,
+        refresh_token,
+        now,
+    )?)
 }
 
 /// `USER_LOGIN` for a new session of `user`.
@@ -226,16 +233,25 @@ pub async fn refresh(app: &AppState, refresh_token: &str) -> Result<TokenPair, R
         grace: app.config.tokens.reuse_grace,
         clock: &app.clock,
     };
-    let (session_id, user, successor) = match app.store.rotate_refresh_token(&rotate).await? {
-        Rotation::Rotated { session_id, user } => (session_id, user, successor),
+    let (session_id, user, assurance, successor) = match app
+        .store
+        .rotate_refresh_token(&rotate)
+        .await?
+    {
+        Rotation::Rotated {
+            session_id,
+            user,
+            assurance,
+        } => (session_id, user, assurance, successor),
         Rotation::Repeated {
             session_id,
             user,
+            assurance,
             successor_sealed,
         } => {
             let earlier =
                 random::unseal(&successor_sealed, refresh_token).ok_or(RefreshError::Invalid)?;
-            (session_id, user, earlier)
+            (session_id, user, assurance, earlier)
         }
         Rotation::Reused { session_id, after } => {
             metrics::counter!("latchkey_refresh_token_reuse_total").increment(1);
@@ -248,10 +264,12 @@ pub async fn refresh(app: &AppState, refresh_token: &str) -> Result<TokenPair, R
     if user.disabled {
         return Err(RefreshError::Invalid);
     }
+    // The session's authentication, not this refresh, is what the new token vouches for.
     Ok(token_pair(
         app,
         user,
         session_id,
+        &assurance,
         successor,
         app.clock.now(),
     )?)
@@ -300,6 +318,7 @@ pub fn new_session(
     app: &AppState,
     user_id: Uuid,
     client: ClientInfo,
+    assurance: Assurance,
     now: OffsetDateTime,
 ) -> (NewSession, String) {
     let refresh_token = random::token();
@@ -311,6 +330,7 @@ pub fn new_session(
         ip: client.ip,
         created_at: now,
         expires_at: now + app.config.tokens.refresh_ttl,
+        assurance,
     };
     (session, refresh_token)
 }
@@ -320,6 +340,7 @@ pub(crate) fn token_pair(
     app: &AppState,
     user: User,
     session_id: Uuid,
+    assurance: &Assurance,
     refresh_token: String,
     now: OffsetDateTime,
 ) -> Result<TokenPair, Fault> {
@@ -336,6 +357,9 @@ pub(crate) fn token_pair(
         email_verified: user.email_verified,
         role: user.role.as_str().to_owned(),
         name: user.name.as_ref().map(|n| n.as_str().to_owned()),
+        auth_time: Some(assurance.auth_time.unix_timestamp()),
+        amr: Some(assurance.amr()),
+        acr: Some(assurance.acr().as_str().to_owned()),
     };
     let access_token = app.tokens.issue(claims, now)?;
     Ok(TokenPair {

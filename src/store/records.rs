@@ -1,7 +1,7 @@
 //! What the store's operations take and give: rows about to be written, records as read, and
 //! the outcomes the services tell apart.
 
-use crate::domain::{Event, User};
+use crate::domain::{Assurance, Event, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -33,6 +33,8 @@ pub struct NewSession {
     pub created_at: OffsetDateTime,
     /// When its refresh token expires.
     pub expires_at: OffsetDateTime,
+    /// How and when its holder authenticated.
+    pub assurance: Assurance,
 }
 
 /// A queued request for mail to one address.
@@ -194,6 +196,8 @@ pub enum Rotation {
         session_id: Uuid,
         /// Its user, as now stored.
         user: User,
+        /// How and when the session's holder authenticated.
+        assurance: Assurance,
     },
     /// A repeat within the grace window: the successor stands.
     Repeated {
@@ -201,6 +205,8 @@ pub enum Rotation {
         session_id: Uuid,
         /// Its user, as now stored.
         user: User,
+        /// How and when the session's holder authenticated.
+        assurance: Assurance,
         /// The successor, sealed under the presented token.
         successor_sealed: Vec<u8>,
     },

@@ -7,7 +7,7 @@ use super::{
     SessionRecord, Store, StoreError, attempts, events::insert_event, from_micros, micros,
     parse_uuid,
 };
-use crate::domain::{Event, RevokeReason, User};
+use crate::domain::{Assurance, Event, RevokeReason, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -219,6 +219,7 @@ impl Store {
                 Rotation::Rotated {
                     session_id,
                     user: user_in(&mut tx, user_id).await?,
+                    assurance: assurance_in(&mut tx, session_id).await?,
                 }
             }
             Some(used_at) if used_at >= grace_start => {
@@ -228,6 +229,7 @@ impl Store {
                 Rotation::Repeated {
                     session_id,
                     user: user_in(&mut tx, user_id).await?,
+                    assurance: assurance_in(&mut tx, session_id).await?,
                     successor_sealed,
                 }
             }
@@ -344,8 +346,9 @@ fn sql_lock_rotation<'a>(dialect: &Dialect) -> super::backend::Sql<'a> {
 /// Starts a session with its first refresh token.
 pub(super) async fn insert_session(tx: &mut Tx, session: &NewSession) -> Result<(), StoreError> {
     let at = micros(session.created_at);
-    sql("insert into sessions (id, user_id, user_agent, ip, created_at, updated_at, last_used_at, expires_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8)")
+    sql("insert into sessions (id, user_id, user_agent, ip, created_at, updated_at, last_used_at, expires_at,
+             auth_time, auth_methods)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
     .bind(session.id)
     .bind(session.user_id)
     .bind(session.user_agent.as_deref())
@@ -354,6 +357,8 @@ pub(super) async fn insert_session(tx: &mut Tx, session: &NewSession) -> Result<
     .bind(at)
     .bind(at)
     .bind(micros(session.expires_at))
+    .bind(micros(session.assurance.auth_time))
+    .bind(session.assurance.stored_methods())
     .execute(&mut *tx)
     .await?;
     sql(INSERT_REFRESH_TOKEN)
@@ -365,6 +370,19 @@ pub(super) async fn insert_session(tx: &mut Tx, session: &NewSession) -> Result<
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+/// How and when the holder of session `id` authenticated, as the transaction sees it.
+async fn assurance_in(tx: &mut Tx, id: Uuid) -> Result<Assurance, StoreError> {
+    let (auth_time, methods): (Option<i64>, String) =
+        sql("select auth_time, auth_methods from sessions where id = $1")
+            .bind(id)
+            .fetch_one(tx)
+            .await?;
+    Ok(Assurance::from_stored(
+        from_micros(auth_time.unwrap_or_default())?,
+        &methods,
+    ))
 }
 
 /// Revokes live sessions of `user_id` inside a transaction: marks them, records a revocation

@@ -1,6 +1,6 @@
 //! Administration: the admin API, its authorisation, and what disabling or a role change does.
 
-use crate::helpers::{PASSWORD, TestApp, assert_problem, error_fields, spawn_app};
+use crate::support::{PASSWORD, TestApp, assert_problem, error_fields, spawn_app};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

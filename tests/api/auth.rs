@@ -1,6 +1,6 @@
 //! Registration and login.
 
-use crate::helpers::{PASSWORD, assert_problem, error_fields, spawn_app, spawn_app_with};
+use crate::support::{PASSWORD, assert_problem, error_fields, spawn_app, spawn_app_with};
 use latchkey::domain::Email;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 //! Bad input gets its problem+json and writes nothing.
 
-use crate::helpers::{PASSWORD, TestApp, assert_problem, spawn_app};
+use crate::support::{PASSWORD, TestApp, assert_problem, spawn_app};
 use latchkey::domain::Email;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

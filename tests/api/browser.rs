@@ -1,8 +1,7 @@
 //! The hosted pages in a real browser: headless Chromium driven over WebDriver (chromedriver),
 //! from the link in a received mail to the success page, without JavaScript on our side.
 
-use crate::helpers::{PASSWORD, spawn_app_with_mail};
-use crate::smtp;
+use crate::support::{PASSWORD, free_port, spawn_app_with_mail};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
@@ -35,7 +34,7 @@ impl Browser {
             );
             return None;
         };
-        let port = smtp::SmtpServer::free_port().await;
+        let port = free_port().await;
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -234,11 +233,9 @@ async fn a_person_confirms_the_email_and_resets_the_password_in_a_browser() {
     };
     let (app, smtp) = spawn_app_with_mail(&[]).await;
     app.register("ada@example.com", PASSWORD).await;
-    let welcome = smtp.wait_for(1, WAIT).await[0].clone();
+    let welcome = smtp.wait_for_mail_to("ada@example.com", 1).await;
 
-    browser
-        .open(&smtp::link(&welcome, "/confirm-email?token="))
-        .await;
+    browser.open(&welcome.confirm_link()).await;
     browser.wait_for_text("Confirm your email address").await;
     browser.screenshot("confirm").await;
     // A self-registered account's first confirmation asks for its password (pre-hijacking).
@@ -258,10 +255,8 @@ async fn a_person_confirms_the_email_and_resets_the_password_in_a_browser() {
         &json!({"email": "ada@example.com"}),
     )
     .await;
-    let reset = smtp.wait_for(2, WAIT).await[1].clone();
-    browser
-        .open(&smtp::link(&reset, "/reset-password?token="))
-        .await;
+    let reset = smtp.wait_for_mail_to("ada@example.com", 2).await;
+    browser.open(&reset.reset_link()).await;
     browser.wait_for_text("Choose a new password").await;
     browser.screenshot("reset").await;
     browser.type_into("#new_password", NEW_PASSWORD).await;

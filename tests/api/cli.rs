@@ -1,18 +1,9 @@
 //! The binary: `serve`, `migrate`, `users add`, `openapi`, and how bad settings stop it.
 
-use crate::helpers::{PASSWORD, spawn_app};
+use crate::support::{PASSWORD, Process, latchkey_command as latchkey, spawn_app};
 use reqwest::StatusCode;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-
-fn latchkey() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-    // The suite must not depend on the environment it runs in.
-    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("LATCHKEY_")) {
-        command.env_remove(key);
-    }
-    command
-}
+use std::process::Stdio;
 
 #[tokio::test]
 async fn users_add_reads_the_password_from_stdin_while_a_server_runs_on_the_database() {
@@ -168,7 +159,7 @@ async fn without_smtp_start_up_warns_once_that_mails_go_to_the_log() {
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
-        .map(crate::helpers::Process)
+        .map(Process)
         .unwrap();
     let (lines, logged) = std::sync::mpsc::channel();
     let stderr = BufReader::new(child.0.stderr.take().unwrap());

@@ -1,8 +1,10 @@
 //! Two latchkey processes on one PostgreSQL (and NATS) behind nginx, as in production: nginx is
 //! the load balancer and, with the sample configuration in deploy/nginx, the API gateway.
 
-use crate::helpers::{PASSWORD, Process, fresh_database, on_postgres};
-use crate::smtp::SmtpServer;
+use crate::support::{
+    NATS, NGINX, PASSWORD, Peer, Process, REDIS, Serve, available, eventually, free_port,
+    fresh_database, wait_until_ok,
+};
 use axum::http::HeaderMap;
 use futures::StreamExt;
 use reqwest::StatusCode;
@@ -11,67 +13,30 @@ use std::collections::HashSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-async fn wait_until_ok(client: &reqwest::Client, url: &str) {
-    let started = Instant::now();
-    loop {
-        if client
-            .get(url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK)
-        {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{url} never answered 200"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Whether nginx, NATS and PostgreSQL are here; in CI they must be.
-async fn peers_available() -> bool {
-    if !on_postgres() {
-        return false; // runs in the PostgreSQL pass of scripts/test
-    }
-    let nginx = std::path::Path::new("/usr/sbin/nginx").exists();
-    let nats = tokio::net::TcpStream::connect("127.0.0.1:4222")
-        .await
-        .is_ok();
-    let redis = tokio::net::TcpStream::connect("127.0.0.1:6379")
-        .await
-        .is_ok();
-    assert!(
-        (nginx && nats && redis) || std::env::var_os("CI").is_none(),
-        "CI must run the cluster test: nginx {nginx}, NATS {nats}, Redis {redis}"
-    );
-    nginx && nats && redis
-}
-
+/// Waits (at most a second) until `url` refuses `token`.
 async fn until_refused(client: &reqwest::Client, url: &str, token: &str) {
-    let started = Instant::now();
-    while client
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        != StatusCode::UNAUTHORIZED
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{url} still accepts a revoked token after a second"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        &format!("{url} refusing a revoked token"),
+        Duration::from_secs(1),
+        async || {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == StatusCode::UNAUTHORIZED
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_and_gate_a_service()
 {
-    if !peers_available().await {
+    let peers = [Peer::Postgres, Peer::Nginx, Peer::Nats, Peer::Redis];
+    if !available("the cluster test", &peers).await {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -92,20 +57,16 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
     let database_url = fresh_database(&dir).await;
     let prefix = format!("cluster-{}", uuid::Uuid::now_v7().simple());
     let (port_a, port_b, port_nginx, port_metrics) = (
-        SmtpServer::free_port().await,
-        SmtpServer::free_port().await,
-        SmtpServer::free_port().await,
-        SmtpServer::free_port().await,
+        free_port().await,
+        free_port().await,
+        free_port().await,
+        free_port().await,
     );
     let public_url = format!("http://127.0.0.1:{port_nginx}");
+    let nats_url = format!("nats://{NATS}");
+    let redis_url = format!("redis://{REDIS}/");
     let instance = |port: u16, metrics: String| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("LATCHKEY_")) {
-            command.env_remove(key);
-        }
-        command
-            .arg("serve")
-            .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
+        Serve::on(port)
             .env("LATCHKEY_METRICS_LISTEN", metrics)
             .env("LATCHKEY_DATABASE_URL", &database_url)
             .env("LATCHKEY_PUBLIC_URL", &public_url)
@@ -113,19 +74,14 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
                 "LATCHKEY_SECRET_KEY",
                 "a shared secret key of at least 32 bytes!",
             )
-            .env("LATCHKEY_NATS_URL", "nats://127.0.0.1:4222")
-            .env("LATCHKEY_REDIS_URL", "redis://127.0.0.1:6379/")
+            .env("LATCHKEY_NATS_URL", &nats_url)
+            .env("LATCHKEY_REDIS_URL", &redis_url)
             .env("LATCHKEY_EVENTS_SUBJECT", &prefix)
             .env("LATCHKEY_REQUIRE_EMAIL_VERIFICATION", "false")
             .env("LATCHKEY_REFRESH_REUSE_GRACE", "1s")
             .env("LATCHKEY_ACCESS_TOKEN_TTL", "3s")
             .env("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1/32")
-            .env("LATCHKEY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
-            .map(Process)
-            .unwrap()
     };
     let (a, b) = (
         format!("http://127.0.0.1:{port_a}"),
@@ -151,7 +107,7 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
     let config_path = dir.path().join("nginx.conf");
     std::fs::write(&config_path, config).unwrap();
     let _nginx = Process(
-        Command::new("/usr/sbin/nginx")
+        Command::new(NGINX)
             // One process: killing it when the test ends leaves no orphaned workers behind.
             .args([
                 "-c",
@@ -341,7 +297,7 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
         .fetch_all(&pool)
         .await
         .unwrap();
-    let js = async_nats::jetstream::new(async_nats::connect("127.0.0.1:4222").await.unwrap());
+    let js = async_nats::jetstream::new(async_nats::connect(NATS).await.unwrap());
     let stream_name = latchkey::events::stream_name(&prefix);
     let mut ids = Vec::new();
     let started = Instant::now();

@@ -2,7 +2,7 @@
 //! clients that stop reading, oversized headers. Each must cost the service a bounded slot for a
 //! bounded time, and never a 5xx.
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::support::{TestApp, spawn_app, spawn_app_with};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

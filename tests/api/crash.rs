@@ -1,91 +1,39 @@
 //! Shutdown and crashes: SIGTERM stops the process cleanly; SIGKILL in the middle of a burst of
 //! registrations leaves nothing half-written, and after a restart every event reaches NATS once.
 
-use crate::helpers::{PASSWORD, Process, fresh_database, on_postgres};
-use crate::smtp::SmtpServer;
+use crate::support::{
+    NATS, PASSWORD, Peer, Process, Serve, available, free_port, fresh_database, until_ready,
+};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn serve(database_url: &str, port: u16, prefix: &str) -> Process {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("LATCHKEY_")) {
-        command.env_remove(key);
-    }
-    command
-        .arg("serve")
-        .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("LATCHKEY_METRICS_LISTEN", "off")
+    Serve::on(port)
         .env("LATCHKEY_DATABASE_URL", database_url)
         .env(
             "LATCHKEY_SECRET_KEY",
             "a shared secret key of at least 32 bytes!",
         )
-        .env("LATCHKEY_NATS_URL", "nats://127.0.0.1:4222")
+        .env("LATCHKEY_NATS_URL", format!("nats://{NATS}"))
         .env("LATCHKEY_EVENTS_SUBJECT", prefix)
-        .env("LATCHKEY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
-        .map(Process)
-        .unwrap()
-}
-
-async fn ready(client: &reqwest::Client, base: &str) {
-    let started = Instant::now();
-    while !client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == StatusCode::OK)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{base} never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn peers_available() -> bool {
-    if !on_postgres() {
-        return false; // runs in the PostgreSQL pass of scripts/test
-    }
-    let nats = tokio::net::TcpStream::connect("127.0.0.1:4222")
-        .await
-        .is_ok();
-    assert!(
-        nats || std::env::var_os("CI").is_none(),
-        "CI must run the crash test: NATS is not reachable"
-    );
-    nats
 }
 
 #[tokio::test]
 async fn sigterm_stops_the_server_cleanly_and_promptly() {
     let dir = tempfile::tempdir().unwrap();
-    let port = SmtpServer::free_port().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--secret-key-file",
-            "k.key",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
+    let port = free_port().await;
+    let mut child = Serve::on(port)
+        .env("LATCHKEY_SECRET_KEY_FILE", "k.key")
+        .env("LATCHKEY_METRICS_LISTEN", "127.0.0.1:0")
         .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(Process)
-        .unwrap();
+        .spawn();
     let client = reqwest::Client::new();
-    ready(&client, &format!("http://127.0.0.1:{port}")).await;
+    until_ready(&client, &format!("http://127.0.0.1:{port}")).await;
 
     let status = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
@@ -108,17 +56,17 @@ async fn sigterm_stops_the_server_cleanly_and_promptly() {
 
 #[tokio::test]
 async fn a_crash_mid_burst_leaves_nothing_half_written_and_each_event_reaches_nats_once() {
-    if !peers_available().await {
+    if !available("the crash test", &[Peer::Postgres, Peer::Nats]).await {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let database_url = fresh_database(&dir).await;
     let prefix = format!("crash-{}", uuid::Uuid::now_v7().simple());
-    let port = SmtpServer::free_port().await;
+    let port = free_port().await;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let mut first = serve(&database_url, port, &prefix);
-    ready(&client, &base).await;
+    until_ready(&client, &base).await;
 
     // A burst of registrations; the process is killed while they are in flight.
     let burst: Vec<_> = (0..40)
@@ -150,7 +98,7 @@ async fn a_crash_mid_burst_leaves_nothing_half_written_and_each_event_reaches_na
         .collect();
 
     let second = serve(&database_url, port, &prefix);
-    ready(&client, &base).await;
+    until_ready(&client, &base).await;
 
     // Every 201 exists; no user without its event, no event without its user.
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
@@ -177,7 +125,7 @@ async fn a_crash_mid_burst_leaves_nothing_half_written_and_each_event_reaches_na
     );
 
     // After the restart the relay catches up; JetStream holds each user's event once.
-    let js = async_nats::jetstream::new(async_nats::connect("127.0.0.1:4222").await.unwrap());
+    let js = async_nats::jetstream::new(async_nats::connect(NATS).await.unwrap());
     let name = latchkey::events::stream_name(&prefix);
     let started = Instant::now();
     let stream = loop {

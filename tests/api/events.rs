@@ -1,27 +1,12 @@
 //! Events on NATS JetStream: envelope, subjects, order, deduplication ids, no secrets; waiting in
 //! the outbox while NATS is away; retention without NATS.
 
-use crate::helpers::{PASSWORD, Proxy, TestApp, spawn_app, spawn_app_with};
+use crate::support::{NATS, PASSWORD, Peer, Proxy, TestApp, available, spawn_app, spawn_app_with};
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-const NATS: &str = "127.0.0.1:4222";
-
-/// Whether NATS is here; in CI it must be.
-async fn nats_available() -> bool {
-    let reachable = tokio::net::TcpStream::connect(NATS).await.is_ok();
-    assert!(
-        reachable || std::env::var_os("CI").is_none(),
-        "CI must run the NATS tests: NATS is not reachable at {NATS}"
-    );
-    if !reachable {
-        eprintln!("skipping: NATS is not reachable at {NATS}");
-    }
-    reachable
-}
 
 /// Every message of `prefix`'s stream, as (subject, Nats-Msg-Id, envelope), once `count` arrived.
 async fn consume(prefix: &str, count: usize) -> Vec<(String, String, Value)> {
@@ -111,7 +96,7 @@ async fn activity(app: &TestApp) -> Value {
 
 #[tokio::test]
 async fn events_reach_jetstream_in_order_with_their_ids_and_no_secrets() {
-    if !nats_available().await {
+    if !available("the NATS tests", &[Peer::Nats]).await {
         return;
     }
     let prefix = prefix();
@@ -186,7 +171,7 @@ async fn events_reach_jetstream_in_order_with_their_ids_and_no_secrets() {
 
 #[tokio::test]
 async fn events_wait_in_the_outbox_while_nats_is_away_and_flow_when_it_is_back() {
-    if !nats_available().await {
+    if !available("the NATS tests", &[Peer::Nats]).await {
         return;
     }
     let proxy = Proxy::start(NATS.to_owned()).await;

@@ -2,7 +2,7 @@
 //! as a body, on every JSON endpoint, the answer is a clean 2xx/4xx, and every error is
 //! problem+json. Raise PROPTEST_CASES (e.g. 5000) for a long run.
 
-use crate::helpers::spawn_app;
+use crate::support::spawn_app;
 use axum::body::Body;
 use axum::http::Request;
 use proptest::prelude::*;

@@ -3,18 +3,16 @@
 //! pre-hijacking, password checks counted when they start (per account and network, with a
 //! daily cap that never locks the owner out), reset-code spraying, and the admin guard rails.
 
-use crate::helpers::{
-    PASSWORD, TestApp, assert_problem, quiet_state, register_in, spawn_app, spawn_app_with,
-    spawn_app_with_mail,
+use crate::support::{
+    PASSWORD, Serve, TestApp, assert_problem, free_port, fresh_database, quiet_state, register_in,
+    spawn_app, spawn_app_with, spawn_app_with_mail, until_ready,
 };
-use crate::smtp;
 use latchkey::service::accounts::Origin;
 use latchkey::service::{mail_requests, recovery};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(10);
 const WRONG: &str = "not the right password";
 
 /// Settings that let a test speak from any client network (through a trusted proxy), with the
@@ -106,6 +104,7 @@ async fn a_login_checked_before_a_disable_or_role_change_opens_no_session() {
             ip: None,
             created_at: now,
             expires_at: now + time::Duration::days(1),
+            assurance: latchkey::domain::Assurance::password(now),
         };
         let event = latchkey::domain::Event::refresh_token_reused(id, session.id, now);
         let expects = latchkey::store::LoginExpects {
@@ -224,7 +223,10 @@ async fn a_victim_clicking_an_attackers_confirmation_mail_confirms_nothing() {
     let (app, smtp) = spawn_app_with_mail(&[]).await;
     app.register("victim@example.com", "the attackers own password")
         .await;
-    let token = smtp::token(&smtp.wait_for(1, WAIT).await[0], "/confirm-email?token=");
+    let token = smtp
+        .wait_for_mail_to("victim@example.com", 1)
+        .await
+        .confirm_token();
 
     assert_problem(
         app.post("/auth/confirm-email", &json!({"token": token}))
@@ -329,7 +331,7 @@ async fn the_daily_cap_suspends_password_sign_in_and_mails_the_owner_a_way_in() 
         "invalid_credentials",
     )
     .await;
-    let mail = smtp.wait_for(1, WAIT).await[0].clone();
+    let mail = smtp.wait_for_mail_to("ada@example.com", 1).await;
     assert!(mail.contains("suspended"), "{mail}");
     // The attacker asking for reset mails replaces the code, but cannot cancel the owner's link.
     app.post(
@@ -337,8 +339,8 @@ async fn the_daily_cap_suspends_password_sign_in_and_mails_the_owner_a_way_in() 
         &json!({"email": "ada@example.com"}),
     )
     .await;
-    smtp.wait_for(2, WAIT).await;
-    let link = smtp::token(&mail, "/reset-password?token=");
+    smtp.wait_for_mail_to("ada@example.com", 2).await;
+    let link = mail.reset_token();
     let reset = app
         .post(
             "/auth/reset-password",
@@ -356,8 +358,8 @@ async fn the_daily_cap_suspends_password_sign_in_and_mails_the_owner_a_way_in() 
     fail_a_day(&app, "ada@example.com", 2).await;
     login_from(&app, "192.0.2.44", "ada@example.com", WRONG).await;
     // After the suspension, the attacker's reset mail and the "password changed" notice.
-    let mails = smtp.wait_for(4, WAIT).await;
-    assert!(mails[3].contains("suspended"), "{}", mails[3]);
+    let again = smtp.wait_for_mail_to("ada@example.com", 4).await;
+    assert!(again.contains("suspended"), "{again}");
 }
 
 #[tokio::test]
@@ -523,13 +525,13 @@ async fn conceal_mode_notices_reach_an_owner_at_most_once_an_hour() {
         app.register("ada@example.com", "someone elses password")
             .await;
     }
-    smtp.wait_for(1, WAIT).await;
+    smtp.wait_for_mails(1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(smtp.messages().len(), 1);
+    assert_eq!(smtp.mails().len(), 1);
     app.state.clock.advance(time::Duration::minutes(61));
     app.register("ada@example.com", "someone elses password")
         .await;
-    assert_eq!(smtp.wait_for(2, WAIT).await.len(), 2);
+    assert_eq!(smtp.wait_for_mails(2).await.len(), 2);
 }
 
 #[tokio::test]
@@ -635,41 +637,20 @@ fn rss_kib(pid: u32) -> u64 {
 #[tokio::test]
 async fn hostile_nfkc_expanding_emails_leave_memory_where_it_was() {
     let dir = tempfile::tempdir().unwrap();
-    let database_url = crate::helpers::fresh_database(&dir).await;
-    let port = crate::smtp::SmtpServer::free_port().await;
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
-    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("LATCHKEY_")) {
-        command.env_remove(key);
-    }
-    let child = command
-        .arg("serve")
-        .env("LATCHKEY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("LATCHKEY_METRICS_LISTEN", "off")
+    let database_url = fresh_database(&dir).await;
+    let port = free_port().await;
+    let process = Serve::on(port)
         .env("LATCHKEY_DATABASE_URL", &database_url)
         .env("LATCHKEY_SECRET_KEY_FILE", dir.path().join("latchkey.key"))
-        .env("LATCHKEY_LOG", "warn")
         // Every request must reach the budgets and the store, not stop at a per-address 429.
         .env("LATCHKEY_RATE_LIMIT_REGISTER_IP", "off")
         .env("LATCHKEY_RATE_LIMIT_LOGIN_IP", "off")
         .env("LATCHKEY_RATE_LIMIT_FORGOT_IP", "off")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let _process = crate::helpers::Process(child);
+        .spawn();
+    let pid = process.0.id();
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let started = std::time::Instant::now();
-    while !client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == StatusCode::OK)
-    {
-        assert!(started.elapsed() < Duration::from_secs(30), "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_ready(&client, &base).await;
     // 63 KB of U+FDFA, which NFKC expands eighteen-fold; each request a different one.
     let hostile = |n: usize| format!("{n}{}", "\u{FDFA}".repeat(21_000));
     let send = |path: &'static str, n: usize| {

@@ -1,7 +1,7 @@
 //! `latchkey users import` with real bcrypt and argon2 hashes, re-hashing at login, and
 //! `latchkey keys rotate` with the clock moved past expiry.
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app};
+use crate::support::{PASSWORD, TestApp, latchkey_command, spawn_app};
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
 use latchkey::domain::Email;
 use reqwest::StatusCode;
@@ -9,10 +9,7 @@ use serde_json::{Value, json};
 use std::process::Command;
 
 fn latchkey(app: &TestApp) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("LATCHKEY_")) {
-        command.env_remove(key);
-    }
+    let mut command = latchkey_command();
     command.env("LATCHKEY_DATABASE_URL", app.database_url());
     command.env(
         "LATCHKEY_SECRET_KEY_FILE",

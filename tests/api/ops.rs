@@ -1,6 +1,6 @@
 //! Operations endpoints, request ids, the base path and the OpenAPI document.
 
-use crate::helpers::{PASSWORD, assert_problem, spawn_app, spawn_app_with};
+use crate::support::{PASSWORD, assert_problem, spawn_app, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -2,17 +2,17 @@
 //! recovery without a restart. PostgreSQL only (a SQLite file does not go away); a TCP proxy
 //! plays the network.
 
-use crate::helpers::{PASSWORD, Proxy, on_postgres, spawn_app_with};
+use crate::support::{PASSWORD, Peer, Proxy, available, eventually, spawn_app, spawn_app_with};
 use reqwest::StatusCode;
 use sqlx::Connection;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[tokio::test]
 async fn while_the_database_is_away_requests_answer_503_and_the_service_recovers_on_its_own() {
-    if !on_postgres() {
-        return; // runs in the PostgreSQL pass of scripts/test
+    if !available("the outage tests", &[Peer::Postgres]).await {
+        return;
     }
-    let direct = crate::helpers::spawn_app().await;
+    let direct = spawn_app().await;
     let database_url = direct.database_url();
     let (scheme_and_user, rest) = database_url.split_once('@').unwrap();
     let (host_port, database) = rest.split_once('/').unwrap();
@@ -46,11 +46,10 @@ async fn while_the_database_is_away_requests_answer_503_and_the_service_recovers
 
     proxy.restore();
 
-    let started = Instant::now();
-    while app.get("/readyz", None).await.status() != StatusCode::OK {
-        assert!(started.elapsed() < Duration::from_secs(15), "no recovery");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("recovery", Duration::from_secs(15), async || {
+        app.get("/readyz", None).await.status() == StatusCode::OK
+    })
+    .await;
     assert_eq!(
         app.login("ada@example.com", PASSWORD).await.status(),
         StatusCode::OK
@@ -59,10 +58,10 @@ async fn while_the_database_is_away_requests_answer_503_and_the_service_recovers
 
 #[tokio::test]
 async fn a_dropped_database_answers_503_unavailable_never_500() {
-    if !on_postgres() {
-        return; // runs in the PostgreSQL pass of scripts/test
+    if !available("the outage tests", &[Peer::Postgres]).await {
+        return;
     }
-    let app = crate::helpers::spawn_app().await;
+    let app = spawn_app().await;
     let (token, _) = app.logged_in_user("ada@example.com").await;
     let database_url = app.database_url();
     let (server, name) = database_url.rsplit_once('/').unwrap();

@@ -2,11 +2,11 @@
 //! not fooled by a spoofed X-Forwarded-For, shared across instances through Redis, failing closed
 //! for login when Redis is away.
 
-use crate::helpers::{PASSWORD, Proxy, TestApp, assert_problem, spawn_app_with};
+use crate::support::{
+    PASSWORD, Peer, Proxy, REDIS, TestApp, assert_problem, available, spawn_app_with,
+};
 use reqwest::StatusCode;
 use serde_json::json;
-
-const REDIS: &str = "127.0.0.1:6379";
 
 async fn assert_limited(response: reqwest::Response) {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -79,18 +79,9 @@ async fn a_client_address_has_its_own_budget_and_a_spoofed_forwarded_for_changes
     assert_limited(spoofed).await;
 }
 
-async fn redis_available() -> bool {
-    let reachable = tokio::net::TcpStream::connect(REDIS).await.is_ok();
-    assert!(
-        reachable || std::env::var_os("CI").is_none(),
-        "CI must run the Redis tests"
-    );
-    reachable
-}
-
 #[tokio::test]
 async fn instances_sharing_redis_share_one_budget() {
-    if !redis_available().await {
+    if !available("the Redis tests", &[Peer::Redis]).await {
         return;
     }
     let deployment = format!("https://id-{}.example.com", uuid::Uuid::now_v7().simple());
@@ -126,7 +117,7 @@ async fn instances_sharing_redis_share_one_budget() {
 
 #[tokio::test]
 async fn instances_sharing_redis_share_one_reset_code_budget_per_network() {
-    if !redis_available().await {
+    if !available("the Redis tests", &[Peer::Redis]).await {
         return;
     }
     let deployment = format!("https://id-{}.example.com", uuid::Uuid::now_v7().simple());
@@ -163,7 +154,7 @@ async fn instances_sharing_redis_share_one_reset_code_budget_per_network() {
 
 #[tokio::test]
 async fn with_redis_away_login_fails_closed() {
-    if !redis_available().await {
+    if !available("the Redis tests", &[Peer::Redis]).await {
         return;
     }
     let proxy = Proxy::start(REDIS.to_owned()).await;

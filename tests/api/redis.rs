@@ -1,39 +1,14 @@
 //! Redis as the revocation signal: a revocation announced there reaches the instance at once;
 //! while Redis is away, bearer checks and /readyz fail closed, and recover when it is back.
 
-use crate::helpers::{Proxy, spawn_app_with};
+use crate::support::{Peer, Proxy, REDIS, available, eventually, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::Value;
-use std::time::{Duration, Instant};
-
-const REDIS: &str = "127.0.0.1:6379";
-
-async fn redis_available() -> bool {
-    let reachable = tokio::net::TcpStream::connect(REDIS).await.is_ok();
-    assert!(
-        reachable || std::env::var_os("CI").is_none(),
-        "CI must run the Redis tests: Redis is not reachable at {REDIS}"
-    );
-    if !reachable {
-        eprintln!("skipping: Redis is not reachable at {REDIS}");
-    }
-    reachable
-}
-
-async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(
-            started.elapsed() < within,
-            "{what} did not happen within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use std::time::Duration;
 
 #[tokio::test]
 async fn a_revocation_announced_on_redis_is_honoured_within_a_second() {
-    if !redis_available().await {
+    if !available("the Redis tests", &[Peer::Redis]).await {
         return;
     }
     let url = format!("redis://{REDIS}/");
@@ -72,7 +47,7 @@ async fn a_revocation_announced_on_redis_is_honoured_within_a_second() {
 
 #[tokio::test]
 async fn while_redis_is_away_bearer_checks_fail_closed_and_readyz_says_so() {
-    if !redis_available().await {
+    if !available("the Redis tests", &[Peer::Redis]).await {
         return;
     }
     let proxy = Proxy::start(REDIS.to_owned()).await;

@@ -1,7 +1,10 @@
 //! Secrets at rest: signing keys and queued mail sealed under the secret key, owner-only files,
 //! a wrong key refused at start-up, and databases of an earlier version sealed in place.
 
-use crate::helpers::{PASSWORD, TestApp, on_postgres, spawn_app, spawn_app_with};
+use crate::support::{
+    Mail, PASSWORD, TestApp, latchkey_command as latchkey, on_postgres, spawn_app, spawn_app_with,
+    wait_for_eml,
+};
 use latchkey::mail::MailBody;
 use latchkey::service::keys;
 use latchkey::store::StoredBody;
@@ -98,29 +101,6 @@ fn mode(path: &Path) -> String {
     format!("{:o}", mode & 0o777)
 }
 
-fn latchkey() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("LATCHKEY_")) {
-        command.env_remove(key);
-    }
-    command
-}
-
-async fn wait_for_eml(dir: &Path) -> PathBuf {
-    let started = Instant::now();
-    loop {
-        let found = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "eml"));
-        if let Some(file) = found.filter(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0)) {
-            return file;
-        }
-        assert!(started.elapsed() < WAIT, "no .eml file written");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Forgot-password's mail is queued after the answer, by the request worker: waits for it.
 async fn wait_for_queued_mail(app: &TestApp) {
     let started = Instant::now();
@@ -177,8 +157,8 @@ async fn a_copy_of_the_database_holds_no_clear_private_key_link_token_or_code() 
     let id = ids[0].as_deref().unwrap().parse().unwrap();
     // The row is the reset mail: it opens, with the key only, to a link and a code.
     let body = MailBody::open(&StoredBody::Sealed(sealed.clone()), &app.state.sealer, id).unwrap();
-    let token = crate::smtp::token(&body.text, "/reset-password?token=");
-    let code = crate::smtp::code(&body.text);
+    let mail = Mail::from(body.text.clone());
+    let (token, code) = (mail.reset_token(), mail.reset_code());
     for secret in [token.as_bytes(), code.as_bytes(), b"token="] {
         assert!(!contains(&sealed, secret));
     }

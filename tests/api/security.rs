@@ -5,7 +5,7 @@
 //! headers in `sessions` and `ratelimit`, brute force in `auth` and `mail`, slow and greedy
 //! connections in `connections`. The README lists them.
 
-use crate::helpers::{PASSWORD, TestApp, spawn_app_with, spawn_app_with_mail};
+use crate::support::{PASSWORD, TestApp, spawn_app_with, spawn_app_with_mail};
 use latchkey::domain::Email;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -76,6 +76,12 @@ async fn hostile_strings_in_every_field_query_path_and_header_never_get_a_server
         "--rate-limit-login-account",
         "off",
         "--rate-limit-register-account",
+        "off",
+        "--rate-limit-resend-account",
+        "off",
+        "--rate-limit-forgot-account",
+        "off",
+        "--rate-limit-reset-account",
         "off",
     ])
     .await;

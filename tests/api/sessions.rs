@@ -1,6 +1,6 @@
 //! Sessions: refresh rotation, the grace window, reuse detection, logout, listing, revocation.
 
-use crate::helpers::{PASSWORD, TestApp, assert_problem, spawn_app, spawn_app_with};
+use crate::support::{PASSWORD, TestApp, assert_problem, spawn_app, spawn_app_with};
 use latchkey::startup;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -490,7 +490,7 @@ async fn the_database_holds_no_refresh_token_and_no_successor_in_the_clear() {
     let next = pair(&app, text(&login, "refresh_token")).await;
 
     let query = "select token_hash, successor_sealed from refresh_tokens";
-    let rows: Vec<(String, Option<Vec<u8>>)> = if crate::helpers::on_postgres() {
+    let rows: Vec<(String, Option<Vec<u8>>)> = if crate::support::on_postgres() {
         let pool = sqlx::PgPool::connect(&app.database_url()).await.unwrap();
         sqlx::query_as(query).fetch_all(&pool).await.unwrap()
     } else {
@@ -615,6 +615,7 @@ async fn a_login_racing_a_password_change_does_not_survive_it() {
         &app.state,
         uuid::Uuid::now_v7(),
         Default::default(),
+        latchkey::domain::Assurance::password(app.state.clock.now()),
         app.state.clock.now(),
     );
     let user_id = jsonwebtoken::dangerous::insecure_decode::<Value>(&token)

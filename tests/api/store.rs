@@ -2,7 +2,7 @@
 //! PostgreSQL in `scripts/test`): the rules every backend must keep, checked on `Store` directly
 //! rather than through HTTP. A new backend is done when this file passes on it.
 
-use crate::helpers::fresh_database;
+use crate::support::fresh_database;
 use latchkey::clock::Clock;
 use latchkey::domain::{
     Email, Event, Metadata, Name, Revoke, RevokeReason, Role, User, UserChange, UserFilter,
@@ -70,6 +70,7 @@ fn session(user_id: Uuid, token_hash: &str, at: OffsetDateTime) -> NewSession {
         ip: Some("127.0.0.1".to_owned()),
         created_at: at,
         expires_at: at + Duration::days(30),
+        assurance: latchkey::domain::Assurance::from_stored(at, "pwd,otp"),
     }
 }
 
@@ -360,12 +361,17 @@ async fn a_refresh_token_rotates_once_repeats_in_grace_and_revokes_on_reuse() {
         .await
         .expect("rotate");
     assert!(matches!(first, Rotation::Rotated { session_id, .. } if session_id == new.id));
+    assert!(
+        matches!(&first, Rotation::Rotated { assurance, .. } if *assurance == new.assurance),
+        "a refresh keeps how and when the holder authenticated"
+    );
     let repeat = store
         .rotate_refresh_token(&rotate("first", "other"))
         .await
         .expect("rotate");
     assert!(
-        matches!(repeat, Rotation::Repeated { ref successor_sealed, .. } if successor_sealed == b"sealed")
+        matches!(repeat, Rotation::Repeated { ref successor_sealed, ref assurance, .. }
+            if successor_sealed == b"sealed" && *assurance == new.assurance)
     );
     clock.advance(Duration::seconds(11));
     let reuse = store

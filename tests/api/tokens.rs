@@ -1,6 +1,6 @@
 //! Access tokens: claims, forward-auth, JWKS, and every forgery the contract names.
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use crate::support::{TestApp, assert_problem, spawn_app, spawn_app_with};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::JwkSet};
@@ -345,7 +345,7 @@ async fn a_public_key_planted_in_the_database_verifies_nothing() {
     let stranger = KeyMaterial::generate(JwtAlg::EdDsa).unwrap();
     let url = app.database_url();
     let sql = "update signing_keys set public_jwk = $1 where kid = $2";
-    if crate::helpers::on_postgres() {
+    if crate::support::on_postgres() {
         let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
             .await
             .unwrap();
@@ -387,7 +387,7 @@ async fn a_public_key_planted_in_the_database_verifies_nothing() {
     .unwrap();
     assert_refused(&restarted, &forged, "a token signed with the planted key").await;
     let login: Value = restarted
-        .login("ada@example.com", crate::helpers::PASSWORD)
+        .login("ada@example.com", crate::support::PASSWORD)
         .await
         .json()
         .await

@@ -1,6 +1,6 @@
 //! The caller's own account: profile, password change, deletion.
 
-use crate::helpers::{PASSWORD, assert_problem, error_fields, spawn_app};
+use crate::support::{PASSWORD, assert_problem, error_fields, spawn_app};
 use latchkey::domain::Email;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -1,5 +1,5 @@
-//! `spawn_app()`: a fresh SQLite file in a temp dir, the real router on 127.0.0.1:0, a manual
-//! clock, and helpers that speak the contract.
+//! `spawn_app()`: a fresh database (a SQLite file in a temp dir, or a PostgreSQL database), the
+//! real router on 127.0.0.1:0, a manual clock, and helpers that speak the contract.
 
 use clap::Parser;
 use latchkey::clock::Clock;
@@ -330,8 +330,8 @@ pub(crate) fn error_fields(problem: &Value) -> Vec<String> {
 }
 
 /// A service that delivers mail to a fresh test SMTP server.
-pub(crate) async fn spawn_app_with_mail(args: &[&str]) -> (TestApp, crate::smtp::SmtpServer) {
-    let smtp = crate::smtp::SmtpServer::start().await;
+pub(crate) async fn spawn_app_with_mail(args: &[&str]) -> (TestApp, super::smtp::SmtpServer) {
+    let smtp = super::smtp::SmtpServer::start().await;
     let url = smtp.url();
     let mut all = vec!["--smtp-url", url.as_str()];
     all.extend_from_slice(args);
@@ -368,58 +368,5 @@ impl TestApp {
             .await
             .expect("json");
         body["access_token"].as_str().expect("token").to_owned()
-    }
-}
-
-/// Forwards loopback TCP to `target` until cut; a cut drops every connection and refuses new ones.
-pub(crate) struct Proxy {
-    pub(crate) port: u16,
-    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    pub(crate) async fn start(target: String) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (accepting, tracked) = (std::sync::Arc::clone(&up), std::sync::Arc::clone(&links));
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !accepting.load(std::sync::atomic::Ordering::SeqCst) {
-                    continue; // dropped: the connection closes at once
-                }
-                let target = target.clone();
-                tracked.lock().unwrap().push(tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                }));
-            }
-        });
-        Proxy { port, up, links }
-    }
-
-    pub(crate) fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-
-    pub(crate) fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// A child process (a `latchkey serve`, nginx) killed when dropped, so a failing test leaves
-/// nothing running.
-pub(crate) struct Process(pub(crate) std::process::Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
