@@ -240,6 +240,7 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
         .bearer_auth(&token)
         .header("X-User-Role", "admin")
         .header("x-user-id", "forged")
+        .header("X-User-Acr", "aal2")
         .send()
         .await
         .unwrap();
@@ -252,6 +253,17 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
         "a client's X-User-Role never reaches the service"
     );
     assert_eq!(seen["x-user-email-verified"], "false");
+    assert_eq!(
+        seen["x-user-acr"], "aal1",
+        "a client's X-User-Acr never reaches the service"
+    );
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&token)
+        .unwrap()
+        .claims;
+    assert_eq!(
+        seen["x-user-auth-time"],
+        claims["auth_time"].to_string().as_str()
+    );
     for bad in [
         None,
         Some("not.a.token"),
