@@ -264,6 +264,31 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
         seen["x-user-auth-time"],
         claims["auth_time"].to_string().as_str()
     );
+    // A route that needs a second factor: a password-only token gets the RFC 9470 challenge
+    // through the gateway, an absent one a plain Bearer challenge, and the service sees neither.
+    let weaker = client
+        .get(format!("{public_url}/payouts/7"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(weaker.status(), StatusCode::UNAUTHORIZED);
+    let challenge = weaker.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer error=\"insufficient_user_authentication\"")
+            && challenge.contains("acr_values=\"aal2\""),
+        "{challenge}"
+    );
+    let anonymous = client
+        .get(format!("{public_url}/payouts/7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
     for bad in [
         None,
         Some("not.a.token"),
