@@ -23,14 +23,7 @@ pub fn limited(
 ) -> UtoipaMethodRouter<AppState> {
     let (schemas, mut paths, router) = route;
     for item in paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in super::operations_mut(item) {
             operation
                 .responses
                 .responses

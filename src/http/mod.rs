@@ -118,14 +118,7 @@ pub fn openapi(base_path: &str) -> utoipa::openapi::OpenApi {
 /// annotation does not already describe that status.
 fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
     for item in doc.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations_mut(item) {
             let mut generic = vec![("500", "`internal`: logged with the request id")];
             if operation.request_body.is_some() {
                 generic.push(("400", "`malformed_body` or `validation_failed`"));
@@ -149,6 +142,21 @@ fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
             }
         }
     }
+}
+
+/// Every operation of a documented path.
+fn operations_mut(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// A documented problem answer.
