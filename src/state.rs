@@ -43,6 +43,9 @@ pub struct Shared {
     pub sealer: Sealer,
     /// Rate limits.
     pub limiter: RateLimiter,
+    /// The WebAuthn relying party; `None` when the public URL cannot be a WebAuthn origin (an
+    /// IP address), and passkeys are off.
+    pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
     /// The clock.
     pub clock: Clock,
 }

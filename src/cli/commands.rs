@@ -133,8 +133,8 @@ async fn rotate_secret(command: RotateSecret) -> anyhow::Result<()> {
     .await
     .map_err(|error| startup::sealing_error(&config, error))?;
     println!(
-        "re-sealed the canary, {} signing key(s) and {} queued mail(s) under the new secret key{kept_in}; start every instance with it, the old key no longer starts",
-        rotated.signing_keys, rotated.mails
+        "re-sealed the canary, {} signing key(s), {} queued mail(s) and {} TOTP secret(s) under the new secret key{kept_in}; start every instance with it, the old key no longer starts",
+        rotated.signing_keys, rotated.mails, rotated.totp_secrets
     );
     // Said every time: the operator must know what a rotation cannot carry over.
     println!(

@@ -47,6 +47,10 @@ pub struct LimitArgs {
     /// Reset codes a client network may present, across all accounts: a count per window or `off`.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_RESET_CODE_IP", default_value = "30/1h", value_parser = parse_limit)]
     pub rate_limit_reset_code_ip: Limit,
+    /// Rate limit of second-factor answers and passkey ceremonies per client address: a count
+    /// per window (`10/1m`) or `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_MFA_IP", default_value = "300/1m", value_parser = parse_limit)]
+    pub rate_limit_mfa_ip: Limit,
 }
 
 /// A configured limit: a policy, or `off`.
@@ -87,6 +91,7 @@ impl LimitArgs {
             (Action::Reset, self.rate_limit_reset_ip),
             (Action::ResetCode, self.rate_limit_reset_code_ip),
             (Action::Confirm, self.rate_limit_confirm_ip),
+            (Action::Mfa, self.rate_limit_mfa_ip),
         ];
         let per_account = [
             (Action::Register, self.rate_limit_register_account),

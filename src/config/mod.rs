@@ -5,6 +5,7 @@ mod hashing;
 mod limits;
 mod logging;
 mod mail;
+mod mfa;
 mod peers;
 mod server;
 mod tokens;
@@ -13,6 +14,7 @@ pub use hashing::HashingArgs;
 pub use limits::{Limit, LimitArgs, parse_limit};
 pub use logging::{LogArgs, LogConfig, LogFormat};
 pub use mail::{MailArgs, MailConfig};
+pub use mfa::{MfaArgs, MfaConfig};
 pub use peers::{PeerArgs, PeerConfig};
 pub use server::{Cidr, OptionalAddress, ServerArgs, ServerConfig, normalise_base_path};
 pub use tokens::{TokenArgs, TokenConfig};
@@ -37,6 +39,9 @@ pub struct Settings {
     /// Accounts and their rules.
     #[command(flatten)]
     pub accounts: AccountArgs,
+    /// Second factors and passkeys.
+    #[command(flatten)]
+    pub mfa: MfaArgs,
     /// Password hashing.
     #[command(flatten)]
     pub hashing: HashingArgs,
@@ -154,6 +159,8 @@ pub struct Config {
     pub conceal_existing_accounts: bool,
     /// Age at which a self-registered account that is still unverified is deleted.
     pub unverified_account_ttl: Duration,
+    /// Second factors and passkeys.
+    pub mfa: MfaConfig,
     /// Hashing cost and pool.
     pub hashing: HashingConfig,
     /// Mail.
@@ -195,6 +202,7 @@ impl Settings {
             &accounts.admin_role,
         )
         .map_err(|e| format!("LATCHKEY_ROLES/LATCHKEY_DEFAULT_ROLE/LATCHKEY_ADMIN_ROLE: {e}"))?;
+        let mfa = self.mfa.validate(&roles, &server.public_url)?;
         let storage = self.storage;
         if storage
             .secret_key
@@ -216,6 +224,7 @@ impl Settings {
             roles,
             conceal_existing_accounts: accounts.conceal_existing_accounts,
             unverified_account_ttl: accounts.unverified_account_ttl,
+            mfa,
             hashing: self.hashing.validate()?,
             mail: self.mail.validate()?,
             peers: self.peers.validate()?,

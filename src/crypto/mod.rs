@@ -4,6 +4,7 @@
 
 pub mod jwt;
 mod keys;
+pub mod otp;
 pub mod password;
 pub mod random;
 pub mod seal;

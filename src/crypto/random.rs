@@ -95,6 +95,16 @@ impl CodeKey {
         tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The stored form of recovery code `code` (normalised) of `user_id`: HMAC-SHA256, hex.
+    /// Keyed, so a copy of the database gives no way to test guesses offline.
+    pub fn recovery_code(&self, user_id: uuid::Uuid, code: &str) -> String {
+        let tag = aws_lc_rs::hmac::sign(
+            &self.0,
+            format!("recovery-code:{user_id}:{code}").as_bytes(),
+        );
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The name under which an address's password checks and mail requests are counted:
     /// HMAC-SHA256 of the normalised address, hex. Keyed, so the counters of addresses that
     /// have no account name no one to a reader of the database.

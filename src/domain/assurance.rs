@@ -14,6 +14,10 @@ pub enum AuthMethod {
     HardwareKey,
     /// A link or code mailed to the address (`email`).
     Email,
+    /// The authenticator verified its user (PIN or biometric) for a WebAuthn credential: a
+    /// second factor inside the key, so a passkey alone is two. Not an RFC 8176 value: `amr`
+    /// leaves it out and says `mfa` instead.
+    UserVerified,
 }
 
 impl AuthMethod {
@@ -24,6 +28,7 @@ impl AuthMethod {
             AuthMethod::OneTimeCode => "otp",
             AuthMethod::HardwareKey => "hwk",
             AuthMethod::Email => "email",
+            AuthMethod::UserVerified => "uv",
         }
     }
 
@@ -33,6 +38,7 @@ impl AuthMethod {
             AuthMethod::OneTimeCode,
             AuthMethod::HardwareKey,
             AuthMethod::Email,
+            AuthMethod::UserVerified,
         ]
         .into_iter()
         .find(|method| method.as_str() == raw)
@@ -94,9 +100,33 @@ impl Assurance {
         }
     }
 
+    /// A sign-in with `methods` at `at`, each method counted once.
+    pub fn of(at: OffsetDateTime, methods: &[AuthMethod]) -> Assurance {
+        let mut assurance = Assurance {
+            auth_time: at,
+            methods: Vec::new(),
+        };
+        assurance.add(methods);
+        assurance
+    }
+
+    /// Adds methods proven in the same session (a second factor, a step-up).
+    pub fn add(&mut self, methods: &[AuthMethod]) {
+        for method in methods {
+            if !self.methods.contains(method) {
+                self.methods.push(*method);
+            }
+        }
+    }
+
     /// The `amr` claim: the methods, and `mfa` when there were two factors.
     pub fn amr(&self) -> Vec<String> {
-        let mut amr: Vec<String> = self.methods.iter().map(|m| m.as_str().to_owned()).collect();
+        let mut amr: Vec<String> = self
+            .methods
+            .iter()
+            .filter(|m| **m != AuthMethod::UserVerified)
+            .map(|m| m.as_str().to_owned())
+            .collect();
         if self.acr() == Acr::Aal2 {
             amr.push("mfa".to_owned());
         }
@@ -162,6 +192,14 @@ mod tests {
         assert_eq!(two.amr(), ["pwd", "otp", "mfa"]);
         assert_eq!(two.stored_methods(), "pwd,otp");
         assert!(Acr::Aal2 > Acr::Aal1 && Acr::parse("aal3").is_none());
+        let passkey = Assurance::of(at, &[AuthMethod::HardwareKey, AuthMethod::UserVerified]);
+        assert_eq!(
+            passkey.acr(),
+            Acr::Aal2,
+            "a user-verified passkey is two factors"
+        );
+        assert_eq!(passkey.amr(), ["hwk", "mfa"]);
+        assert_eq!(passkey.stored_methods(), "hwk,uv");
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub enum EventType {
     UserDeleted,
     SessionRevoked,
     RefreshTokenReused,
+    MfaEnabled,
+    MfaDisabled,
+    MfaChallengeFailed,
+    RecoveryCodeUsed,
+    PasskeyAdded,
+    PasskeyRemoved,
 }
 
 impl EventType {
@@ -44,6 +50,12 @@ impl EventType {
             EventType::UserDeleted => "USER_DELETED",
             EventType::SessionRevoked => "SESSION_REVOKED",
             EventType::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
+            EventType::MfaEnabled => "MFA_ENABLED",
+            EventType::MfaDisabled => "MFA_DISABLED",
+            EventType::MfaChallengeFailed => "MFA_CHALLENGE_FAILED",
+            EventType::RecoveryCodeUsed => "RECOVERY_CODE_USED",
+            EventType::PasskeyAdded => "PASSKEY_ADDED",
+            EventType::PasskeyRemoved => "PASSKEY_REMOVED",
         }
     }
 }
@@ -69,6 +81,8 @@ pub enum RevokeReason {
     AccountDeleted,
     /// A spent refresh token came back after its grace window.
     RefreshTokenReused,
+    /// An admin removed every second factor of the account.
+    MfaReset,
 }
 
 impl RevokeReason {
@@ -84,6 +98,7 @@ impl RevokeReason {
             RevokeReason::EmailUnverified => "email_unverified",
             RevokeReason::AccountDeleted => "account_deleted",
             RevokeReason::RefreshTokenReused => "refresh_token_reused",
+            RevokeReason::MfaReset => "mfa_reset",
         }
     }
 }
@@ -314,6 +329,77 @@ impl Event {
             Some(user_id),
             time,
             json!({"session_id": session_id}),
+        )
+    }
+
+    /// `MFA_ENABLED`: the user confirmed a TOTP authenticator.
+    pub fn mfa_enabled(user_id: Uuid, time: OffsetDateTime) -> Event {
+        Event::new(
+            EventType::MfaEnabled,
+            Some(user_id),
+            time,
+            json!({"method": "totp"}),
+        )
+    }
+
+    /// `MFA_DISABLED`: `method` (`totp`, or `all` when an admin removed every factor) is gone;
+    /// `by` is the admin, or the user themselves.
+    pub fn mfa_disabled(user_id: Uuid, method: &str, by: Uuid, time: OffsetDateTime) -> Event {
+        Event::new(
+            EventType::MfaDisabled,
+            Some(user_id),
+            time,
+            json!({"method": method, "by": by}),
+        )
+    }
+
+    /// `MFA_CHALLENGE_FAILED`: a wrong second factor (`method`) was offered for `user_id`.
+    pub fn mfa_challenge_failed(user_id: Uuid, method: &str, time: OffsetDateTime) -> Event {
+        Event::new(
+            EventType::MfaChallengeFailed,
+            Some(user_id),
+            time,
+            json!({"method": method}),
+        )
+    }
+
+    /// `RECOVERY_CODE_USED`: a recovery code was spent; `left` remain.
+    pub fn recovery_code_used(user_id: Uuid, left: i64, time: OffsetDateTime) -> Event {
+        Event::new(
+            EventType::RecoveryCodeUsed,
+            Some(user_id),
+            time,
+            json!({"remaining": left}),
+        )
+    }
+
+    /// `PASSKEY_ADDED`: the WebAuthn credential `credential` named `name` was registered.
+    pub fn passkey_added(
+        user_id: Uuid,
+        credential: Uuid,
+        name: &str,
+        time: OffsetDateTime,
+    ) -> Event {
+        Event::new(
+            EventType::PasskeyAdded,
+            Some(user_id),
+            time,
+            json!({"credential_id": credential, "name": name}),
+        )
+    }
+
+    /// `PASSKEY_REMOVED`: the WebAuthn credential `credential` was removed by `by`.
+    pub fn passkey_removed(
+        user_id: Uuid,
+        credential: Uuid,
+        by: Uuid,
+        time: OffsetDateTime,
+    ) -> Event {
+        Event::new(
+            EventType::PasskeyRemoved,
+            Some(user_id),
+            time,
+            json!({"credential_id": credential, "by": by}),
         )
     }
 

@@ -2,7 +2,7 @@
 
 use super::budget::Budget;
 use super::error::{ApiError, Problem};
-use super::extract::{ApiJson, Bearer, Client, budget_account};
+use super::extract::{ApiJson, Client, Enrolling, budget_account};
 use super::views::{TokenPairView, UserView, refuse_unknown, single_field};
 use crate::domain::{Acr, Demand, ValidationErrors};
 use crate::ratelimit::Action;
@@ -170,10 +170,14 @@ pub async fn login(
     ))]
 pub async fn verify(
     State(app): State<AppState>,
-    Bearer(principal): Bearer,
+    Enrolling(principal): Enrolling,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<HeaderMap, ApiError> {
-    let demand = parse_demand(query)?;
+    let mut demand = parse_demand(query)?;
+    // A role that needs a second factor is told to step up, like a route that asks for it.
+    if crate::service::mfa::role_requires_more(&app, &principal) {
+        demand.acr = Some(Acr::Aal2);
+    }
     let claims = &principal.claims;
     let acr = claims.acr.as_deref().and_then(Acr::parse);
     if !demand.met_by(acr, claims.auth_time, app.clock.now()) {

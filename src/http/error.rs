@@ -5,6 +5,7 @@ use crate::domain::{FieldError, ValidationErrors};
 use crate::service::Fault;
 use crate::service::accounts::{AccountError, RegisterError};
 use crate::service::admin::AdminError;
+use crate::service::mfa::MfaError;
 use crate::service::recovery::RecoveryError;
 use crate::service::sessions::{AuthError, LoginError, RefreshError, SessionError};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -47,6 +48,25 @@ pub enum ApiError {
     /// Right password, account disabled.
     #[error("account disabled")]
     AccountDisabled,
+    /// A second factor is needed: after a right password, with the `mfa_token` that completes
+    /// the login; on an endpoint, the token's authentication has one factor where two are due.
+    #[error("mfa required")]
+    MfaRequired(Option<crate::service::mfa::SecondStep>),
+    /// A wrong second factor, or a spent, expired or unknown `mfa_token`.
+    #[error("invalid mfa")]
+    InvalidMfa,
+    /// The code confirming an enrolment is wrong.
+    #[error("invalid code")]
+    InvalidCode,
+    /// The WebAuthn credential offered for registration does not verify.
+    #[error("invalid credential")]
+    InvalidCredential,
+    /// The factor is enrolled already.
+    #[error("already enrolled")]
+    AlreadyEnrolled,
+    /// The token's authentication is too old for this change.
+    #[error("reauthentication required")]
+    ReauthenticationRequired,
     /// The password confirming a change is wrong.
     #[error("invalid current password")]
     InvalidCurrentPassword,
@@ -105,6 +125,12 @@ pub struct Problem {
     /// One entry per offending field (validation failures only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// `mfa_required` after a right password: the single-use token that completes the login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa_token: Option<String>,
+    /// `mfa_required` after a right password: the methods that can complete it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<&'static str>>,
 }
 
 /// The cause of a 5xx, carried in the response's extensions and logged once, inside the
@@ -172,6 +198,48 @@ impl ApiError {
                 "account_disabled",
                 "Account disabled",
                 "This account has been disabled.".into(),
+            ),
+            MfaRequired(Some(_)) => (
+                StatusCode::FORBIDDEN,
+                "mfa_required",
+                "Second factor required",
+                "The password is right; complete the login at /auth/mfa/verify with the mfa_token and one of the methods.".into(),
+            ),
+            MfaRequired(None) => (
+                StatusCode::FORBIDDEN,
+                "mfa_required",
+                "Second factor required",
+                "This needs a sign-in with two factors (aal2): re-authenticate with a second factor at /auth/reauthenticate.".into(),
+            ),
+            InvalidMfa => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_mfa",
+                "Invalid second factor",
+                "The code or credential is wrong, or the mfa_token is spent or expired.".into(),
+            ),
+            InvalidCode => (
+                StatusCode::BAD_REQUEST,
+                "invalid_code",
+                "Invalid code",
+                "The code does not match the authenticator being enrolled.".into(),
+            ),
+            InvalidCredential => (
+                StatusCode::BAD_REQUEST,
+                "invalid_credential",
+                "Invalid credential",
+                "The WebAuthn credential does not answer the registration options asked last, or is registered already.".into(),
+            ),
+            AlreadyEnrolled => (
+                StatusCode::CONFLICT,
+                "already_enrolled",
+                "Already enrolled",
+                "An authenticator app is enrolled already; remove it first.".into(),
+            ),
+            ReauthenticationRequired => (
+                StatusCode::FORBIDDEN,
+                "reauthentication_required",
+                "Reauthentication required",
+                "This change needs a recent sign-in: re-authenticate at /auth/reauthenticate.".into(),
             ),
             InvalidCurrentPassword => (
                 StatusCode::FORBIDDEN,
@@ -263,6 +331,12 @@ impl IntoResponse for ApiError {
             ApiError::Validation(errors) => Some(errors.0.clone()),
             _ => None,
         };
+        let (mfa_token, methods) = match &self {
+            ApiError::MfaRequired(Some(step)) => {
+                (Some(step.mfa_token.clone()), Some(step.methods.clone()))
+            }
+            _ => (None, None),
+        };
         let problem = Problem {
             kind: "about:blank",
             title,
@@ -270,6 +344,8 @@ impl IntoResponse for ApiError {
             code,
             detail,
             errors,
+            mfa_token,
+            methods,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (
@@ -367,6 +443,7 @@ impl From<LoginError> for ApiError {
             LoginError::InvalidCredentials => ApiError::InvalidCredentials,
             LoginError::EmailNotVerified => ApiError::EmailNotVerified,
             LoginError::AccountDisabled => ApiError::AccountDisabled,
+            LoginError::MfaRequired(step) => ApiError::MfaRequired(Some(step)),
             LoginError::Fault(fault) => fault.into(),
         }
     }
@@ -451,6 +528,23 @@ impl From<crate::ratelimit::LimitError> for ApiError {
             crate::ratelimit::LimitError::Unavailable => {
                 ApiError::Unavailable(anyhow::anyhow!("the rate-limit store is unreachable"))
             }
+        }
+    }
+}
+
+impl From<MfaError> for ApiError {
+    fn from(error: MfaError) -> ApiError {
+        match error {
+            MfaError::InvalidMfa => ApiError::InvalidMfa,
+            MfaError::InvalidCode => ApiError::InvalidCode,
+            MfaError::InvalidCredential => ApiError::InvalidCredential,
+            MfaError::InvalidCredentials => ApiError::InvalidCredentials,
+            MfaError::AccountDisabled => ApiError::AccountDisabled,
+            MfaError::AlreadyEnrolled => ApiError::AlreadyEnrolled,
+            MfaError::NotFound => ApiError::NotFound,
+            MfaError::ReauthenticationRequired => ApiError::ReauthenticationRequired,
+            MfaError::SecondFactorRequired => ApiError::MfaRequired(None),
+            MfaError::Fault(fault) => fault.into(),
         }
     }
 }

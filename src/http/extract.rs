@@ -132,10 +132,28 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 }
 
-/// The caller, proven by `Authorization: Bearer <access token>`; anything else is 401.
+/// The caller, proven by `Authorization: Bearer <access token>`; anything else is 401. A role
+/// of `LATCHKEY_REQUIRE_MFA_ROLES` needs a token of `aal2` (else 403 `mfa_required`).
 pub struct Bearer(pub Principal);
 
 impl FromRequestParts<AppState> for Bearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let Enrolling(principal) = Enrolling::from_request_parts(parts, app).await?;
+        if crate::service::mfa::role_requires_more(app, &principal) {
+            return Err(ApiError::MfaRequired(None));
+        }
+        Ok(Bearer(principal))
+    }
+}
+
+/// The caller, proven by a bearer token of any assurance level: for the few endpoints a user
+/// whose role needs a second factor must reach without one (their profile, enrolment,
+/// re-authentication, the gateway check that answers the step-up challenge itself).
+pub struct Enrolling(pub Principal);
+
+impl FromRequestParts<AppState> for Enrolling {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
@@ -148,7 +166,7 @@ impl FromRequestParts<AppState> for Bearer {
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        Ok(Bearer(authenticate(app, token).await?))
+        Ok(Enrolling(authenticate(app, token).await?))
     }
 }
 

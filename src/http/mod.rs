@@ -8,6 +8,7 @@ mod deadline;
 pub mod error;
 pub mod extract;
 pub mod listen;
+pub mod mfa;
 pub mod ops;
 pub mod pages;
 pub mod recovery;
@@ -82,6 +83,20 @@ fn api() -> OpenApiRouter<AppState> {
             routes!(recovery::reset_password),
             &[Action::Reset, Action::ResetCode],
         ))
+        .routes(limited(routes!(mfa::verify), &[Action::Mfa]))
+        .routes(limited(routes!(mfa::second_factor_options), &[Action::Mfa]))
+        .routes(limited(routes!(mfa::passkey_options), &[Action::Mfa]))
+        .routes(limited(routes!(mfa::passkey_login), &[Action::Mfa]))
+        .routes(limited(routes!(mfa::reauthenticate), &[Action::Mfa]))
+        .routes(routes!(mfa::reauth_options))
+        .routes(routes!(mfa::status))
+        .routes(routes!(mfa::enrol_totp, mfa::remove_totp))
+        .routes(routes!(mfa::confirm_totp))
+        .routes(routes!(mfa::registration_options))
+        .routes(routes!(mfa::register_credential))
+        .routes(routes!(mfa::remove_credential))
+        .routes(routes!(mfa::regenerate_recovery_codes))
+        .routes(routes!(mfa::reset))
         .routes(routes!(sessions::list, sessions::revoke_all))
         .routes(routes!(sessions::revoke))
         .routes(routes!(users::me, users::update_me, users::delete_me))

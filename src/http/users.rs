@@ -1,7 +1,7 @@
 //! `/users/me*`: the caller's own profile, password and account.
 
 use super::error::{ApiError, Problem};
-use super::extract::{ApiJson, Bearer, Client};
+use super::extract::{ApiJson, Bearer, Client, Enrolling};
 use super::views::{ProfilePatch, UserView, refuse_unknown};
 use crate::domain::ValidationErrors;
 use crate::service::accounts;
@@ -57,7 +57,7 @@ pub struct DeleteMeRequest {
     ))]
 pub async fn me(
     State(app): State<AppState>,
-    Bearer(principal): Bearer,
+    Enrolling(principal): Enrolling,
 ) -> Result<Json<UserView>, ApiError> {
     Ok(Json(accounts::me(&app, &principal).await?.into()))
 }

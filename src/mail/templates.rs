@@ -109,6 +109,26 @@ pub fn password_changed(brand: &Branding<'_>) -> Rendered {
     }
 }
 
+/// "The second factors of your account changed": `what` says how (a fixed sentence).
+pub fn factors_changed(brand: &Branding<'_>, what: &str) -> Rendered {
+    let product = brand.product;
+    Rendered {
+        subject: format!("Security notice: the sign-in factors of your {product} account changed"),
+        text: format!(
+            "{what}.\n\nIf this was you, nothing needs doing. If not, reset your password at \
+             once, sign in and review your account's security, and contact support.\n"
+        ),
+        html: page(
+            brand,
+            &format!(
+                "<p>{}.</p><p>If this was you, nothing needs doing. If not, reset your password at \
+                 once, sign in and review your account's security, and contact support.</p>",
+                escape(what)
+            ),
+        ),
+    }
+}
+
 /// "Someone tried to register with your address" (conceal mode).
 pub fn registration_attempt(brand: &Branding<'_>) -> Rendered {
     let product = brand.product;

@@ -29,6 +29,8 @@ pub enum Action {
     /// A reset code presented (per client network, across accounts).
     ResetCode,
     Confirm,
+    /// A second factor or passkey ceremony (answers and options alike).
+    Mfa,
 }
 
 impl Action {
@@ -42,12 +44,16 @@ impl Action {
             Action::Reset => "reset",
             Action::ResetCode => "reset_code",
             Action::Confirm => "confirm",
+            Action::Mfa => "mfa",
         }
     }
 
     /// Whether an unknown count must refuse rather than allow (Redis away).
     fn fails_closed(self) -> bool {
-        matches!(self, Action::Login | Action::Reset | Action::ResetCode)
+        matches!(
+            self,
+            Action::Login | Action::Reset | Action::ResetCode | Action::Mfa
+        )
     }
 }
 

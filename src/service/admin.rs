@@ -3,7 +3,7 @@
 
 use super::accounts::{self, NewAccount, Origin, RegisterError, Registered, changed_fields};
 use super::{Fault, Principal, faults_into};
-use crate::domain::{Event, RevokeReason, Role, User, ValidationErrors};
+use crate::domain::{Acr, Event, RevokeReason, Role, User, ValidationErrors};
 use crate::state::AppState;
 use crate::store::{Effects, StoreError, UserChange, UserFilter};
 use time::OffsetDateTime;
@@ -46,12 +46,17 @@ pub struct UserPage {
 /// An admin, checked against the store: the proof every admin use case asks for. Only
 /// [`authorize`] makes one, so no use case can be reached without the check.
 #[derive(Debug)]
-pub struct Acting(User);
+pub struct Acting(User, Acr);
 
 impl Acting {
     /// The admin, as stored when checked.
     pub fn user(&self) -> &User {
         &self.0
+    }
+
+    /// The level its token states.
+    pub fn acr(&self) -> Acr {
+        self.1
     }
 }
 
@@ -67,7 +72,13 @@ pub async fn authorize(app: &AppState, principal: &Principal) -> Result<Acting, 
     if actor.disabled || &actor.role != app.config.roles.admin() {
         return Err(AdminError::Forbidden);
     }
-    Ok(Acting(actor))
+    let acr = principal
+        .claims
+        .acr
+        .as_deref()
+        .and_then(Acr::parse)
+        .unwrap_or(Acr::Aal1);
+    Ok(Acting(actor, acr))
 }
 
 /// A page of users matching `filter`.
@@ -198,4 +209,19 @@ pub async fn delete(app: &AppState, actor: &Acting, id: Option<Uuid>) -> Result<
             Ok(())
         }
     }
+}
+
+/// Removes every second factor of user `id` and revokes every session; needs the admin's own
+/// token at `aal2` (`SecondFactorRequired` otherwise), so a stolen admin password alone cannot
+/// strip a victim's factors.
+pub async fn reset_mfa(
+    app: &AppState,
+    admin: &Acting,
+    id: Option<Uuid>,
+) -> Result<(), super::mfa::MfaError> {
+    if admin.acr() < Acr::Aal2 {
+        return Err(super::mfa::MfaError::SecondFactorRequired);
+    }
+    let id = id.ok_or(super::mfa::MfaError::NotFound)?;
+    super::mfa::reset(app, id, admin.user().id).await
 }

@@ -106,6 +106,28 @@ pub(crate) async fn check_password(
     })
 }
 
+/// Counts a second-factor check of `email`'s account from `client` as a failure before it is
+/// made, like a password check: wrong codes share the account's budget with wrong passwords.
+/// `None` when the account or network may not try now; else the attempt, for [`settle`] once
+/// the code turns out right.
+pub(crate) async fn count_second_factor(
+    app: &AppState,
+    email: &Email,
+    client: &ClientInfo,
+) -> Result<Option<Attempt>, Fault> {
+    let network = client
+        .ip
+        .as_deref()
+        .map_or_else(|| "unknown".to_owned(), crate::domain::client_network);
+    let subject = app.code_key.subject(email);
+    let now = app.clock.now();
+    let (gate, _) = app
+        .store
+        .begin_password_attempt(&subject, &network, now, &|counts| gate(counts, now))
+        .await?;
+    Ok(matches!(gate, AttemptGate::Open).then_some(Attempt { subject, network }))
+}
+
 /// A counted password check that turned out right: whose counters, from which network.
 #[derive(Debug, Clone)]
 pub(crate) struct Attempt {
@@ -125,6 +147,18 @@ pub(crate) async fn settle(app: &AppState, attempt: Option<&Attempt>) -> Result<
     if let Some(attempt) = attempt {
         app.store
             .password_attempt_passed(&attempt.subject, &attempt.network, app.clock.now())
+            .await?;
+    }
+    Ok(())
+}
+
+/// A right password that does not open the account by itself (a second factor follows): it is
+/// no longer counted as a failure, but the network's earlier failures stay until the login
+/// completes, or else each new password step would buy a fresh round of code guesses.
+pub(crate) async fn uncount(app: &AppState, attempt: Option<&Attempt>) -> Result<(), Fault> {
+    if let Some(attempt) = attempt {
+        app.store
+            .uncount_password_attempt(&attempt.subject, &attempt.network, app.clock.now())
             .await?;
     }
     Ok(())

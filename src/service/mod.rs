@@ -8,6 +8,8 @@ mod attempts;
 pub mod import;
 pub mod keys;
 pub mod mail_requests;
+pub mod mfa;
+pub mod passkeys;
 pub mod recovery;
 pub mod sealing;
 pub mod sessions;

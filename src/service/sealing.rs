@@ -51,10 +51,12 @@ pub struct Rotated {
     pub signing_keys: u64,
     /// Queued mails not yet sent.
     pub mails: u64,
+    /// TOTP secrets.
+    pub totp_secrets: u64,
 }
 
 /// Opens everything sealed under `current` and seals it under `new`, in one transaction: the
-/// canary, every signing key's private half, every queued mail's bodies. When the canary does
+/// canary, every signing key's private half, every queued mail's bodies, every TOTP secret. When the canary does
 /// not open, `WrongKey`; when anything else does not, an error naming it; either way nothing
 /// changes. Keyed hashes (reset codes, address subjects) cannot follow: the values behind them
 /// are not kept.
@@ -69,6 +71,7 @@ pub async fn rotate(
             SealedRow::Canary => CANARY_BINDING.to_owned(),
             SealedRow::SigningKey(kid) => super::keys::binding(kid),
             SealedRow::Mail(id) => crate::mail::binding(*id),
+            SealedRow::TotpSecret(user) => super::mfa::totp_binding(*user),
         };
         let plain = current.open(sealed, &binding).ok()?;
         // Checked as at start-up, so both agree on what a wrong key is.
@@ -81,9 +84,11 @@ pub async fn rotate(
         Resealed::Done {
             signing_keys,
             mails,
+            totp_secrets,
         } => Ok(Rotated {
             signing_keys,
             mails,
+            totp_secrets,
         }),
         Resealed::Refused(SealedRow::Canary) => Err(SealingError::WrongKey),
         Resealed::Refused(row) => Err(SealingError::Other(anyhow::anyhow!(

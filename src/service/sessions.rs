@@ -22,6 +22,9 @@ pub enum LoginError {
     /// Correct password, but an admin disabled the account.
     #[error("account disabled")]
     AccountDisabled,
+    /// Correct password of an account with a second factor: no session until it is given.
+    #[error("second factor required")]
+    MfaRequired(super::mfa::SecondStep),
     /// The machinery failed.
     #[error(transparent)]
     Fault(#[from] Fault),
@@ -142,6 +145,21 @@ pub async fn login(
         }
         return Err(LoginError::EmailNotVerified);
     }
+    let factors = app.store.factors(user.id).await?;
+    if factors.any() {
+        // The password was right: it no longer counts as a failure, but the network's earlier
+        // failures (wrong codes among them) stay until the second factor passes.
+        super::attempts::uncount(app, attempt.as_ref()).await?;
+        let step = super::mfa::begin_second_step(
+            app,
+            &user,
+            stored_hash.as_deref().unwrap_or_default(),
+            &factors,
+            client,
+        )
+        .await?;
+        return Err(LoginError::MfaRequired(step));
+    }
     // Upgrade an outdated hash while the plain password is at hand; if the pool is busy,
     // the next login will do it.
     let rehash = match needs_rehash {
@@ -153,7 +171,7 @@ pub async fn login(
     let event = login_event(&user, &session, now);
     let verified_hash = stored_hash.unwrap_or_default();
     let expected = LoginExpects {
-        password_hash: &verified_hash,
+        password_hash: Some(&verified_hash),
         role: user.role.as_str(),
         email_verified: user.email_verified,
         // Settled in the session's transaction: one commit fewer per login.

@@ -94,6 +94,12 @@ pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
         redis,
         clock.clone(),
     );
+    let webauthn = relying_party(
+        &config.mfa.rp_id,
+        &config.server.public_url,
+        &config.mail.product_name,
+    )
+    .map(std::sync::Arc::new);
     Ok(AppState::new(Shared {
         config: std::sync::Arc::new(config),
         store,
@@ -104,8 +110,42 @@ pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
         code_key: CodeKey::new(&secret_key),
         sealer,
         limiter,
+        webauthn,
         clock,
     }))
+}
+
+/// The WebAuthn relying party of `rp_id` for the origin of `public_url`, or `None` (with a
+/// warning) when that cannot be one: WebAuthn needs a domain name, not an IP address. A
+/// loopback address (the embedded default) stands for `localhost`, where browsers do allow
+/// WebAuthn, so passkeys work out of the box at `http://localhost:<port>`.
+fn relying_party(rp_id: &str, public_url: &str, product: &str) -> Option<webauthn_rs::Webauthn> {
+    use webauthn_rs::prelude::Url;
+    let mut url = Url::parse(public_url).ok()?;
+    let mut rp_id = rp_id.to_owned();
+    let host = url.host_str()?.trim_matches(['[', ']']).to_owned();
+    let loopback = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        if host == rp_id {
+            rp_id = "localhost".to_owned();
+        }
+        url.set_host(Some("localhost")).ok()?;
+    }
+    let origin = Url::parse(&url.origin().ascii_serialization()).ok()?;
+    match webauthn_rs::WebauthnBuilder::new(&rp_id, &origin)
+        .and_then(|b| b.rp_name(product).build())
+    {
+        Ok(webauthn) => Some(webauthn),
+        Err(error) => {
+            tracing::warn!(
+                %error, rp_id, origin = %origin,
+                "passkeys are off: WebAuthn needs LATCHKEY_PUBLIC_URL on a domain name and LATCHKEY_WEBAUTHN_RP_ID equal to it or a parent domain"
+            );
+            None
+        }
+    }
 }
 
 /// What to do when a key file does not exist.

@@ -4,6 +4,7 @@
 mod attempts;
 mod backend;
 mod events;
+mod factors;
 mod keys;
 mod listing;
 mod mail;
@@ -21,6 +22,7 @@ use uuid::Uuid;
 pub use crate::domain::{Revoke, UserChange, UserFilter};
 pub use attempts::{AttemptCounts, AttemptGate};
 use backend::{Dialect, Pools, Tx, sql};
+pub use factors::{Challenge, ChallengeKind, CredentialRecord, Factors, TotpRecord};
 pub use records::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

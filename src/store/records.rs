@@ -62,8 +62,9 @@ pub struct QueuedRequest<'a> {
 /// What a login's session insert requires of the account, as the password check found it.
 #[derive(Debug, Clone, Copy)]
 pub struct LoginExpects<'a> {
-    /// The hash the password was verified against.
-    pub password_hash: &'a str,
+    /// The hash the password was verified against (`None`: the account has no password, and a
+    /// passkey signed in).
+    pub password_hash: Option<&'a str>,
     /// The role the account had.
     pub role: &'a str,
     /// Whether its address was verified (tokens say so).
@@ -123,6 +124,8 @@ pub enum SealedRow {
     SigningKey(String),
     /// A queued mail's bodies.
     Mail(Uuid),
+    /// The TOTP secret of a user.
+    TotpSecret(Uuid),
 }
 
 impl std::fmt::Display for SealedRow {
@@ -131,6 +134,7 @@ impl std::fmt::Display for SealedRow {
             SealedRow::Canary => f.write_str("the sealing canary"),
             SealedRow::SigningKey(kid) => write!(f, "signing key {kid}"),
             SealedRow::Mail(id) => write!(f, "queued mail {id}"),
+            SealedRow::TotpSecret(user) => write!(f, "the TOTP secret of user {user}"),
         }
     }
 }
@@ -147,6 +151,8 @@ pub enum Resealed {
         signing_keys: u64,
         /// Queued mails not yet sent.
         mails: u64,
+        /// TOTP secrets.
+        totp_secrets: u64,
     },
     /// This value was refused (it does not open); nothing was changed.
     Refused(SealedRow),

@@ -19,7 +19,11 @@ const RESEAL_SIGNING_KEY: &str =
 const SEALED_MAILS_AFTER: &str = "select id, sealed_body from mail_queue
     where sealed_body is not null and id > $1 order by id limit $2";
 const RESEAL_MAIL: &str = "update mail_queue set sealed_body = $1, updated_at = $2 where id = $3";
-/// Queued mails re-sealed per read, so that a long queue is not read at once.
+const SEALED_TOTP_AFTER: &str = "select user_id, secret_sealed from totp_factors
+    where user_id > $1 order by user_id limit $2";
+const RESEAL_TOTP: &str =
+    "update totp_factors set secret_sealed = $1, updated_at = $2 where user_id = $3";
+/// Queued mails (and TOTP secrets) re-sealed per read, so that a long queue is not read at once., so that a long queue is not read at once.
 const RESEAL_BATCH: i64 = 100;
 
 impl Store {
@@ -164,35 +168,48 @@ impl Store {
                 .execute(&mut tx)
                 .await?;
         }
-        let (mut mails, mut after) = (0, String::new());
-        loop {
-            let page: Vec<(String, Vec<u8>)> = sql(SEALED_MAILS_AFTER)
-                .bind(&after)
-                .bind(RESEAL_BATCH)
-                .fetch_all(&mut tx)
-                .await?;
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            after = last.clone();
-            for (id, sealed) in page {
-                let row = SealedRow::Mail(parse_uuid(&id)?);
-                let Some(resealed) = reseal(&row, &sealed) else {
-                    return Ok(Resealed::Refused(row));
-                };
-                sql(RESEAL_MAIL)
-                    .bind(&resealed)
-                    .bind(at)
-                    .bind(id)
-                    .execute(&mut tx)
+        let mut mails = 0;
+        let mut totp_secrets = 0;
+        for (select, update, counted) in [
+            (SEALED_MAILS_AFTER, RESEAL_MAIL, &mut mails),
+            (SEALED_TOTP_AFTER, RESEAL_TOTP, &mut totp_secrets),
+        ] {
+            let mut after = String::new();
+            loop {
+                let page: Vec<(String, Vec<u8>)> = sql(select)
+                    .bind(&after)
+                    .bind(RESEAL_BATCH)
+                    .fetch_all(&mut tx)
                     .await?;
-                mails += 1;
+                let Some((last, _)) = page.last() else {
+                    break;
+                };
+                after = last.clone();
+                for (id, sealed) in page {
+                    let id_parsed = parse_uuid(&id)?;
+                    let row = if select == SEALED_MAILS_AFTER {
+                        SealedRow::Mail(id_parsed)
+                    } else {
+                        SealedRow::TotpSecret(id_parsed)
+                    };
+                    let Some(resealed) = reseal(&row, &sealed) else {
+                        return Ok(Resealed::Refused(row));
+                    };
+                    sql(update)
+                        .bind(&resealed)
+                        .bind(at)
+                        .bind(id)
+                        .execute(&mut tx)
+                        .await?;
+                    *counted += 1;
+                }
             }
         }
         tx.commit().await?;
         Ok(Resealed::Done {
             signing_keys,
             mails,
+            totp_secrets,
         })
     }
 }

@@ -7,7 +7,7 @@ use super::{
     SessionRecord, Store, StoreError, attempts, events::insert_event, from_micros, micros,
     parse_uuid,
 };
-use crate::domain::{Assurance, Event, RevokeReason, User};
+use crate::domain::{Assurance, AuthMethod, Event, RevokeReason, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -42,7 +42,7 @@ impl Store {
         let updated = sql(
             "update users set last_login_at = $1, password_hash = coalesce($2, password_hash),
                  updated_at = case when $3 is null then updated_at else $4 end
-             where id = $5 and password_hash = $6 and role = $7 and disabled = $8 and email_verified = $9",
+             where id = $5 and password_hash is not distinct from $6 and role = $7 and disabled = $8 and email_verified = $9",
         )
         .bind(at)
         .bind(rehash)
@@ -66,6 +66,30 @@ impl Store {
         let user = user_in(&mut tx, session.user_id).await?;
         tx.commit().await?;
         Ok(Some(user))
+    }
+
+    /// How and when the holder of session `session_id` of `user_id` authenticated, as the
+    /// session records it now (a factor enrolled since its access token was issued counts).
+    pub async fn session_assurance(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<Option<Assurance>, StoreError> {
+        let stored: Option<(Option<i64>, String)> =
+            sql("select auth_time, auth_methods from sessions
+             where id = $1 and user_id = $2 and revoked_at is null")
+            .bind(session_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        stored
+            .map(|(auth_time, methods)| {
+                Ok(Assurance::from_stored(
+                    from_micros(auth_time.unwrap_or_default())?,
+                    &methods,
+                ))
+            })
+            .transpose()
     }
 
     /// The live sessions of a user, oldest first.
@@ -295,7 +319,7 @@ impl Store {
         let day = 86_400_000_000_i64;
         let week = 7 * day;
         // Spent refresh tokens stay until they expire: reuse detection needs them.
-        let statements: [(&'static str, i64); 9] = [
+        let statements: [(&'static str, i64); 10] = [
             ("update refresh_tokens set successor_sealed = null where token_hash in
                 (select token_hash from refresh_tokens where successor_sealed is not null and used_at < $1 limit 500)",
              micros(now - grace)),
@@ -309,6 +333,8 @@ impl Store {
                 (select seq from revocations where expires_at <= $1 limit 500)", at),
             ("delete from email_tokens where token_hash in
                 (select token_hash from email_tokens where expires_at <= $1 limit 500)", at),
+            ("delete from mfa_challenges where key_hash in
+                (select key_hash from mfa_challenges where expires_at <= $1 limit 500)", at),
             // Delivered or abandoned mail (bodies already erased) is kept a week for inquiries.
             ("delete from mail_queue where id in
                 (select id from mail_queue where (sent_at is not null or failed_at is not null) and updated_at <= $1 limit 500)", at - week),
@@ -361,12 +387,31 @@ pub(super) async fn insert_session(tx: &mut Tx, session: &NewSession) -> Result<
     .bind(session.assurance.stored_methods())
     .execute(&mut *tx)
     .await?;
+    insert_refresh_token(
+        tx,
+        &session.refresh_token_hash,
+        session.id,
+        session.created_at,
+        micros(session.expires_at),
+    )
+    .await
+}
+
+/// Adds the next refresh token of a session.
+pub(super) async fn insert_refresh_token(
+    tx: &mut Tx,
+    token_hash: &str,
+    session_id: Uuid,
+    now: OffsetDateTime,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    let at = micros(now);
     sql(INSERT_REFRESH_TOKEN)
-        .bind(&session.refresh_token_hash)
-        .bind(session.id)
+        .bind(token_hash)
+        .bind(session_id)
         .bind(at)
         .bind(at)
-        .bind(micros(session.expires_at))
+        .bind(expires_at)
         .execute(&mut *tx)
         .await?;
     Ok(())
@@ -383,6 +428,35 @@ async fn assurance_in(tx: &mut Tx, id: Uuid) -> Result<Assurance, StoreError> {
         from_micros(auth_time.unwrap_or_default())?,
         &methods,
     ))
+}
+
+/// Adds `methods`, just proven by the holder of session `id` of `user_id` (a factor it
+/// enrolled), to what the session proved, inside a transaction; its `auth_time` stays.
+pub(super) async fn prove_in(
+    tx: &mut Tx,
+    id: Uuid,
+    user_id: Uuid,
+    methods: &[AuthMethod],
+) -> Result<(), StoreError> {
+    let stored: Option<(Option<i64>, String)> =
+        sql("select auth_time, auth_methods from sessions where id = $1 and user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((auth_time, stored)) = stored else {
+        return Ok(());
+    };
+    let mut assurance =
+        Assurance::from_stored(from_micros(auth_time.unwrap_or_default())?, &stored);
+    assurance.add(methods);
+    sql("update sessions set auth_methods = $1 where id = $2 and user_id = $3")
+        .bind(assurance.stored_methods())
+        .bind(id)
+        .bind(user_id)
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 /// Revokes live sessions of `user_id` inside a transaction: marks them, records a revocation

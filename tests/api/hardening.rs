@@ -108,7 +108,7 @@ async fn a_login_checked_before_a_disable_or_role_change_opens_no_session() {
         };
         let event = latchkey::domain::Event::refresh_token_reused(id, session.id, now);
         let expects = latchkey::store::LoginExpects {
-            password_hash: &hash,
+            password_hash: Some(&hash),
             role: "user",
             email_verified: true,
             attempt: None,

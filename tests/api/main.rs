@@ -16,6 +16,7 @@ mod fuzz;
 mod hardening;
 mod import;
 mod mail;
+mod mfa;
 mod ops;
 mod outage;
 mod ratelimit;

@@ -511,7 +511,7 @@ async fn rotating_the_secret_key_reseals_everything_so_that_only_the_new_key_sta
     );
     assert!(output.status.success(), "{stderr}");
     assert!(
-        stdout.contains("1 signing key(s) and 1 queued mail(s)"),
+        stdout.contains("1 signing key(s), 1 queued mail(s) and 0 TOTP secret(s)"),
         "{stdout}"
     );
     assert!(stdout.contains("reset codes already mailed"), "{stdout}");

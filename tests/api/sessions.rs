@@ -636,7 +636,7 @@ async fn a_login_racing_a_password_change_does_not_survive_it() {
         .record_login(
             &session,
             &latchkey::store::LoginExpects {
-                password_hash: &hash_before,
+                password_hash: Some(&hash_before),
                 role: "user",
                 email_verified: true,
                 attempt: None,

@@ -277,7 +277,7 @@ async fn a_login_is_recorded_only_against_the_account_as_checked() {
     let (store, _dir) = store().await;
     let user = insert(&store, "ada@example.com", "user", start()).await;
     let login = |hash: &'static str| LoginExpects {
-        password_hash: hash,
+        password_hash: Some(hash),
         role: "user",
         email_verified: true,
         attempt: None,
@@ -331,7 +331,7 @@ async fn a_refresh_token_rotates_once_repeats_in_grace_and_revokes_on_reuse() {
         "nothing of a refused write is left"
     );
     let expects = LoginExpects {
-        password_hash: HASH,
+        password_hash: Some(HASH),
         role: "user",
         email_verified: true,
         attempt: None,
@@ -423,7 +423,7 @@ async fn revoking_all_but_one_keeps_that_one() {
         session(user.id, "b", start()),
     ];
     let expects = LoginExpects {
-        password_hash: HASH,
+        password_hash: Some(HASH),
         role: "user",
         email_verified: true,
         attempt: None,
@@ -673,7 +673,7 @@ async fn deleting_a_user_takes_its_sessions_and_writes_its_events() {
     let user = insert(&store, "ada@example.com", "user", start()).await;
     let new = session(user.id, "t", start());
     let expects = LoginExpects {
-        password_hash: HASH,
+        password_hash: Some(HASH),
         role: "user",
         email_verified: true,
         attempt: None,

@@ -45,7 +45,8 @@ pub(crate) async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
-/// Starts the service with extra command-line settings, e.g. `["--base-path", "/api"]`.
+/// Starts the service with extra command-line settings, e.g. `["--base-path", "/api"]`; `{port}`
+/// in a setting is the port the service listens on (`--public-url http://localhost:{port}`).
 pub(crate) async fn spawn_app_with(args: &[&str]) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         telemetry::init(latchkey::config::LogFormat::Text, "debug");
@@ -58,6 +59,10 @@ pub(crate) async fn spawn_app_with(args: &[&str]) -> TestApp {
         None => fresh_database(&dir).await,
     };
     let listen = address.to_string();
+    let port = address.port().to_string();
+    let args: Vec<String> = args.iter().map(|a| a.replace("{port}", &port)).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = args.as_slice();
     let key_file = dir.path().join("latchkey.key").display().to_string();
     let mut argv = vec!["latchkey", "--listen", &listen];
     // A test may point at another instance's database and key (a restart); else fresh ones.
