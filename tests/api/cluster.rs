@@ -241,6 +241,7 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
         .header("X-User-Role", "admin")
         .header("x-user-id", "forged")
         .header("X-User-Acr", "aal2")
+        .header("X-User-Tenant", "someone-else")
         .send()
         .await
         .unwrap();
@@ -253,6 +254,10 @@ async fn two_instances_behind_nginx_share_sessions_keys_revocations_and_events_a
         "a client's X-User-Role never reaches the service"
     );
     assert_eq!(seen["x-user-email-verified"], "false");
+    assert!(
+        seen.get("x-user-tenant").is_none(),
+        "no client-sent X-User-* header reaches the service, even one latchkey never sets"
+    );
     assert_eq!(
         seen["x-user-acr"], "aal1",
         "a client's X-User-Acr never reaches the service"
