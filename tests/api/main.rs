@@ -19,6 +19,7 @@ mod mail;
 mod mfa;
 mod ops;
 mod outage;
+mod passkeys;
 mod ratelimit;
 mod redis;
 mod sealing;
