@@ -124,7 +124,7 @@ pub async fn register(
         (status = 200, description = "Logged in", body = TokenPairView),
         (status = 400, description = "`validation_failed` or `malformed_body`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_credentials`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`email_not_verified` or `account_disabled`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`email_not_verified`, `account_disabled`, or `mfa_required` with `mfa_token` (5 minutes, 5 tries) and `methods` (`totp`, `webauthn`, `recovery_code`) for `POST /auth/mfa/verify`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`overloaded` or `unavailable`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn login(
