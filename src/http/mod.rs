@@ -1,6 +1,7 @@
 //! The HTTP surface: the router, its layers (request id, logging, body limit, panics) and one
 //! module per area. Handlers stay thin: parse, call a service, map the outcome.
 
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod budget;
@@ -194,7 +195,10 @@ fn problem_response(
 pub fn router(app: AppState) -> Router {
     let base_path = app.config.server.base_path.clone();
     let (routes, _) = api().split_for_parts();
-    let routes = routes.merge(pages::routes()).merge(ops::routes());
+    let routes = routes
+        .merge(pages::routes())
+        .merge(account::routes())
+        .merge(ops::routes());
     let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use std::sync::OnceLock;
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:26rem;margin:0 auto;padding:1.5rem;\
+pub(super) const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:26rem;margin:0 auto;padding:1.5rem;\
 line-height:1.5;color:#1b1b1b;background:#fafafa}h1{font-size:1.4rem}label{display:block;margin:1rem 0 .3rem}\
 input{width:100%;box-sizing:border-box;font-size:1.1rem;padding:.6rem;border:1px solid #888;border-radius:.3rem}\
 button{margin-top:1.2rem;width:100%;font-size:1.1rem;padding:.7rem;border:0;border-radius:.3rem;\
@@ -293,6 +293,17 @@ fn failure(app: &AppState, fault: crate::service::Fault) -> Response {
 }
 
 fn page(app: &AppState, status: StatusCode, title: &str, body: &str) -> Response {
+    hosted_page(app, status, title, body, content_security_policy())
+}
+
+/// A hosted page under the given Content-Security-Policy, never framed, never sending a Referer.
+pub(super) fn hosted_page(
+    app: &AppState,
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    policy: &HeaderValue,
+) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -302,10 +313,7 @@ fn page(app: &AppState, status: StatusCode, title: &str, body: &str) -> Response
     );
     let mut response = (status, Html(html)).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        content_security_policy().clone(),
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy.clone());
     // The token is in the URL: it must not leak to other sites through the Referer.
     headers.insert(
         header::REFERRER_POLICY,
@@ -318,13 +326,16 @@ fn page(app: &AppState, status: StatusCode, title: &str, body: &str) -> Response
 /// Nothing may load or run but our one stylesheet (allowed by its hash); forms post only here.
 fn content_security_policy() -> &'static HeaderValue {
     static CSP: OnceLock<HeaderValue> = OnceLock::new();
-    CSP.get_or_init(|| {
-        let hash = crate::crypto::random::sha256_b64(STYLE.as_bytes());
-        let hash = hash.replace('-', "+").replace('_', "/");
-        let padded = format!("{hash}{}", "=".repeat((4 - hash.len() % 4) % 4));
-        HeaderValue::from_str(&format!(
-            "default-src 'none'; style-src 'sha256-{padded}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-        ))
-        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
-    })
+    CSP.get_or_init(|| policy_with(""))
+}
+
+/// The pages' policy plus `extra` directives (e.g. the script of the sign-in pages).
+pub(super) fn policy_with(extra: &str) -> HeaderValue {
+    let hash = crate::crypto::random::sha256_b64(STYLE.as_bytes());
+    let hash = hash.replace('-', "+").replace('_', "/");
+    let padded = format!("{hash}{}", "=".repeat((4 - hash.len() % 4) % 4));
+    HeaderValue::from_str(&format!(
+        "default-src 'none'; style-src 'sha256-{padded}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'{extra}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
 }

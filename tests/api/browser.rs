@@ -1,7 +1,9 @@
 //! The hosted pages in a real browser: headless Chromium driven over WebDriver (chromedriver),
-//! from the link in a received mail to the success page, without JavaScript on our side.
+//! from the link in a received mail to the success page (no JavaScript), and the sign-in pages'
+//! second factors with chromedriver's virtual authenticator (the WebDriver WebAuthn extension).
 
-use crate::support::{PASSWORD, free_port, spawn_app_with_mail};
+use crate::mfa::{base32_decode, totp_code};
+use crate::support::{PASSWORD, free_port, spawn_app, spawn_app_with_mail};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
@@ -144,6 +146,29 @@ impl Browser {
         .await;
     }
 
+    /// Runs `script` in the page and gives its result.
+    async fn script(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    /// The text of the first element matching `css`.
+    async fn text(&self, css: &str) -> String {
+        let element = self.element(css).await;
+        let text = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/element/{element}/text"),
+                json!(null),
+            )
+            .await;
+        text.as_str().unwrap_or_default().to_owned()
+    }
+
     /// Waits until the page (which may still be loading after a click) shows `expected`.
     async fn wait_for_text(&self, expected: &str) {
         let started = Instant::now();
@@ -274,4 +299,96 @@ async fn a_person_confirms_the_email_and_resets_the_password_in_a_browser() {
         app.login("ada@example.com", PASSWORD).await.status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn a_person_enrols_totp_and_a_passkey_then_signs_in_with_each_in_a_browser() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    // A platform authenticator that holds discoverable credentials and verifies its user.
+    browser
+        .call(
+            reqwest::Method::POST,
+            "/webauthn/authenticator",
+            json!({"protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+                "hasUserVerification": true, "isUserConsenting": true, "isUserVerified": true}),
+        )
+        .await;
+    let app = spawn_app().await;
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    // An IP address is no WebAuthn origin: the browser visits the loopback by name.
+    let port = reqwest::Url::parse(&app.url).unwrap().port().unwrap();
+    let site = format!("http://localhost:{port}");
+
+    browser.open(&format!("{site}/login")).await;
+    browser.wait_for_text("Sign in with a passkey").await;
+    browser.type_into("#email", "ada@example.com").await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("#password-form button[type=submit]").await;
+    browser.wait_for_text("Signed in as ada@example.com").await;
+
+    browser.open(&format!("{site}/account/security")).await;
+    browser.wait_for_text("Not set up.").await;
+    browser.click("#totp-start").await;
+    browser.wait_for_text("Scan the code").await;
+    let secret = base32_decode(&browser.text("#totp-secret").await);
+    let started = Instant::now();
+    while browser
+        .script("return document.getElementById('totp-qr').naturalWidth")
+        .await
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(started.elapsed() < WAIT, "the QR code never rendered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.screenshot("security-totp").await;
+    let now = app.state.clock.now().unix_timestamp();
+    browser
+        .type_into("#totp-code", &totp_code(&secret, now))
+        .await;
+    browser.click("#totp-confirm button[type=submit]").await;
+    browser.wait_for_text("Authenticator app set up.").await;
+    assert_eq!(
+        browser
+            .script("return document.querySelectorAll('#codes-list li').length")
+            .await,
+        10,
+        "the recovery codes are shown once"
+    );
+    browser.click("#passkey-add").await;
+    browser.wait_for_text("Passkey added.").await;
+    browser.screenshot("security-passkey").await;
+
+    // The password alone no longer signs in: the page asks for the code.
+    browser.script("sessionStorage.clear()").await;
+    browser.open(&format!("{site}/login")).await;
+    browser.wait_for_text("Sign in with a passkey").await;
+    browser.type_into("#email", "ada@example.com").await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("#password-form button[type=submit]").await;
+    browser.wait_for_text("Enter the code").await;
+    app.state.clock.advance(time::Duration::seconds(30));
+    let now = app.state.clock.now().unix_timestamp();
+    browser.type_into("#code", &totp_code(&secret, now)).await;
+    browser.click("#second-factor button[type=submit]").await;
+    browser.wait_for_text("Signed in as ada@example.com").await;
+
+    // And the passkey alone signs in: no email, no password.
+    browser.script("sessionStorage.clear()").await;
+    browser.open(&format!("{site}/login")).await;
+    browser.wait_for_text("Sign in with a passkey").await;
+    browser.click("#passkey-login").await;
+    browser.wait_for_text("Signed in as ada@example.com").await;
+    let token = browser
+        .script("return sessionStorage.getItem('latchkey.access')")
+        .await;
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(token.as_str().unwrap())
+        .unwrap()
+        .claims;
+    // A user-verified passkey is two factors in one (possession and the device's PIN or biometric).
+    assert_eq!(claims["amr"], json!(["hwk", "mfa"]), "{claims}");
+    assert_eq!(claims["acr"], "aal2");
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use time::Duration;
 
 /// RFC 4648 base32 (no padding), as otpauth URIs carry secrets.
-fn base32_decode(text: &str) -> Vec<u8> {
+pub(crate) fn base32_decode(text: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let (mut bits, mut value, mut out) = (0u32, 0u32, Vec::new());
     for c in text.trim_end_matches('=').bytes() {

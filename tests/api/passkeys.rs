@@ -338,3 +338,54 @@ async fn the_enrolling_session_adds_a_passkey_after_totp_and_removes_it() {
     assert_eq!(overview["webauthn"], json!([]));
     assert_eq!(overview["totp"], true);
 }
+
+#[tokio::test]
+async fn the_sign_in_pages_run_only_their_own_script_and_the_qr_code_is_only_for_enrolment() {
+    let app = spawn_app().await;
+    for path in ["/login", "/account/security"] {
+        let page = app.get(path, None).await;
+        assert_eq!(page.status(), StatusCode::OK);
+        let policy = page.headers()["content-security-policy"].to_str().unwrap();
+        assert!(policy.contains("script-src 'self'"), "{policy}");
+        assert!(!policy.contains("unsafe"), "{policy}");
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    }
+    let script = app.get("/assets/account.js", None).await;
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+
+    let uri = json!({"uri": "otpauth://totp/latchkey:ada?secret=JBSWY3DPEHPK3PXP"});
+    let anonymous = app
+        .client
+        .post(format!("{}/account/security/qr", app.url))
+        .json(&uri)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let (token, _) = app.logged_in_user("ada@example.com").await;
+    let drawn = app
+        .send(Method::POST, "/account/security/qr", &token, &uri)
+        .await;
+    assert_eq!(drawn.status(), StatusCode::OK);
+    assert_eq!(drawn.headers()["content-type"], "image/svg+xml");
+    assert_eq!(
+        drawn.headers()["cache-control"],
+        "no-store",
+        "it shows a secret"
+    );
+    assert!(drawn.text().await.unwrap().contains("<svg"));
+    let other = app
+        .send(
+            Method::POST,
+            "/account/security/qr",
+            &token,
+            &json!({"uri": "https://example.com/"}),
+        )
+        .await;
+    assert_problem(other, StatusCode::BAD_REQUEST, "validation_failed").await;
+}
