@@ -195,7 +195,7 @@ async fn a_passkey_registers_then_serves_as_second_factor_and_for_reauthenticati
 }
 
 #[tokio::test]
-async fn a_credential_made_for_another_origin_is_refused_and_nothing_is_stored() {
+async fn a_credential_for_another_origin_or_rp_id_is_refused_and_nothing_is_stored() {
     let app = spawn_app().await;
     let (token, _) = app.logged_in_user("ada@example.com").await;
     let phishing = Url::parse("http://localhost:1").unwrap();
@@ -210,6 +210,68 @@ async fn a_credential_made_for_another_origin_is_refused_and_nothing_is_stored()
     assert_eq!(overview["webauthn"], json!([]));
     assert_eq!(overview["recovery_codes_left"], 0);
     assert_eq!(app.login("ada@example.com", PASSWORD).await.status(), 200);
+
+    // A phishing site relaying latchkey's challenge under its own RP id and origin.
+    let options = app
+        .send(
+            Method::POST,
+            "/users/me/mfa/webauthn/options",
+            &token,
+            &json!({}),
+        )
+        .await;
+    let mut options: CreationChallengeResponse = options.json().await.unwrap();
+    options.public_key.rp.id = "evil.example".into();
+    let relayed = authenticator()
+        .do_registration(Url::parse("https://evil.example").unwrap(), options)
+        .unwrap();
+    assert_problem(
+        app.send(
+            Method::POST,
+            "/users/me/mfa/webauthn",
+            &token,
+            &json!({"name": "phished", "credential": relayed}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_credential",
+    )
+    .await;
+
+    // And at sign-in: a real credential's assertion made for the phishing site's RP id.
+    let mut device = authenticator();
+    let (answer, _) = register(&app, &token, &mut device, origin(&app)).await;
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    let challenge = assert_problem(
+        app.login("ada@example.com", PASSWORD).await,
+        StatusCode::FORBIDDEN,
+        "mfa_required",
+    )
+    .await;
+    let options: Value = app
+        .post(
+            "/auth/mfa/webauthn/options",
+            &json!({"mfa_token": challenge["mfa_token"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut options: RequestChallengeResponse = serde_json::from_value(options).unwrap();
+    options.public_key.rp_id = "evil.example".into();
+    let relayed = device
+        .do_authentication(Url::parse("https://evil.example").unwrap(), options)
+        .unwrap();
+    assert_problem(
+        app.post(
+            "/auth/mfa/verify",
+            &json!({"mfa_token": challenge["mfa_token"], "webauthn": relayed}),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_mfa",
+    )
+    .await;
 }
 
 /// Passkey sign-in options answered by `device` holding `credential_id`, claiming `user_handle`.
