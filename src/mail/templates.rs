@@ -109,7 +109,8 @@ pub fn password_changed(brand: &Branding<'_>) -> Rendered {
     }
 }
 
-/// "The second factors of your account changed": `what` says how (a fixed sentence).
+/// "The second factors of your account changed": `what` says how (it may quote a passkey's
+/// name, which the user chose: escaped in the HTML part).
 pub fn factors_changed(brand: &Branding<'_>, what: &str) -> Rendered {
     let product = brand.product;
     Rendered {

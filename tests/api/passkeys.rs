@@ -5,7 +5,7 @@
 //! WebAuthn types a real client library builds and parses.
 
 use crate::mfa::user_with_totp;
-use crate::support::{PASSWORD, TestApp, assert_problem, spawn_app};
+use crate::support::{PASSWORD, TestApp, assert_problem, spawn_app, spawn_app_with_mail};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use webauthn_authenticator_rs::prelude::{
@@ -356,7 +356,7 @@ async fn a_passkey_signs_in_with_no_email_and_no_password_once_per_challenge() {
 
 #[tokio::test]
 async fn the_enrolling_session_adds_a_passkey_after_totp_and_removes_it() {
-    let app = spawn_app().await;
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
     let (token, secret, _) = user_with_totp(&app, "ada@example.com").await;
     let (answer, _) = register(&app, &token, &mut authenticator(), origin(&app)).await;
     assert_eq!(answer.status(), StatusCode::CREATED);
@@ -399,6 +399,16 @@ async fn the_enrolling_session_adds_a_passkey_after_totp_and_removes_it() {
         .unwrap();
     assert_eq!(overview["webauthn"], json!([]));
     assert_eq!(overview["totp"], true);
+
+    // Each change is an event of its transaction and a notice to the owner.
+    let added_events = app.events_of_type("PASSKEY_ADDED").await;
+    assert_eq!(added_events.len(), 1);
+    assert_eq!(added_events[0]["data"]["name"], "laptop");
+    assert_eq!(app.events_of_type("PASSKEY_REMOVED").await.len(), 1);
+    let notice = smtp.wait_for_mail_to("ada@example.com", 2).await;
+    assert!(notice.contains("A passkey named"), "{notice:?}");
+    let notice = smtp.wait_for_mail_to("ada@example.com", 3).await;
+    assert!(notice.contains("A passkey was removed"), "{notice:?}");
 }
 
 #[tokio::test]
