@@ -3,6 +3,7 @@
 
 mod attempts;
 mod backend;
+mod challenges;
 mod events;
 mod factors;
 mod keys;
@@ -22,7 +23,8 @@ use uuid::Uuid;
 pub use crate::domain::{Revoke, UserChange, UserFilter};
 pub use attempts::{AttemptCounts, AttemptGate};
 use backend::{Dialect, Pools, Tx, sql};
-pub use factors::{Challenge, ChallengeKind, CredentialRecord, Factors, TotpRecord};
+pub use challenges::{Challenge, ChallengeKind};
+pub use factors::{CredentialRecord, Factors, TotpRecord};
 pub use records::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
