@@ -22,7 +22,7 @@
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const data = response.status === 204 ? {} : await response.json().catch(() => ({}));
-    $("error").hidden = response.ok || $("error").hidden;
+    if (response.ok) $("error").hidden = true;
     return { ok: response.ok, status: response.status, data };
   }
 
@@ -96,7 +96,7 @@
     show("codes");
   }
 
-  async function refresh() {
+  async function showFactors() {
     const overview = await call("GET", "/users/me/mfa");
     if (!overview.ok) {
       $("security").hidden = true;
@@ -113,7 +113,7 @@
         const remove = Object.assign(document.createElement("button"), { type: "button", textContent: "Remove" });
         remove.addEventListener("click", async () => {
           const result = await call("DELETE", "/users/me/mfa/webauthn/" + passkey.id);
-          result.ok ? refresh() : fail(result.data);
+          result.ok ? showFactors() : fail(result.data);
         });
         item.append(remove);
         return item;
@@ -142,7 +142,7 @@
       $("totp-confirm").hidden = true;
       showCodes(result.data.recovery_codes);
       show("status", "Authenticator app set up.");
-      refresh();
+      showFactors();
     });
     $("passkey-add").addEventListener("click", async () => {
       const options = await call("POST", "/users/me/mfa/webauthn/options", {});
@@ -153,13 +153,13 @@
       if (!result.ok) return fail(result.data);
       showCodes(result.data.recovery_codes);
       show("status", "Passkey added.");
-      refresh();
+      showFactors();
     });
     $("codes-regenerate").addEventListener("click", async () => {
       const result = await call("POST", "/users/me/mfa/recovery-codes", {});
       result.ok ? showCodes(result.data.recovery_codes) : fail(result.data);
     });
-    refresh();
+    showFactors();
   }
 
   if ($("password-form")) login();
