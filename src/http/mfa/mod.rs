@@ -4,7 +4,7 @@
 use super::budget::Budget;
 use super::error::{ApiError, Problem};
 use super::extract::{Admin, ApiJson, Bearer, Client, Enrolling};
-use super::views::{TokenPairView, refuse_unknown, rfc3339};
+use super::views::{TokenPairView, refuse_unknown};
 use crate::domain::ValidationErrors;
 use crate::ratelimit::Action;
 use crate::service::mfa::{self, Proof};
@@ -15,207 +15,15 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use time::OffsetDateTime;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// A second factor: exactly one of its fields.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct FactorFields {
-    /// A 6-digit TOTP code.
-    totp: Option<String>,
-    /// A recovery code (`xxxxx-xxxxx`; case, spaces and dashes do not matter).
-    recovery_code: Option<String>,
-    /// A WebAuthn assertion, `PublicKeyCredential.toJSON()` (base64url fields).
-    #[schema(value_type = Option<Object>)]
-    webauthn: Option<Value>,
-}
-
-/// Body of `POST /auth/mfa/verify`: the `mfa_token` and one of `totp`, `recovery_code`,
-/// `webauthn`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct MfaVerifyRequest {
-    /// From the `mfa_required` answer of the login.
-    #[schema(required = true, value_type = String)]
-    mfa_token: Option<String>,
-    #[serde(flatten)]
-    factor: FactorFields,
-    #[serde(flatten)]
-    #[schema(ignore)]
-    unknown: Map<String, Value>,
-}
-
-/// Body of `POST /auth/mfa/webauthn/options`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct MfaTokenRequest {
-    /// From the `mfa_required` answer of the login.
-    #[schema(required = true, value_type = String)]
-    mfa_token: Option<String>,
-    #[serde(flatten)]
-    #[schema(ignore)]
-    unknown: Map<String, Value>,
-}
-
-/// An empty body.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct EmptyRequest {
-    #[serde(flatten)]
-    #[schema(ignore)]
-    unknown: Map<String, Value>,
-}
-
-/// Body of `POST /auth/passkey/login`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct PasskeyLoginRequest {
-    /// From `POST /auth/passkey/options`.
-    #[schema(required = true, value_type = String)]
-    challenge_id: Option<String>,
-    /// The assertion, `PublicKeyCredential.toJSON()`.
-    #[schema(required = true, value_type = Object)]
-    credential: Option<Value>,
-    #[serde(flatten)]
-    #[schema(ignore)]
-    unknown: Map<String, Value>,
-}
-
-/// Body of `POST /users/me/mfa/totp/confirm`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct TotpConfirmRequest {
-    /// A current code of the authenticator being enrolled.
-    #[schema(required = true, value_type = String)]
-    code: Option<String>,
-    #[serde(flatten)]
-    #[schema(ignore)]
-    unknown: Map<String, Value>,
-}
-
-/// Body of `POST /users/me/mfa/webauthn`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CredentialRequest {
-    /// A name for the credential, 1–100 characters.
-    #[schema(required = true, value_type = String)]
-    name: Option<String>,
-    /// The new credential, `PublicKeyCredential.toJSON()` of `navigator.credentials.create`.
-    #[schema(required = true, value_type = Object)]
-    credential: Option<Value>,
-    #[serde(flatten)]
-    #[schema(ignore)]
-    unknown: Map<String, Value>,
-}
-
-/// Body of `POST /auth/reauthenticate`: exactly one of `password`, `totp`, `webauthn`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ReauthenticateRequest {
-    /// The password.
-    #[schema(value_type = Option<String>, format = Password)]
-    password: Option<String>,
-    /// A 6-digit TOTP code.
-    totp: Option<String>,
-    /// A WebAuthn assertion for the options of `POST /auth/reauthenticate/options`.
-    #[schema(value_type = Option<Object>)]
-    webauthn: Option<Value>,
-    #[serde(flatten)]
-    #[schema(ignore)]
-    unknown: Map<String, Value>,
-}
-
-/// WebAuthn options, as `navigator.credentials` takes them once decoded (base64url fields).
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct WebauthnOptionsView {
-    /// `PublicKeyCredentialCreationOptions` or `PublicKeyCredentialRequestOptions`.
-    #[schema(value_type = Object)]
-    public_key: Value,
-}
-
-/// The options of a passkey sign-in.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PasskeyOptionsView {
-    /// Send it back with the credential.
-    challenge_id: String,
-    /// `PublicKeyCredentialRequestOptions` for a discoverable credential.
-    #[serde(rename = "publicKey")]
-    #[schema(value_type = Object)]
-    public_key: Value,
-}
-
-/// One WebAuthn credential.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CredentialView {
-    /// latchkey's id for it (for removal).
-    id: String,
-    /// Its name.
-    name: String,
-    /// When it was registered.
-    #[serde(serialize_with = "rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    created_at: OffsetDateTime,
-    /// When it last signed in, or null.
-    #[serde(serialize_with = "optional_rfc3339")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    last_used_at: Option<OffsetDateTime>,
-}
-
-impl From<crate::store::CredentialRecord> for CredentialView {
-    fn from(record: crate::store::CredentialRecord) -> CredentialView {
-        CredentialView {
-            id: record.id.to_string(),
-            name: record.name,
-            created_at: record.created_at,
-            last_used_at: record.last_used_at,
-        }
-    }
-}
-
-fn optional_rfc3339<S: serde::Serializer>(
-    at: &Option<OffsetDateTime>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match at {
-        Some(at) => rfc3339(at, serializer),
-        None => serializer.serialize_none(),
-    }
-}
-
-/// The caller's factors.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MfaStatusView {
-    /// A confirmed TOTP authenticator is enrolled.
-    totp: bool,
-    /// WebAuthn credentials, oldest first.
-    webauthn: Vec<CredentialView>,
-    /// Unused recovery codes.
-    recovery_codes_left: i64,
-}
-
-/// A pending TOTP enrolment.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TotpEnrolmentView {
-    /// The secret, base32, for typing into an app.
-    secret: String,
-    /// `otpauth://totp/…`, for a QR code.
-    otpauth_uri: String,
-}
-
-/// Recovery codes, shown once.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RecoveryCodesView {
-    /// Present only when this enrolment was the first factor (or on regeneration).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    recovery_codes: Option<Vec<String>>,
-}
-
-/// A newly registered credential.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NewCredentialView {
-    #[serde(flatten)]
-    credential: CredentialView,
-    /// Present only when this credential was the first factor.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    recovery_codes: Option<Vec<String>>,
-}
+mod bodies;
+pub use bodies::{
+    CredentialRequest, CredentialView, EmptyRequest, FactorFields, MfaStatusView, MfaTokenRequest,
+    MfaVerifyRequest, NewCredentialView, PasskeyLoginRequest, PasskeyOptionsView,
+    ReauthenticateRequest, RecoveryCodesView, TotpConfirmRequest, TotpEnrolmentView,
+    WebauthnOptionsView,
+};
 
 /// The one factor a body names, or the fields' problems (none, or several, given).
 fn one_factor(
