@@ -39,8 +39,11 @@ pub(super) async fn within(deadlines: Deadlines, request: Request, next: Next) -
     let limit = deadlines.request;
     let response = match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::Unavailable(anyhow::anyhow!("the request took longer than {limit:?}"))
-            .into_response(),
+        Err(_) => ApiError::Unavailable(
+            crate::service::Outage::Deadline,
+            anyhow::anyhow!("the request took longer than {limit:?}"),
+        )
+        .into_response(),
     };
     // The handler saw a failed read, and may have answered it as a malformed body; the client
     // needs to know it was too slow.

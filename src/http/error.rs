@@ -2,12 +2,12 @@
 //! RFC 9457 problem documents. Each service error converts into it explicitly.
 
 use crate::domain::{FieldError, ValidationErrors};
-use crate::service::Fault;
 use crate::service::accounts::{AccountError, RegisterError};
 use crate::service::admin::AdminError;
 use crate::service::mfa::MfaError;
 use crate::service::recovery::RecoveryError;
 use crate::service::sessions::{AuthError, LoginError, RefreshError, SessionError};
+use crate::service::{Fault, Outage};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -100,9 +100,9 @@ pub enum ApiError {
     /// The hashing queue is full.
     #[error("overloaded")]
     Overloaded,
-    /// The database cannot be reached.
+    /// A peer cannot be reached (or the answer ran out of time).
     #[error("unavailable")]
-    Unavailable(anyhow::Error),
+    Unavailable(Outage, anyhow::Error),
     /// Anything unexpected; logged with the request id, never shown.
     #[error("internal error")]
     Internal(anyhow::Error),
@@ -307,11 +307,16 @@ impl ApiError {
                 "Overloaded",
                 "The service is busy; retry shortly.".into(),
             ),
-            Unavailable(_) => (
+            Unavailable(outage, _) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Unavailable",
-                "The service cannot reach its database; retry shortly.".into(),
+                match outage {
+                    Outage::Database => "The service cannot reach its database; retry shortly.",
+                    Outage::Redis => "The service cannot reach Redis, which its instances share revocations and rate limits through; retry shortly.",
+                    Outage::Deadline => "The service did not answer in time; retry shortly.",
+                }
+                .into(),
             ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -404,7 +409,7 @@ impl IntoResponse for ApiError {
             ApiError::RequestTimeout => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            ApiError::Overloaded | ApiError::Unavailable(_) => {
+            ApiError::Overloaded | ApiError::Unavailable(..) => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),
@@ -412,7 +417,7 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        if let ApiError::Internal(cause) | ApiError::Unavailable(cause) = self {
+        if let ApiError::Internal(cause) | ApiError::Unavailable(_, cause) = self {
             response
                 .extensions_mut()
                 .insert(LoggedCause(Arc::new(cause)));
@@ -431,7 +436,7 @@ impl From<Fault> for ApiError {
     fn from(fault: Fault) -> ApiError {
         match fault {
             Fault::Overloaded => ApiError::Overloaded,
-            Fault::Unavailable(cause) => ApiError::Unavailable(cause),
+            Fault::Unavailable(outage, cause) => ApiError::Unavailable(outage, cause),
             Fault::Internal(cause) => ApiError::Internal(cause),
         }
     }
@@ -525,9 +530,10 @@ impl From<crate::ratelimit::LimitError> for ApiError {
     fn from(error: crate::ratelimit::LimitError) -> ApiError {
         match error {
             crate::ratelimit::LimitError::Limited(limited) => ApiError::RateLimited(limited),
-            crate::ratelimit::LimitError::Unavailable => {
-                ApiError::Unavailable(anyhow::anyhow!("the rate-limit store is unreachable"))
-            }
+            crate::ratelimit::LimitError::Unavailable => ApiError::Unavailable(
+                Outage::Redis,
+                anyhow::anyhow!("the rate-limit store is unreachable"),
+            ),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use super::error::{ApiError, Problem};
 use crate::mail::templates::escape;
+use crate::service::Outage;
 use crate::state::AppState;
 use axum::Json;
 use axum::Router;
@@ -37,11 +38,12 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<StatusView>, Api
     app.store
         .ping()
         .await
-        .map_err(|e| ApiError::Unavailable(e.into()))?;
+        .map_err(|e| ApiError::Unavailable(Outage::Database, e.into()))?;
     if !app.revocations.signal_healthy() {
-        return Err(ApiError::Unavailable(anyhow::anyhow!(
-            "Redis is unreachable: bearer checks fail closed"
-        )));
+        return Err(ApiError::Unavailable(
+            Outage::Redis,
+            anyhow::anyhow!("Redis is unreachable: bearer checks fail closed"),
+        ));
     }
     Ok(Json(StatusView { status: "ready" }))
 }

@@ -24,18 +24,40 @@ pub enum Fault {
     /// The hashing queue is full: shed load.
     #[error("overloaded")]
     Overloaded,
-    /// The database cannot be reached.
-    #[error("database unavailable")]
-    Unavailable(#[source] anyhow::Error),
+    /// A peer cannot be reached.
+    #[error("{0} unavailable")]
+    Unavailable(Outage, #[source] anyhow::Error),
     /// A bug or an unexpected failure.
     #[error(transparent)]
     Internal(anyhow::Error),
 }
 
+/// What an unavailable answer could not reach, named in its detail so that whoever reads it
+/// looks in the right place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// The database.
+    Database,
+    /// Redis, through which instances share revocations and rate limits.
+    Redis,
+    /// Nothing failed outright, but the answer did not come within the request deadline.
+    Deadline,
+}
+
+impl std::fmt::Display for Outage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outage::Database => "the database",
+            Outage::Redis => "Redis",
+            Outage::Deadline => "the request deadline",
+        })
+    }
+}
+
 impl From<StoreError> for Fault {
     fn from(error: StoreError) -> Fault {
         match error {
-            StoreError::Unavailable(cause) => Fault::Unavailable(cause),
+            StoreError::Unavailable(cause) => Fault::Unavailable(Outage::Database, cause),
             other => Fault::Internal(other.into()),
         }
     }

@@ -1,7 +1,7 @@
 //! Logging in and proving who is calling: sessions, token pairs, bearer-token checks.
 
 use super::attempts::{Attempt, PasswordCheck, check_password, settle};
-use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
+use super::{ClientInfo, Fault, Outage, Principal, TokenPair, faults_into};
 use crate::crypto::{AccessClaims, random};
 use crate::domain::{Assurance, Email, Event, LoginFailure, RevokeReason, User};
 use crate::revocations::SessionStatus;
@@ -230,9 +230,13 @@ pub async fn authenticate(app: &AppState, token: &str) -> Result<Principal, Auth
         }),
         SessionStatus::Revoked => Err(AuthError::Unauthorized),
         // Fail closed: better refuse a good token for a moment than accept a revoked one.
-        SessionStatus::Unknown => Err(AuthError::Fault(Fault::Unavailable(anyhow::anyhow!(
-            "the revocation view is stale"
-        )))),
+        SessionStatus::Unknown if !app.revocations.signal_healthy() => Err(AuthError::Fault(
+            Fault::Unavailable(Outage::Redis, anyhow::anyhow!("Redis is unreachable")),
+        )),
+        SessionStatus::Unknown => Err(AuthError::Fault(Fault::Unavailable(
+            Outage::Database,
+            anyhow::anyhow!("the revocation view is stale"),
+        ))),
     }
 }
 

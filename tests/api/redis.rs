@@ -73,7 +73,22 @@ async fn while_redis_is_away_bearer_checks_fail_closed_and_readyz_says_so() {
     .await;
     let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(ready.json::<Value>().await.unwrap()["code"], "unavailable");
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["code"], "unavailable");
+    // The outage is Redis's, and the answer says so: the database is fine.
+    let verify: Value = app
+        .get("/auth/verify", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    for detail in [&ready["detail"], &verify["detail"]] {
+        let detail = detail.as_str().unwrap();
+        assert!(
+            detail.contains("Redis") && !detail.contains("database"),
+            "{detail}"
+        );
+    }
 
     proxy.restore();
 
