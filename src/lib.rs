@@ -35,3 +35,8 @@ pub mod state;
 pub mod store;
 /// Logging set-up.
 pub mod telemetry;
+
+/// This build's version, from Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit this build was made from (or `unknown`), stamped by `build.rs`.
+pub const COMMIT: &str = env!("LATCHKEY_COMMIT");

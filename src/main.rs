@@ -1,35 +1,13 @@
 //! Parse the command line, start logging, dispatch.
 
 use clap::Parser;
-use clap::error::ErrorKind;
 use latchkey::cli::{self, Cli};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(error)
-            if matches!(
-                error.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) =>
-        {
-            let _ = error.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => {
-            return fail(
-                error
-                    .to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .trim_start_matches("error: "),
-            );
-        }
-    };
+    // clap prints its whole message (usage and hint included, coloured only on a terminal) and
+    // exits 2 on a usage error, 0 for --help and --version.
+    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -39,6 +17,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli::run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`latchkey openapi | head`) took all it wanted.
+        Err(error) if cli::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => fail(&format!("{error:#}")),
     }
 }

@@ -1,6 +1,8 @@
 //! What each command does. Each opens only the layers it uses (see [`crate::startup`]).
 
-use super::{AddUser, Command, ImportUsers, KeysCommand, NewSecretKey, RotateSecret, UsersCommand};
+use super::{
+    AddUser, Command, Existing, ImportUsers, KeysCommand, NewSecretKey, RotateSecret, UsersCommand,
+};
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat, Settings};
 use crate::crypto::Sealer;
@@ -9,7 +11,7 @@ use crate::service::accounts::{self, AccountFields, NewAccount, Origin, Register
 use crate::service::{import, keys, sealing};
 use crate::startup::{self, IfMissing, Sealed};
 use crate::{http, telemetry};
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal, Write};
 
 /// Runs `command` to its end.
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -22,18 +24,41 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Users(UsersCommand::Add(add)) => add_user(add).await,
         Command::Users(UsersCommand::Import(import)) => import_users(import).await,
-        Command::Keys(KeysCommand::Rotate(settings)) => rotate_key(settings).await,
+        Command::Keys(KeysCommand::Rotate(existing)) => rotate_key(existing).await,
         Command::Keys(KeysCommand::RotateSecret(command)) => rotate_secret(command).await,
         Command::Openapi { base_path } => {
             let base_path =
                 crate::config::normalise_base_path(&base_path).map_err(anyhow::Error::msg)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&http::openapi(&base_path))?
-            );
-            Ok(())
+            say(&serde_json::to_string_pretty(&http::openapi(&base_path))?)
         }
     }
+}
+
+/// Writes `line` to standard output. A closed pipe comes back as an error the caller treats
+/// as the end of output ([`is_broken_pipe`]), never as a panic.
+fn say(line: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Whether `error` is standard output's reader having gone away (`latchkey openapi | head`).
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|error| error.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// The settings of a command on an existing database, refused (one line) when it is missing
+/// and `--create` was not given.
+fn configure_existing(existing: Existing) -> anyhow::Result<Config> {
+    let config = configure(existing.settings)?;
+    if !existing.create {
+        startup::require_database(&config)?;
+    }
+    Ok(config)
 }
 
 fn configure(settings: Settings) -> anyhow::Result<Config> {
@@ -45,26 +70,24 @@ fn configure(settings: Settings) -> anyhow::Result<Config> {
 }
 
 /// `keys rotate`: the database and the secret key are all a new signing key needs.
-async fn rotate_key(settings: Settings) -> anyhow::Result<()> {
-    let config = configure(settings)?;
+async fn rotate_key(existing: Existing) -> anyhow::Result<()> {
+    let config = configure_existing(existing)?;
     let clock = Clock::System;
     let Sealed { store, sealer, .. } = Sealed::open(&config, &clock, IfMissing::Create).await?;
     let key = keys::rotate(&store, &sealer, config.tokens.alg, clock.now()).await?;
-    println!(
+    say(&format!(
         "new signing key {}: it signs within a minute on every instance; the previous key stays in the JWKS until its tokens have expired",
         key.kid
-    );
-    Ok(())
+    ))
 }
 
-/// `users add`: the password comes from standard input (first line), never from a flag.
+/// `users add`: the password is prompted for on a terminal, else taken from standard input's
+/// first line; never from a flag, where it would show in the process list and shell history.
 async fn add_user(add: AddUser) -> anyhow::Result<()> {
-    let mut settings = add.settings;
-    settings.log.log_format = LogFormat::Text;
-    let config = configure(settings)?;
-    let mut password = String::new();
-    std::io::stdin().lock().read_line(&mut password)?;
-    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    let mut database = add.database;
+    database.settings.log.log_format = LogFormat::Text;
+    let config = configure_existing(database)?;
+    let password = read_password(&add.email)?;
     let mut errors = ValidationErrors::default();
     let role = match &add.role {
         Some(role) => errors.take("role", config.roles.parse(role)),
@@ -95,10 +118,7 @@ async fn add_user(add: AddUser) -> anyhow::Result<()> {
         email_verified: add.verified,
     };
     match accounts::register(&app, account, origin).await {
-        Ok(Registered::Created(user)) => {
-            println!("{} {}", user.id, user.email);
-            Ok(())
-        }
+        Ok(Registered::Created(user)) => say(&format!("{} {}", user.id, user.email)),
         Ok(Registered::LoggedIn(_)) => unreachable!("the CLI never starts a session"),
         Err(accounts::RegisterError::EmailTaken) => {
             anyhow::bail!("cannot add the user: the email is taken")
@@ -107,11 +127,29 @@ async fn add_user(add: AddUser) -> anyhow::Result<()> {
     }
 }
 
+/// The new user's password: typed twice without echo on a terminal, else the first line of
+/// standard input.
+fn read_password(email: &str) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let password = rpassword::prompt_password(format!("Password for {email}: "))?;
+        let repeated = rpassword::prompt_password("Repeat it: ")?;
+        if password != repeated {
+            anyhow::bail!("cannot add the user: the two passwords differ");
+        }
+        return Ok(password);
+    }
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password)?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_owned())
+}
+
 /// `keys rotate-secret`: checks the current key before it takes or creates the new one, so a
 /// wrong current key changes nothing, not even a key file.
 async fn rotate_secret(command: RotateSecret) -> anyhow::Result<()> {
     let new_key = command.new_key().map_err(anyhow::Error::msg)?;
     let config = configure(command.settings)?;
+    // A new database has nothing sealed to carry over.
+    startup::require_database(&config)?;
     let clock = Clock::System;
     let current = Sealed::open(&config, &clock, IfMissing::Refuse).await?;
     let (new_key, kept_in) = match &new_key {
@@ -132,21 +170,20 @@ async fn rotate_secret(command: RotateSecret) -> anyhow::Result<()> {
     )
     .await
     .map_err(|error| startup::sealing_error(&config, error))?;
-    println!(
+    say(&format!(
         "re-sealed the canary, {} signing key(s), {} queued mail(s) and {} TOTP secret(s) under the new secret key{kept_in}; start every instance with it, the old key no longer starts",
         rotated.signing_keys, rotated.mails, rotated.totp_secrets
-    );
+    ))?;
     // Said every time: the operator must know what a rotation cannot carry over.
-    println!(
-        "not re-keyed (keyed hashes of values that are not kept): reset codes already mailed no longer work, and per-address failure counters start over"
-    );
-    Ok(())
+    say(
+        "not re-keyed (keyed hashes of values that are not kept): reset codes already mailed no longer work, and per-address failure counters start over",
+    )
 }
 
 /// `users import`: reports each bad line with its number, imports the rest, prints the counts;
 /// exits non-zero when any line was refused.
 async fn import_users(command: ImportUsers) -> anyhow::Result<()> {
-    let config = configure(command.settings)?;
+    let config = configure_existing(command.database)?;
     let file = std::fs::File::open(&command.file)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", command.file.display()))?;
     let app = startup::build(config, Clock::System).await?;
@@ -154,12 +191,12 @@ async fn import_users(command: ImportUsers) -> anyhow::Result<()> {
     for (line, reason) in &report.failed {
         eprintln!("line {line}: {reason}");
     }
-    println!(
+    say(&format!(
         "imported {}, skipped {} (already present), failed {}",
         report.imported,
         report.skipped,
         report.failed.len()
-    );
+    ))?;
     if report.failed.is_empty() {
         Ok(())
     } else {

@@ -3,14 +3,21 @@
 
 mod commands;
 
-pub use commands::run;
+pub use commands::{is_broken_pipe, run};
 
 use crate::config::{Secret, Settings};
 use clap::{Parser, Subcommand};
 
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LATCHKEY_COMMIT"),
+    ")"
+);
+
 /// latchkey: user registration and authentication service.
 #[derive(Debug, Parser)]
-#[command(name = "latchkey", version, about)]
+#[command(name = "latchkey", version = LONG_VERSION, about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -41,7 +48,7 @@ pub enum Command {
 /// `latchkey users …`
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
-    /// Create a user; the password is read from standard input.
+    /// Create a user; the password is prompted for on a terminal, else read from standard input.
     Add(AddUser),
     /// Import users from a JSON-lines file (email, password_hash as bcrypt or argon2 PHC,
     /// optional name, phone, metadata, role, email_verified, created_at); idempotent.
@@ -53,6 +60,18 @@ pub enum UsersCommand {
 pub struct ImportUsers {
     /// The JSON-lines file.
     pub file: std::path::PathBuf,
+    /// The database, which must exist unless `--create` is given.
+    #[command(flatten)]
+    pub database: Existing,
+}
+
+/// The settings of a command that works on the server's database: it refuses to create a new
+/// one by mistake (a missing `LATCHKEY_DATABASE_URL` would otherwise mean a fresh SQLite file).
+#[derive(Debug, clap::Args)]
+pub struct Existing {
+    /// Create the database when it does not exist yet, instead of refusing.
+    #[arg(long)]
+    pub create: bool,
     /// Database and policy settings.
     #[command(flatten)]
     pub settings: Settings,
@@ -63,7 +82,7 @@ pub struct ImportUsers {
 pub enum KeysCommand {
     /// Add a new signing key: it signs on every instance within a minute; the old one stays
     /// published until every token it signed has expired.
-    Rotate(Settings),
+    Rotate(Existing),
     /// Re-seal the database's secrets under a new secret key. Stop every instance first.
     ///
     /// Opens, with the current secret key, everything sealed under it (every signing key's
@@ -122,7 +141,8 @@ impl RotateSecret {
     }
 }
 
-/// `latchkey users add`
+/// `latchkey users add`: the password is prompted for (without echo) on a terminal, and read
+/// from the first line of standard input otherwise.
 #[derive(Debug, clap::Args)]
 pub struct AddUser {
     /// The new user's email.
@@ -137,7 +157,7 @@ pub struct AddUser {
     /// Full name.
     #[arg(long)]
     pub name: Option<String>,
-    /// Database and policy settings.
+    /// The database, which must exist unless `--create` is given.
     #[command(flatten)]
-    pub settings: Settings,
+    pub database: Existing,
 }

@@ -75,7 +75,18 @@ impl ServerArgs {
                 }
                 url
             }
-            None => format!("http://{}{base_path}", self.listen),
+            // Derived only where it cannot be wrong: on any other address clients reach the
+            // service by a name latchkey cannot know, and a `0.0.0.0` issuer and mailed links
+            // would be useless to them.
+            None if self.listen.ip().is_loopback() => {
+                format!("http://{}{base_path}", self.listen)
+            }
+            None => {
+                return Err(format!(
+                    "LATCHKEY_LISTEN {} is not a loopback address: set LATCHKEY_PUBLIC_URL to the URL clients use (the token issuer and the base of every mailed link)",
+                    self.listen
+                ));
+            }
         };
         if self.header_timeout < Duration::milliseconds(100)
             || !(1..=1_000_000).contains(&self.max_connections)

@@ -27,6 +27,19 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// Refuses, with one line, to go on when the configured database does not exist yet: only
+/// `serve` and `migrate` create one unless told, so that an unset `LATCHKEY_DATABASE_URL` does
+/// not silently mean a new, empty SQLite file beside the real one.
+pub fn require_database(config: &Config) -> anyhow::Result<()> {
+    match Store::would_create(config.database_url.expose()) {
+        Some(path) => anyhow::bail!(
+            "the database {} does not exist: set LATCHKEY_DATABASE_URL to the server's database, or pass --create to make a new one",
+            path.display()
+        ),
+        None => Ok(()),
+    }
+}
+
 /// The database and the secret key checked against it: what the key commands need.
 pub struct Sealed {
     /// The migrated database.

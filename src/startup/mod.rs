@@ -3,7 +3,9 @@
 
 mod compose;
 
-pub use compose::{IfMissing, Sealed, build, key_file, open_store, sealing_error};
+pub use compose::{
+    IfMissing, Sealed, build, key_file, open_store, require_database, sealing_error,
+};
 
 use crate::clock::Clock;
 use crate::config::Config;

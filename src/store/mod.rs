@@ -135,6 +135,16 @@ impl Store {
         })
     }
 
+    /// Where the database at `url` would be created, when it does not exist yet and connecting
+    /// would create it (SQLite); `None` when it exists or is a server's to create.
+    pub fn would_create(url: &str) -> Option<std::path::PathBuf> {
+        if url.starts_with("sqlite:") {
+            sqlite::missing_file(url)
+        } else {
+            None
+        }
+    }
+
     /// Applies pending migrations; safe to run while other processes use the database.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.pool {

@@ -61,6 +61,16 @@ pub(super) async fn migrate(pool: &Pool<Sqlite>) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Other(e.into()))
 }
 
+/// The file of the SQLite database at `url` when it does not exist yet (in-memory databases
+/// always exist).
+pub(super) fn missing_file(url: &str) -> Option<std::path::PathBuf> {
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    let name = path.to_string_lossy();
+    let in_memory = name.is_empty() || name.starts_with(':') || url.contains("mode=memory");
+    (!in_memory && !path.exists()).then(|| path.to_path_buf())
+}
+
 /// Makes the database file owner-only before SQLite opens it: created so when missing, its
 /// -wal and -shm then inherit the mode; tightened when an earlier version left them readable.
 fn private_database_files(url: &str, path: &std::path::Path) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@ pub(crate) use app::{
     register_in, spawn_app, spawn_app_with, spawn_app_with_mail,
 };
 pub(crate) use peers::{
-    NATS, NGINX, Peer, REDIS, available, eventually, until_ready, wait_until_ok,
+    NATS, NGINX, Peer, REDIS, available, eventually, tool, until_ready, wait_until_ok,
 };
 pub(crate) use process::{Process, Proxy, Serve, free_port, latchkey_command};
 pub(crate) use smtp::{Mail, SmtpServer, wait_for_eml};

@@ -110,3 +110,21 @@ pub(crate) async fn wait_until_ok(client: &reqwest::Client, url: &str) {
 pub(crate) async fn until_ready(client: &reqwest::Client, base: &str) {
     wait_until_ok(client, &format!("{base}/readyz")).await;
 }
+
+/// The program `name` on `PATH`, for `test`; `None` (the test is skipped, with a message) when it
+/// is not installed, except in CI, where that fails the test: `.ci/run` installs it.
+pub(crate) fn tool(name: &str, test: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    assert!(
+        found.is_some() || std::env::var_os("CI").is_none(),
+        "CI must run {test}: {name} is not installed"
+    );
+    if found.is_none() {
+        eprintln!("skipping {test}: {name} is not installed");
+    }
+    found
+}
