@@ -1,13 +1,19 @@
 //! Parse the command line, start logging, dispatch.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use latchkey::cli::{self, Cli};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command = match latchkey::config::file::apply(Cli::command(), &args) {
+        Ok(command) => command,
+        Err(error) => return fail(&error),
+    };
     // clap prints its whole message (usage and hint included, coloured only on a terminal) and
     // exits 2 on a usage error, 0 for --help and --version.
-    let cli = Cli::parse();
+    let matches = command.get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

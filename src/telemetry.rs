@@ -24,17 +24,105 @@ pub fn init(format: LogFormat, filter: &str) {
     };
 }
 
-/// The process-wide Prometheus recorder, installed on first use.
+/// The process-wide Prometheus recorder, installed on first use, with every family described
+/// (`# HELP`) and request latency as a histogram.
 pub fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
         std::sync::OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(REQUEST_DURATION.to_owned()),
+                LATENCY_BUCKETS,
+            )
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(HASH_DURATION.to_owned()),
+                    LATENCY_BUCKETS,
+                )
+            })
+            // The buckets are constants, never empty: building cannot fail.
+            .expect("latency buckets are set")
+            .build_recorder();
         let handle = recorder.handle();
         // Only this function installs a recorder, once; a failure would mean metrics are off.
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
         }
+        describe();
         handle
     })
+}
+
+/// The text of `/metrics`: the process figures are read at each scrape, as Prometheus expects.
+pub fn render_metrics() -> String {
+    static PROCESS: std::sync::LazyLock<metrics_process::Collector> =
+        std::sync::LazyLock::new(|| {
+            let collector = metrics_process::Collector::default();
+            collector.describe();
+            collector
+        });
+    let handle = metrics();
+    PROCESS.collect();
+    handle.render()
+}
+
+/// Request latency by route template, method and status.
+pub const REQUEST_DURATION: &str = "latchkey_http_request_duration_seconds";
+/// Time a password hash or verification took on the hashing pool.
+pub const HASH_DURATION: &str = "latchkey_password_hash_duration_seconds";
+
+/// From half a millisecond (a cached token check) to the request deadline.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Every family latchkey records, with its help text; `latchkey_build_info` is set here, once.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "HTTP requests by route template, method and status, and how long they took to answer."
+    );
+    describe_histogram!(
+        HASH_DURATION,
+        Unit::Seconds,
+        "Password hashes and verifications on the hashing pool, and how long each took."
+    );
+    describe_counter!(
+        "latchkey_password_hashes_total",
+        "Password hashes and verifications run on the hashing pool."
+    );
+    describe_counter!(
+        "latchkey_password_hashes_shed_total",
+        "Password hashes refused with 503 because the hashing queue was full."
+    );
+    describe_counter!(
+        "latchkey_rate_limited_total",
+        "Requests refused with 429, by rate-limited action."
+    );
+    describe_counter!("latchkey_mail_sent_total", "Mails handed to the transport.");
+    describe_counter!(
+        "latchkey_mail_retries_total",
+        "Mail deliveries that failed and were rescheduled."
+    );
+    describe_counter!(
+        "latchkey_mail_given_up_total",
+        "Mails dropped after failing for longer than LATCHKEY_MAIL_MAX_AGE."
+    );
+    describe_counter!(
+        "latchkey_events_published_total",
+        "Outbox events published to NATS JetStream."
+    );
+    describe_counter!(
+        "latchkey_refresh_token_reuse_total",
+        "Refresh tokens presented again after rotation, each of which revoked its session."
+    );
+    describe_gauge!(
+        "latchkey_build_info",
+        "Always 1; the labels name the running version and commit."
+    );
+    metrics::gauge!("latchkey_build_info", "version" => crate::VERSION, "commit" => crate::COMMIT)
+        .set(1.0);
 }

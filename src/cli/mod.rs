@@ -19,6 +19,10 @@ const LONG_VERSION: &str = concat!(
 #[derive(Debug, Parser)]
 #[command(name = "latchkey", version = LONG_VERSION, about)]
 pub struct Cli {
+    /// A TOML file of settings, keys named like the variables (`LATCHKEY_LISTEN = "…"`);
+    /// variables and flags override it.
+    #[arg(long, global = true, env = "LATCHKEY_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -1,6 +1,7 @@
 //! Settings: every one a `--flag` and a `LATCHKEY_*` variable, in groups that each validate
 //! into the configuration of the part they set, once, at start.
 
+pub mod file;
 mod hashing;
 mod limits;
 mod logging;

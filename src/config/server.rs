@@ -38,6 +38,30 @@ pub struct ServerArgs {
     /// Client connections served at once; more wait in the accept queue.
     #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// Origins of browser apps allowed to call the API, with credentials, comma-separated
+    /// (`https://app.example.com`); default none.
+    #[arg(long, env = "LATCHKEY_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+}
+
+/// An origin exactly as a browser sends it: `scheme://host[:port]`, nothing after it.
+fn parse_origin(raw: &str) -> Result<String, String> {
+    let origin = raw.trim().trim_end_matches('/');
+    let (scheme, rest) = origin
+        .split_once("://")
+        .ok_or_else(|| format!("{raw:?} is not an origin like https://app.example.com"))?;
+    let valid = matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if valid {
+        Ok(origin.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{raw:?} is not an origin like https://app.example.com (no path, no wildcard)"
+        ))
+    }
 }
 
 /// The validated listener settings.
@@ -61,6 +85,8 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Client connections served at once.
     pub max_connections: usize,
+    /// Browser origins allowed to call the API with credentials.
+    pub cors_origins: Vec<String>,
 }
 
 impl ServerArgs {
@@ -112,6 +138,7 @@ impl ServerArgs {
             header_timeout: self.header_timeout,
             body_timeout: self.body_timeout,
             max_connections: self.max_connections,
+            cors_origins: self.cors_origins,
         })
     }
 }

@@ -21,8 +21,8 @@ pub mod wellknown;
 use crate::ratelimit::Action;
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use budget::limited;
@@ -207,7 +207,40 @@ pub fn router(app: AppState) -> Router {
     } else {
         Router::new().nest(&base_path, routes).fallback(not_found)
     };
+    // Inside the request context, so preflights get a request id and a log line too.
+    let routes = match cors(&app.config.server.cors_origins) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
     with_layers(routes, app)
+}
+
+/// CORS for the configured browser origins only, with credentials (the refresh cookie, a
+/// bearer header); `None` when no origin is configured, so no answer carries CORS headers.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::Method;
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
+            .expose_headers([
+                REQUEST_ID,
+                header::RETRY_AFTER,
+                header::WWW_AUTHENTICATE,
+                header::LOCATION,
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// The operations listener's service: metrics, liveness and readiness, at the root (it is never
@@ -262,7 +295,9 @@ async fn request_context(
         .and_then(|value| value.to_str().ok())
         .filter(|id| is_valid_request_id(id))
         .map_or_else(mint_request_id, str::to_owned);
-    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), path = %request.uri().path());
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %request.uri().path());
     async move {
         let started = Instant::now();
         let mut response = deadline::within(deadlines, request, next).await;
@@ -274,7 +309,7 @@ async fn request_context(
                 tracing::warn!(error = format!("{cause:#}"), "request refused");
             }
         }
-        record_request(status, started.elapsed());
+        record_request(route.as_ref(), &method, status, started.elapsed());
         tracing::info!(
             status = status.as_u16(),
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -309,22 +344,61 @@ async fn request_context(
     .await
 }
 
-/// Counts the request by status and records its duration. The handles are looked up once: a
-/// registry lookup on every request showed in the verify profile.
-fn record_request(status: axum::http::StatusCode, elapsed: std::time::Duration) {
-    use std::sync::OnceLock;
-    static BY_STATUS: [OnceLock<metrics::Counter>; 500] = [const { OnceLock::new() }; 500];
-    static DURATION: OnceLock<metrics::Histogram> = OnceLock::new();
+/// Records the request's duration under its route template, method and status. The handles are
+/// kept per thread: a registry lookup on every request showed in the verify profile, and a
+/// shared map would be one more lock on the hottest path.
+fn record_request(
+    route: Option<&MatchedPath>,
+    method: &Method,
+    status: axum::http::StatusCode,
+    elapsed: std::time::Duration,
+) {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    type Handles = HashMap<Box<str>, Vec<(&'static str, u16, metrics::Histogram)>>;
+    thread_local! {
+        static HANDLES: RefCell<Handles> = RefCell::new(HashMap::new());
+    }
     // A handle taken before the recorder is installed would count nowhere, for good.
     crate::telemetry::metrics();
-    let count = || metrics::counter!("latchkey_http_requests_total", "status" => status.as_str().to_owned());
-    match BY_STATUS.get(usize::from(status.as_u16()).wrapping_sub(100)) {
-        Some(slot) => slot.get_or_init(count).increment(1),
-        None => count().increment(1),
+    // Only routes and methods the router knows become labels: a client must not be able to
+    // mint new series with made-up paths or methods.
+    let route = route.map_or("unmatched", MatchedPath::as_str);
+    let method = known_method(method);
+    let status = status.as_u16();
+    HANDLES.with_borrow_mut(|handles| {
+        let by_route = match handles.get_mut(route) {
+            Some(by_route) => by_route,
+            None => handles.entry(route.into()).or_default(),
+        };
+        let found = by_route
+            .iter()
+            .position(|(m, s, _)| *m == method && *s == status);
+        let index = found.unwrap_or_else(|| {
+            let histogram = metrics::histogram!(
+                crate::telemetry::REQUEST_DURATION,
+                "route" => route.to_owned(),
+                "method" => method,
+                "status" => status.to_string()
+            );
+            by_route.push((method, status, histogram));
+            by_route.len() - 1
+        });
+        by_route[index].2.record(elapsed);
+    });
+}
+
+fn known_method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     }
-    DURATION
-        .get_or_init(|| metrics::histogram!("latchkey_http_request_duration_seconds"))
-        .record(elapsed.as_secs_f64());
 }
 
 /// A UUID (v4 layout) from a counter passed through SipHash under a random per-process key:

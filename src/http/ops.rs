@@ -71,7 +71,7 @@ pub fn operations_routes() -> Router<AppState> {
 
 /// Prometheus text exposition.
 async fn metrics() -> Response {
-    let body = crate::telemetry::metrics().render();
+    let body = crate::telemetry::render_metrics();
     (
         [(
             header::CONTENT_TYPE,

@@ -117,7 +117,8 @@ fn a_bad_setting_stops_the_process_with_one_clear_line() {
 
 #[test]
 fn a_usage_error_prints_clap_s_whole_message() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 5] = [
         (&["users", "add"], &[], "--email <EMAIL>"),
         (
             &["serve"],
@@ -264,7 +265,7 @@ fn on_a_terminal_the_password_is_prompted_for_without_echo() {
     };
     let dir = tempfile::tempdir().unwrap();
     let driver = r#"
-import os, pty, sys
+import os, pty, sys, termios, time
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(sys.argv[1], [sys.argv[1], "users", "add", "--create", "--email", "ada@example.com"])
@@ -276,9 +277,18 @@ def until(marker):
         if not chunk:
             sys.exit("the prompt never came: %r" % seen)
         seen += chunk
+def echo_off():
+    # The prompt is written before echo is turned off: type only once it is.
+    for _ in range(500):
+        if not termios.tcgetattr(fd)[3] & termios.ECHO:
+            return
+        time.sleep(0.01)
+    sys.exit("echo stayed on")
 until(b"Password for ada@example.com: ")
+echo_off()
 os.write(fd, sys.argv[2].encode() + b"\n")
 until(b"Repeat it: ")
+echo_off()
 os.write(fd, sys.argv[2].encode() + b"\n")
 while True:
     try:
@@ -535,4 +545,70 @@ async fn json_logs_are_one_object_per_line() {
 
     assert_eq!(listening["level"], "INFO");
     assert!(listening["timestamp"].is_string());
+}
+
+#[test]
+fn settings_come_from_a_config_file_that_variables_and_flags_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("latchkey.toml");
+    std::fs::write(&config, "LATCHKEY_PASSWORD_MIN_LENGTH = 4\n").unwrap();
+    // The file's value is used, and validated like the variable's.
+    let from_file = latchkey()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&from_file.stderr);
+    assert!(!from_file.status.success());
+    assert!(stderr.contains("LATCHKEY_PASSWORD_MIN_LENGTH"), "{stderr}");
+    // A variable overrides the file: the bad value is gone and only the next mistake shows.
+    let overridden = latchkey()
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env("LATCHKEY_CONFIG", &config)
+        .env("LATCHKEY_PASSWORD_MIN_LENGTH", "12")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&overridden.stderr);
+    assert!(stderr.contains("LATCHKEY_PUBLIC_URL"), "{stderr}");
+    // An unknown key is a mistake, said with the key's name.
+    std::fs::write(&config, "LATCHKEY_LISTN = \"127.0.0.1:1\"\n").unwrap();
+    let unknown = latchkey()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(!unknown.status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("LATCHKEY_LISTN"), "{stderr}");
+}
+
+#[test]
+fn a_secret_may_come_from_a_file_and_never_shows_in_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("jwt-secret");
+    std::fs::write(&secret, "too-short-secret\n").unwrap();
+    let output = latchkey()
+        .arg("serve")
+        .env("LATCHKEY_JWT_ALG", "HS256")
+        .env("LATCHKEY_JWT_SECRET_FILE", &secret)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    // The file's secret was read (and found too short), and is not printed.
+    assert!(
+        stderr.contains("LATCHKEY_JWT_SECRET must be at least 32 bytes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("too-short-secret"), "{stderr}");
+    let help = latchkey()
+        .args(["serve", "--help"])
+        .env("LATCHKEY_JWT_SECRET_FILE", &secret)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("too-short-secret"));
 }

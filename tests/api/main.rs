@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod connections;
+mod cors;
 mod crash;
 mod events;
 mod fuzz;

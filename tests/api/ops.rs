@@ -1,8 +1,11 @@
 //! Operations endpoints, request ids, the base path and the OpenAPI document.
 
-use crate::support::{PASSWORD, assert_problem, spawn_app, spawn_app_with};
+use crate::support::{
+    PASSWORD, Process, assert_problem, eventually, free_port, spawn_app, spawn_app_with, tool,
+};
 use reqwest::StatusCode;
 use serde_json::Value;
+use std::time::Duration;
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_200() {
@@ -210,10 +213,167 @@ async fn metrics_are_prometheus_text_and_count_requests_and_hashes() {
     );
     let text = response.text().await.unwrap();
     assert!(
-        text.contains("latchkey_http_requests_total{status=\"201\"}"),
+        text.contains(
+            "latchkey_http_request_duration_seconds_count{route=\"/auth/register\",method=\"POST\",status=\"201\"} "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE latchkey_http_request_duration_seconds histogram"),
         "{text}"
     );
     assert!(text.contains("latchkey_password_hashes_total"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "latchkey_build_info{{version=\"{}\",commit=\"",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    assert!(text.contains("process_resident_memory_bytes"), "{text}");
+}
+
+#[tokio::test]
+async fn made_up_paths_and_methods_do_not_mint_metric_series() {
+    let app = spawn_app().await;
+    for n in 0..5 {
+        app.get(&format!("/no/such/path/{n}"), None).await;
+        app.client
+            .request(
+                reqwest::Method::from_bytes(format!("BREW{n}").as_bytes()).unwrap(),
+                format!("{}/healthz", app.url),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let operations = app.operations_url.as_deref().expect("operations listener");
+    let text = app
+        .client
+        .get(format!("{operations}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("/no/such/path"), "{text}");
+    assert!(!text.contains("BREW"), "{text}");
+    assert!(text.contains("route=\"unmatched\""), "{text}");
+}
+
+/// The exposition as Prometheus itself judges it: `promtool check metrics` finds nothing to
+/// lint, and a real Prometheus scrapes the operations listener and answers queries on it.
+#[tokio::test]
+async fn a_real_prometheus_scrapes_the_operations_listener() {
+    let test = "the Prometheus test";
+    let (Some(promtool), Some(prometheus)) = (tool("promtool", test), tool("prometheus", test))
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.register("ada@example.com", PASSWORD).await;
+    let operations = app.operations_url.clone().expect("operations listener");
+    let text = app
+        .client
+        .get(format!("{operations}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut check = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let checked = check.wait_with_output().unwrap();
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(
+        checked.status.success() && findings.trim().is_empty(),
+        "promtool: {findings}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let target = operations.trim_start_matches("http://");
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: latchkey\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port().await;
+    let _prometheus = Process(
+        std::process::Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let query = async |promql: &str| -> Vec<serde_json::Value> {
+        let answer = app
+            .client
+            .post(format!("http://127.0.0.1:{port}/api/v1/query"))
+            .form(&[("query", promql)])
+            .send()
+            .await;
+        match answer {
+            Ok(answer) => answer
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|body| body["data"]["result"].as_array().cloned())
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    };
+    eventually(
+        "Prometheus scraping latchkey",
+        Duration::from_secs(30),
+        async || !query("up{job=\"latchkey\"} == 1").await.is_empty(),
+    )
+    .await;
+    let build = query("latchkey_build_info").await;
+    assert_eq!(
+        build[0]["metric"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{build:?}"
+    );
+    let registrations = query(
+        "latchkey_http_request_duration_seconds_count{route=\"/auth/register\",status=\"201\"}",
+    )
+    .await;
+    // The recorder is the process's, shared with the other tests: at least this one counted.
+    let count: f64 = registrations[0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(count >= 1.0, "{registrations:?}");
+    let quantile = query(
+        "histogram_quantile(0.99, sum by (le, route) (latchkey_http_request_duration_seconds_bucket{route=\"/auth/register\"}))",
+    )
+    .await;
+    let p99: f64 = quantile[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(p99 > 0.0 && p99 <= 30.0, "{quantile:?}");
 }
 
 #[tokio::test]

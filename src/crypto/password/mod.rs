@@ -145,7 +145,10 @@ impl Hasher {
         // to its end and keeps its permits until then, so the bound on concurrent hashes holds.
         let result = tokio::task::spawn_blocking(move || {
             let _permits = (admitted, worker);
-            work(&inner.params)
+            let started = std::time::Instant::now();
+            let result = work(&inner.params);
+            metrics::histogram!(crate::telemetry::HASH_DURATION).record(started.elapsed());
+            result
         })
         .await
         .map_err(|e| HashError::Internal(e.into()))?;
