@@ -30,6 +30,10 @@ pub struct TokenArgs {
     /// a lost response); a repeat after it is reuse and revokes the session.
     #[arg(long, env = "LATCHKEY_REFRESH_REUSE_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub refresh_reuse_grace: Duration,
+    /// Also set the refresh token as an `HttpOnly; Secure; SameSite=Strict` cookie on `/auth`,
+    /// which `/auth/refresh` and `/auth/logout` then accept instead of a body (CSRF-checked).
+    #[arg(long, env = "LATCHKEY_REFRESH_COOKIE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub refresh_cookie: bool,
 }
 
 /// The validated token settings.
@@ -49,6 +53,8 @@ pub struct TokenConfig {
     pub refresh_ttl: Duration,
     /// Grace window for repeated refreshes.
     pub reuse_grace: Duration,
+    /// Whether refresh tokens also travel in a cookie.
+    pub refresh_cookie: bool,
 }
 
 impl TokenArgs {
@@ -91,6 +97,7 @@ impl TokenArgs {
             access_ttl: self.access_token_ttl,
             refresh_ttl: self.refresh_token_ttl,
             reuse_grace: self.refresh_reuse_grace,
+            refresh_cookie: self.refresh_cookie,
         })
     }
 }

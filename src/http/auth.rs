@@ -1,6 +1,7 @@
 //! `/auth/*`: registration, login and the forward-auth check for gateways.
 
 use super::budget::Budget;
+use super::cookie::{self, Tokens};
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Client, Enrolling, budget_account};
 use super::views::{TokenPairView, UserView, refuse_unknown, single_field};
@@ -104,17 +105,25 @@ pub async fn register(
     );
     let account = errors.and(account)?;
     let registered = accounts::register(&app, account, Origin::SelfService(client)).await?;
-    let (id, view) = match registered {
-        Registered::Created(user) => (user.id, RegisterView::Created(user.into())),
-        Registered::LoggedIn(pair) => (pair.user.id, RegisterView::LoggedIn(pair.into())),
+    let (id, view, cookie) = match registered {
+        Registered::Created(user) => (user.id, RegisterView::Created(user.into()), None),
+        Registered::LoggedIn(pair) => {
+            let id = pair.user.id;
+            let (view, cookie) = Tokens::new(&app, pair).into_parts();
+            (id, RegisterView::LoggedIn(view), cookie)
+        }
     };
     let location = format!("{}/users/{id}", app.config.server.base_path);
-    Ok((
+    let mut response = (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
         Json(view),
     )
-        .into_response())
+        .into_response();
+    if let Some(cookie) = cookie {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
 }
 
 /// Log in with email and password. Unknown email and wrong password answer alike, after the
@@ -132,7 +141,7 @@ pub async fn login(
     Client(client): Client,
     budget: Budget,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> Result<Json<TokenPairView>, ApiError> {
+) -> Result<Tokens, ApiError> {
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
     let email = errors.require("email", req.email);
@@ -147,7 +156,7 @@ pub async fn login(
         )
         .await?;
     let pair = sessions::login(&app, &email, &password, client).await?;
-    Ok(Json(pair.into()))
+    Ok(Tokens::new(&app, pair))
 }
 
 /// Forward-auth for gateways: checks the bearer token and answers 200 with the caller in
@@ -244,7 +253,9 @@ fn parse_demand(
     Ok(demand)
 }
 
-/// Body of `POST /auth/refresh` and `POST /auth/logout`.
+/// Body of `POST /auth/refresh` and `POST /auth/logout`. In cookie mode
+/// (`LATCHKEY_REFRESH_COOKIE`) the body may be empty: the refresh cookie is used instead, for a
+/// request whose `Origin` is the service's or a CORS origin (else 403 `forbidden`).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshTokenRequest {
     /// The opaque refresh token from the last token pair.
@@ -270,29 +281,41 @@ impl RefreshTokenRequest {
 /// is reuse and revokes the whole session.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshTokenRequest,
     responses(
-        (status = 200, description = "A new token pair", body = TokenPairView),
+        (status = 200, description = "A new token pair (in cookie mode also as the refresh cookie)", body = TokenPairView),
         (status = 401, description = "`invalid_refresh_token`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the refresh cookie came from an Origin that is neither the service's nor a CORS origin", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn refresh(
     State(app): State<AppState>,
     Client(client): Client,
     budget: Budget,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<RefreshTokenRequest>,
-) -> Result<Json<TokenPairView>, ApiError> {
+) -> Result<Tokens, ApiError> {
     budget
         .check(&app, Action::Refresh, client.ip.as_deref(), None)
         .await?;
-    let pair = sessions::refresh(&app, &req.into_token()?).await?;
-    Ok(Json(pair.into()))
+    let token = cookie::refresh_token(&app, &headers, req.into_token())?;
+    let pair = sessions::refresh(&app, &token).await?;
+    Ok(Tokens::new(&app, pair))
 }
 
 /// End the session of a refresh token. Answers 204 for an unknown token too.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshTokenRequest,
-    responses((status = 204, description = "Logged out (or nothing to do)")))]
+    responses(
+        (status = 204, description = "Logged out (or nothing to do); in cookie mode the refresh cookie is cleared"),
+        (status = 403, description = "`forbidden`: the refresh cookie came from an Origin that is neither the service's nor a CORS origin", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn logout(
     State(app): State<AppState>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<RefreshTokenRequest>,
-) -> Result<StatusCode, ApiError> {
-    sessions::logout(&app, &req.into_token()?).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Result<Response, ApiError> {
+    let token = cookie::refresh_token(&app, &headers, req.into_token())?;
+    sessions::logout(&app, &token).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(cleared) = cookie::cleared(&app) {
+        response.headers_mut().insert(header::SET_COOKIE, cleared);
+    }
+    Ok(response)
 }

@@ -3,7 +3,7 @@
 //! second factors with chromedriver's virtual authenticator (the WebDriver WebAuthn extension).
 
 use crate::mfa::{base32_decode, totp_code};
-use crate::support::{PASSWORD, free_port, spawn_app, spawn_app_with_mail};
+use crate::support::{PASSWORD, free_port, spawn_app, spawn_app_with, spawn_app_with_mail};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
@@ -151,6 +151,16 @@ impl Browser {
         self.call(
             reqwest::Method::POST,
             "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    /// Runs `script` in the page, which calls its last argument with the result.
+    async fn script_async(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/async",
             json!({"script": script, "args": []}),
         )
         .await
@@ -391,4 +401,82 @@ async fn a_person_enrols_totp_and_a_passkey_then_signs_in_with_each_in_a_browser
     // A user-verified passkey is two factors in one (possession and the device's PIN or biometric).
     assert_eq!(claims["amr"], json!(["hwk", "mfa"]), "{claims}");
     assert_eq!(claims["acr"], "aal2");
+}
+
+/// A browser app on another origin signs in, refreshes and signs out with the refresh token in
+/// an HttpOnly cookie its scripts never see (cookie mode, CORS for that origin).
+#[tokio::test]
+async fn a_browser_app_on_another_origin_keeps_the_refresh_token_in_a_cookie() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    // The app's page: any document served from another port is another origin.
+    let page = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_port = page.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = page.accept().await {
+            let mut request = [0_u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let body = "<!doctype html><title>app</title><p>the app</p>";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    let origin = format!("http://localhost:{page_port}");
+    let app = spawn_app_with(&[
+        "--public-url",
+        "http://localhost:{port}",
+        "--cors-origins",
+        &origin,
+        "--refresh-cookie",
+        "true",
+        "--require-email-verification",
+        "false",
+    ])
+    .await;
+    app.register("ada@example.com", PASSWORD).await;
+    let port = app.url.rsplit(':').next().unwrap().to_owned();
+
+    browser.open(&format!("{origin}/")).await;
+    let script = format!(
+        r#"const done = arguments[arguments.length - 1];
+        const base = "http://localhost:{port}";
+        (async () => {{
+          const login = await fetch(base + "/auth/login", {{
+            method: "POST", credentials: "include",
+            headers: {{"content-type": "application/json"}},
+            body: JSON.stringify({{email: "ada@example.com", password: "{PASSWORD}"}})
+          }});
+          const first = await login.json();
+          const refresh = await fetch(base + "/auth/refresh", {{method: "POST", credentials: "include"}});
+          const second = await refresh.json();
+          const logout = await fetch(base + "/auth/logout", {{method: "POST", credentials: "include"}});
+          const after = await fetch(base + "/auth/refresh", {{method: "POST", credentials: "include"}});
+          done({{
+            login: login.status, refresh: refresh.status, logout: logout.status, after: after.status,
+            rotated: !!second.access_token && second.refresh_token !== first.refresh_token,
+            visible: document.cookie
+          }});
+        }})().catch(error => done({{error: String(error)}}));"#
+    );
+    let outcome = browser.script_async(&script).await;
+    assert_eq!(outcome["login"], 200, "{outcome}");
+    assert_eq!(
+        outcome["refresh"], 200,
+        "the cookie alone refreshed: {outcome}"
+    );
+    assert_eq!(outcome["rotated"], true, "{outcome}");
+    assert_eq!(outcome["logout"], 204, "{outcome}");
+    assert_eq!(
+        outcome["after"], 400,
+        "logout cleared the cookie: {outcome}"
+    );
+    assert_eq!(
+        outcome["visible"], "",
+        "scripts never see the cookie: {outcome}"
+    );
 }

@@ -101,3 +101,88 @@ fn an_origin_with_a_path_or_a_wildcard_is_refused() {
         assert!(stderr.contains("--cors-origins"), "{stderr}");
     }
 }
+
+/// Cookie mode: the refresh token is also a cookie, which `/auth/refresh` takes only from the
+/// service's own origin or a CORS origin (a forged cross-site request carries the cookie too).
+#[tokio::test]
+async fn the_refresh_cookie_is_http_only_and_taken_only_from_trusted_origins() {
+    let app = spawn_app_with(&[
+        "--public-url",
+        "http://localhost:{port}",
+        "--cors-origins",
+        APP,
+        "--refresh-cookie",
+        "true",
+    ])
+    .await;
+    let (_, first) = app.logged_in_user("ada@example.com").await;
+    let refresh = first["refresh_token"].as_str().unwrap();
+    let login = app.login("ada@example.com", PASSWORD).await;
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/auth",
+        "Max-Age=",
+    ] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let pair: serde_json::Value = login.json().await.unwrap();
+    let token = pair["refresh_token"].as_str().unwrap();
+    assert!(
+        cookie.starts_with(&format!("latchkey_refresh={token};")),
+        "{cookie}"
+    );
+    assert_ne!(token, refresh);
+
+    let with_cookie = |origin: Option<String>| {
+        let mut request = app
+            .client
+            .post(format!("{}/auth/refresh", app.url))
+            .header("cookie", format!("latchkey_refresh={token}"));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    for forged in [None, Some("https://evil.example.com".to_owned())] {
+        let refused = with_cookie(forged.clone()).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{forged:?}");
+    }
+    let own = app.url.replace("127.0.0.1", "localhost");
+    let refreshed = with_cookie(Some(own)).await.unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    assert!(
+        refreshed.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("latchkey_refresh=")
+    );
+    // A body still names the token explicitly, as without cookie mode.
+    let spent = app
+        .post(
+            "/auth/refresh",
+            &serde_json::json!({"refresh_token": token}),
+        )
+        .await;
+    assert_eq!(spent.status(), StatusCode::OK, "within the reuse grace");
+}
+
+#[tokio::test]
+async fn without_cookie_mode_no_cookie_is_set_or_read() {
+    let app = spawn_app().await;
+    let (_, first) = app.logged_in_user("ada@example.com").await;
+    let refresh = first["refresh_token"].as_str().unwrap();
+    let login = app.login("ada@example.com", PASSWORD).await;
+    assert!(login.headers().get("set-cookie").is_none());
+    let refused = app
+        .client
+        .post(format!("{}/auth/refresh", app.url))
+        .header("cookie", format!("latchkey_refresh={refresh}"))
+        .header("origin", app.url.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+}

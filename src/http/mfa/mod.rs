@@ -2,6 +2,7 @@
 //! removal under `/users/me/mfa`, re-authentication, and an admin's reset.
 
 use super::budget::Budget;
+use super::cookie::Tokens;
 use super::error::{ApiError, Problem};
 use super::extract::{Admin, ApiJson, Bearer, Client, Enrolling};
 use super::views::{TokenPairView, refuse_unknown};
@@ -65,7 +66,7 @@ pub async fn verify(
     Client(client): Client,
     budget: Budget,
     ApiJson(req): ApiJson<MfaVerifyRequest>,
-) -> Result<Json<TokenPairView>, ApiError> {
+) -> Result<Tokens, ApiError> {
     budget
         .check(&app, Action::Mfa, client.ip.as_deref(), None)
         .await?;
@@ -86,11 +87,8 @@ pub async fn verify(
         ],
     );
     let (token, proof) = errors.and(token.zip(proof))?;
-    Ok(Json(
-        mfa::verify_login(&app, &token, proof, &client)
-            .await?
-            .into(),
-    ))
+    let pair = mfa::verify_login(&app, &token, proof, &client).await?;
+    Ok(Tokens::new(&app, pair))
 }
 
 /// WebAuthn options for the second step of a login: the user's credentials may answer.
@@ -154,7 +152,7 @@ pub async fn passkey_login(
     Client(client): Client,
     budget: Budget,
     ApiJson(req): ApiJson<PasskeyLoginRequest>,
-) -> Result<Json<TokenPairView>, ApiError> {
+) -> Result<Tokens, ApiError> {
     budget
         .check(&app, Action::Mfa, client.ip.as_deref(), None)
         .await?;
@@ -163,11 +161,8 @@ pub async fn passkey_login(
     let challenge_id = errors.require("challenge_id", req.challenge_id);
     let credential = errors.require("credential", req.credential);
     let (challenge_id, credential) = errors.and(challenge_id.zip(credential))?;
-    Ok(Json(
-        passkeys::login(&app, &challenge_id, credential, client)
-            .await?
-            .into(),
-    ))
+    let pair = passkeys::login(&app, &challenge_id, credential, client).await?;
+    Ok(Tokens::new(&app, pair))
 }
 
 /// The caller's second factors.
@@ -349,7 +344,7 @@ pub async fn reauthenticate(
     Client(client): Client,
     budget: Budget,
     ApiJson(req): ApiJson<ReauthenticateRequest>,
-) -> Result<Json<TokenPairView>, ApiError> {
+) -> Result<Tokens, ApiError> {
     budget
         .check(&app, Action::Mfa, client.ip.as_deref(), None)
         .await?;
@@ -364,11 +359,8 @@ pub async fn reauthenticate(
         ],
     );
     let proof = errors.and(proof)?;
-    Ok(Json(
-        mfa::reauthenticate(&app, &principal, proof, &client)
-            .await?
-            .into(),
-    ))
+    let pair = mfa::reauthenticate(&app, &principal, proof, &client).await?;
+    Ok(Tokens::new(&app, pair))
 }
 
 /// Remove every second factor of a user and revoke every session; the owner is mailed. Needs
