@@ -235,31 +235,19 @@ impl Settings {
     }
 }
 
-/// Parses `900ms`, `10s`, `15m`, `24h`, `30d`, or a bare number of seconds.
+/// Parses `900ms`, `10s`, `15m`, `24h`, `30d` (any humantime duration, `1h 30m` too), or a
+/// bare number of seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (digits, unit) = raw.split_at(split);
-    let amount: i64 = digits
-        .parse()
-        .map_err(|_| format!("{raw:?} is not a duration like 900ms, 10s, 15m, 24h or 30d"))?;
-    let seconds_per_unit = match unit {
-        "ms" => return Ok(Duration::milliseconds(amount)),
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => {
-            return Err(format!(
-                "{raw:?} has an unknown unit (use ms, s, m, h or d)"
-            ));
-        }
-    };
-    let duration = amount
-        .checked_mul(seconds_per_unit)
-        .map(Duration::seconds)
-        .ok_or_else(|| format!("{raw:?} is too long"))?;
-    Ok(duration)
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        return raw
+            .parse::<i64>()
+            .map(Duration::seconds)
+            .map_err(|_| format!("{raw:?} is too long"));
+    }
+    let parsed = humantime::parse_duration(raw)
+        .map_err(|e| format!("{raw:?} is not a duration like 900ms, 10s, 15m, 24h or 30d ({e})"))?;
+    Duration::try_from(parsed).map_err(|_| format!("{raw:?} is too long"))
 }
 
 #[cfg(test)]
@@ -278,7 +266,8 @@ mod tests {
         assert_eq!(parse_duration("30d").unwrap(), Duration::days(30));
         assert_eq!(parse_duration("42").unwrap(), Duration::seconds(42));
         assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("10y").is_err());
+        assert!(parse_duration("10 fortnights").is_err());
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::minutes(90));
         assert!(parse_duration("200000000000000000d").is_err());
     }
 

@@ -162,50 +162,26 @@ impl OptionalAddress {
 
 /// An IP network, e.g. `10.0.0.0/8` or `::1/128` (a bare address is a single host).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(ipnet::IpNet);
 
 impl Cidr {
     /// Parses `address[/prefix]`.
     pub fn parse(raw: &str) -> Result<Cidr, String> {
         let raw = raw.trim();
-        let (address, prefix) = raw
-            .split_once('/')
-            .map_or((raw, None), |(a, p)| (a, Some(p)));
-        let network: IpAddr = address
-            .parse()
-            .map_err(|_| format!("{raw:?} is not an IP network like 10.0.0.0/8"))?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{raw:?} has an invalid prefix length"))?,
-        };
-        Ok(Cidr { network, prefix })
+        if raw.contains('/') {
+            raw.parse::<ipnet::IpNet>()
+                .map(Cidr)
+                .map_err(|_| format!("{raw:?} is not an IP network like 10.0.0.0/8"))
+        } else {
+            raw.parse::<IpAddr>()
+                .map(|host| Cidr(ipnet::IpNet::from(host)))
+                .map_err(|_| format!("{raw:?} is not an IP network like 10.0.0.0/8"))
+        }
     }
 
     /// Whether `ip` is inside the network (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, ip.to_canonical()) {
-            (IpAddr::V4(network), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(network) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(network), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(network) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&ip.to_canonical())
     }
 }
 

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod budget;
 pub mod cookie;
 mod deadline;
+mod docs;
 pub mod error;
 pub mod extract;
 pub mod listen;

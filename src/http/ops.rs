@@ -2,14 +2,13 @@
 //! document and a page that shows it.
 
 use super::error::{ApiError, Problem};
-use crate::mail::templates::escape;
 use crate::service::Outage;
 use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -55,9 +54,12 @@ pub async fn openapi_json(State(app): State<AppState>) -> Json<utoipa::openapi::
     Json(super::openapi(&app.config.server.base_path))
 }
 
-/// `/docs`: served on the public listener, but outside the OpenAPI document.
+/// `/docs` (and `/`, which points to it): served on the public listener, but outside the
+/// OpenAPI document.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/docs", get(docs))
+    Router::new()
+        .route("/docs", get(super::docs::page))
+        .route("/", get(super::docs::index))
 }
 
 /// The operations listener's routes. `/metrics` is only here: its counters move with what
@@ -80,56 +82,4 @@ async fn metrics() -> Response {
         body,
     )
         .into_response()
-}
-
-/// The OpenAPI document as a readable page: rendered here, with no script and nothing fetched.
-async fn docs(State(app): State<AppState>) -> Response {
-    let spec =
-        serde_json::to_value(super::openapi(&app.config.server.base_path)).unwrap_or_default();
-    let mut body = format!(
-        "<h1>{} API</h1><p>The machine-readable document is <a href=\"{}/openapi.json\">openapi.json</a> \
-         (OpenAPI {}). Errors are <code>application/problem+json</code> with a stable <code>code</code>.</p>",
-        escape(&app.config.mail.product_name),
-        escape(&app.config.server.base_path),
-        escape(spec["openapi"].as_str().unwrap_or_default())
-    );
-    for (path, item) in spec["paths"].as_object().into_iter().flatten() {
-        for (method, operation) in item.as_object().into_iter().flatten() {
-            let description = operation["description"]
-                .as_str()
-                .or(operation["summary"].as_str())
-                .unwrap_or_default();
-            let statuses: Vec<String> = operation["responses"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(status, response)| {
-                    format!(
-                        "<li><code>{}</code> {}</li>",
-                        escape(status),
-                        escape(response["description"].as_str().unwrap_or_default())
-                    )
-                })
-                .collect();
-            body.push_str(&format!(
-                "<section><h2><code>{} {}</code></h2><p>{}</p><ul>{}</ul></section>",
-                escape(&method.to_uppercase()),
-                escape(path),
-                escape(description),
-                statuses.concat()
-            ));
-        }
-    }
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>API – {}</title></head>\
-         <body>{body}</body></html>",
-        escape(&app.config.mail.product_name)
-    );
-    let mut response = Html(html).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static("default-src 'none'"),
-    );
-    response
 }

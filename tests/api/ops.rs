@@ -434,6 +434,15 @@ async fn the_docs_page_shows_every_operation_without_fetching_anything() {
         assert!(html.contains(operation), "{operation} missing");
     }
     assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
+    // The main flows, and each operation's request fields.
+    assert!(html.contains("Main flows") && html.contains("Behind an API gateway"));
+    assert!(
+        html.contains("<code>refresh_token</code> (string, required)"),
+        "request fields are listed"
+    );
+    let root = app.get("", None).await;
+    assert_eq!(root.url().path(), "/api/docs", "/ points to the reference");
+    assert_eq!(root.status(), StatusCode::OK);
     let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
     for excluded in ["/docs", "/metrics", "/confirm-email", "/reset-password"] {
         assert!(
