@@ -121,6 +121,7 @@ fn api() -> OpenApiRouter<AppState> {
 pub fn openapi(base_path: &str) -> utoipa::openapi::OpenApi {
     let mut doc = api().into_openapi();
     add_generic_problems(&mut doc);
+    close_request_bodies(&mut doc);
     // Every path as served, base path included: clients and tests look paths up by them.
     if !base_path.is_empty() {
         let paths = std::mem::take(&mut doc.paths.paths);
@@ -158,6 +159,42 @@ fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
                     .entry(status.to_owned())
                     .or_insert_with(|| problem_response(description));
             }
+        }
+    }
+}
+
+/// Marks every request body's schema `additionalProperties: false`: the server refuses unknown
+/// fields (`validation_failed`), so the document must not invite them. The two PATCH bodies
+/// are compositions (`allOf`) and stay open in the schema; the server refuses the same there.
+fn close_request_bodies(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{AdditionalProperties, Schema};
+    let mut bodies = Vec::new();
+    for item in doc.paths.paths.values_mut() {
+        for operation in operations_mut(item) {
+            let Some(RefOr::T(body)) = &operation.request_body else {
+                continue;
+            };
+            for content in body.content.values() {
+                if let RefOr::T(content) = content
+                    && let Some(RefOr::Ref(reference)) = &content.schema
+                {
+                    let name = reference
+                        .ref_location
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or_default();
+                    bodies.push(name.to_owned());
+                }
+            }
+        }
+    }
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for name in bodies {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(&name) {
+            object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
         }
     }
 }

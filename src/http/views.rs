@@ -153,9 +153,16 @@ pub struct ProfilePatch {
     phone: Option<Option<String>>,
     /// Replaces the whole object; `null` clears it to `{}`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<MetadataSchema>)]
     metadata: Option<Option<Map<String, Value>>>,
 }
+
+// Named so that client generators can express "this object, or null": an anonymous nullable
+// object makes openapi-python-client drop the operations that use it.
+/// A free-form JSON object kept with the user.
+#[derive(Debug, ToSchema)]
+#[schema(as = Metadata, value_type = Object)]
+pub struct MetadataSchema(pub Map<String, Value>);
 
 impl ProfilePatch {
     /// The change it asks for, recording what is invalid.

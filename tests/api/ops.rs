@@ -471,3 +471,32 @@ async fn a_request_past_its_deadline_answers_503_and_writes_nothing() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(app.events().await.is_empty(), "nothing half-written");
 }
+
+#[test]
+fn request_schemas_refuse_unknown_fields_and_operation_ids_are_unique() {
+    let output = crate::support::latchkey_command()
+        .arg("openapi")
+        .output()
+        .unwrap();
+    let spec: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
+            assert!(
+                ids.insert(id.to_owned()),
+                "{id} ({method} {path}) is not unique"
+            );
+            let Some(reference) =
+                operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str()
+            else {
+                continue;
+            };
+            let name = reference.rsplit('/').next().unwrap();
+            let schema = &spec["components"]["schemas"][name];
+            if schema["allOf"].is_null() {
+                assert_eq!(schema["additionalProperties"], false, "{name}");
+            }
+        }
+    }
+}

@@ -55,7 +55,7 @@ fn one_factor(
 
 /// Complete a login that answered `mfa_required`, with one enrolled method. A wrong code costs
 /// the `mfa_token` one of its 5 tries and counts against the account like a wrong password.
-#[utoipa::path(post, path = "/auth/mfa/verify", tag = "auth", request_body = MfaVerifyRequest,
+#[utoipa::path(post, path = "/auth/mfa/verify", tag = "auth", operation_id = "mfa_verify", request_body = MfaVerifyRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenPairView),
         (status = 401, description = "`invalid_mfa`: wrong code or credential, or a spent or expired mfa_token", body = Problem, content_type = "application/problem+json"),
