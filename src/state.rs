@@ -48,6 +48,8 @@ pub struct Shared {
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
     /// The clock.
     pub clock: Clock,
+    /// Set when shutdown begins: `/readyz` answers 503 from then on.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {

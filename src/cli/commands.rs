@@ -176,7 +176,7 @@ async fn rotate_secret(command: RotateSecret) -> anyhow::Result<()> {
     ))?;
     // Said every time: the operator must know what a rotation cannot carry over.
     say(
-        "not re-keyed (keyed hashes of values that are not kept): reset codes already mailed no longer work, and per-address failure counters start over",
+        "not re-keyed (keyed hashes of values that are not kept): every user's MFA recovery codes no longer work (users with a factor should make new ones), reset codes already mailed no longer work, and per-address failure counters start over",
     )
 }
 

@@ -94,9 +94,10 @@ pub enum KeysCommand {
     /// one transaction; with a wrong current key it changes nothing. Stop every instance first:
     /// one still running keeps the old key, so it can no longer reload its signing keys, and the
     /// mail it queues would be sealed under a key no instance has any more. Afterwards start
-    /// every instance with the new key; the old one no longer starts. Reset codes already mailed
-    /// stop working and per-address failure counters start over: they are keyed hashes of
-    /// values that are not kept, so they cannot be re-keyed (reset links keep working).
+    /// every instance with the new key; the old one no longer starts. MFA recovery codes and
+    /// reset codes already mailed stop working and per-address failure counters start over:
+    /// they are keyed hashes of values that are not kept, so they cannot be re-keyed (reset
+    /// links keep working; users with a second factor should make new recovery codes).
     RotateSecret(RotateSecret),
 }
 

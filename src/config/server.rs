@@ -38,6 +38,10 @@ pub struct ServerArgs {
     /// Client connections served at once; more wait in the accept queue.
     #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// On SIGTERM, how long `/readyz` answers 503 while the listeners still serve, so a load
+    /// balancer stops sending before they close.
+    #[arg(long, env = "LATCHKEY_SHUTDOWN_DELAY", default_value = "1s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
     /// Origins of browser apps allowed to call the API, with credentials, comma-separated
     /// (`https://app.example.com`); default none.
     #[arg(long, env = "LATCHKEY_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
@@ -87,6 +91,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Browser origins allowed to call the API with credentials.
     pub cors_origins: Vec<String>,
+    /// How long `/readyz` says 503 before the listeners close on shutdown.
+    pub shutdown_delay: Duration,
 }
 
 impl ServerArgs {
@@ -119,6 +125,9 @@ impl ServerArgs {
         {
             return Err("LATCHKEY_HEADER_TIMEOUT must be at least 100ms and LATCHKEY_MAX_CONNECTIONS between 1 and 1000000".into());
         }
+        if self.shutdown_delay < Duration::ZERO || self.shutdown_delay > Duration::minutes(5) {
+            return Err("LATCHKEY_SHUTDOWN_DELAY must be between 0s and 5m".into());
+        }
         if self.body_timeout < Duration::milliseconds(100) {
             return Err("LATCHKEY_BODY_TIMEOUT must be at least 100ms".into());
         }
@@ -139,6 +148,7 @@ impl ServerArgs {
             body_timeout: self.body_timeout,
             max_connections: self.max_connections,
             cors_origins: self.cors_origins,
+            shutdown_delay: self.shutdown_delay,
         })
     }
 }

@@ -315,6 +315,7 @@ impl ApiError {
                     Outage::Database => "The service cannot reach its database; retry shortly.",
                     Outage::Redis => "The service cannot reach Redis, which its instances share revocations and rate limits through; retry shortly.",
                     Outage::Deadline => "The service did not answer in time; retry shortly.",
+                    Outage::ShuttingDown => "This instance is shutting down; retry on another.",
                 }
                 .into(),
             ),

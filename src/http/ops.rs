@@ -34,6 +34,12 @@ pub async fn healthz() -> Json<StatusView> {
         (status = 503, description = "`unavailable`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<StatusView>, ApiError> {
+    if app.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::Unavailable(
+            Outage::ShuttingDown,
+            anyhow::anyhow!("shutting down"),
+        ));
+    }
     app.store
         .ping()
         .await

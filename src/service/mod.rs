@@ -42,6 +42,8 @@ pub enum Outage {
     Redis,
     /// Nothing failed outright, but the answer did not come within the request deadline.
     Deadline,
+    /// This instance is shutting down (readiness only).
+    ShuttingDown,
 }
 
 impl std::fmt::Display for Outage {
@@ -50,6 +52,7 @@ impl std::fmt::Display for Outage {
             Outage::Database => "the database",
             Outage::Redis => "Redis",
             Outage::Deadline => "the request deadline",
+            Outage::ShuttingDown => "shutdown",
         })
     }
 }

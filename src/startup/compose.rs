@@ -125,6 +125,7 @@ pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
         limiter,
         webauthn,
         clock,
+        draining: Default::default(),
     }))
 }
 

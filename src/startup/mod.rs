@@ -85,8 +85,14 @@ pub async fn run(
     };
     // One shutdown for both listeners.
     let (closing, closed) = tokio::sync::watch::channel(false);
+    let draining = app.clone();
     let signal = tokio::spawn(async move {
         shutdown.await;
+        // Readiness goes first, so a load balancer stops sending before the listeners close.
+        draining
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(draining.config.server.shutdown_delay.unsigned_abs()).await;
         let _ = closing.send(true);
     });
     let stopped = |mut closed: tokio::sync::watch::Receiver<bool>| async move {
@@ -221,5 +227,7 @@ async fn shutdown_signal() {
         () = interrupt => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!(
+        "shutting down: /readyz answers 503, then the listeners close and in-flight requests finish"
+    );
 }

@@ -30,10 +30,12 @@ async fn sigterm_stops_the_server_cleanly_and_promptly() {
     let mut child = Serve::on(port)
         .env("LATCHKEY_SECRET_KEY_FILE", "k.key")
         .env("LATCHKEY_METRICS_LISTEN", "127.0.0.1:0")
+        .env("LATCHKEY_SHUTDOWN_DELAY", "3s")
         .current_dir(dir.path())
         .spawn();
     let client = reqwest::Client::new();
-    until_ready(&client, &format!("http://127.0.0.1:{port}")).await;
+    let base = format!("http://127.0.0.1:{port}");
+    until_ready(&client, &base).await;
 
     let status = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
@@ -41,6 +43,18 @@ async fn sigterm_stops_the_server_cleanly_and_promptly() {
         .unwrap();
     assert!(status.success());
     let started = Instant::now();
+    // Readiness fails first, while the listener still answers: the load balancer's cue.
+    let mut draining = false;
+    while started.elapsed() < Duration::from_secs(2) && !draining {
+        let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+        draining = ready.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+        if !draining {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(draining, "/readyz kept answering 200 after SIGTERM");
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK, "still serving");
     let exit = loop {
         if let Some(exit) = child.0.try_wait().unwrap() {
             break exit;
