@@ -67,7 +67,11 @@ pub(super) fn missing_file(url: &str) -> Option<std::path::PathBuf> {
     let options = SqliteConnectOptions::from_str(url).ok()?;
     let path = options.get_filename();
     let name = path.to_string_lossy();
-    let in_memory = name.is_empty() || name.starts_with(':') || url.contains("mode=memory");
+    // sqlx names an in-memory database `file:sqlx-in-memory-N`.
+    let in_memory = name.is_empty()
+        || name.starts_with(':')
+        || name.starts_with("file:")
+        || url.contains("mode=memory");
     (!in_memory && !path.exists()).then(|| path.to_path_buf())
 }
 
