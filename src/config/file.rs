@@ -18,6 +18,11 @@ pub fn apply(command: Command, args: &[OsString]) -> Result<Command, String> {
         Some(path) => read(&path)?,
         None => BTreeMap::new(),
     };
+    if file.contains_key(CONFIG_VARIABLE) {
+        return Err(format!(
+            "the config file sets {CONFIG_VARIABLE}: a config file cannot name another"
+        ));
+    }
     let mut unknown: Vec<&String> = file.keys().collect();
     let command = with_defaults(command, &file, &mut unknown)?;
     if let Some(key) = unknown.first() {
@@ -95,6 +100,9 @@ fn with_defaults<'a>(
         // A secret read from a file; a setting that is itself a file (the key file) is not.
         let from_file = if arg.is_hide_env_values_set() && !variables.contains(&secret_file) {
             match std::env::var_os(&secret_file) {
+                Some(_) if std::env::var_os(variable).is_some() => {
+                    return Err(format!("give {variable} or {secret_file}, not both"));
+                }
                 Some(path) => Some(secret(&secret_file, &path)?),
                 None => None,
             }

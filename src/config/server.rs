@@ -48,23 +48,23 @@ pub struct ServerArgs {
     pub cors_origins: Vec<String>,
 }
 
-/// An origin exactly as a browser sends it: `scheme://host[:port]`, nothing after it.
+/// An origin as a browser serialises it (`https://app.example.com`: lower case, no default
+/// port, punycode host), so that it compares equal to the `Origin` header; nothing after it.
 fn parse_origin(raw: &str) -> Result<String, String> {
-    let origin = raw.trim().trim_end_matches('/');
-    let (scheme, rest) = origin
-        .split_once("://")
-        .ok_or_else(|| format!("{raw:?} is not an origin like https://app.example.com"))?;
-    let valid = matches!(scheme, "http" | "https")
-        && !rest.is_empty()
-        && rest
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
-    if valid {
-        Ok(origin.to_ascii_lowercase())
+    let refused =
+        || format!("{raw:?} is not an origin like https://app.example.com (no path, no wildcard)");
+    let url = url::Url::parse(raw.trim()).map_err(|_| refused())?;
+    let bare = matches!(url.scheme(), "http" | "https")
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && !raw.trim().trim_end_matches('/').ends_with(['?', '#']);
+    if bare {
+        Ok(url.origin().ascii_serialization())
     } else {
-        Err(format!(
-            "{raw:?} is not an origin like https://app.example.com (no path, no wildcard)"
-        ))
+        Err(refused())
     }
 }
 

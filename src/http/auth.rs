@@ -267,6 +267,11 @@ pub struct RefreshTokenRequest {
 }
 
 impl RefreshTokenRequest {
+    /// Whether the body names nothing at all (`{}` or no body): only then may a cookie stand in.
+    fn is_empty(&self) -> bool {
+        self.refresh_token.is_none() && self.unknown.is_empty()
+    }
+
     fn into_token(self) -> Result<String, ApiError> {
         Ok(single_field(
             "refresh_token",
@@ -295,7 +300,7 @@ pub async fn refresh(
     budget
         .check(&app, Action::Refresh, client.ip.as_deref(), None)
         .await?;
-    let token = cookie::refresh_token(&app, &headers, req.into_token())?;
+    let token = cookie::refresh_token(&app, &headers, req.is_empty(), req.into_token())?;
     let pair = sessions::refresh(&app, &token).await?;
     Ok(Tokens::new(&app, pair))
 }
@@ -311,7 +316,7 @@ pub async fn logout(
     headers: HeaderMap,
     ApiJson(req): ApiJson<RefreshTokenRequest>,
 ) -> Result<Response, ApiError> {
-    let token = cookie::refresh_token(&app, &headers, req.into_token())?;
+    let token = cookie::refresh_token(&app, &headers, req.is_empty(), req.into_token())?;
     sessions::logout(&app, &token).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Some(cleared) = cookie::cleared(&app) {

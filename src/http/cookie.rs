@@ -11,8 +11,9 @@ use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-/// The cookie's name.
-const NAME: &str = "latchkey_refresh";
+/// The cookie's name. The `__Secure-` prefix makes browsers refuse it from a page that is not
+/// secure, so a plain-http neighbour cannot plant one.
+pub const NAME: &str = "__Secure-latchkey_refresh";
 
 /// A token pair as answered: JSON, plus the refresh cookie in cookie mode.
 pub struct Tokens {
@@ -62,59 +63,82 @@ pub fn cleared(app: &AppState) -> Option<HeaderValue> {
 }
 
 /// The refresh token of a refresh or logout: the body's when it names one, else (in cookie
-/// mode) the cookie's, provided the request comes from the service's own origin or a CORS
-/// origin: a cookie is sent whatever page made the request, so the origin is what tells a
-/// forged one apart.
+/// mode, for a body that names nothing at all) the cookie's, provided the request comes from the
+/// service's own origin or a CORS origin: a cookie is sent whatever page made the request, so
+/// the origin is what tells a forged one apart. Two such cookies (one planted by a sibling
+/// domain) are refused rather than guessed between.
 pub fn refresh_token(
     app: &AppState,
     headers: &HeaderMap,
+    body_is_empty: bool,
     from_body: Result<String, ApiError>,
 ) -> Result<String, ApiError> {
-    let from_cookie = app
-        .config
-        .tokens
-        .refresh_cookie
-        .then(|| cookie_value(headers))
-        .flatten();
-    match (from_body, from_cookie) {
-        (Ok(token), _) => Ok(token),
-        (Err(_), Some(token)) if trusted_origin(app, headers) => Ok(token),
-        (Err(_), Some(_)) => Err(ApiError::Forbidden),
-        (Err(error), None) => Err(error),
+    if !(app.config.tokens.refresh_cookie && body_is_empty) {
+        return from_body;
+    }
+    let mut cookies = cookie_values(headers);
+    let Some(token) = cookies.next() else {
+        return from_body;
+    };
+    if cookies.next().is_some() {
+        return Err(ApiError::InvalidRefreshToken);
+    }
+    if trusted_origin(app, headers) {
+        Ok(token)
+    } else {
+        Err(ApiError::Forbidden)
     }
 }
 
 fn set_cookie(app: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!(
-        "{NAME}={value}; Path={}/auth; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict",
-        app.config.server.base_path
+        "{NAME}={value}; Path={}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict",
+        cookie_path(&app.config.server.public_url)
     ))
     .ok()
 }
 
-fn cookie_value(headers: &HeaderMap) -> Option<String> {
+fn cookie_values(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == NAME && !value.is_empty())
+        .filter(|(name, value)| *name == NAME && !value.is_empty())
         .map(|(_, value)| value.to_owned())
 }
 
+/// Origins compared as browsers serialise them (default port dropped, host in punycode).
 fn trusted_origin(app: &AppState, headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+    let Some(origin) = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .and_then(origin_of)
+    else {
         return false;
     };
-    let origin = origin.to_ascii_lowercase();
-    own_origin(&app.config.server.public_url).is_some_and(|own| own == origin)
-        || app.config.server.cors_origins.contains(&origin)
+    origin_of(&app.config.server.public_url).is_some_and(|own| own == origin)
+        || app
+            .config
+            .server
+            .cors_origins
+            .iter()
+            .filter_map(|listed| origin_of(listed))
+            .any(|listed| listed == origin)
 }
 
-/// `scheme://host[:port]` of the public URL.
-fn own_origin(public_url: &str) -> Option<String> {
-    let (scheme, rest) = public_url.split_once("://")?;
-    let host = rest.split('/').next()?;
-    Some(format!("{scheme}://{host}").to_ascii_lowercase())
+/// The serialised origin of `url`; `None` for an opaque one (`null`).
+fn origin_of(url: &str) -> Option<String> {
+    let origin = url::Url::parse(url).ok()?.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
+/// The path the cookie is scoped to: `/auth` under the public URL's path, which is where the
+/// browser sends its requests (a gateway may strip a prefix the service never sees).
+fn cookie_path(public_url: &str) -> String {
+    let path = url::Url::parse(public_url)
+        .map(|url| url.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    format!("{path}/auth")
 }

@@ -70,7 +70,7 @@ pub(super) fn missing_file(url: &str) -> Option<std::path::PathBuf> {
     // sqlx names an in-memory database `file:sqlx-in-memory-N`.
     let in_memory = name.is_empty()
         || name.starts_with(':')
-        || name.starts_with("file:")
+        || name.starts_with("file:sqlx-in-memory-")
         || url.contains("mode=memory");
     (!in_memory && !path.exists()).then(|| path.to_path_buf())
 }

@@ -605,6 +605,21 @@ fn a_secret_may_come_from_a_file_and_never_shows_in_help() {
         "{stderr}"
     );
     assert!(!stderr.contains("too-short-secret"), "{stderr}");
+    let both = latchkey()
+        .arg("serve")
+        .env(
+            "LATCHKEY_JWT_SECRET",
+            "an-hmac-secret-of-at-least-32-bytes!",
+        )
+        .env("LATCHKEY_JWT_SECRET_FILE", &secret)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert!(!both.status.success());
+    assert!(
+        stderr.contains("not both") && !stderr.contains("hmac"),
+        "{stderr}"
+    );
     let help = latchkey()
         .args(["serve", "--help"])
         .env("LATCHKEY_JWT_SECRET_FILE", &secret)

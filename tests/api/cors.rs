@@ -131,7 +131,7 @@ async fn the_refresh_cookie_is_http_only_and_taken_only_from_trusted_origins() {
     let pair: serde_json::Value = login.json().await.unwrap();
     let token = pair["refresh_token"].as_str().unwrap();
     assert!(
-        cookie.starts_with(&format!("latchkey_refresh={token};")),
+        cookie.starts_with(&format!("__Secure-latchkey_refresh={token};")),
         "{cookie}"
     );
     assert_ne!(token, refresh);
@@ -140,7 +140,7 @@ async fn the_refresh_cookie_is_http_only_and_taken_only_from_trusted_origins() {
         let mut request = app
             .client
             .post(format!("{}/auth/refresh", app.url))
-            .header("cookie", format!("latchkey_refresh={token}"));
+            .header("cookie", format!("__Secure-latchkey_refresh={token}"));
         if let Some(origin) = origin {
             request = request.header("origin", origin);
         }
@@ -157,7 +157,7 @@ async fn the_refresh_cookie_is_http_only_and_taken_only_from_trusted_origins() {
         refreshed.headers()["set-cookie"]
             .to_str()
             .unwrap()
-            .starts_with("latchkey_refresh=")
+            .starts_with("__Secure-latchkey_refresh=")
     );
     // A body still names the token explicitly, as without cookie mode.
     let spent = app
@@ -179,10 +179,60 @@ async fn without_cookie_mode_no_cookie_is_set_or_read() {
     let refused = app
         .client
         .post(format!("{}/auth/refresh", app.url))
-        .header("cookie", format!("latchkey_refresh={refresh}"))
+        .header("cookie", format!("__Secure-latchkey_refresh={refresh}"))
         .header("origin", app.url.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_planted_second_cookie_or_a_mistyped_body_never_falls_back_to_a_guess() {
+    let app = spawn_app_with(&[
+        "--public-url",
+        "http://localhost:{port}/id",
+        "--refresh-cookie",
+        "true",
+    ])
+    .await;
+    let (_, first) = app.logged_in_user("ada@example.com").await;
+    let token = first["refresh_token"].as_str().unwrap();
+    let login = app.login("ada@example.com", PASSWORD).await;
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    // The browser's path is the public URL's, whatever a gateway strips before latchkey.
+    assert!(cookie.contains("Path=/id/auth;"), "{cookie}");
+    let own = app.url.replace("127.0.0.1", "localhost");
+    let own = own.trim_end_matches("/id").to_owned();
+
+    let two = app
+        .client
+        .post(format!("{}/auth/refresh", app.url))
+        .header("origin", own.clone())
+        .header(
+            "cookie",
+            format!("__Secure-latchkey_refresh=planted; __Secure-latchkey_refresh={token}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        two.status(),
+        StatusCode::UNAUTHORIZED,
+        "two cookies are refused"
+    );
+    let mistyped = app
+        .client
+        .post(format!("{}/auth/refresh", app.url))
+        .header("origin", own)
+        .header("cookie", format!("__Secure-latchkey_refresh={token}"))
+        .json(&serde_json::json!({"refresh_tokn": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        mistyped.status(),
+        StatusCode::BAD_REQUEST,
+        "a wrong body is an error"
+    );
 }
