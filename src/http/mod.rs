@@ -133,12 +133,31 @@ pub fn openapi(base_path: &str) -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// Adds the problems any operation can answer (API.md › Generic codes) where a handler's own
-/// annotation does not already describe that status.
+/// Adds the problems any operation can answer (the generic codes) where a handler's own
+/// annotation does not already describe that status: 500 everywhere; 401 on every bearer
+/// operation; 503 wherever the request deadline, the database or Redis can intervene (all
+/// but liveness); the body problems wherever a body is read.
 fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
-    for item in doc.paths.paths.values_mut() {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let liveness = path == "/healthz";
         for operation in operations_mut(item) {
             let mut generic = vec![("500", "`internal`: logged with the request id")];
+            if operation
+                .security
+                .as_ref()
+                .is_some_and(|requirements| !requirements.is_empty())
+            {
+                generic.push((
+                    "401",
+                    "`unauthorized`: the bearer token is missing, malformed, expired or revoked",
+                ));
+            }
+            if !liveness {
+                generic.push((
+                    "503",
+                    "`overloaded` or `unavailable` (the cause named in `detail`), with Retry-After",
+                ));
+            }
             if operation.request_body.is_some() {
                 generic.push(("400", "`malformed_body` or `validation_failed`"));
                 generic.push(("413", "`payload_too_large`: body over 64 KiB"));
@@ -150,7 +169,6 @@ fn add_generic_problems(doc: &mut utoipa::openapi::OpenApi) {
                     "408",
                     "`request_timeout`: the body did not arrive within LATCHKEY_BODY_TIMEOUT of the headers",
                 ));
-                generic.push(("503", "`overloaded` or `unavailable`, with Retry-After"));
             }
             for (status, description) in generic {
                 operation

@@ -473,7 +473,7 @@ async fn a_request_past_its_deadline_answers_503_and_writes_nothing() {
 }
 
 #[test]
-fn request_schemas_refuse_unknown_fields_and_operation_ids_are_unique() {
+fn the_document_closes_request_schemas_names_401_and_503_and_has_unique_ids() {
     let output = crate::support::latchkey_command()
         .arg("openapi")
         .output()
@@ -483,6 +483,22 @@ fn request_schemas_refuse_unknown_fields_and_operation_ids_are_unique() {
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             let id = operation["operationId"].as_str().unwrap();
+            let responses = &operation["responses"];
+            if operation["security"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty())
+            {
+                assert!(
+                    responses["401"].is_object(),
+                    "{method} {path} documents no 401"
+                );
+            }
+            if path != "/healthz" {
+                assert!(
+                    responses["503"].is_object(),
+                    "{method} {path} documents no 503"
+                );
+            }
             assert!(
                 ids.insert(id.to_owned()),
                 "{id} ({method} {path}) is not unique"
