@@ -23,13 +23,13 @@ pub fn limited(
 ) -> UtoipaMethodRouter<AppState> {
     let (schemas, mut paths, router) = route;
     for item in paths.paths.values_mut() {
-        for operation in super::operations_mut(item) {
+        for operation in super::openapi::operations_mut(item) {
             operation
                 .responses
                 .responses
                 .entry("429".to_owned())
                 .or_insert_with(|| {
-                    super::problem_response(
+                    super::openapi::problem_response(
                         "`rate_limited`, with Retry-After, RateLimit and RateLimit-Policy",
                     )
                 });

@@ -24,16 +24,18 @@ pub struct Tokens {
 impl Tokens {
     /// The answer for `pair`.
     pub fn new(app: &AppState, pair: TokenPair) -> Tokens {
-        let cookie = app.config.tokens.refresh_cookie.then(|| {
+        let cookie = if app.config.tokens.refresh_cookie {
             set_cookie(
                 app,
                 &pair.refresh_token,
                 app.config.tokens.refresh_ttl.whole_seconds(),
             )
-        });
+        } else {
+            None
+        };
         Tokens {
             view: pair.into(),
-            cookie: cookie.flatten(),
+            cookie,
         }
     }
 
@@ -55,11 +57,11 @@ impl IntoResponse for Tokens {
 
 /// The `Set-Cookie` that ends the cookie, for a logout in cookie mode.
 pub fn cleared(app: &AppState) -> Option<HeaderValue> {
-    app.config
-        .tokens
-        .refresh_cookie
-        .then(|| set_cookie(app, "", 0))
-        .flatten()
+    if app.config.tokens.refresh_cookie {
+        set_cookie(app, "", 0)
+    } else {
+        None
+    }
 }
 
 /// The refresh token of a refresh or logout: the body's when it names one, else (in cookie

@@ -233,6 +233,19 @@ async fn metrics_are_prometheus_text_and_count_requests_and_hashes() {
     assert!(text.contains("process_resident_memory_bytes"), "{text}");
 }
 
+/// The operations listener's `/metrics` text.
+async fn metrics_text(app: &crate::support::TestApp) -> String {
+    let operations = app.operations_url.as_deref().expect("operations listener");
+    app.client
+        .get(format!("{operations}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn made_up_paths_and_methods_do_not_mint_metric_series() {
     let app = spawn_app().await;
@@ -247,16 +260,7 @@ async fn made_up_paths_and_methods_do_not_mint_metric_series() {
             .await
             .unwrap();
     }
-    let operations = app.operations_url.as_deref().expect("operations listener");
-    let text = app
-        .client
-        .get(format!("{operations}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&app).await;
     assert!(!text.contains("/no/such/path"), "{text}");
     assert!(!text.contains("BREW"), "{text}");
     assert!(text.contains("route=\"unmatched\""), "{text}");
@@ -274,15 +278,7 @@ async fn a_real_prometheus_scrapes_the_operations_listener() {
     let app = spawn_app().await;
     app.register("ada@example.com", PASSWORD).await;
     let operations = app.operations_url.clone().expect("operations listener");
-    let text = app
-        .client
-        .get(format!("{operations}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&app).await;
     let mut check = std::process::Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
