@@ -1,27 +1,120 @@
-//! Logging (`tracing` to stderr, as text or JSON lines, filtered by `LATCHKEY_LOG`) and the
-//! Prometheus metrics recorder behind `GET /metrics`.
+//! Logging (`tracing` to stderr, as text or JSON lines, filtered by `LATCHKEY_LOG`), request
+//! spans exported over OTLP when `LATCHKEY_OTLP_ENDPOINT` is set, and the Prometheus metrics
+//! recorder behind `GET /metrics`.
 
-use crate::config::LogFormat;
+use crate::config::{LogConfig, LogFormat};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
+use std::sync::OnceLock;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-/// Installs the global subscriber; a second call (tests) is a no-op.
-pub fn init(format: LogFormat, filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+/// The span exporter, once traces are on; kept to flush it at shutdown.
+static TRACES: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Installs the global subscriber; a second call (tests) is a no-op. Fails only when traces are
+/// asked for and their exporter cannot be built.
+pub fn init(config: &LogConfig) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour escapes only where a person reads them: a file or a log collector gets plain text.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    let lines = match config.format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
+            .boxed(),
     };
+    let provider = match &config.otlp_traces_url {
+        Some(url) => Some(tracer_provider(url)?),
+        None => None,
+    };
+    // Spans go to the collector whatever the log's level: `LATCHKEY_LOG=warn` keeps the log
+    // quiet without switching traces off.
+    let spans = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("latchkey"))
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("latchkey", tracing::Level::INFO),
+            )
+    });
+    let installed = tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(spans)
+        .try_init()
+        .is_ok();
+    if let (true, Some(provider)) = (installed, provider) {
+        let _ = TRACES.set(provider);
+    }
+    Ok(())
+}
+
+/// Whether request spans are exported (and so carry the OpenTelemetry fields and parent).
+pub fn traces_enabled() -> bool {
+    TRACES.get().is_some()
+}
+
+/// Makes `span` a child of the caller's span when the request names one in a valid W3C
+/// `traceparent` (and `tracestate`); a missing or malformed header starts a new trace.
+pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+        .extract(&HeaderExtractor(headers));
+    let _ = span.set_parent(parent);
+}
+
+/// Reads propagation headers for the OpenTelemetry propagator.
+struct HeaderExtractor<'a>(&'a axum::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(axum::http::HeaderName::as_str).collect()
+    }
+}
+
+/// Sends the spans still buffered; called once the server has stopped.
+pub fn flush_traces() {
+    if let Some(provider) = TRACES.get()
+        && let Err(error) = provider.shutdown()
+    {
+        tracing::warn!("the last spans could not be exported: {error}");
+    }
+}
+
+/// A batching exporter to `url`, on the SDK's own thread: a collector that is down or slow
+/// costs dropped spans, never a request's time.
+fn tracer_provider(url: &url::Url) -> anyhow::Result<SdkTracerProvider> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(url.as_str())
+        .with_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot set up the OTLP exporter for {url}: {e}"))?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name("latchkey")
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            crate::VERSION,
+        ))
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
 }
 
 /// The process-wide Prometheus recorder, installed on first use, with every family described

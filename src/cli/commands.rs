@@ -16,7 +16,11 @@ use std::io::{BufRead, IsTerminal, Write};
 /// Runs `command` to its end.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(settings) => startup::serve(configure(settings)?).await,
+        Command::Serve(settings) => {
+            let served = startup::serve(configure(settings)?).await;
+            telemetry::flush_traces();
+            served
+        }
         Command::Migrate(settings) => {
             startup::open_store(&configure(settings)?).await?;
             eprintln!("latchkey: the database is up to date");
@@ -65,7 +69,7 @@ fn configure(settings: Settings) -> anyhow::Result<Config> {
     let config = settings
         .into_config()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    telemetry::init(config.log.format, &config.log.filter);
+    telemetry::init(&config.log)?;
     Ok(config)
 }
 

@@ -244,7 +244,7 @@ async fn request_context(
         .map_or_else(mint_request_id, str::to_owned);
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %request.uri().path());
+    let span = request_span(&request, &request_id, route.as_ref());
     async move {
         let started = Instant::now();
         let mut response = deadline::within(deadlines, request, next).await;
@@ -257,6 +257,13 @@ async fn request_context(
             }
         }
         record_request(route.as_ref(), &method, status, started.elapsed());
+        if crate::telemetry::traces_enabled() {
+            let span = tracing::Span::current();
+            span.record("http.response.status_code", i64::from(status.as_u16()));
+            if status.is_server_error() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         tracing::info!(
             status = status.as_u16(),
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -289,6 +296,32 @@ async fn request_context(
     }
     .instrument(span)
     .await
+}
+
+/// The request's span. With traces on it also carries OpenTelemetry's HTTP server fields and
+/// continues the caller's trace (W3C `traceparent`); without, it stays as small as the log needs.
+fn request_span(request: &Request, request_id: &str, route: Option<&MatchedPath>) -> tracing::Span {
+    let method = request.method();
+    let path = request.uri().path();
+    if !crate::telemetry::traces_enabled() {
+        return tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+    }
+    let route = route.map_or("unmatched", MatchedPath::as_str);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        path = %path,
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = route,
+        url.path = %path,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::continue_trace(&span, request.headers());
+    span
 }
 
 /// Records the request's duration under its route template, method and status. The handles are

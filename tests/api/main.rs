@@ -30,4 +30,5 @@ mod stepup;
 mod store;
 mod support;
 mod tokens;
+mod traces;
 mod users;

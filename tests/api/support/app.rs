@@ -49,7 +49,7 @@ pub(crate) async fn spawn_app() -> TestApp {
 /// in a setting is the port the service listens on (`--public-url http://localhost:{port}`).
 pub(crate) async fn spawn_app_with(args: &[&str]) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
-        telemetry::init(latchkey::config::LogFormat::Text, "debug");
+        telemetry::init(&latchkey::config::LogConfig::text("debug")).expect("logging");
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
