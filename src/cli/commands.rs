@@ -30,10 +30,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Users(UsersCommand::Import(import)) => import_users(import).await,
         Command::Keys(KeysCommand::Rotate(existing)) => rotate_key(existing).await,
         Command::Keys(KeysCommand::RotateSecret(command)) => rotate_secret(command).await,
-        Command::Openapi { base_path } => {
-            let base_path =
-                crate::config::normalise_base_path(&base_path).map_err(anyhow::Error::msg)?;
-            say(&serde_json::to_string_pretty(&http::openapi(&base_path))?)
+        Command::Openapi(settings) => {
+            let config = settings
+                .into_config()
+                .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+            say(&serde_json::to_string_pretty(&http::openapi(&config))?)
         }
     }
 }

@@ -41,12 +41,9 @@ pub enum Command {
     /// Manage the JWT signing keys and the secret key that seals them.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Print the OpenAPI document.
-    Openapi {
-        /// Prefix for every path, as served.
-        #[arg(long, env = "LATCHKEY_BASE_PATH", default_value = "")]
-        base_path: String,
-    },
+    /// Print the OpenAPI document of the service these settings configure (base path, roles,
+    /// password policy).
+    Openapi(Settings),
 }
 
 /// `latchkey users …`

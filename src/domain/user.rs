@@ -187,6 +187,11 @@ impl Roles {
             .ok_or_else(|| ValidationErrors::one("role", "must be one of the configured roles"))
     }
 
+    /// Every configured role's name, in configured order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.all.iter().map(|role| role.0.as_str())
+    }
+
     /// The role a new user gets.
     pub fn default_role(&self) -> &Role {
         &self.default

@@ -2,7 +2,9 @@
 
 use super::error::{ApiError, Problem};
 use super::extract::{Admin, ApiJson};
-use super::views::{ProfilePatch, UserView, refuse_unknown};
+use super::views::{
+    EmailSchema, NameSchema, NewPasswordSchema, PhoneSchema, ProfilePatch, UserView, refuse_unknown,
+};
 use crate::domain::{Email, ValidationErrors};
 use crate::domain::{UserChange, UserFilter};
 use crate::service::accounts::{AccountFields, NewAccount};
@@ -35,14 +37,16 @@ pub struct UserListView {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateUserRequest {
     /// Any case; stored normalised.
-    #[schema(required = true, value_type = String, format = Email)]
+    #[schema(required = true, value_type = EmailSchema)]
     email: Option<String>,
     /// Optional: without one the user sets a password through the reset flow.
-    #[schema(format = Password)]
+    #[schema(value_type = Option<NewPasswordSchema>)]
     password: Option<String>,
     /// Full name.
+    #[schema(value_type = Option<NameSchema>)]
     name: Option<String>,
     /// E.164.
+    #[schema(value_type = Option<PhoneSchema>)]
     phone: Option<String>,
     /// One of the configured roles (default: the default role).
     role: Option<String>,
@@ -72,9 +76,9 @@ pub struct UpdateUserRequest {
 /// List users, newest first, stable under inserts (keyset pages).
 #[utoipa::path(get, path = "/users", tag = "admin", security(("bearer" = [])),
     params(
-        ("limit" = Option<i64>, Query, description = "1–200, default 50"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1–200, default 50"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-        ("email" = Option<String>, Query, description = "Substring of the email, case-insensitive, at most 254 characters; `%` and `_` are literal"),
+        ("email" = Option<String>, Query, max_length = 254, description = "Substring of the email, case-insensitive, at most 254 characters; `%` and `_` are literal"),
         ("role" = Option<String>, Query, description = "Exactly this role"),
         ("verified" = Option<bool>, Query, description = "`true` or `false`"),
         ("disabled" = Option<bool>, Query, description = "`true` or `false`"),

@@ -4,7 +4,10 @@ use super::budget::Budget;
 use super::cookie::{self, Tokens};
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Client, Enrolling, budget_account};
-use super::views::{TokenPairView, UserView, refuse_unknown, single_field};
+use super::views::{
+    EmailSchema, NameSchema, NewPasswordSchema, PhoneSchema, TokenPairView, UserView,
+    refuse_unknown, single_field,
+};
 use crate::domain::{Acr, Demand, ValidationErrors};
 use crate::ratelimit::Action;
 use crate::service::accounts::{self, AccountFields, NewAccount, Origin, Registered};
@@ -23,14 +26,16 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// Any case; stored trimmed, lower-cased, NFKC-normalised.
-    #[schema(required = true, value_type = String, format = Email)]
+    #[schema(required = true, value_type = EmailSchema)]
     email: Option<String>,
     /// 12–128 characters by default; not common, not containing the email's local part.
-    #[schema(required = true, value_type = String, format = Password)]
+    #[schema(required = true, value_type = NewPasswordSchema)]
     password: Option<String>,
     /// Full name, 1–200 characters.
+    #[schema(value_type = Option<NameSchema>)]
     name: Option<String>,
     /// E.164.
+    #[schema(value_type = Option<PhoneSchema>)]
     phone: Option<String>,
     /// Application fields, at most 4 KiB serialised.
     #[schema(value_type = Option<Object>)]
@@ -44,7 +49,7 @@ pub struct RegisterRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
     /// The account's email, any case.
-    #[schema(required = true, value_type = String, format = Email)]
+    #[schema(required = true, value_type = EmailSchema)]
     email: Option<String>,
     /// The password.
     #[schema(required = true, value_type = String, format = Password)]
@@ -165,8 +170,8 @@ pub async fn login(
 /// weaker or older is refused with the RFC 9470 step-up challenge.
 #[utoipa::path(get, path = "/auth/verify", tag = "auth", security(("bearer" = [])),
     params(
-        ("acr" = Option<String>, Query, description = "`aal1` or `aal2`: the least assurance level the route needs"),
-        ("max_age" = Option<i64>, Query, description = "The most seconds since the user authenticated"),
+        ("acr" = Option<String>, Query, pattern = "^aal[12]$", description = "`aal1` or `aal2`: the least assurance level the route needs"),
+        ("max_age" = Option<i64>, Query, minimum = 0, description = "The most seconds since the user authenticated"),
     ),
     responses(
         (status = 200, description = "Valid token; empty body", headers(

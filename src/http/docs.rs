@@ -16,7 +16,7 @@ pub(super) async fn index(State(app): State<AppState>) -> Redirect {
 /// `GET /docs`.
 pub(super) async fn page(State(app): State<AppState>) -> Response {
     let base = &app.config.server.base_path;
-    let spec = serde_json::to_value(super::openapi(base)).unwrap_or_default();
+    let spec = serde_json::to_value(super::openapi(&app.config)).unwrap_or_default();
     let product = escape(&app.config.mail.product_name);
     let mut body = format!(
         "<h1>{product} API</h1><p>The machine-readable document is <a href=\"{}/openapi.json\">openapi.json</a> \

@@ -118,10 +118,12 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::openapi_json))
 }
 
-/// The OpenAPI document for a service mounted under `base_path`.
-pub fn openapi(base_path: &str) -> utoipa::openapi::OpenApi {
+/// The OpenAPI document of the service `config` describes: its base path, its roles and its
+/// password policy.
+pub fn openapi(config: &crate::config::Config) -> utoipa::openapi::OpenApi {
+    let base_path = &config.server.base_path;
     let mut doc = api().into_openapi();
-    openapi::complete(&mut doc);
+    openapi::complete(&mut doc, config);
     // Every path as served, base path included: clients and tests look paths up by them.
     if !base_path.is_empty() {
         let paths = std::mem::take(&mut doc.paths.paths);

@@ -57,7 +57,7 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<StatusView>, Api
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
 pub async fn openapi_json(State(app): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
-    Json(super::openapi(&app.config.server.base_path))
+    Json(super::openapi(&app.config))
 }
 
 /// `/docs` (and `/`, which points to it): served on the public listener, but outside the

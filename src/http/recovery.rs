@@ -4,7 +4,7 @@
 use super::budget::Budget;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Client, budget_account};
-use super::views::{UserView, refuse_unknown, single_field};
+use super::views::{NewPasswordSchema, UserView, refuse_unknown, single_field};
 use crate::domain::ValidationErrors;
 use crate::ratelimit::Action;
 use crate::service::recovery::{self, ResetProof};
@@ -34,8 +34,8 @@ pub struct ConfirmEmailRequest {
 /// Body of `POST /auth/resend-confirmation` and `POST /auth/forgot-password`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct EmailRequest {
-    /// The account's email.
-    #[schema(required = true, value_type = String, format = Email)]
+    /// The account's email. Anything is taken: what cannot be an address gets the same 202.
+    #[schema(required = true, value_type = String)]
     email: Option<String>,
     #[serde(flatten)]
     #[schema(ignore)]
@@ -53,7 +53,7 @@ pub struct ResetPasswordRequest {
     /// The mailed 6-digit code, with `email`.
     code: Option<String>,
     /// The new password, judged by the password policy.
-    #[schema(required = true, value_type = String, format = Password)]
+    #[schema(required = true, value_type = NewPasswordSchema)]
     new_password: Option<String>,
     #[serde(flatten)]
     #[schema(ignore)]

@@ -2,7 +2,7 @@
 
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Bearer, Client, Enrolling};
-use super::views::{ProfilePatch, UserView, refuse_unknown};
+use super::views::{NewPasswordSchema, ProfilePatch, UserView, refuse_unknown};
 use crate::domain::ValidationErrors;
 use crate::service::accounts;
 use crate::state::AppState;
@@ -31,7 +31,7 @@ pub struct ChangePasswordRequest {
     #[schema(required = true, value_type = String, format = Password)]
     current_password: Option<String>,
     /// The new password, judged by the password policy.
-    #[schema(required = true, value_type = String, format = Password)]
+    #[schema(required = true, value_type = NewPasswordSchema)]
     new_password: Option<String>,
     #[serde(flatten)]
     #[schema(ignore)]

@@ -145,17 +145,45 @@ pub(crate) fn single_field(
 pub struct ProfilePatch {
     /// Full name, 1–200 characters; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<NameSchema>)]
     name: Option<Option<String>>,
     /// E.164; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<PhoneSchema>)]
     phone: Option<Option<String>>,
     /// Replaces the whole object; `null` clears it to `{}`.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<MetadataSchema>)]
     metadata: Option<Option<Map<String, Value>>>,
 }
+
+// The field types the server judges the same wherever they are sent, named once so that each
+// constraint is written once; the served document sets `NewPassword`'s minimum from the policy.
+/// An email address: at most 254 characters, a syntactically valid address.
+#[derive(Debug, ToSchema)]
+#[schema(as = Email, format = Email, max_length = 254)]
+pub struct EmailSchema(pub String);
+
+/// A new password: 12–128 characters by default (`LATCHKEY_PASSWORD_MIN_LENGTH`), not common,
+/// not containing the email's local part.
+#[derive(Debug, ToSchema)]
+#[schema(as = NewPassword, format = Password, min_length = 12, max_length = 128)]
+pub struct NewPasswordSchema(pub String);
+
+/// A full name: 1–200 characters once trimmed, not only spaces, no control characters.
+#[derive(Debug, ToSchema)]
+#[schema(
+    as = Name,
+    min_length = 1,
+    max_length = 200,
+    pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+)]
+pub struct NameSchema(pub String);
+
+/// A phone number in E.164 form: `+` and 8–15 digits.
+#[derive(Debug, ToSchema)]
+#[schema(as = Phone, pattern = r"^\+[0-9]{8,15}$")]
+pub struct PhoneSchema(pub String);
 
 // Named so that client generators can express "this object, or null": an anonymous nullable
 // object makes openapi-python-client drop the operations that use it.

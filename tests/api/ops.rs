@@ -4,7 +4,7 @@ use crate::support::{
     PASSWORD, Process, assert_problem, eventually, free_port, spawn_app, spawn_app_with, tool,
 };
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::Duration;
 
 #[tokio::test]
@@ -506,9 +506,108 @@ fn the_document_closes_request_schemas_names_401_and_503_and_has_unique_ids() {
             };
             let name = reference.rsplit('/').next().unwrap();
             let schema = &spec["components"]["schemas"][name];
-            if schema["allOf"].is_null() {
-                assert_eq!(schema["additionalProperties"], false, "{name}");
+            // Closed, as the server refuses unknown fields: one object, or variants each closed.
+            assert!(schema["allOf"].is_null(), "{name} is still a composition");
+            match schema["oneOf"].as_array() {
+                Some(variants) => {
+                    for variant in variants {
+                        assert_eq!(variant["additionalProperties"], false, "{name}");
+                    }
+                }
+                None => assert_eq!(schema["additionalProperties"], false, "{name}"),
             }
+            // A body without required fields may be left out (it reads as `{}`).
+            let needs_fields = schema["required"].as_array().is_some_and(|r| !r.is_empty())
+                || schema["minProperties"].as_u64().is_some_and(|n| n > 0)
+                || schema["oneOf"].is_array();
+            assert_eq!(
+                operation["requestBody"]["required"].as_bool(),
+                Some(needs_fields),
+                "{method} {path}"
+            );
         }
     }
+}
+
+#[tokio::test]
+async fn the_served_document_states_the_contracts_constraints_and_the_configured_ones() {
+    let app = spawn_app_with(&[
+        "--password-min-length",
+        "16",
+        "--roles",
+        "user,admin,auditor",
+    ])
+    .await;
+    let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let property = |schema: &str, field: &str| schemas[schema]["properties"][field].clone();
+    let resolved = |value: Value| -> Value {
+        let reference = value["$ref"]
+            .as_str()
+            .or_else(|| value["oneOf"][0]["$ref"].as_str())
+            .unwrap_or_else(|| panic!("no reference in {value}"));
+        schemas[reference.rsplit('/').next().unwrap()].clone()
+    };
+
+    let email = resolved(property("RegisterRequest", "email"));
+    assert_eq!(email["maxLength"], 254);
+    assert_eq!(email["format"], "email");
+    for (schema, field) in [
+        ("RegisterRequest", "password"),
+        ("ChangePasswordRequest", "new_password"),
+        ("CreateUserRequest", "password"),
+    ] {
+        let password = resolved(property(schema, field));
+        assert_eq!(
+            password["minLength"], 16,
+            "{schema}.{field}: the configured minimum"
+        );
+        assert_eq!(password["maxLength"], 128, "{schema}.{field}");
+    }
+    let name = resolved(property("UpdateMeRequest", "name"));
+    assert_eq!(
+        (name["minLength"].clone(), name["maxLength"].clone()),
+        (json!(1), json!(200))
+    );
+    assert!(name["pattern"].is_string());
+    let phone = resolved(property("CreateUserRequest", "phone"));
+    assert_eq!(phone["pattern"], "^\\+[0-9]{8,15}$");
+    for schema in ["CreateUserRequest", "UpdateUserRequest"] {
+        assert_eq!(
+            property(schema, "role")["enum"],
+            json!(["user", "admin", "auditor", null]),
+            "{schema}: the configured roles"
+        );
+    }
+    // Exactly one factor: with the token, two fields; alone, one.
+    assert_eq!(schemas["MfaVerifyRequest"]["maxProperties"], 2);
+    assert_eq!(schemas["MfaVerifyRequest"]["minProperties"], 2);
+    assert_eq!(schemas["ReauthenticateRequest"]["maxProperties"], 1);
+    let reset: Vec<Value> = schemas["ResetPasswordRequest"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|variant| variant["required"].clone())
+        .collect();
+    assert_eq!(
+        reset,
+        vec![
+            json!(["token", "new_password"]),
+            json!(["email", "code", "new_password"])
+        ]
+    );
+    let users = &spec["paths"]["/users"]["get"]["parameters"];
+    let limit = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(
+        (
+            limit["schema"]["minimum"].clone(),
+            limit["schema"]["maximum"].clone()
+        ),
+        (json!(1), json!(200))
+    );
 }
