@@ -63,10 +63,24 @@ pub fn traces_enabled() -> bool {
 }
 
 /// Makes `span` a child of the caller's span when the request names one in a valid W3C
-/// `traceparent` (and `tracestate`); a missing or malformed header starts a new trace.
+/// `traceparent` (and `tracestate`); a missing, malformed or oversized header starts a new trace.
 pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
     use opentelemetry::propagation::TextMapPropagator as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    // W3C asks that 512 characters of `tracestate` be carried; more is a client's attempt to
+    // make every span it causes large.
+    const MAX_HEADER: usize = 512;
+    let oversized = ["traceparent", "tracestate"].iter().any(|name| {
+        headers
+            .get_all(*name)
+            .iter()
+            .map(|value| value.len())
+            .sum::<usize>()
+            > MAX_HEADER
+    });
+    if oversized {
+        return;
+    }
     let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
         .extract(&HeaderExtractor(headers));
     let _ = span.set_parent(parent);
@@ -111,7 +125,10 @@ fn tracer_provider(url: &url::Url) -> anyhow::Result<SdkTracerProvider> {
             crate::VERSION,
         ))
         .build();
+    // Every request is traced, whatever sampling flag a caller's `traceparent` carries: a
+    // client must not be able to keep its own requests out of the traces.
     Ok(SdkTracerProvider::builder()
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
         .with_batch_exporter(exporter)
         .with_resource(resource)
         .build())

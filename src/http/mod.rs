@@ -300,6 +300,9 @@ async fn request_context(
     .await
 }
 
+/// The most characters of a path a span carries.
+const MAX_TRACED_PATH: usize = 256;
+
 /// The request's span. With traces on it also carries OpenTelemetry's HTTP server fields and
 /// continues the caller's trace (W3C `traceparent`); without, it stays as small as the log needs.
 fn request_span(request: &Request, request_id: &str, route: Option<&MatchedPath>) -> tracing::Span {
@@ -309,17 +312,24 @@ fn request_span(request: &Request, request_id: &str, route: Option<&MatchedPath>
         return tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
     }
     let route = route.map_or("unmatched", MatchedPath::as_str);
+    // Only known methods name spans, and a path is cut short: a client must not be able to
+    // invent span names or make each span it causes as large as a URI can be.
+    let method = known_method(method);
+    let path = path
+        .char_indices()
+        .nth(MAX_TRACED_PATH)
+        .map_or(path, |(end, _)| &path[..end]);
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
-        method = %method,
-        path = %path,
+        method = method,
+        path = path,
         otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
+        http.request.method = method,
         http.route = route,
-        url.path = %path,
+        url.path = path,
         http.response.status_code = tracing::field::Empty,
     );
     crate::telemetry::continue_trace(&span, request.headers());

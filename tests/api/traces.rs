@@ -80,15 +80,28 @@ async fn request_spans_reach_an_otlp_receiver_in_the_callers_trace_with_the_requ
         .await
         .unwrap();
     assert_eq!(traced.status(), reqwest::StatusCode::UNAUTHORIZED);
-    for (request_id, traceparent) in [
-        ("untraced-request", None),
-        ("malformed-traceparent", Some("00-not-a-trace-id-01")),
+    let caller = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    // A caller that says "not sampled" is traced all the same: nobody keeps requests out.
+    let unsampled = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-00");
+    let oversized_state = format!("vendor={}", "x".repeat(600));
+    for (request_id, traceparent, tracestate) in [
+        ("untraced-request", None, None),
+        ("malformed-traceparent", Some("00-not-a-trace-id-01"), None),
+        ("unsampled-caller", Some(unsampled.as_str()), None),
+        (
+            "oversized-tracestate",
+            Some(caller.as_str()),
+            Some(oversized_state.as_str()),
+        ),
     ] {
         let mut request = client
             .get(format!("{base}/.well-known/jwks.json"))
             .header("x-request-id", request_id);
         if let Some(traceparent) = traceparent {
             request = request.header("traceparent", traceparent);
+        }
+        if let Some(tracestate) = tracestate {
+            request = request.header("tracestate", tracestate);
         }
         assert_eq!(
             request.send().await.unwrap().status(),
@@ -167,7 +180,15 @@ async fn request_spans_reach_an_otlp_receiver_in_the_callers_trace_with_the_requ
     );
     assert!(traced.end_time_unix_nano >= traced.start_time_unix_nano);
 
-    for id in ["untraced-request", "malformed-traceparent"] {
+    let unsampled = by_request_id("unsampled-caller");
+    assert_eq!(hex(&unsampled.trace_id), CALLER_TRACE);
+    assert_eq!(hex(&unsampled.parent_span_id), CALLER_SPAN);
+
+    for id in [
+        "untraced-request",
+        "malformed-traceparent",
+        "oversized-tracestate",
+    ] {
         let fresh = by_request_id(id);
         assert!(
             fresh.parent_span_id.is_empty(),
