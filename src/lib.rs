@@ -18,7 +18,7 @@ pub mod events;
 pub mod files;
 /// Router, layers, extractors, problem+json errors, one module per area.
 pub mod http;
-/// The durable mail queue's worker, transports (SMTP, log/.eml) and templates.
+/// The durable mail queue's worker and transports (SMTP, log/.eml).
 pub mod mail;
 /// Rate limits per client network and per account, in a bounded map or in Redis.
 pub mod ratelimit;
@@ -33,8 +33,11 @@ pub mod startup;
 pub mod state;
 /// Persistence seam: all SQL, each operation written once for SQLite and PostgreSQL.
 pub mod store;
-/// Logging set-up.
+/// Logging, traces and metrics set-up.
 pub mod telemetry;
+/// The mails and hosted pages: minijinja templates, built in and overridable, in English and
+/// German.
+pub mod templates;
 
 /// This build's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -8,6 +8,7 @@ use crate::mail::Mailer;
 use crate::ratelimit::RateLimiter;
 use crate::revocations::Revocations;
 use crate::store::{Committed, Store};
+use crate::templates::Templates;
 use std::sync::Arc;
 
 /// Everything a request may need, behind one pointer: axum clones the state for every extractor
@@ -37,6 +38,8 @@ pub struct Shared {
     pub revocations: Revocations,
     /// The mail queue's worker side.
     pub mailer: Mailer,
+    /// The mails' and hosted pages' templates.
+    pub templates: Arc<Templates>,
     /// Keyed hash of reset codes.
     pub code_key: CodeKey,
     /// Seals secrets at rest: signing keys, queued mail bodies.

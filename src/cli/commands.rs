@@ -1,7 +1,8 @@
 //! What each command does. Each opens only the layers it uses (see [`crate::startup`]).
 
 use super::{
-    AddUser, Command, Existing, ImportUsers, KeysCommand, NewSecretKey, RotateSecret, UsersCommand,
+    AddUser, Command, Existing, ImportUsers, KeysCommand, NewSecretKey, RotateSecret,
+    TemplatesCommand, UsersCommand,
 };
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat, Settings};
@@ -36,6 +37,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
             say(&serde_json::to_string_pretty(&http::openapi(&config))?)
         }
+        Command::Templates(TemplatesCommand::List) => {
+            say(&crate::templates::names().collect::<Vec<_>>().join("\n"))
+        }
+        Command::Templates(TemplatesCommand::Export { dir }) => export_templates(&dir),
     }
 }
 
@@ -72,6 +77,35 @@ fn configure(settings: Settings) -> anyhow::Result<Config> {
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     telemetry::init(&config.log)?;
     Ok(config)
+}
+
+/// `templates export DIR`: the built-in templates as files, never overwriting one.
+fn export_templates(dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut written = 0;
+    for name in crate::templates::names() {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+        }
+        let source = crate::templates::builtin(name).unwrap_or_default();
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut file) => {
+                file.write_all(source.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                written += 1;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                eprintln!("latchkey: {} exists; left as it is", path.display());
+            }
+            Err(error) => anyhow::bail!("cannot write {}: {error}", path.display()),
+        }
+    }
+    say(&format!("wrote {written} templates to {}", dir.display()))
 }
 
 /// `keys rotate`: the database and the secret key are all a new signing key needs.

@@ -44,6 +44,22 @@ pub enum Command {
     /// Print the OpenAPI document of the service these settings configure (base path, roles,
     /// password policy).
     Openapi(Settings),
+    /// The built-in mail and page templates, which files in LATCHKEY_TEMPLATES_DIR replace.
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
+}
+
+/// `latchkey templates …`
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Name every built-in template (a file of that name in LATCHKEY_TEMPLATES_DIR replaces it).
+    List,
+    /// Write every built-in template into DIR, as a start for overrides; existing files are
+    /// left alone and named.
+    Export {
+        /// The directory to write into (created when missing).
+        dir: std::path::PathBuf,
+    },
 }
 
 /// `latchkey users …`

@@ -3,7 +3,7 @@
 use super::{Secret, parse_duration};
 use time::Duration;
 
-/// `LATCHKEY_SMTP_URL`, `LATCHKEY_MAIL_*`, `LATCHKEY_PRODUCT_NAME`.
+/// `LATCHKEY_SMTP_URL`, `LATCHKEY_MAIL_*`, `LATCHKEY_PRODUCT_NAME`, `LATCHKEY_TEMPLATES_DIR`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Mail")]
 pub struct MailArgs {
@@ -24,6 +24,10 @@ pub struct MailArgs {
     /// The product name used in mail subjects, mail bodies and pages.
     #[arg(long, env = "LATCHKEY_PRODUCT_NAME", default_value = "latchkey")]
     pub product_name: String,
+    /// A directory of templates that replace the built-in ones of the same name (mails and
+    /// hosted pages; `latchkey templates list` names them).
+    #[arg(long, env = "LATCHKEY_TEMPLATES_DIR")]
+    pub templates_dir: Option<std::path::PathBuf>,
     /// First retry delay of an undelivered mail; doubles with each failure (jittered, at most 1h).
     #[arg(long, env = "LATCHKEY_MAIL_RETRY_BASE", default_value = "10s", value_parser = parse_duration)]
     pub mail_retry_base: Duration,
@@ -43,6 +47,8 @@ pub struct MailConfig {
     pub from: lettre::message::Mailbox,
     /// Product name.
     pub product_name: String,
+    /// The operator's templates, if any.
+    pub templates_dir: Option<std::path::PathBuf>,
     /// First mail retry delay.
     pub retry_base: Duration,
     /// Age at which a mail is given up.
@@ -77,6 +83,7 @@ impl MailArgs {
             dir: self.mail_dir,
             from,
             product_name: self.product_name,
+            templates_dir: self.templates_dir,
             retry_base: self.mail_retry_base,
             max_age: self.mail_max_age,
         })

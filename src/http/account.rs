@@ -6,17 +6,16 @@
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Enrolling};
-use super::pages::{hosted_page, policy_with};
+use super::pages::{PageLanguage, hosted_page};
 use crate::domain::ValidationErrors;
-use crate::mail::templates::escape;
 use crate::state::AppState;
+use crate::templates::Page;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use std::sync::OnceLock;
 
 const SCRIPT: &str = include_str!("assets/account.js");
 
@@ -30,63 +29,22 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Our script, fetch and connect to this service only, and QR images made here as blobs.
-fn policy() -> &'static HeaderValue {
-    static CSP: OnceLock<HeaderValue> = OnceLock::new();
-    CSP.get_or_init(|| policy_with("; script-src 'self'; connect-src 'self'; img-src blob:"))
+const SCRIPT_POLICY: &str = "; script-src 'self'; connect-src 'self'; img-src blob:";
+
+async fn login_page(State(app): State<AppState>, PageLanguage(language): PageLanguage) -> Response {
+    hosted_page(&app, StatusCode::OK, language, Page::Login, SCRIPT_POLICY)
 }
 
-fn with_script(app: &AppState, title: &str, body: &str) -> Response {
-    let base = escape(&app.config.server.base_path);
-    let body = format!(
-        "<div id=\"page\" data-base=\"{base}\">{body}<p id=\"error\" class=\"error\" role=\"alert\" hidden></p></div>\
-         <script src=\"{base}/assets/account.js\"></script>"
-    );
-    hosted_page(app, StatusCode::OK, title, &body, policy())
-}
-
-async fn login_page(State(app): State<AppState>) -> Response {
-    with_script(
+async fn security_page(
+    State(app): State<AppState>,
+    PageLanguage(language): PageLanguage,
+) -> Response {
+    hosted_page(
         &app,
-        "Sign in",
-        "<h1>Sign in</h1>\
-         <form id=\"password-form\"><label for=\"email\">Email</label>\
-         <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username webauthn\" required>\
-         <label for=\"password\">Password</label>\
-         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Sign in</button></form>\
-         <button id=\"passkey-login\" type=\"button\">Sign in with a passkey</button>\
-         <form id=\"second-factor\" hidden><p>Enter the code from your authenticator app, or a recovery code.</p>\
-         <label for=\"code\">Code</label>\
-         <input id=\"code\" name=\"code\" autocomplete=\"one-time-code\" required>\
-         <button type=\"submit\">Continue</button>\
-         <button id=\"mfa-passkey\" type=\"button\" hidden>Use a passkey instead</button></form>\
-         <p id=\"status\" role=\"status\" hidden></p>\
-         <p id=\"to-security\" hidden><a href=\"account/security\">Security settings</a></p>",
-    )
-}
-
-async fn security_page(State(app): State<AppState>) -> Response {
-    with_script(
-        &app,
-        "Security",
-        "<h1>Security</h1>\
-         <p id=\"signed-out\" hidden>Please <a href=\"../login\">sign in</a> first.</p>\
-         <section id=\"security\" hidden>\
-         <h2>Authenticator app</h2><p id=\"totp-state\"></p>\
-         <button id=\"totp-start\" type=\"button\">Set up an authenticator app</button>\
-         <form id=\"totp-confirm\" hidden><p>Scan the code, or type the key <code id=\"totp-secret\"></code>.</p>\
-         <img id=\"totp-qr\" alt=\"QR code of the authenticator key\">\
-         <label for=\"totp-code\">Code from the app</label>\
-         <input id=\"totp-code\" autocomplete=\"one-time-code\" inputmode=\"numeric\" required>\
-         <button type=\"submit\">Confirm</button></form>\
-         <h2>Passkeys</h2><ul id=\"passkeys\"></ul>\
-         <label for=\"passkey-name\">Name of a new passkey</label><input id=\"passkey-name\" value=\"Passkey\">\
-         <button id=\"passkey-add\" type=\"button\">Add a passkey</button>\
-         <h2>Recovery codes</h2><p id=\"codes-left\"></p>\
-         <button id=\"codes-regenerate\" type=\"button\">New recovery codes</button>\
-         <div id=\"codes\" hidden><p>Keep these somewhere safe; each works once and they are not shown again.</p>\
-         <ul id=\"codes-list\"></ul></div></section>\
-         <p id=\"status\" role=\"status\" hidden></p>",
+        StatusCode::OK,
+        language,
+        Page::Security,
+        SCRIPT_POLICY,
     )
 }
 

@@ -1,7 +1,6 @@
 //! `/docs`: the API reference as one page rendered from the OpenAPI document, with the main
 //! flows, usable offline (no script, nothing fetched), and `/`, which sends a visitor there.
 
-use crate::mail::templates::escape;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::header;
@@ -146,4 +145,20 @@ fn fields(spec: &Value, schema: &Value) -> String {
         })
         .collect();
     format!("<ul>{rows}</ul>")
+}
+
+/// Escapes text for HTML.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            _ => escaped.push(c),
+        }
+    }
+    escaped
 }

@@ -2,8 +2,6 @@
 //! worker with exponential backoff and jitter over SMTP (lettre) or, without SMTP, to the log
 //! and to owner-only `.eml` files.
 
-pub mod templates;
-
 use crate::clock::Clock;
 use crate::crypto::Sealer;
 use crate::store::{QueuedMail, Store, StoredBody};

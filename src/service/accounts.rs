@@ -1,16 +1,16 @@
 //! Accounts: registration (self-service and CLI alike), profile, password change, deletion.
 
 use super::attempts::{PasswordCheck, check_password, settle};
-use super::recovery::{branding, mail, verification_effects};
+use super::recovery::{mail, verification_effects};
 use super::sessions::{login_event, new_session, token_pair};
 use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
 use crate::domain::{
     Assurance, Email, Event, Metadata, Name, Password, Phone, RevokeReason, Role, User,
     ValidationErrors,
 };
-use crate::mail::templates;
 use crate::state::AppState;
 use crate::store::{Credentials, Effects, NewUser, QueuedRequest, StoreError, UserChange};
+use crate::templates::Mail;
 use uuid::Uuid;
 
 /// A validated request for a new account.
@@ -385,12 +385,7 @@ pub async fn change_password(
             now,
             &Effects {
                 events: vec![event],
-                mails: vec![mail(
-                    app,
-                    &credentials.user,
-                    templates::password_changed(&branding(app)),
-                    now,
-                )],
+                mails: vec![mail(app, &credentials.user, Mail::PasswordChanged, now)],
                 tokens: Vec::new(),
             },
         )

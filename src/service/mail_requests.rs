@@ -3,12 +3,12 @@
 //! only addresses with an account.
 
 use super::Fault;
-use super::recovery::{RESET_TTL, branding, mail, verification_effects};
+use super::recovery::{RESET_TTL, link, mail, verification_effects};
 use crate::crypto::random;
 use crate::domain::{Email, Event, User};
-use crate::mail::templates;
 use crate::state::AppState;
 use crate::store::{Committed, Effects, NewEmailToken, TokenPurpose};
+use crate::templates::Mail;
 use time::Duration;
 
 /// The queued request kinds.
@@ -133,12 +133,7 @@ async fn send_registration_notice(
     };
     let now = app.clock.now();
     let effects = Effects {
-        mails: vec![mail(
-            app,
-            owner,
-            templates::registration_attempt(&branding(app)),
-            now,
-        )],
+        mails: vec![mail(app, owner, Mail::RegistrationAttempt, now)],
         ..Effects::default()
     };
     Ok(app
@@ -211,13 +206,14 @@ pub(crate) async fn send_reset(
             created_at: now,
             expires_at: now + RESET_TTL,
         };
-        let rendered = match why {
-            ResetMail::Requested => templates::reset(&branding(app), &token, &code),
-            ResetMail::LoginSuspended => templates::login_suspended(&branding(app), &token, &code),
+        let template = Mail::Reset {
+            link: &link(app, "reset-password", &token),
+            code: &code,
+            suspended: matches!(why, ResetMail::LoginSuspended),
         };
         Effects {
             events: vec![Event::password_reset_requested(user, now)],
-            mails: vec![mail(app, user, rendered, now)],
+            mails: vec![mail(app, user, template, now)],
             tokens: vec![
                 issued(random::token_hash(&token), TokenPurpose::ResetLink),
                 issued(

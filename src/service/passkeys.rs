@@ -9,6 +9,7 @@ use crate::crypto::random;
 use crate::domain::{Assurance, AuthMethod, Event};
 use crate::state::AppState;
 use crate::store::{Challenge, ChallengeKind, CredentialRecord, Effects, StoreError};
+use crate::templates::FactorChange;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
@@ -161,12 +162,7 @@ pub async fn register(
     let (codes, hashes) = super::mfa::new_recovery_codes(app, user.id);
     let effects = Effects {
         events: vec![Event::passkey_added(user.id, record.id, name, now)],
-        mails: vec![notice(
-            app,
-            &user,
-            &format!("A passkey named \"{name}\" was added to your account"),
-            now,
-        )],
+        mails: vec![notice(app, &user, FactorChange::PasskeyAdded(name), now)],
         tokens: Vec::new(),
     };
     let (first, committed) = match app
@@ -189,12 +185,7 @@ pub async fn remove(app: &AppState, principal: &Principal, id: Uuid) -> Result<(
     let now = app.clock.now();
     let effects = Effects {
         events: vec![Event::passkey_removed(user.id, id, user.id, now)],
-        mails: vec![notice(
-            app,
-            &user,
-            "A passkey was removed from your account",
-            now,
-        )],
+        mails: vec![notice(app, &user, FactorChange::PasskeyRemoved, now)],
         tokens: Vec::new(),
     };
     let committed = match app.store.remove_credential(user.id, id, &effects).await {

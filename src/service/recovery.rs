@@ -8,9 +8,9 @@ use super::{ClientInfo, Fault, faults_into};
 use crate::crypto::random;
 use crate::domain::{Email, Event, User, ValidationErrors};
 use crate::mail::MailBody;
-use crate::mail::templates::{self, Branding, Rendered};
 use crate::state::AppState;
 use crate::store::{CodeCheck, Effects, NewEmailToken, NewMail, TokenPurpose};
+use crate::templates::{Language, Mail};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -72,19 +72,22 @@ pub(crate) fn verification_effects(
         mail(
             app,
             user,
-            templates::verification(&branding(app), &token),
+            Mail::Verification {
+                link: &link(app, "confirm-email", &token),
+            },
             now,
         ),
     )
 }
 
-/// A mail to `user` from a rendered template, its bodies sealed for the queue.
+/// The mail `template` to `user`, in the user's language, its bodies sealed for the queue.
 pub(crate) fn mail(
     app: &AppState,
     user: &User,
-    rendered: Rendered,
+    template: Mail<'_>,
     now: OffsetDateTime,
 ) -> NewMail {
+    let rendered = app.templates.mail(language_of(user), template);
     let id = crate::clock::id_at(now);
     let body = MailBody {
         text: rendered.text,
@@ -100,12 +103,15 @@ pub(crate) fn mail(
     }
 }
 
-/// The product name and public URL, as templates need them.
-pub(crate) fn branding(app: &AppState) -> Branding<'_> {
-    Branding {
-        product: &app.config.mail.product_name,
-        public_url: &app.config.server.public_url,
-    }
+/// The language `user`'s mails are written in.
+pub(crate) fn language_of(_user: &User) -> Language {
+    Language::English
+}
+
+/// The link to the hosted page `page` for `token`: built only from the configured public URL,
+/// never from anything in a request.
+pub(crate) fn link(app: &AppState, page: &str, token: &str) -> String {
+    format!("{}/{page}?token={token}", app.config.server.public_url)
 }
 
 /// Spends a confirmation token; the account's email is verified. The first confirmation of a
@@ -247,12 +253,7 @@ pub async fn reset_password(
     let now = app.clock.now();
     let effects = Effects {
         events: vec![Event::password_reset(&user, now)],
-        mails: vec![mail(
-            app,
-            &user,
-            templates::password_changed(&branding(app)),
-            now,
-        )],
+        mails: vec![mail(app, &user, Mail::PasswordChanged, now)],
         tokens: Vec::new(),
     };
     let committed = app

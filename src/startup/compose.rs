@@ -73,6 +73,16 @@ impl Sealed {
 pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
     // Metrics are recorded from the first request on.
     crate::telemetry::metrics();
+    // A broken template override stops start-up before anything else is opened.
+    let templates = std::sync::Arc::new(crate::templates::Templates::load(
+        config.mail.templates_dir.as_deref(),
+        crate::templates::Brand {
+            product: config.mail.product_name.clone(),
+            public_url: config.server.public_url.clone(),
+            base_path: config.server.base_path.clone(),
+            password_min_length: config.password_policy.min_length,
+        },
+    )?);
     let Sealed {
         store,
         secret_key,
@@ -120,6 +130,7 @@ pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
         tokens,
         revocations,
         mailer,
+        templates,
         code_key: CodeKey::new(&secret_key),
         sealer,
         limiter,

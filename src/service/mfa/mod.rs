@@ -5,14 +5,14 @@
 use crate::crypto::otp::{self, Authenticator};
 use crate::crypto::random;
 use crate::domain::{Acr, AuthMethod, Event, User};
-use crate::mail::templates;
 use crate::service::attempts::{PasswordCheck, check_password, settle};
 use crate::service::passkeys;
-use crate::service::recovery::{branding, mail};
+use crate::service::recovery::mail;
 use crate::service::sessions::token_pair;
 use crate::service::{ClientInfo, Fault, Principal, TokenPair, faults_into};
 use crate::state::AppState;
 use crate::store::{ChallengeKind, Effects, Factors, StoreError};
+use crate::templates::{FactorChange, Mail};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -254,12 +254,7 @@ pub async fn confirm_totp(
     let now = app.clock.now();
     let effects = Effects {
         events: vec![Event::mfa_enabled(user.id, now)],
-        mails: vec![notice(
-            app,
-            &user,
-            "An authenticator app was added as a second factor",
-            now,
-        )],
+        mails: vec![notice(app, &user, FactorChange::TotpAdded, now)],
         tokens: Vec::new(),
     };
     let (first, committed) = match app
@@ -281,12 +276,7 @@ pub async fn remove_totp(app: &AppState, principal: &Principal) -> Result<(), Mf
     let now = app.clock.now();
     let effects = Effects {
         events: vec![Event::mfa_disabled(user.id, "totp", user.id, now)],
-        mails: vec![notice(
-            app,
-            &user,
-            "Your authenticator app was removed as a second factor",
-            now,
-        )],
+        mails: vec![notice(app, &user, FactorChange::TotpRemoved, now)],
         tokens: Vec::new(),
     };
     let committed = match app.store.remove_totp(user.id, &effects).await {
@@ -311,12 +301,7 @@ pub async fn regenerate_recovery_codes(
     let now = app.clock.now();
     let effects = Effects {
         events: Vec::new(),
-        mails: vec![notice(
-            app,
-            &user,
-            "New recovery codes were made; the old ones no longer work",
-            now,
-        )],
+        mails: vec![notice(app, &user, FactorChange::RecoveryCodesRenewed, now)],
         tokens: Vec::new(),
     };
     let committed = app
@@ -426,12 +411,7 @@ pub async fn reset(app: &AppState, user_id: Uuid, by: Uuid) -> Result<(), MfaErr
     let now = app.clock.now();
     let effects = Effects {
         events: vec![Event::mfa_disabled(user.id, "all", by, now)],
-        mails: vec![notice(
-            app,
-            &user,
-            "An administrator removed every second factor of your account and signed out every session",
-            now,
-        )],
+        mails: vec![notice(app, &user, FactorChange::FactorsReset, now)],
         tokens: Vec::new(),
     };
     let committed = match app.store.clear_factors(user.id, now, &effects).await {
@@ -466,13 +446,8 @@ pub(crate) async fn owner(app: &AppState, user_id: Uuid) -> Result<User, MfaErro
 pub(crate) fn notice(
     app: &AppState,
     user: &User,
-    what: &str,
+    change: FactorChange<'_>,
     now: OffsetDateTime,
 ) -> crate::store::NewMail {
-    mail(
-        app,
-        user,
-        templates::factors_changed(&branding(app), what),
-        now,
-    )
+    mail(app, user, Mail::FactorsChanged(change), now)
 }

@@ -1,13 +1,14 @@
 //! Mail flows over a real SMTP conversation, by flow: confirmation (register, confirm, resend),
 //! reset (forgot, reset by link and by code), codes (guessing a reset code), delivery (SMTP
 //! outages and restarts, `.eml` files, links from the public URL, notices and conceal mode), and
-//! the hosted pages.
+//! the hosted pages, and the templates they are all rendered from.
 
 mod codes;
 mod confirmation;
 mod delivery;
 mod pages;
 mod reset;
+mod templates;
 
 use crate::support::{PASSWORD, SmtpServer, TestApp};
 use serde_json::{Value, json};
