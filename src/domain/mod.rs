@@ -10,7 +10,7 @@ pub use assurance::{Acr, Assurance, AuthMethod, Demand};
 pub use email::Email;
 pub use event::{Event, EventType, LoginFailure, RevokeReason};
 pub use password::{Password, PasswordPolicy};
-pub use user::{Metadata, Name, Phone, Role, Roles, User, UserChange, UserFilter};
+pub use user::{Locale, Metadata, Name, Phone, Role, Roles, User, UserChange, UserFilter};
 
 use serde::Serialize;
 use uuid::Uuid;

@@ -34,6 +34,46 @@ pub struct User {
     pub updated_at: OffsetDateTime,
     /// When the account last logged in.
     pub last_login_at: Option<OffsetDateTime>,
+    /// The language the user's mails are written in, when known.
+    pub locale: Option<Locale>,
+}
+
+/// A BCP 47 language tag (`de`, `pt-BR`): a 2–3 letter language, then subtags of 1–8 letters
+/// or digits, at most 35 characters in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locale(String);
+
+impl Locale {
+    /// Validates a tag as sent (surrounding spaces are dropped).
+    pub fn parse(raw: &str) -> Result<Locale, ValidationErrors> {
+        let tag = raw.trim();
+        let mut subtags = tag.split('-');
+        let language = subtags.next().unwrap_or_default();
+        let valid = tag.len() <= 35
+            && (2..=3).contains(&language.len())
+            && language.bytes().all(|b| b.is_ascii_alphabetic())
+            && subtags.all(|subtag| {
+                (1..=8).contains(&subtag.len()) && subtag.bytes().all(|b| b.is_ascii_alphanumeric())
+            });
+        if valid {
+            Ok(Locale(tag.to_owned()))
+        } else {
+            Err(ValidationErrors::one(
+                "locale",
+                "must be a BCP 47 language tag such as en or de-AT",
+            ))
+        }
+    }
+
+    /// Rebuilds a stored tag.
+    pub fn from_trusted(stored: String) -> Locale {
+        Locale(stored)
+    }
+
+    /// The tag.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A full name: 1–200 characters, trimmed, no control characters.
@@ -264,6 +304,8 @@ pub struct UserChange {
     pub disabled: Option<bool>,
     /// Mark the email verified or not (admins only).
     pub email_verified: Option<bool>,
+    /// New language tag.
+    pub locale: Option<Option<Locale>>,
 }
 
 impl UserChange {
@@ -275,6 +317,7 @@ impl UserChange {
             && self.role.is_none()
             && self.disabled.is_none()
             && self.email_verified.is_none()
+            && self.locale.is_none()
     }
 }
 

@@ -3,7 +3,8 @@
 use super::error::{ApiError, Problem};
 use super::extract::{Admin, ApiJson};
 use super::views::{
-    EmailSchema, NameSchema, NewPasswordSchema, PhoneSchema, ProfilePatch, UserView, refuse_unknown,
+    EmailSchema, LocaleSchema, NameSchema, NewPasswordSchema, PhoneSchema, ProfilePatch, UserView,
+    refuse_unknown,
 };
 use crate::domain::{Email, ValidationErrors};
 use crate::domain::{UserChange, UserFilter};
@@ -48,6 +49,9 @@ pub struct CreateUserRequest {
     /// E.164.
     #[schema(value_type = Option<PhoneSchema>)]
     phone: Option<String>,
+    /// The language of the user's mails (BCP 47).
+    #[schema(value_type = Option<LocaleSchema>)]
+    locale: Option<String>,
     /// One of the configured roles (default: the default role).
     role: Option<String>,
     /// Whether the email counts as verified (default false: a confirmation mail is sent).
@@ -130,6 +134,7 @@ pub async fn create_user(
             name: req.name,
             phone: req.phone,
             metadata: None,
+            locale: req.locale,
         },
         false,
         &mut errors,

@@ -5,7 +5,7 @@ use super::cookie::{self, Tokens};
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Client, Enrolling, budget_account};
 use super::views::{
-    EmailSchema, NameSchema, NewPasswordSchema, PhoneSchema, TokenPairView, UserView,
+    EmailSchema, LocaleSchema, NameSchema, NewPasswordSchema, PhoneSchema, TokenPairView, UserView,
     refuse_unknown, single_field,
 };
 use crate::domain::{Acr, Demand, ValidationErrors};
@@ -40,6 +40,10 @@ pub struct RegisterRequest {
     /// Application fields, at most 4 KiB serialised.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
+    /// The language of the account's mails (BCP 47); without it, the first language of
+    /// `Accept-Language` that latchkey speaks.
+    #[schema(value_type = Option<LocaleSchema>)]
+    locale: Option<String>,
     #[serde(flatten)]
     #[schema(ignore)]
     unknown: Map<String, Value>,
@@ -104,6 +108,7 @@ pub async fn register(
             name: req.name,
             phone: req.phone,
             metadata: req.metadata,
+            locale: req.locale,
         },
         true,
         &mut errors,

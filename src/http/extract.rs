@@ -221,7 +221,16 @@ impl FromRequestParts<AppState> for Client {
             .get(header::USER_AGENT)
             .and_then(|value| value.to_str().ok())
             .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect());
-        Ok(Client(ClientInfo { ip, user_agent }))
+        let language = parts
+            .headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(crate::templates::Language::preferred);
+        Ok(Client(ClientInfo {
+            ip,
+            user_agent,
+            language,
+        }))
     }
 }
 

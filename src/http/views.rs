@@ -1,7 +1,7 @@
 //! Response bodies shared by several areas, and the request-field helpers every area uses.
 
 use crate::domain::UserChange;
-use crate::domain::{Metadata, Name, Phone, User, ValidationErrors};
+use crate::domain::{Locale, Metadata, Name, Phone, User, ValidationErrors};
 use crate::service::TokenPair;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -23,6 +23,8 @@ pub struct UserView {
     pub name: Option<String>,
     /// E.164 phone, or null.
     pub phone: Option<String>,
+    /// BCP 47 language tag of the user's mails, or null (English).
+    pub locale: Option<String>,
     /// One of the configured roles.
     pub role: String,
     /// Whether an admin disabled the account.
@@ -52,6 +54,7 @@ impl From<User> for UserView {
             email_verified: user.email_verified,
             name: user.name.as_ref().map(|n| n.as_str().to_owned()),
             phone: user.phone.as_ref().map(|p| p.as_str().to_owned()),
+            locale: user.locale.as_ref().map(|l| l.as_str().to_owned()),
             role: user.role.as_str().to_owned(),
             disabled: user.disabled,
             metadata: user.metadata.as_map().clone(),
@@ -155,6 +158,10 @@ pub struct ProfilePatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<MetadataSchema>)]
     metadata: Option<Option<Map<String, Value>>>,
+    /// The language of the user's mails (BCP 47); `null` clears it (English).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<LocaleSchema>)]
+    locale: Option<Option<String>>,
 }
 
 // The field types the server judges the same wherever they are sent, named once so that each
@@ -179,6 +186,16 @@ pub struct NewPasswordSchema(pub String);
     pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 )]
 pub struct NameSchema(pub String);
+
+/// A BCP 47 language tag, e.g. `de` or `pt-BR`; mails are in English or German (a tag of
+/// another language gets English).
+#[derive(Debug, ToSchema)]
+#[schema(
+    as = Locale,
+    max_length = 35,
+    pattern = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$"
+)]
+pub struct LocaleSchema(pub String);
 
 /// A phone number in E.164 form: `+` and 8–15 digits.
 #[derive(Debug, ToSchema)]
@@ -207,6 +224,9 @@ impl ProfilePatch {
                     .take("metadata", Metadata::parse(object.unwrap_or_default()))
                     .unwrap_or_default()
             }),
+            locale: self
+                .locale
+                .map(|value| value.and_then(|raw| errors.take("locale", Locale::parse(&raw)))),
             ..UserChange::default()
         }
     }

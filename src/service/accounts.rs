@@ -5,7 +5,7 @@ use super::recovery::{mail, verification_effects};
 use super::sessions::{login_event, new_session, token_pair};
 use super::{ClientInfo, Fault, Principal, TokenPair, faults_into};
 use crate::domain::{
-    Assurance, Email, Event, Metadata, Name, Password, Phone, RevokeReason, Role, User,
+    Assurance, Email, Event, Locale, Metadata, Name, Password, Phone, RevokeReason, Role, User,
     ValidationErrors,
 };
 use crate::state::AppState;
@@ -26,6 +26,8 @@ pub struct NewAccount {
     pub phone: Option<Phone>,
     /// Application fields.
     pub metadata: Metadata,
+    /// Language tag.
+    pub locale: Option<Locale>,
 }
 
 /// The fields of a new account as sent, before validation.
@@ -41,6 +43,8 @@ pub struct AccountFields {
     pub phone: Option<String>,
     /// Application fields.
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Language tag.
+    pub locale: Option<String>,
 }
 
 impl NewAccount {
@@ -58,6 +62,7 @@ impl NewAccount {
             name,
             phone,
             metadata,
+            locale,
         } = fields;
         let email = errors
             .require("email", email)
@@ -72,12 +77,14 @@ impl NewAccount {
         let name = name.map(|raw| errors.take("name", Name::parse(&raw)));
         let phone = phone.map(|raw| errors.take("phone", Phone::parse(&raw)));
         let metadata = errors.take("metadata", Metadata::parse(metadata.unwrap_or_default()));
+        let locale = locale.map(|raw| errors.take("locale", Locale::parse(&raw)));
         Some(NewAccount {
             email: email?,
             password: password?,
             name: name.flatten(),
             phone: phone.flatten(),
             metadata: metadata?,
+            locale: locale.flatten(),
         })
         .filter(|_| errors.0.is_empty())
     }
@@ -191,6 +198,14 @@ pub async fn register(
         created_at: now,
         updated_at: now,
         last_login_at: None,
+        // Without a tag of its own, a visitor's account speaks the language its browser asked
+        // for when registering: every later mail, sent by whatever request, follows the account.
+        locale: account.locale.or_else(|| match &origin {
+            Origin::SelfService(client) => client
+                .language
+                .map(|language| Locale::from_trusted(language.tag().to_owned())),
+            _ => None,
+        }),
     };
     let event = Event::user_registered(&user, origin.label(), now);
     let self_service = matches!(origin, Origin::SelfService(_));
@@ -302,7 +317,8 @@ pub async fn me(app: &AppState, principal: &Principal) -> Result<User, AccountEr
         .ok_or(AccountError::Gone)
 }
 
-/// Changes the caller's profile fields (name, phone, metadata; nothing else is accepted here).
+/// Changes the caller's profile fields (name, phone, metadata, locale; nothing else is
+/// accepted here).
 pub async fn update_me(
     app: &AppState,
     principal: &Principal,
@@ -344,6 +360,7 @@ pub(crate) fn changed_fields(change: &UserChange) -> Vec<&'static str> {
         ("phone", change.phone.is_some()),
         ("metadata", change.metadata.is_some()),
         ("email_verified", change.email_verified.is_some()),
+        ("locale", change.locale.is_some()),
     ]
     .into_iter()
     .filter_map(|(field, set)| set.then_some(field))

@@ -127,6 +127,7 @@ fn parse_line(app: &AppState, line: &str) -> Result<NewUser, String> {
         created_at,
         updated_at: now,
         last_login_at: None,
+        locale: None,
     };
     Ok(NewUser {
         user,

@@ -115,6 +115,8 @@ pub struct ClientInfo {
     pub ip: Option<String>,
     /// Its `User-Agent`.
     pub user_agent: Option<String>,
+    /// The first shipped language its `Accept-Language` asks for.
+    pub language: Option<crate::templates::Language>,
 }
 
 /// A freshly issued access token and refresh token, with the user they are for.

@@ -103,9 +103,13 @@ pub(crate) fn mail(
     }
 }
 
-/// The language `user`'s mails are written in.
-pub(crate) fn language_of(_user: &User) -> Language {
-    Language::English
+/// The language `user`'s mails are written in: the account's tag when a shipped language
+/// answers it, else English.
+pub(crate) fn language_of(user: &User) -> Language {
+    user.locale
+        .as_ref()
+        .and_then(|locale| Language::of_tag(locale.as_str()))
+        .unwrap_or(Language::English)
 }
 
 /// The link to the hosted page `page` for `token`: built only from the configured public URL,

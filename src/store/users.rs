@@ -6,16 +6,16 @@ use super::{
     Committed, Credentials, Effects, NewSession, NewUser, QueuedRequest, Revoke, Store, StoreError,
     UserChange, attempts, events, from_micros, micros, parse_uuid, recovery, sessions,
 };
-use crate::domain::{Email, Event, Metadata, Name, Phone, RevokeReason, Role, User};
+use crate::domain::{Email, Event, Locale, Metadata, Name, Phone, RevokeReason, Role, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// The columns every user query selects, as [`UserRow`] reads them.
-const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, self_registered";
+const USER_COLUMNS: &str = "id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, self_registered, locale";
 
 /// A new user's row (an `on conflict` clause may follow).
-const INSERT_USER: &str = "insert into users (id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, self_registered)
-    values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+const INSERT_USER: &str = "insert into users (id, email, email_verified, password_hash, name, phone, role, disabled, metadata, created_at, updated_at, last_login_at, self_registered, locale)
+    values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
 /// Self-registered accounts still unverified and never logged in (verification may have been
 /// off once) created before a time, oldest first.
@@ -49,6 +49,7 @@ pub(super) struct UserRow {
     updated_at: i64,
     last_login_at: Option<i64>,
     self_registered: bool,
+    locale: Option<String>,
 }
 
 impl UserRow {
@@ -67,6 +68,7 @@ impl UserRow {
             created_at: from_micros(self.created_at)?,
             updated_at: from_micros(self.updated_at)?,
             last_login_at: self.last_login_at.map(from_micros).transpose()?,
+            locale: self.locale.map(Locale::from_trusted),
         };
         Ok(Credentials {
             user,
@@ -176,7 +178,8 @@ impl Store {
                 role = coalesce($6, role),
                 disabled = coalesce($7, disabled),
                 email_verified = coalesce($8, email_verified),
-                updated_at = $9
+                updated_at = $9,
+                locale = case when $11 then $12 else locale end
              where id = $10")
         .bind(change.name.is_some())
         .bind(
@@ -198,6 +201,13 @@ impl Store {
         .bind(change.email_verified)
         .bind(micros(now))
         .bind(id)
+        .bind(change.locale.is_some())
+        .bind(
+            change
+                .locale
+                .as_ref()
+                .and_then(|l| l.as_ref().map(Locale::as_str)),
+        )
         .execute(&mut tx)
         .await?;
         if updated == 0 {
@@ -388,6 +398,7 @@ async fn insert_user_row(tx: &mut Tx, new: &NewUser, conflict: &str) -> Result<u
         .bind(micros(user.updated_at))
         .bind(user.last_login_at.map(micros))
         .bind(new.self_registered)
+        .bind(user.locale.as_ref().map(Locale::as_str))
         .execute(tx)
         .await
 }

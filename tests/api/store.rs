@@ -5,7 +5,7 @@
 use crate::support::fresh_database;
 use latchkey::clock::Clock;
 use latchkey::domain::{
-    Email, Event, Metadata, Name, Revoke, RevokeReason, Role, User, UserChange, UserFilter,
+    Email, Event, Locale, Metadata, Name, Revoke, RevokeReason, Role, User, UserChange, UserFilter,
 };
 use latchkey::store::{
     CodeCheck, Effects, LoginExpects, NewEmailToken, NewMail, NewSession, NewUser, Rotate,
@@ -45,6 +45,7 @@ fn new_user(email: &str, role: &str, verified: bool, at: OffsetDateTime) -> NewU
             created_at: at,
             updated_at: at,
             last_login_at: None,
+            locale: None,
         },
         password_hash: Some(HASH.to_owned()),
         self_registered: true,
@@ -108,6 +109,7 @@ async fn an_update_changes_only_what_it_names_and_keeps_the_last_admin() {
     let admin = insert(&store, "admin@example.com", "admin", start()).await;
     let change = UserChange {
         name: Some(Some(Name::parse("Grace").expect("name"))),
+        locale: Some(Some(Locale::parse("de-AT").expect("locale"))),
         ..UserChange::default()
     };
     let (user, revoked) = store
@@ -122,6 +124,7 @@ async fn an_update_changes_only_what_it_names_and_keeps_the_last_admin() {
         .await
         .expect("update");
     assert_eq!(user.name.as_ref().map(Name::as_str), Some("Grace"));
+    assert_eq!(user.locale.as_ref().map(Locale::as_str), Some("de-AT"));
     assert_eq!(user.role.as_str(), "admin");
     assert!(revoked.is_empty());
     let demote = UserChange {

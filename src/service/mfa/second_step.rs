@@ -111,6 +111,7 @@ pub async fn verify_login(
     let client = ClientInfo {
         ip: challenge.ip.clone(),
         user_agent: challenge.user_agent.clone(),
+        language: None,
     };
     open_session(
         app,

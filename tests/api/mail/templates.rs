@@ -4,6 +4,7 @@
 
 use crate::support::{PASSWORD, latchkey_command, spawn_app_with, spawn_app_with_mail};
 use reqwest::StatusCode;
+use serde_json::{Value, json};
 use std::path::Path;
 
 fn write(dir: &Path, name: &str, source: &str) {
@@ -184,4 +185,111 @@ fn walk(dir: &Path) -> usize {
         .map(|entry| entry.unwrap().path())
         .map(|path| if path.is_dir() { walk(&path) } else { 1 })
         .sum()
+}
+
+#[tokio::test]
+async fn mails_speak_the_accounts_language_taken_from_its_locale_or_its_browser() {
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+
+    // A locale of its own.
+    let registered = app
+        .post(
+            "/auth/register",
+            &json!({"email": "hanna@example.com", "password": PASSWORD, "locale": "de-AT"}),
+        )
+        .await;
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let user: Value = registered.json().await.unwrap();
+    assert_eq!(user["locale"], "de-AT");
+    let mail = smtp.wait_for_mail_to("hanna@example.com", 1).await;
+    assert!(mail.contains("Willkommen bei latchkey."), "{mail}");
+    assert!(mail.contains("Content-Type: text/plain; charset=utf-8"));
+
+    // None given: the browser's language when registering, kept with the account.
+    let registered = app
+        .client
+        .post(format!("{}/auth/register", app.url))
+        .header("accept-language", "fr-CH, de;q=0.8, en;q=0.5")
+        .json(&json!({"email": "jonas@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let user: Value = registered.json().await.unwrap();
+    assert_eq!(user["locale"], "de");
+    assert!(
+        smtp.wait_for_mail_to("jonas@example.com", 1)
+            .await
+            .contains("Willkommen bei latchkey.")
+    );
+
+    // A language latchkey does not speak, or none at all: English.
+    app.post(
+        "/auth/register",
+        &json!({"email": "luc@example.com", "password": PASSWORD, "locale": "fr"}),
+    )
+    .await;
+    let mail = smtp.wait_for_mail_to("luc@example.com", 1).await;
+    assert!(mail.contains("Welcome to latchkey."), "{mail}");
+
+    // A later mail, sent by a request with another language, follows the account.
+    let tokens = super::verified_login(&app, &smtp, "ada@example.com").await;
+    let token = tokens["access_token"].as_str().unwrap();
+    for (locale, status) in [
+        (json!("de"), StatusCode::OK),
+        (json!("not a tag"), StatusCode::BAD_REQUEST),
+        (json!("x"), StatusCode::BAD_REQUEST),
+    ] {
+        let patched = app
+            .send(
+                reqwest::Method::PATCH,
+                "/users/me",
+                token,
+                &json!({"locale": locale}),
+            )
+            .await;
+        assert_eq!(patched.status(), status, "{locale}");
+    }
+    let me: Value = app
+        .get("/users/me", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["locale"], "de");
+    app.client
+        .post(format!("{}/auth/forgot-password", app.url))
+        .header("accept-language", "en")
+        .json(&json!({"email": "ada@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    let reset = smtp.wait_for_mail_to("ada@example.com", 2).await;
+    assert!(
+        reset.contains("Wählen Sie hier ein neues Passwort"),
+        "{reset}"
+    );
+    assert!(reset.reset_link().contains("/reset-password?token="));
+    assert!(
+        reset.contains("geben Sie diesen Code in der App ein: "),
+        "{reset}"
+    );
+
+    // `null` clears it: English again.
+    let cleared = app
+        .send(
+            reqwest::Method::PATCH,
+            "/users/me",
+            token,
+            &json!({"locale": null}),
+        )
+        .await;
+    let cleared: Value = cleared.json().await.unwrap();
+    assert!(cleared["locale"].is_null());
+    let updated = app.events_of_type("USER_UPDATED").await;
+    assert!(
+        updated
+            .iter()
+            .any(|event| event["data"]["changed"] == json!(["locale"])),
+        "{updated:?}"
+    );
 }
