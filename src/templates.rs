@@ -97,6 +97,15 @@ pub enum Mail<'a> {
         /// Sent because password sign-in was suspended for the day.
         suspended: bool,
     },
+    /// "Sign in to …": a link and a 6-digit code.
+    EmailLogin {
+        /// The sign-in page's link.
+        link: &'a str,
+        /// The 6-digit code.
+        code: &'a str,
+        /// How many minutes they work.
+        minutes: i64,
+    },
     /// "Your password was changed".
     PasswordChanged,
     /// "The sign-in factors of your account changed".
@@ -140,6 +149,7 @@ impl Mail<'_> {
         match self {
             Mail::Verification { .. } => "verification",
             Mail::Reset { .. } => "reset",
+            Mail::EmailLogin { .. } => "email-login",
             Mail::PasswordChanged => "password-changed",
             Mail::FactorsChanged(_) => "factors-changed",
             Mail::RegistrationAttempt => "registration-attempt",
@@ -154,6 +164,11 @@ impl Mail<'_> {
                 code,
                 suspended,
             } => context! { link, code, suspended },
+            Mail::EmailLogin {
+                link,
+                code,
+                minutes,
+            } => context! { link, code, minutes },
             Mail::PasswordChanged | Mail::RegistrationAttempt => context! {},
             Mail::FactorsChanged(change) => {
                 let name = match change {
@@ -179,6 +194,11 @@ impl Mail<'_> {
                 link,
                 code: "012345",
                 suspended: true,
+            },
+            Mail::EmailLogin {
+                link,
+                code: "012345",
+                minutes: 15,
             },
             Mail::PasswordChanged,
             Mail::RegistrationAttempt,
@@ -234,6 +254,11 @@ pub enum Page<'a> {
     Error,
     /// The sign-in page (password, passkey, second factor; needs the page script).
     Login,
+    /// The page of a mailed sign-in link: a button that spends it (needs the page script).
+    EmailLogin {
+        /// The link's token, which the button posts.
+        token: &'a str,
+    },
     /// The security settings page (needs the page script).
     Security,
 }
@@ -250,6 +275,7 @@ impl Page<'_> {
             Page::TooManyAttempts => "too-many-attempts",
             Page::Error => "error",
             Page::Login => "login",
+            Page::EmailLogin { .. } => "email-login",
             Page::Security => "security",
         }
     }
@@ -262,6 +288,7 @@ impl Page<'_> {
                 error,
             } => context! { token, needs_password, error },
             Page::ResetPassword { token, error } => context! { token, error },
+            Page::EmailLogin { token } => context! { token },
             Page::LinkInvalid { reset } => {
                 context! { flow => if reset { "reset" } else { "confirm" } }
             }
@@ -306,6 +333,7 @@ impl Page<'_> {
             Page::TooManyAttempts,
             Page::Error,
             Page::Login,
+            Page::EmailLogin { token },
             Page::Security,
         ]
     }
@@ -556,6 +584,9 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "en/mail/reset.subject.txt",
     "en/mail/reset.txt",
     "en/mail/reset.html",
+    "en/mail/email-login.subject.txt",
+    "en/mail/email-login.txt",
+    "en/mail/email-login.html",
     "en/mail/password-changed.subject.txt",
     "en/mail/password-changed.txt",
     "en/mail/password-changed.html",
@@ -574,6 +605,7 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "en/pages/too-many-attempts.html",
     "en/pages/error.html",
     "en/pages/login.html",
+    "en/pages/email-login.html",
     "en/pages/security.html",
     "de/mail/verification.subject.txt",
     "de/mail/verification.txt",
@@ -581,6 +613,9 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "de/mail/reset.subject.txt",
     "de/mail/reset.txt",
     "de/mail/reset.html",
+    "de/mail/email-login.subject.txt",
+    "de/mail/email-login.txt",
+    "de/mail/email-login.html",
     "de/mail/password-changed.subject.txt",
     "de/mail/password-changed.txt",
     "de/mail/password-changed.html",
@@ -599,6 +634,7 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "de/pages/too-many-attempts.html",
     "de/pages/error.html",
     "de/pages/login.html",
+    "de/pages/email-login.html",
     "de/pages/security.html",
 ];
 

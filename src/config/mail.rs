@@ -3,7 +3,8 @@
 use super::{Secret, parse_duration};
 use time::Duration;
 
-/// `LATCHKEY_SMTP_URL`, `LATCHKEY_MAIL_*`, `LATCHKEY_PRODUCT_NAME`, `LATCHKEY_TEMPLATES_DIR`.
+/// `LATCHKEY_SMTP_URL`, `LATCHKEY_MAIL_*`, `LATCHKEY_PRODUCT_NAME`, `LATCHKEY_TEMPLATES_DIR`,
+/// `LATCHKEY_EMAIL_LOGIN*`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Mail")]
 pub struct MailArgs {
@@ -34,6 +35,12 @@ pub struct MailArgs {
     /// An undelivered mail is given up (and logged as an error) after this long.
     #[arg(long, env = "LATCHKEY_MAIL_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
     pub mail_max_age: Duration,
+    /// Sign-in by a mailed link or code (`POST /auth/email-login`).
+    #[arg(long, env = "LATCHKEY_EMAIL_LOGIN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub email_login: bool,
+    /// How long a sign-in link and code work.
+    #[arg(long, env = "LATCHKEY_EMAIL_LOGIN_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub email_login_ttl: Duration,
 }
 
 /// The validated mail settings.
@@ -53,6 +60,10 @@ pub struct MailConfig {
     pub retry_base: Duration,
     /// Age at which a mail is given up.
     pub max_age: Duration,
+    /// Whether sign-in by email is on.
+    pub email_login: bool,
+    /// Lifetime of a sign-in link and code.
+    pub email_login_ttl: Duration,
 }
 
 impl MailArgs {
@@ -70,6 +81,12 @@ impl MailArgs {
         if let Some(url) = &self.smtp_url {
             crate::mail::Transport::new(Some(url.expose()), None).map_err(|e| e.to_string())?;
         }
+        if self.email_login_ttl < Duration::minutes(1) || self.email_login_ttl > Duration::hours(1)
+        {
+            return Err(
+                "LATCHKEY_EMAIL_LOGIN_TTL must be 1m to 1h: a sign-in link is a key".into(),
+            );
+        }
         if self.mail_retry_base < Duration::milliseconds(10)
             || self.mail_max_age < Duration::seconds(1)
         {
@@ -86,6 +103,8 @@ impl MailArgs {
             templates_dir: self.templates_dir,
             retry_base: self.mail_retry_base,
             max_age: self.mail_max_age,
+            email_login: self.email_login,
+            email_login_ttl: self.email_login_ttl,
         })
     }
 }

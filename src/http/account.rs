@@ -11,7 +11,7 @@ use crate::domain::ValidationErrors;
 use crate::state::AppState;
 use crate::templates::Page;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,6 +23,7 @@ const SCRIPT: &str = include_str!("assets/account.js");
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/login", get(login_page))
+        .route("/email-login", get(email_login_page))
         .route("/account/security", get(security_page))
         .route("/account/security/qr", post(totp_qr))
         .route("/assets/account.js", get(script))
@@ -33,6 +34,32 @@ const SCRIPT_POLICY: &str = "; script-src 'self'; connect-src 'self'; img-src bl
 
 async fn login_page(State(app): State<AppState>, PageLanguage(language): PageLanguage) -> Response {
     hosted_page(&app, StatusCode::OK, language, Page::Login, SCRIPT_POLICY)
+}
+
+/// The page of a mailed sign-in link: opening it spends nothing; its button does.
+async fn email_login_page(
+    State(app): State<AppState>,
+    PageLanguage(language): PageLanguage,
+    Query(query): Query<LinkQuery>,
+) -> Response {
+    let token = query.token.unwrap_or_default();
+    let page = if token.is_empty() {
+        Page::LinkIncomplete
+    } else {
+        Page::EmailLogin { token: &token }
+    };
+    let status = if token.is_empty() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    hosted_page(&app, status, language, page, SCRIPT_POLICY)
+}
+
+/// The query of a mailed link.
+#[derive(Debug, Deserialize)]
+struct LinkQuery {
+    token: Option<String>,
 }
 
 async fn security_page(

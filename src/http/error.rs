@@ -503,6 +503,19 @@ impl From<SessionError> for ApiError {
     }
 }
 
+impl From<crate::service::email_login::EmailLoginError> for ApiError {
+    fn from(error: crate::service::email_login::EmailLoginError) -> ApiError {
+        use crate::service::email_login::EmailLoginError;
+        match error {
+            EmailLoginError::Off => ApiError::NotFound,
+            EmailLoginError::InvalidToken => ApiError::InvalidToken,
+            EmailLoginError::AccountDisabled => ApiError::AccountDisabled,
+            EmailLoginError::MfaRequired(step) => ApiError::MfaRequired(Some(step)),
+            EmailLoginError::Fault(fault) => fault.into(),
+        }
+    }
+}
+
 impl From<RecoveryError> for ApiError {
     fn from(error: RecoveryError) -> ApiError {
         match error {

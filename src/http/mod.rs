@@ -83,6 +83,11 @@ fn api() -> OpenApiRouter<AppState> {
             routes!(recovery::forgot_password),
             &[Action::Forgot],
         ))
+        .routes(limited(routes!(recovery::email_login), &[Action::Forgot]))
+        .routes(limited(
+            routes!(recovery::email_login_verify),
+            &[Action::Reset, Action::ResetCode],
+        ))
         .routes(limited(
             routes!(recovery::reset_password),
             &[Action::Reset, Action::ResetCode],

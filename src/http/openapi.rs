@@ -165,7 +165,26 @@ fn one_of_rule(name: &str) -> Option<fn(&mut utoipa::openapi::Components)> {
         "ReauthenticateRequest" => {
             Some(|components| exactly_n_properties(components, "ReauthenticateRequest", 1))
         }
-        "ResetPasswordRequest" => Some(reset_password_variants),
+        "ResetPasswordRequest" => Some(|components| {
+            variants(
+                components,
+                "ResetPasswordRequest",
+                &[
+                    ("ResetByLink", &["token", "new_password"]),
+                    ("ResetByCode", &["email", "code", "new_password"]),
+                ],
+            )
+        }),
+        "EmailLoginVerifyRequest" => Some(|components| {
+            variants(
+                components,
+                "EmailLoginVerifyRequest",
+                &[
+                    ("EmailLoginByLink", &["token"]),
+                    ("EmailLoginByCode", &["email", "code"]),
+                ],
+            )
+        }),
         _ => None,
     }
 }
@@ -201,10 +220,10 @@ fn non_null(property: &RefOr<Schema>) -> RefOr<Schema> {
     property
 }
 
-/// `{token, new_password}` or `{email, code, new_password}`, never a mix.
-fn reset_password_variants(components: &mut utoipa::openapi::Components) {
-    let Some(RefOr::T(Schema::Object(object))) = components.schemas.get("ResetPasswordRequest")
-    else {
+/// The body `name` as a `oneOf` of closed objects, each with exactly its `fields`, all
+/// required: a link's token or an address and its code, never a mix.
+fn variants(components: &mut utoipa::openapi::Components, name: &str, forms: &[(&str, &[&str])]) {
+    let Some(RefOr::T(Schema::Object(object))) = components.schemas.get(name) else {
         return;
     };
     let variant = |title: &str, fields: &[&str]| {
@@ -223,14 +242,13 @@ fn reset_password_variants(components: &mut utoipa::openapi::Components) {
     };
     let mut one_of = utoipa::openapi::schema::OneOf::new();
     one_of.description.clone_from(&object.description);
-    one_of.items = vec![
-        variant("ResetByLink", &["token", "new_password"]),
-        variant("ResetByCode", &["email", "code", "new_password"]),
-    ];
-    components.schemas.insert(
-        "ResetPasswordRequest".to_owned(),
-        RefOr::T(Schema::OneOf(one_of)),
-    );
+    one_of.items = forms
+        .iter()
+        .map(|(title, fields)| variant(title, fields))
+        .collect();
+    components
+        .schemas
+        .insert(name.to_owned(), RefOr::T(Schema::OneOf(one_of)));
 }
 
 /// The constraints the configuration sets: the roles an admin may give, and the shortest new

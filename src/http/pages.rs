@@ -7,7 +7,7 @@
 use super::budget::{Budget, limited_route};
 use super::extract::Client;
 use crate::ratelimit::Action;
-use crate::service::recovery::{self, RecoveryError, ResetProof};
+use crate::service::recovery::{self, MailedProof, RecoveryError};
 use crate::state::AppState;
 use crate::templates::{Language, Page};
 use axum::Router;
@@ -189,7 +189,7 @@ async fn reset(
     };
     match recovery::reset_password(
         &app,
-        ResetProof::Link(form.token.clone()),
+        MailedProof::Link(form.token.clone()),
         &form.new_password,
     )
     .await

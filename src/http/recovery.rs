@@ -1,13 +1,15 @@
 //! `/auth/confirm-email`, `/auth/resend-confirmation`, `/auth/forgot-password`,
-//! `/auth/reset-password`: the JSON side of the mail flows.
+//! `/auth/reset-password`, `/auth/email-login[/verify]`: the JSON side of the mail flows.
 
 use super::budget::Budget;
+use super::cookie::Tokens;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, Client, budget_account};
-use super::views::{NewPasswordSchema, UserView, refuse_unknown, single_field};
+use super::views::{NewPasswordSchema, TokenPairView, UserView, refuse_unknown, single_field};
 use crate::domain::ValidationErrors;
 use crate::ratelimit::Action;
-use crate::service::recovery::{self, ResetProof};
+use crate::service::email_login;
+use crate::service::recovery::{self, MailedProof};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -165,9 +167,108 @@ pub async fn reset_password(
     let mut errors = ValidationErrors::default();
     refuse_unknown(&mut errors, &req.unknown);
     let new_password = errors.require("new_password", req.new_password);
-    let proof = match (req.token, req.email, req.code) {
-        (Some(token), None, None) => Some(ResetProof::Link(token)),
-        (None, Some(email), Some(code)) => Some(ResetProof::Code { email, code }),
+    let proof = mailed_proof(&mut errors, req.token, req.email, req.code);
+    let (proof, new_password) = errors.and(proof.zip(new_password))?;
+    // Wrong codes are also budgeted per client network across accounts, so a code cannot be
+    // sprayed over many addresses; every code presented counts when it arrives.
+    if matches!(proof, MailedProof::Code { .. }) {
+        budget
+            .check(&app, Action::ResetCode, client.ip.as_deref(), None)
+            .await?;
+    }
+    recovery::reset_password(&app, proof, &new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /auth/email-login/verify`: `{token}` or `{email, code}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EmailLoginVerifyRequest {
+    /// The token from the mailed link (or give `email` and `code`).
+    token: Option<String>,
+    /// The account's email, with `code`.
+    email: Option<String>,
+    /// The mailed 6-digit code, with `email`.
+    code: Option<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: Map<String, Value>,
+}
+
+/// Ask for a sign-in mail: an enabled, verified account gets a link and a 6-digit code
+/// (`LATCHKEY_EMAIL_LOGIN_TTL`, default 15 minutes). Answers 202 with the same body, after the
+/// same work, for every address.
+#[utoipa::path(post, path = "/auth/email-login", tag = "auth", request_body = EmailRequest,
+    responses(
+        (status = 202, description = "Accepted", body = AcceptedView),
+        (status = 404, description = "`not_found`: sign-in by email is off (`LATCHKEY_EMAIL_LOGIN=false`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn email_login(
+    State(app): State<AppState>,
+    Client(client): Client,
+    budget: Budget,
+    ApiJson(req): ApiJson<EmailRequest>,
+) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
+    let email = required_email(req)?;
+    budget
+        .check(
+            &app,
+            Action::Forgot,
+            client.ip.as_deref(),
+            budget_account(Some(&email)).as_ref(),
+        )
+        .await?;
+    email_login::request(&app, &email).await?;
+    Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
+}
+
+/// Sign in with the mailed link's token, or with the email and the mailed code: a token pair
+/// whose `amr` is `["email"]` (`acr` `aal1`), or, for an account with a second factor,
+/// `mfa_required` as after a password.
+#[utoipa::path(post, path = "/auth/email-login/verify", tag = "auth", request_body = EmailLoginVerifyRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenPairView),
+        (status = 400, description = "`invalid_token` (unknown, expired, used, or a code after 5 wrong tries) or `validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_disabled`, or `mfa_required` with `mfa_token` and `methods` for `POST /auth/mfa/verify`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: sign-in by email is off", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn email_login_verify(
+    State(app): State<AppState>,
+    Client(client): Client,
+    budget: Budget,
+    ApiJson(req): ApiJson<EmailLoginVerifyRequest>,
+) -> Result<Tokens, ApiError> {
+    budget
+        .check(
+            &app,
+            Action::Reset,
+            client.ip.as_deref(),
+            budget_account(req.email.as_deref()).as_ref(),
+        )
+        .await?;
+    let mut errors = ValidationErrors::default();
+    refuse_unknown(&mut errors, &req.unknown);
+    let proof = mailed_proof(&mut errors, req.token, req.email, req.code);
+    let proof = errors.and(proof)?;
+    // Codes are also budgeted per client network across accounts, as reset codes are.
+    if matches!(proof, MailedProof::Code { .. }) {
+        budget
+            .check(&app, Action::ResetCode, client.ip.as_deref(), None)
+            .await?;
+    }
+    let pair = email_login::verify(&app, proof, client).await?;
+    Ok(Tokens::new(&app, pair))
+}
+
+/// A mailed link's token, or an address and its mailed code, never a mix.
+fn mailed_proof(
+    errors: &mut ValidationErrors,
+    token: Option<String>,
+    email: Option<String>,
+    code: Option<String>,
+) -> Option<MailedProof> {
+    match (token, email, code) {
+        (Some(token), None, None) => Some(MailedProof::Link(token)),
+        (None, Some(email), Some(code)) => Some(MailedProof::Code { email, code }),
         (None, Some(_), None) => {
             errors.add("code", "is required with email");
             None
@@ -184,17 +285,7 @@ pub async fn reset_password(
             errors.add("token", "give either token, or email and code, not both");
             None
         }
-    };
-    let (proof, new_password) = errors.and(proof.zip(new_password))?;
-    // Wrong codes are also budgeted per client network across accounts, so a code cannot be
-    // sprayed over many addresses; every code presented counts when it arrives.
-    if matches!(proof, ResetProof::Code { .. }) {
-        budget
-            .check(&app, Action::ResetCode, client.ip.as_deref(), None)
-            .await?;
     }
-    recovery::reset_password(&app, proof, &new_password).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 fn required_email(req: EmailRequest) -> Result<String, ApiError> {

@@ -16,6 +16,8 @@ pub(crate) const FORGOT_PASSWORD: &str = "forgot_password";
 pub(crate) const RESEND_CONFIRMATION: &str = "resend_confirmation";
 /// Password sign-in was suspended for the day: the owner gets a way in, once a day.
 pub(crate) const LOGIN_SUSPENDED: &str = "login_suspended";
+/// A sign-in link and code asked for (`POST /auth/email-login`).
+pub(crate) const EMAIL_LOGIN: &str = "email_login";
 /// Someone tried to register (in conceal mode) an address that has an account: its owner is
 /// told, at most once an hour.
 pub(crate) const REGISTRATION_ATTEMPT: &str = "registration_attempt";
@@ -105,6 +107,7 @@ pub async fn process_mail_requests(app: &AppState) -> Result<usize, Fault> {
                 send_reset(app, &email, user.as_ref(), ResetMail::LoginSuspended).await?
             }
             REGISTRATION_ATTEMPT => send_registration_notice(app, &email, user.as_ref()).await?,
+            EMAIL_LOGIN => super::email_login::send(app, user.as_ref()).await?,
             REGISTERED => Committed::default(),
             other => {
                 tracing::warn!(purpose = other, "unknown queued mail request; dropped");

@@ -38,9 +38,9 @@ pub enum RecoveryError {
 
 faults_into!(RecoveryError);
 
-/// What proves the right to reset a password.
+/// What proves the mailbox: a reset's or a sign-in's mailed link or code.
 #[derive(Debug, Clone)]
-pub enum ResetProof {
+pub enum MailedProof {
     /// The token from the mailed link.
     Link(String),
     /// The account's email and the mailed 6-digit code.
@@ -203,16 +203,51 @@ pub async fn forgot_password(app: &AppState, email: &str) -> Result<(), Fault> {
     mail_requests::queue_typed(app, email, mail_requests::FORGOT_PASSWORD).await
 }
 
+/// Checks a mailed code (`purpose`: a reset or a sign-in code) for the address as typed: the
+/// owner and the hash of the live code it matches, or `None` (a wrong try counted). An unknown
+/// address is checked against a user that cannot exist, so it does the same work as a known one
+/// and tells nothing by its timing; anything but six digits cannot be the code but still counts.
+pub(crate) async fn check_mailed_code(
+    app: &AppState,
+    email: &str,
+    code: &str,
+    purpose: TokenPurpose,
+) -> Result<Option<(User, String)>, Fault> {
+    let user = match Email::parse(email) {
+        Ok(email) => app
+            .store
+            .credentials_by_email(&email)
+            .await?
+            .map(|c| c.user),
+        Err(_) => None,
+    };
+    let code = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        code
+    } else {
+        ""
+    };
+    let user_id = user.as_ref().map_or(Uuid::nil(), |u| u.id);
+    let hash = |group: &str| app.code_key.hash(user_id, group, code);
+    let check = app
+        .store
+        .check_code(user_id, purpose, &hash, app.clock.now())
+        .await?;
+    Ok(match (check, user) {
+        (CodeCheck::Matches(token_hash), Some(user)) => Some((user, token_hash)),
+        _ => None,
+    })
+}
+
 /// Sets a new password with a mailed link or code: every session ends, the email counts as
 /// verified, `PASSWORD_RESET` is written and the "password changed" notice mailed.
 pub async fn reset_password(
     app: &AppState,
-    proof: ResetProof,
+    proof: MailedProof,
     new_password: &str,
 ) -> Result<(), RecoveryError> {
     let now = app.clock.now();
     let (user, token_hash) = match proof {
-        ResetProof::Link(token) => {
+        MailedProof::Link(token) => {
             let token_hash = random::token_hash(&token);
             let user = app
                 .store
@@ -220,29 +255,10 @@ pub async fn reset_password(
                 .await?;
             (user.ok_or(RecoveryError::InvalidToken)?, token_hash)
         }
-        ResetProof::Code { email, code } => {
-            let user = match Email::parse(&email) {
-                Ok(email) => app
-                    .store
-                    .credentials_by_email(&email)
-                    .await?
-                    .map(|c| c.user),
-                Err(_) => None,
-            };
-            // Anything but six digits cannot be the code, but still counts as a wrong try.
-            let code = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
-                code
-            } else {
-                String::new()
-            };
-            // An unknown address is checked against a user that cannot exist, so it does the same
-            // work as a known one and tells nothing by its timing.
-            let user_id = user.as_ref().map_or(Uuid::nil(), |u| u.id);
-            let hash = |group: &str| app.code_key.hash(user_id, group, &code);
-            match (app.store.check_reset_code(user_id, &hash, now).await?, user) {
-                (CodeCheck::Matches(token_hash), Some(user)) => (user, token_hash),
-                _ => return Err(RecoveryError::InvalidToken),
-            }
+        MailedProof::Code { email, code } => {
+            check_mailed_code(app, &email, &code, TokenPurpose::ResetCode)
+                .await?
+                .ok_or(RecoveryError::InvalidToken)?
         }
     };
     let mut errors = ValidationErrors::default();

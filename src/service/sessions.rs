@@ -156,6 +156,7 @@ pub async fn login(
             stored_hash.as_deref().unwrap_or_default(),
             &factors,
             client,
+            Assurance::password(app.clock.now()),
         )
         .await?;
         return Err(LoginError::MfaRequired(step));

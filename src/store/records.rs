@@ -297,6 +297,10 @@ pub enum TokenPurpose {
     ResetLink,
     /// A 6-digit password-reset code.
     ResetCode,
+    /// A sign-in link.
+    LoginLink,
+    /// A 6-digit sign-in code.
+    LoginCode,
 }
 
 impl TokenPurpose {
@@ -305,6 +309,8 @@ impl TokenPurpose {
             TokenPurpose::VerifyEmail => "verify_email",
             TokenPurpose::ResetLink => "reset_link",
             TokenPurpose::ResetCode => "reset_code",
+            TokenPurpose::LoginLink => "login_link",
+            TokenPurpose::LoginCode => "login_code",
         }
     }
 }

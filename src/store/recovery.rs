@@ -95,12 +95,13 @@ impl Store {
         Ok(Some(user))
     }
 
-    /// Checks a reset code of `user_id`: `code_hash` gives the keyed hash of the presented code
-    /// for a reset group. Counts a wrong try; past the per-user cap of wrong tries in the last
-    /// hour, no code is live.
-    pub async fn check_reset_code(
+    /// Checks a mailed code of `user_id` (`purpose`: a reset or a sign-in code): `code_hash`
+    /// gives the keyed hash of the presented code for a group. Counts a wrong try; past the
+    /// per-user cap of wrong tries in the last hour, no code is live.
+    pub async fn check_code(
         &self,
         user_id: Uuid,
+        purpose: TokenPurpose,
         code_hash: &(dyn Fn(&str) -> String + Sync),
         now: OffsetDateTime,
     ) -> Result<CodeCheck, StoreError> {
@@ -113,7 +114,7 @@ impl Store {
              where user_id = $1 and purpose = $2 and created_at > $3",
         )
         .bind(user_id)
-        .bind(TokenPurpose::ResetCode.as_str())
+        .bind(purpose.as_str())
         .bind(micros(now - time::Duration::hours(1)))
         .fetch_scalar(&mut tx)
         .await?
@@ -123,7 +124,7 @@ impl Store {
                and failed_attempts < $4
              order by created_at desc limit 1")
         .bind(user_id)
-        .bind(TokenPurpose::ResetCode.as_str())
+        .bind(purpose.as_str())
         .bind(micros(now))
         .bind(MAX_CODE_FAILURES)
         .fetch_optional(&mut tx)
@@ -152,6 +153,48 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(CodeCheck::Wrong)
+    }
+
+    /// Spends a live sign-in link or code and the rest of its group (the other half); gives
+    /// the user, `None` when the token is no longer live.
+    pub async fn spend_login_token(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let mut tx = self.write().await?;
+        if !lock_token_owner(&mut tx, token_hash).await? {
+            return Ok(None);
+        }
+        let at = micros(now);
+        let spent: Option<(String, String)> =
+            sql("update email_tokens set used_at = $1, updated_at = $2
+             where token_hash = $3 and purpose in ($4, $5) and used_at is null and expires_at > $6
+               and failed_attempts < $7
+             returning user_id, grp")
+            .bind(at)
+            .bind(at)
+            .bind(token_hash)
+            .bind(TokenPurpose::LoginLink.as_str())
+            .bind(TokenPurpose::LoginCode.as_str())
+            .bind(at)
+            .bind(MAX_CODE_FAILURES)
+            .fetch_optional(&mut tx)
+            .await?;
+        let Some((user_id, group)) = spent else {
+            return Ok(None);
+        };
+        sql("update email_tokens set used_at = $1, updated_at = $2
+             where grp = $3 and purpose in ($4, $5) and used_at is null")
+        .bind(at)
+        .bind(at)
+        .bind(group)
+        .bind(TokenPurpose::LoginLink.as_str())
+        .bind(TokenPurpose::LoginCode.as_str())
+        .execute(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(parse_uuid(&user_id)?))
     }
 
     /// Spends a reset token (killing the rest of its group), sets the new password hash, marks

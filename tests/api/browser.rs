@@ -312,6 +312,38 @@ async fn a_person_confirms_the_email_and_resets_the_password_in_a_browser() {
 }
 
 #[tokio::test]
+async fn a_person_signs_in_with_the_mailed_link_by_pressing_its_button() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    app.register("ada@example.com", PASSWORD).await;
+    let welcome = smtp.wait_for_mail_to("ada@example.com", 1).await;
+    crate::mail::confirm_for_tests(&app, &welcome.confirm_token()).await;
+    app.post("/auth/email-login", &json!({"email": "ada@example.com"}))
+        .await;
+    let mail = smtp.wait_for_mail_to("ada@example.com", 2).await;
+    let link = format!("{}/email-login?token={}", app.url, mail.login_token());
+
+    // Opening the page (as a mail scanner would) spends nothing; only the button does.
+    browser.open(&link).await;
+    browser.wait_for_text("Sign in").await;
+    assert_eq!(app.events_of_type("USER_LOGIN").await.len(), 0);
+    browser.screenshot("email-login").await;
+    browser.click("#email-link button").await;
+    browser.wait_for_text("Signed in as ada@example.com").await;
+    browser.screenshot("email-login-done").await;
+    let logins = app.events_of_type("USER_LOGIN").await;
+    assert_eq!(logins.len(), 1);
+    // The page's token is spent: opening the link again and pressing shows the failure.
+    browser.open(&link).await;
+    browser.click("#email-link button").await;
+    browser
+        .wait_for_text("unknown, expired or already used")
+        .await;
+}
+
+#[tokio::test]
 async fn a_person_enrols_totp_and_a_passkey_then_signs_in_with_each_in_a_browser() {
     let Some(browser) = Browser::start().await else {
         return;

@@ -499,7 +499,7 @@ async fn a_reset_code_counts_wrong_tries_and_dies_at_the_fifth() {
     let right = |grp: &str| format!("code-{grp}");
     assert_eq!(
         store
-            .check_reset_code(user.id, &right, start())
+            .check_code(user.id, TokenPurpose::ResetCode, &right, start())
             .await
             .expect("check"),
         CodeCheck::Matches(format!("code-{group}"))
@@ -507,7 +507,7 @@ async fn a_reset_code_counts_wrong_tries_and_dies_at_the_fifth() {
     for _ in 0..5 {
         assert_eq!(
             store
-                .check_reset_code(user.id, &wrong, start())
+                .check_code(user.id, TokenPurpose::ResetCode, &wrong, start())
                 .await
                 .expect("check"),
             CodeCheck::Wrong
@@ -515,7 +515,7 @@ async fn a_reset_code_counts_wrong_tries_and_dies_at_the_fifth() {
     }
     assert_eq!(
         store
-            .check_reset_code(user.id, &right, start())
+            .check_code(user.id, TokenPurpose::ResetCode, &right, start())
             .await
             .expect("check"),
         CodeCheck::NoLiveCode

@@ -48,6 +48,7 @@
     $("password-form").hidden = true;
     $("second-factor").hidden = true;
     $("passkey-login").hidden = true;
+    if ($("email-link")) $("email-link").hidden = true;
     show("status", "Signed in as " + pair.user.email);
     show("to-security");
   }
@@ -59,12 +60,21 @@
       if (result.status === 403 && result.data.code === "mfa_required") {
         mfaToken = result.data.mfa_token;
         $("password-form").hidden = true;
+        if ($("email-link")) $("email-link").hidden = true;
         show("second-factor");
         $("mfa-passkey").hidden = !result.data.methods.includes("webauthn");
         return;
       }
       fail(result.data);
     };
+    // A mailed sign-in link: the page only shows a button, and the token is spent when it is
+    // pressed, never by opening the page (mail scanners open links).
+    if ($("email-link")) {
+      $("email-link").addEventListener("submit", async (event) => {
+        event.preventDefault();
+        finish(await call("POST", "/auth/email-login/verify", { token: $("email-token").value }));
+      });
+    }
     $("password-form").addEventListener("submit", async (event) => {
       event.preventDefault();
       finish(await call("POST", "/auth/login", { email: $("email").value, password: $("password").value }));

@@ -22,6 +22,7 @@ pub(crate) async fn begin_second_step(
     password_hash: &str,
     factors: &Factors,
     client: ClientInfo,
+    first: Assurance,
 ) -> Result<SecondStep, Fault> {
     let now = app.clock.now();
     let mfa_token = random::token();
@@ -32,7 +33,7 @@ pub(crate) async fn begin_second_step(
         session_id: None,
         ip: client.ip,
         user_agent: client.user_agent,
-        assurance: Some(Assurance::password(now)),
+        assurance: Some(first),
         password_digest: Some(random::token_hash(password_hash)),
         state: None,
         tries: 0,

@@ -6,6 +6,7 @@
 mod codes;
 mod confirmation;
 mod delivery;
+mod email_login;
 mod pages;
 mod reset;
 mod templates;
@@ -23,6 +24,11 @@ async fn confirm(app: &TestApp, token: &str) -> reqwest::Response {
         &json!({"token": token, "password": PASSWORD}),
     )
     .await
+}
+
+/// [`confirm`], for the other test modules.
+pub(crate) async fn confirm_for_tests(app: &TestApp, token: &str) -> reqwest::Response {
+    confirm(app, token).await
 }
 
 async fn forgot_password(app: &TestApp, email: &str) -> reqwest::Response {

@@ -231,7 +231,12 @@ impl Mail {
         token_of(&self.reset_link())
     }
 
-    /// The 6-digit code of a reset mail.
+    /// The token of the first sign-in link.
+    pub(crate) fn login_token(&self) -> String {
+        token_of(&self.link(LOGIN_LINK))
+    }
+
+    /// The 6-digit code of a reset or sign-in mail.
     pub(crate) fn reset_code(&self) -> String {
         let at = self
             .0
@@ -258,6 +263,7 @@ impl Mail {
 
 const CONFIRM_LINK: &str = "/confirm-email?token=";
 const RESET_LINK: &str = "/reset-password?token=";
+const LOGIN_LINK: &str = "/email-login?token=";
 const CODE: &str = "code in the app: ";
 
 fn token_of(link: &str) -> String {
