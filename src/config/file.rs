@@ -24,7 +24,7 @@ pub fn apply(command: Command, args: &[OsString]) -> Result<Command, String> {
         ));
     }
     let mut unknown: Vec<&String> = file.keys().collect();
-    let command = with_defaults(command, &file, &mut unknown)?;
+    let command = with_defaults(command, &file, args, &mut unknown)?;
     if let Some(key) = unknown.first() {
         return Err(format!(
             "the config file sets {key}, which is not a setting (keys are named like the LATCHKEY_* variables)"
@@ -84,6 +84,7 @@ fn scalar(value: &toml::Value) -> Option<String> {
 fn with_defaults<'a>(
     command: Command,
     file: &'a BTreeMap<String, String>,
+    args: &[OsString],
     unknown: &mut Vec<&'a String>,
 ) -> Result<Command, String> {
     let variables: Vec<String> = command
@@ -109,7 +110,16 @@ fn with_defaults<'a>(
         } else {
             None
         };
-        if let Some(value) = from_file.or_else(|| file.get(variable).cloned()) {
+        // A secret whose other half is its own setting (`LATCHKEY_SECRET_KEY` and the key file
+        // `LATCHKEY_SECRET_KEY_FILE`): when a flag or variable gives that half, the file's
+        // secret gives way, as every file setting does to flags and variables.
+        let rival_given = arg.is_hide_env_values_set()
+            && command.get_arguments().any(|other| {
+                other.get_env().and_then(|e| e.to_str()) == Some(secret_file.as_str())
+                    && (std::env::var_os(&secret_file).is_some() || flag_given(other, args))
+            });
+        let from_config = file.get(variable).cloned().filter(|_| !rival_given);
+        if let Some(value) = from_file.or(from_config) {
             defaults.push((arg.get_id().clone(), value, arg.is_hide_env_values_set()));
         }
     }
@@ -127,7 +137,7 @@ fn with_defaults<'a>(
     for name in names {
         let mut failure = None;
         command = command.mut_subcommand(&name, |sub| {
-            match with_defaults(sub.clone(), file, unknown) {
+            match with_defaults(sub.clone(), file, args, unknown) {
                 Ok(sub) => sub,
                 Err(error) => {
                     failure = Some(error);
@@ -140,6 +150,18 @@ fn with_defaults<'a>(
         }
     }
     Ok(command)
+}
+
+/// Whether `args` give `arg` by its long flag (`--flag value` or `--flag=value`).
+fn flag_given(arg: &Arg, args: &[OsString]) -> bool {
+    let Some(long) = arg.get_long() else {
+        return false;
+    };
+    let flag = format!("--{long}");
+    let with_value = format!("{flag}=");
+    args.iter()
+        .filter_map(|a| a.to_str())
+        .any(|a| a == flag || a.starts_with(&with_value))
 }
 
 /// The secret in the file `path`, without its final line break.

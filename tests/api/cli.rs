@@ -627,3 +627,41 @@ fn a_secret_may_come_from_a_file_and_never_shows_in_help() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&help.stdout).contains("too-short-secret"));
 }
+
+#[test]
+fn a_key_file_named_by_a_variable_beats_the_secret_key_of_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("latchkey.toml");
+    std::fs::write(
+        &config,
+        "LATCHKEY_SECRET_KEY = \"a secret key of the config file, 32+ bytes\"\n",
+    )
+    .unwrap();
+    let key_file = dir.path().join("from-the-environment.key");
+    let rotated = latchkey()
+        .args(["keys", "rotate", "--create", "--config"])
+        .arg(&config)
+        .env("LATCHKEY_SECRET_KEY_FILE", &key_file)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    assert!(
+        key_file.exists(),
+        "the variable's key file is the secret key, not the file's LATCHKEY_SECRET_KEY"
+    );
+    // Without the variable, the file's secret key is used and no key file is made.
+    let other = tempfile::tempdir().unwrap();
+    let from_file = latchkey()
+        .args(["keys", "rotate", "--create", "--config"])
+        .arg(&config)
+        .current_dir(other.path())
+        .output()
+        .unwrap();
+    assert!(from_file.status.success());
+    assert!(!other.path().join("latchkey.key").exists());
+}
