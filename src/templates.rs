@@ -106,6 +106,13 @@ pub enum Mail<'a> {
         /// How many minutes they work.
         minutes: i64,
     },
+    /// "You are invited": the link to the page that sets the first password.
+    Invitation {
+        /// The invitation page's link.
+        link: &'a str,
+        /// How many days it works.
+        days: i64,
+    },
     /// "Your password was changed".
     PasswordChanged,
     /// "The sign-in factors of your account changed".
@@ -150,6 +157,7 @@ impl Mail<'_> {
             Mail::Verification { .. } => "verification",
             Mail::Reset { .. } => "reset",
             Mail::EmailLogin { .. } => "email-login",
+            Mail::Invitation { .. } => "invitation",
             Mail::PasswordChanged => "password-changed",
             Mail::FactorsChanged(_) => "factors-changed",
             Mail::RegistrationAttempt => "registration-attempt",
@@ -169,6 +177,7 @@ impl Mail<'_> {
                 code,
                 minutes,
             } => context! { link, code, minutes },
+            Mail::Invitation { link, days } => context! { link, days },
             Mail::PasswordChanged | Mail::RegistrationAttempt => context! {},
             Mail::FactorsChanged(change) => {
                 let name = match change {
@@ -200,6 +209,7 @@ impl Mail<'_> {
                 code: "012345",
                 minutes: 15,
             },
+            Mail::Invitation { link, days: 7 },
             Mail::PasswordChanged,
             Mail::RegistrationAttempt,
         ];
@@ -241,10 +251,19 @@ pub enum Page<'a> {
     },
     /// The password was reset.
     PasswordChanged,
-    /// A link's token is unknown, used or expired; `reset` says which flow it was for.
+    /// The form of an invitation's link: the first password.
+    AcceptInvitation {
+        /// The link's token, posted back by the form.
+        token: &'a str,
+        /// Why the last password was refused (the policy's words).
+        error: Option<&'a str>,
+    },
+    /// The invitation is accepted: the account is ready.
+    InvitationAccepted,
+    /// A link's token is unknown, used or expired.
     LinkInvalid {
-        /// A reset link (else a confirmation link).
-        reset: bool,
+        /// Which mail the link came from.
+        flow: Flow,
     },
     /// A link arrived without its token.
     LinkIncomplete,
@@ -271,6 +290,8 @@ impl Page<'_> {
             Page::ResetPassword { .. } => "reset-password",
             Page::PasswordChanged => "password-changed",
             Page::LinkInvalid { .. } => "link-invalid",
+            Page::AcceptInvitation { .. } => "accept-invitation",
+            Page::InvitationAccepted => "invitation-accepted",
             Page::LinkIncomplete => "link-incomplete",
             Page::TooManyAttempts => "too-many-attempts",
             Page::Error => "error",
@@ -289,11 +310,11 @@ impl Page<'_> {
             } => context! { token, needs_password, error },
             Page::ResetPassword { token, error } => context! { token, error },
             Page::EmailLogin { token } => context! { token },
-            Page::LinkInvalid { reset } => {
-                context! { flow => if reset { "reset" } else { "confirm" } }
-            }
+            Page::LinkInvalid { flow } => context! { flow => flow.key() },
+            Page::AcceptInvitation { token, error } => context! { token, error },
             Page::EmailConfirmed
             | Page::PasswordChanged
+            | Page::InvitationAccepted
             | Page::LinkIncomplete
             | Page::TooManyAttempts
             | Page::Error
@@ -327,8 +348,19 @@ impl Page<'_> {
                 error: Some("is too common"),
             },
             Page::PasswordChanged,
-            Page::LinkInvalid { reset: true },
-            Page::LinkInvalid { reset: false },
+            Page::LinkInvalid { flow: Flow::Reset },
+            Page::LinkInvalid {
+                flow: Flow::Confirm,
+            },
+            Page::LinkInvalid {
+                flow: Flow::Invitation,
+            },
+            Page::AcceptInvitation { token, error: None },
+            Page::AcceptInvitation {
+                token,
+                error: Some("is too common"),
+            },
+            Page::InvitationAccepted,
             Page::LinkIncomplete,
             Page::TooManyAttempts,
             Page::Error,
@@ -336,6 +368,27 @@ impl Page<'_> {
             Page::EmailLogin { token },
             Page::Security,
         ]
+    }
+}
+
+/// The flow a mailed link belongs to, for the page saying it no longer works.
+#[derive(Debug, Clone, Copy)]
+pub enum Flow {
+    /// Email confirmation.
+    Confirm,
+    /// Password reset.
+    Reset,
+    /// Invitation.
+    Invitation,
+}
+
+impl Flow {
+    fn key(self) -> &'static str {
+        match self {
+            Flow::Confirm => "confirm",
+            Flow::Reset => "reset",
+            Flow::Invitation => "invitation",
+        }
     }
 }
 
@@ -587,6 +640,9 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "en/mail/email-login.subject.txt",
     "en/mail/email-login.txt",
     "en/mail/email-login.html",
+    "en/mail/invitation.subject.txt",
+    "en/mail/invitation.txt",
+    "en/mail/invitation.html",
     "en/mail/password-changed.subject.txt",
     "en/mail/password-changed.txt",
     "en/mail/password-changed.html",
@@ -600,6 +656,8 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "en/pages/email-confirmed.html",
     "en/pages/reset-password.html",
     "en/pages/password-changed.html",
+    "en/pages/accept-invitation.html",
+    "en/pages/invitation-accepted.html",
     "en/pages/link-invalid.html",
     "en/pages/link-incomplete.html",
     "en/pages/too-many-attempts.html",
@@ -616,6 +674,9 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "de/mail/email-login.subject.txt",
     "de/mail/email-login.txt",
     "de/mail/email-login.html",
+    "de/mail/invitation.subject.txt",
+    "de/mail/invitation.txt",
+    "de/mail/invitation.html",
     "de/mail/password-changed.subject.txt",
     "de/mail/password-changed.txt",
     "de/mail/password-changed.html",
@@ -629,6 +690,8 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "de/pages/email-confirmed.html",
     "de/pages/reset-password.html",
     "de/pages/password-changed.html",
+    "de/pages/accept-invitation.html",
+    "de/pages/invitation-accepted.html",
     "de/pages/link-invalid.html",
     "de/pages/link-incomplete.html",
     "de/pages/too-many-attempts.html",

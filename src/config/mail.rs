@@ -4,7 +4,7 @@ use super::{Secret, parse_duration};
 use time::Duration;
 
 /// `LATCHKEY_SMTP_URL`, `LATCHKEY_MAIL_*`, `LATCHKEY_PRODUCT_NAME`, `LATCHKEY_TEMPLATES_DIR`,
-/// `LATCHKEY_EMAIL_LOGIN*`.
+/// `LATCHKEY_EMAIL_LOGIN*`, `LATCHKEY_INVITATION_TTL`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Mail")]
 pub struct MailArgs {
@@ -41,6 +41,9 @@ pub struct MailArgs {
     /// How long a sign-in link and code work.
     #[arg(long, env = "LATCHKEY_EMAIL_LOGIN_TTL", default_value = "15m", value_parser = parse_duration)]
     pub email_login_ttl: Duration,
+    /// How long an invitation's link works.
+    #[arg(long, env = "LATCHKEY_INVITATION_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub invitation_ttl: Duration,
 }
 
 /// The validated mail settings.
@@ -64,6 +67,8 @@ pub struct MailConfig {
     pub email_login: bool,
     /// Lifetime of a sign-in link and code.
     pub email_login_ttl: Duration,
+    /// Lifetime of an invitation's link.
+    pub invitation_ttl: Duration,
 }
 
 impl MailArgs {
@@ -87,6 +92,9 @@ impl MailArgs {
                 "LATCHKEY_EMAIL_LOGIN_TTL must be 1m to 1h: a sign-in link is a key".into(),
             );
         }
+        if self.invitation_ttl < Duration::hours(1) || self.invitation_ttl > Duration::days(30) {
+            return Err("LATCHKEY_INVITATION_TTL must be 1h to 30d".into());
+        }
         if self.mail_retry_base < Duration::milliseconds(10)
             || self.mail_max_age < Duration::seconds(1)
         {
@@ -105,6 +113,7 @@ impl MailArgs {
             max_age: self.mail_max_age,
             email_login: self.email_login,
             email_login_ttl: self.email_login_ttl,
+            invitation_ttl: self.invitation_ttl,
         })
     }
 }

@@ -30,6 +30,8 @@ pub enum EventType {
     RecoveryCodeUsed,
     PasskeyAdded,
     PasskeyRemoved,
+    UserInvited,
+    InvitationAccepted,
 }
 
 impl EventType {
@@ -56,6 +58,8 @@ impl EventType {
             EventType::RecoveryCodeUsed => "RECOVERY_CODE_USED",
             EventType::PasskeyAdded => "PASSKEY_ADDED",
             EventType::PasskeyRemoved => "PASSKEY_REMOVED",
+            EventType::UserInvited => "USER_INVITED",
+            EventType::InvitationAccepted => "INVITATION_ACCEPTED",
         }
     }
 }
@@ -176,6 +180,26 @@ impl Event {
                 "email": user.email.as_str(), "name": user.name.as_ref().map(Name::as_str),
                 "role": user.role.as_str(), "email_verified": user.email_verified, "origin": origin,
             }),
+        )
+    }
+
+    /// `USER_INVITED`: the admin `by` invited `user` (an account without a password yet).
+    pub fn user_invited(user: &User, by: Uuid, time: OffsetDateTime) -> Event {
+        Event::new(
+            EventType::UserInvited,
+            Some(user.id),
+            time,
+            json!({"email": user.email.as_str(), "role": user.role.as_str(), "by": by}),
+        )
+    }
+
+    /// `INVITATION_ACCEPTED`: `user` set a password through the invitation.
+    pub fn invitation_accepted(user: &User, time: OffsetDateTime) -> Event {
+        Event::new(
+            EventType::InvitationAccepted,
+            Some(user.id),
+            time,
+            json!({"email": user.email.as_str()}),
         )
     }
 

@@ -9,7 +9,7 @@ use super::views::{
 use crate::domain::{Email, ValidationErrors};
 use crate::domain::{UserChange, UserFilter};
 use crate::service::accounts::{AccountFields, NewAccount};
-use crate::service::admin;
+use crate::service::{admin, invitations};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -148,6 +148,66 @@ pub async fn create_user(
         req.email_verified.unwrap_or(false),
     )
     .await?;
+    let location = format!("{}/users/{}", app.config.server.base_path, user.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(UserView::from(user)),
+    )
+        .into_response())
+}
+
+/// Body of `POST /users/invitations`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct InvitationRequest {
+    /// Any case; stored normalised.
+    #[schema(required = true, value_type = EmailSchema)]
+    email: Option<String>,
+    /// Full name.
+    #[schema(value_type = Option<NameSchema>)]
+    name: Option<String>,
+    /// The language of the invitation and later mails (BCP 47).
+    #[schema(value_type = Option<LocaleSchema>)]
+    locale: Option<String>,
+    /// One of the configured roles (default: the default role).
+    role: Option<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: Map<String, Value>,
+}
+
+/// Invite someone: an account without a password, unverified, and a mail with a link
+/// (`LATCHKEY_INVITATION_TTL`, default 7 days) to a page where its owner chooses one.
+#[utoipa::path(post, path = "/users/invitations", tag = "admin", security(("bearer" = [])), request_body = InvitationRequest,
+    responses(
+        (status = 201, description = "Invited: the user, unverified and without a password", body = UserView, headers(("Location" = String, description = "/users/{id}"))),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn invite_user(
+    State(app): State<AppState>,
+    Admin(actor): Admin,
+    ApiJson(req): ApiJson<InvitationRequest>,
+) -> Result<Response, ApiError> {
+    let mut errors = ValidationErrors::default();
+    refuse_unknown(&mut errors, &req.unknown);
+    let role = match req.role {
+        Some(role) => errors.take("role", app.config.roles.parse(&role)),
+        None => Some(app.config.roles.default_role().clone()),
+    };
+    let account = NewAccount::parse(
+        &app.config.password_policy,
+        AccountFields {
+            email: req.email,
+            name: req.name,
+            locale: req.locale,
+            ..AccountFields::default()
+        },
+        false,
+        &mut errors,
+    );
+    let (account, role) = errors.and(account.zip(role))?;
+    let user = invitations::invite(&app, actor.user().id, account, role).await?;
     let location = format!("{}/users/{}", app.config.server.base_path, user.id);
     Ok((
         StatusCode::CREATED,

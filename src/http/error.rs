@@ -516,6 +516,19 @@ impl From<crate::service::email_login::EmailLoginError> for ApiError {
     }
 }
 
+impl From<crate::service::invitations::InvitationError> for ApiError {
+    fn from(error: crate::service::invitations::InvitationError) -> ApiError {
+        use crate::service::invitations::InvitationError;
+        match error {
+            InvitationError::EmailTaken => ApiError::EmailTaken,
+            InvitationError::InvalidToken => ApiError::InvalidToken,
+            InvitationError::Invalid(errors) => ApiError::Validation(errors),
+            InvitationError::AccountDisabled => ApiError::AccountDisabled,
+            InvitationError::Fault(fault) => fault.into(),
+        }
+    }
+}
+
 impl From<RecoveryError> for ApiError {
     fn from(error: RecoveryError) -> ApiError {
         match error {

@@ -85,6 +85,10 @@ fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(limited(routes!(recovery::email_login), &[Action::Forgot]))
         .routes(limited(
+            routes!(recovery::accept_invitation),
+            &[Action::Reset],
+        ))
+        .routes(limited(
             routes!(recovery::email_login_verify),
             &[Action::Reset, Action::ResetCode],
         ))
@@ -111,6 +115,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(users::me, users::update_me, users::delete_me))
         .routes(routes!(users::change_password))
         .routes(routes!(admin::list_users, admin::create_user))
+        .routes(routes!(admin::invite_user))
         .routes(routes!(
             admin::get_user,
             admin::update_user,

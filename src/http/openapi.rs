@@ -264,7 +264,11 @@ fn constrain_from_config(doc: &mut OpenApi, config: &crate::config::Config) {
         .map(serde_json::Value::from)
         .chain([serde_json::Value::Null])
         .collect();
-    for name in ["CreateUserRequest", "UpdateUserRequest"] {
+    for name in [
+        "CreateUserRequest",
+        "UpdateUserRequest",
+        "InvitationRequest",
+    ] {
         if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name)
             && let Some(RefOr::T(Schema::Object(role))) = object.properties.get_mut("role")
         {

@@ -7,9 +7,10 @@
 use super::budget::{Budget, limited_route};
 use super::extract::Client;
 use crate::ratelimit::Action;
+use crate::service::invitations::{self, InvitationError};
 use crate::service::recovery::{self, MailedProof, RecoveryError};
 use crate::state::AppState;
-use crate::templates::{Language, Page};
+use crate::templates::{Flow, Language, Page};
 use axum::Router;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, FromRequestParts, Query, State};
@@ -49,6 +50,10 @@ pub fn routes() -> Router<AppState> {
             "/reset-password",
             get(show_reset).merge(limited_route(post(reset), &[Action::Reset])),
         )
+        .route(
+            "/accept-invitation",
+            get(show_invitation).merge(limited_route(post(accept_invitation), &[Action::Reset])),
+        )
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +71,12 @@ struct ConfirmForm {
 struct ResetForm {
     token: String,
     new_password: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct InvitationForm {
+    token: String,
+    password: String,
 }
 
 async fn show_confirm(
@@ -140,7 +151,9 @@ async fn confirm(
             &app,
             StatusCode::BAD_REQUEST,
             language,
-            Page::LinkInvalid { reset: false },
+            Page::LinkInvalid {
+                flow: Flow::Confirm,
+            },
         ),
         Err(RecoveryError::Fault(fault)) => failure(&app, language, fault),
     }
@@ -211,9 +224,76 @@ async fn reset(
             &app,
             StatusCode::BAD_REQUEST,
             language,
-            Page::LinkInvalid { reset: true },
+            Page::LinkInvalid { flow: Flow::Reset },
         ),
         Err(RecoveryError::Fault(fault)) => failure(&app, language, fault),
+    }
+}
+
+async fn show_invitation(
+    State(app): State<AppState>,
+    PageLanguage(language): PageLanguage,
+    query: Result<Query<TokenQuery>, QueryRejection>,
+) -> Response {
+    let Some(token) = link_token(query) else {
+        return page(
+            &app,
+            StatusCode::BAD_REQUEST,
+            language,
+            Page::LinkIncomplete,
+        );
+    };
+    let form = Page::AcceptInvitation {
+        token: &token,
+        error: None,
+    };
+    page(&app, StatusCode::OK, language, form)
+}
+
+async fn accept_invitation(
+    State(app): State<AppState>,
+    PageLanguage(language): PageLanguage,
+    Client(client): Client,
+    budget: Budget,
+    form: Result<Form<InvitationForm>, FormRejection>,
+) -> Response {
+    if let Err(limited) = budget
+        .check(&app, Action::Reset, client.ip.as_deref(), None)
+        .await
+    {
+        return limited_page(&app, language, limited);
+    }
+    let Ok(Form(form)) = form else {
+        return page(
+            &app,
+            StatusCode::BAD_REQUEST,
+            language,
+            Page::LinkIncomplete,
+        );
+    };
+    // The page opens no session: it could not hand one to an app, so the user signs in there.
+    match invitations::accept(&app, &form.token, &form.password).await {
+        Ok(_) => page(&app, StatusCode::OK, language, Page::InvitationAccepted),
+        Err(InvitationError::Invalid(errors)) => {
+            let message = errors
+                .0
+                .first()
+                .map_or("is not acceptable", |e| e.message.as_str());
+            let form = Page::AcceptInvitation {
+                token: &form.token,
+                error: Some(message),
+            };
+            page(&app, StatusCode::BAD_REQUEST, language, form)
+        }
+        Err(InvitationError::Fault(fault)) => failure(&app, language, fault),
+        Err(_) => page(
+            &app,
+            StatusCode::BAD_REQUEST,
+            language,
+            Page::LinkInvalid {
+                flow: Flow::Invitation,
+            },
+        ),
     }
 }
 

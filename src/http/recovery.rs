@@ -1,5 +1,6 @@
 //! `/auth/confirm-email`, `/auth/resend-confirmation`, `/auth/forgot-password`,
-//! `/auth/reset-password`, `/auth/email-login[/verify]`: the JSON side of the mail flows.
+//! `/auth/reset-password`, `/auth/email-login[/verify]`, `/auth/accept-invitation`: the JSON
+//! side of the mail flows.
 
 use super::budget::Budget;
 use super::cookie::Tokens;
@@ -8,8 +9,8 @@ use super::extract::{ApiJson, Client, budget_account};
 use super::views::{NewPasswordSchema, TokenPairView, UserView, refuse_unknown, single_field};
 use crate::domain::ValidationErrors;
 use crate::ratelimit::Action;
-use crate::service::email_login;
 use crate::service::recovery::{self, MailedProof};
+use crate::service::{email_login, invitations};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -256,6 +257,46 @@ pub async fn email_login_verify(
             .await?;
     }
     let pair = email_login::verify(&app, proof, client).await?;
+    Ok(Tokens::new(&app, pair))
+}
+
+/// Body of `POST /auth/accept-invitation`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AcceptInvitationRequest {
+    /// The token from the invitation's link.
+    #[schema(required = true, value_type = String)]
+    token: Option<String>,
+    /// The new account's password, judged by the password policy.
+    #[schema(required = true, value_type = NewPasswordSchema)]
+    password: Option<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: Map<String, Value>,
+}
+
+/// Accept an invitation: the password is set, the address verified, and the new user signed in.
+/// A password the policy refuses spends nothing.
+#[utoipa::path(post, path = "/auth/accept-invitation", tag = "auth", request_body = AcceptInvitationRequest,
+    responses(
+        (status = 200, description = "The account's first session", body = TokenPairView),
+        (status = 400, description = "`invalid_token` (unknown, expired or used) or `validation_failed` (field `password`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_disabled`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn accept_invitation(
+    State(app): State<AppState>,
+    Client(client): Client,
+    budget: Budget,
+    ApiJson(req): ApiJson<AcceptInvitationRequest>,
+) -> Result<Tokens, ApiError> {
+    budget
+        .check(&app, Action::Reset, client.ip.as_deref(), None)
+        .await?;
+    let mut errors = ValidationErrors::default();
+    refuse_unknown(&mut errors, &req.unknown);
+    let token = errors.require("token", req.token);
+    let password = errors.require("password", req.password);
+    let (token, password) = errors.and(token.zip(password))?;
+    let pair = invitations::accept_and_sign_in(&app, &token, &password, client).await?;
     Ok(Tokens::new(&app, pair))
 }
 

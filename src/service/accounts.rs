@@ -104,6 +104,13 @@ pub enum Origin {
         /// Whether the email counts as verified.
         email_verified: bool,
     },
+    /// An administrator's invitation: no password, unverified, a mailed link sets both.
+    Invitation {
+        /// The inviting admin.
+        by: Uuid,
+        /// The role.
+        role: Role,
+    },
     /// An operator at the command line.
     Cli {
         /// The role.
@@ -118,6 +125,7 @@ impl Origin {
         match self {
             Origin::SelfService(_) => "self_service",
             Origin::Admin { .. } => "admin",
+            Origin::Invitation { .. } => "invitation",
             Origin::Cli { .. } => "cli",
         }
     }
@@ -185,6 +193,7 @@ pub async fn register(
             role,
             email_verified,
         } => (role.clone(), *email_verified),
+        Origin::Invitation { role, .. } => (role.clone(), false),
     };
     let mut user = User {
         id: crate::clock::id_at(now),
@@ -209,6 +218,10 @@ pub async fn register(
     };
     let event = Event::user_registered(&user, origin.label(), now);
     let self_service = matches!(origin, Origin::SelfService(_));
+    let invited_by = match &origin {
+        Origin::Invitation { by, .. } => Some(*by),
+        _ => None,
+    };
     let session = match origin {
         Origin::SelfService(client) if !app.config.require_email_verification => {
             // Registering with a password is signing in with it.
@@ -231,7 +244,12 @@ pub async fn register(
         user.last_login_at = Some(now);
         effects.events.push(login_event(&user, session, now));
     }
-    if app.config.require_email_verification && !user.email_verified {
+    if let Some(by) = invited_by {
+        let (token, mail) = super::invitations::invitation_effects(app, &user, now);
+        effects.tokens.push(token);
+        effects.mails.push(mail);
+        effects.events.push(Event::user_invited(&user, by, now));
+    } else if app.config.require_email_verification && !user.email_verified {
         let (token, mail) = verification_effects(app, &user, now);
         effects.tokens.push(token);
         effects.mails.push(mail);

@@ -7,6 +7,7 @@ pub mod admin;
 mod attempts;
 pub mod email_login;
 pub mod import;
+pub mod invitations;
 pub mod keys;
 pub mod mail_requests;
 pub mod mfa;

@@ -278,7 +278,13 @@ pub async fn reset_password(
     };
     let committed = app
         .store
-        .reset_password(&token_hash, &hash, now, &effects)
+        .set_password_by_token(
+            &token_hash,
+            [TokenPurpose::ResetLink, TokenPurpose::ResetCode],
+            &hash,
+            now,
+            &effects,
+        )
         .await?
         .ok_or(RecoveryError::InvalidToken)?;
     app.after_commit(committed);

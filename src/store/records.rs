@@ -301,6 +301,8 @@ pub enum TokenPurpose {
     LoginLink,
     /// A 6-digit sign-in code.
     LoginCode,
+    /// An invitation's link, which sets the first password.
+    Invitation,
 }
 
 impl TokenPurpose {
@@ -311,6 +313,7 @@ impl TokenPurpose {
             TokenPurpose::ResetCode => "reset_code",
             TokenPurpose::LoginLink => "login_link",
             TokenPurpose::LoginCode => "login_code",
+            TokenPurpose::Invitation => "invitation",
         }
     }
 }

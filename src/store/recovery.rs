@@ -197,12 +197,14 @@ impl Store {
         Ok(Some(parse_uuid(&user_id)?))
     }
 
-    /// Spends a reset token (killing the rest of its group), sets the new password hash, marks
-    /// the email verified and revokes every session (`SESSION_REVOKED`, reason `password_reset`),
+    /// Spends a live token of one of `purposes` (a reset link or code, or an invitation),
+    /// kills every other reset link and code of its user, sets the new password hash, marks the
+    /// email verified and revokes every session (`SESSION_REVOKED`, reason `password_reset`),
     /// with `effects`. `None` when the token is no longer live.
-    pub async fn reset_password(
+    pub async fn set_password_by_token(
         &self,
         token_hash: &str,
+        purposes: [TokenPurpose; 2],
         hash: &str,
         now: OffsetDateTime,
         effects: &Effects,
@@ -219,8 +221,8 @@ impl Store {
         .bind(at)
         .bind(at)
         .bind(token_hash)
-        .bind(TokenPurpose::ResetLink.as_str())
-        .bind(TokenPurpose::ResetCode.as_str())
+        .bind(purposes[0].as_str())
+        .bind(purposes[1].as_str())
         .bind(at)
         .bind(MAX_CODE_FAILURES)
         .fetch_scalar(&mut tx)

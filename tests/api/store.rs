@@ -521,8 +521,9 @@ async fn a_reset_code_counts_wrong_tries_and_dies_at_the_fifth() {
         CodeCheck::NoLiveCode
     );
     let reset = store
-        .reset_password(
+        .set_password_by_token(
             &format!("code-{group}"),
+            [TokenPurpose::ResetLink, TokenPurpose::ResetCode],
             "new-hash",
             start(),
             &Effects::default(),

@@ -7,6 +7,7 @@ mod codes;
 mod confirmation;
 mod delivery;
 mod email_login;
+mod invitations;
 mod pages;
 mod reset;
 mod templates;

@@ -236,6 +236,11 @@ impl Mail {
         token_of(&self.link(LOGIN_LINK))
     }
 
+    /// The token of the first invitation link.
+    pub(crate) fn invitation_token(&self) -> String {
+        token_of(&self.link(INVITATION_LINK))
+    }
+
     /// The 6-digit code of a reset or sign-in mail.
     pub(crate) fn reset_code(&self) -> String {
         let at = self
@@ -264,6 +269,7 @@ impl Mail {
 const CONFIRM_LINK: &str = "/confirm-email?token=";
 const RESET_LINK: &str = "/reset-password?token=";
 const LOGIN_LINK: &str = "/email-login?token=";
+const INVITATION_LINK: &str = "/accept-invitation?token=";
 const CODE: &str = "code in the app: ";
 
 fn token_of(link: &str) -> String {
