@@ -116,19 +116,9 @@ async fn confirm(
     form: Result<Form<ConfirmForm>, FormRejection>,
 ) -> Response {
     // The form shares the budget of its JSON twin.
-    if let Err(limited) = budget
-        .check(&app, Action::Confirm, client.ip.as_deref(), None)
-        .await
-    {
-        return limited_page(&app, language, limited);
-    }
-    let Ok(Form(form)) = form else {
-        return page(
-            &app,
-            StatusCode::BAD_REQUEST,
-            language,
-            Page::LinkIncomplete,
-        );
+    let form = match within_budget(&app, language, &client, &budget, Action::Confirm, form).await {
+        Ok(form) => form,
+        Err(page) => return page,
     };
     let password = form.password.as_deref().filter(|p| !p.is_empty());
     let retry = |status, error| {
@@ -186,19 +176,9 @@ async fn reset(
     budget: Budget,
     form: Result<Form<ResetForm>, FormRejection>,
 ) -> Response {
-    if let Err(limited) = budget
-        .check(&app, Action::Reset, client.ip.as_deref(), None)
-        .await
-    {
-        return limited_page(&app, language, limited);
-    }
-    let Ok(Form(form)) = form else {
-        return page(
-            &app,
-            StatusCode::BAD_REQUEST,
-            language,
-            Page::LinkIncomplete,
-        );
+    let form = match within_budget(&app, language, &client, &budget, Action::Reset, form).await {
+        Ok(form) => form,
+        Err(page) => return page,
     };
     match recovery::reset_password(
         &app,
@@ -257,19 +237,9 @@ async fn accept_invitation(
     budget: Budget,
     form: Result<Form<InvitationForm>, FormRejection>,
 ) -> Response {
-    if let Err(limited) = budget
-        .check(&app, Action::Reset, client.ip.as_deref(), None)
-        .await
-    {
-        return limited_page(&app, language, limited);
-    }
-    let Ok(Form(form)) = form else {
-        return page(
-            &app,
-            StatusCode::BAD_REQUEST,
-            language,
-            Page::LinkIncomplete,
-        );
+    let form = match within_budget(&app, language, &client, &budget, Action::Reset, form).await {
+        Ok(form) => form,
+        Err(page) => return page,
     };
     // The page opens no session: it could not hand one to an app, so the user signs in there.
     match invitations::accept(&app, &form.token, &form.password).await {
@@ -295,6 +265,23 @@ async fn accept_invitation(
             },
         ),
     }
+}
+
+/// The posted form, when the post is within `action`'s budget (it shares its JSON twin's) and
+/// the form is whole; else the page that answers instead.
+async fn within_budget<T>(
+    app: &AppState,
+    language: Language,
+    client: &crate::service::ClientInfo,
+    budget: &Budget,
+    action: Action,
+    form: Result<Form<T>, FormRejection>,
+) -> Result<T, Response> {
+    if let Err(limited) = budget.check(app, action, client.ip.as_deref(), None).await {
+        return Err(limited_page(app, language, limited));
+    }
+    form.map(|Form(form)| form)
+        .map_err(|_| page(app, StatusCode::BAD_REQUEST, language, Page::LinkIncomplete))
 }
 
 /// The token of a mailed link, when the link still carries one.

@@ -4,7 +4,7 @@
 
 use super::accounts::{NewAccount, Origin, RegisterError, Registered, register};
 use super::mfa::{self, MfaError};
-use super::recovery::{link, mail};
+use super::recovery::{link, linked_mail, mail};
 use super::{ClientInfo, Fault, TokenPair};
 use crate::crypto::random;
 use crate::domain::{Assurance, Event, Role, User, ValidationErrors};
@@ -62,20 +62,12 @@ pub(crate) fn invitation_effects(
     user: &User,
     now: OffsetDateTime,
 ) -> (NewEmailToken, NewMail) {
-    let token = random::token();
-    let stored = NewEmailToken {
-        token_hash: random::token_hash(&token),
-        user_id: user.id,
-        purpose: TokenPurpose::Invitation,
-        group: crate::clock::id_at(now),
-        created_at: now,
-        expires_at: now + app.config.mail.invitation_ttl,
-    };
-    let template = Mail::Invitation {
-        link: &link(app, "accept-invitation", &token),
-        days: app.config.mail.invitation_ttl.whole_days().max(1),
-    };
-    (stored, mail(app, user, template, now))
+    let expires_at = now + app.config.mail.invitation_ttl;
+    linked_mail(user, TokenPurpose::Invitation, expires_at, now, |token| {
+        let link = link(app, "accept-invitation", token);
+        let days = app.config.mail.invitation_ttl.whole_days().max(1);
+        mail(app, user, Mail::Invitation { link: &link, days }, now)
+    })
 }
 
 /// Accepts an invitation: the password (judged by the policy) is set, the address verified,

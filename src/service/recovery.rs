@@ -58,26 +58,37 @@ pub(crate) fn verification_effects(
     user: &User,
     now: OffsetDateTime,
 ) -> (NewEmailToken, NewMail) {
+    linked_mail(
+        user,
+        TokenPurpose::VerifyEmail,
+        now + VERIFY_TTL,
+        now,
+        |token| {
+            let link = link(app, "confirm-email", token);
+            mail(app, user, Mail::Verification { link: &link }, now)
+        },
+    )
+}
+
+/// A mailed link's token of `purpose` for `user` (stored as its hash, live until
+/// `expires_at`) and the mail `make_mail` writes around the token.
+pub(crate) fn linked_mail(
+    user: &User,
+    purpose: TokenPurpose,
+    expires_at: OffsetDateTime,
+    now: OffsetDateTime,
+    make_mail: impl FnOnce(&str) -> NewMail,
+) -> (NewEmailToken, NewMail) {
     let token = random::token();
     let stored = NewEmailToken {
         token_hash: random::token_hash(&token),
         user_id: user.id,
-        purpose: TokenPurpose::VerifyEmail,
+        purpose,
         group: crate::clock::id_at(now),
         created_at: now,
-        expires_at: now + VERIFY_TTL,
+        expires_at,
     };
-    (
-        stored,
-        mail(
-            app,
-            user,
-            Mail::Verification {
-                link: &link(app, "confirm-email", &token),
-            },
-            now,
-        ),
-    )
+    (stored, make_mail(&token))
 }
 
 /// The mail `template` to `user`, in the user's language, its bodies sealed for the queue.
