@@ -277,6 +277,8 @@ pub enum Page<'a> {
     EmailLogin {
         /// The link's token, which the button posts.
         token: &'a str,
+        /// The address it signs in.
+        email: &'a str,
     },
     /// The security settings page (needs the page script).
     Security,
@@ -309,7 +311,7 @@ impl Page<'_> {
                 error,
             } => context! { token, needs_password, error },
             Page::ResetPassword { token, error } => context! { token, error },
-            Page::EmailLogin { token } => context! { token },
+            Page::EmailLogin { token, email } => context! { token, email },
             Page::LinkInvalid { flow } => context! { flow => flow.key() },
             Page::AcceptInvitation { token, error } => context! { token, error },
             Page::EmailConfirmed
@@ -355,6 +357,9 @@ impl Page<'_> {
             Page::LinkInvalid {
                 flow: Flow::Invitation,
             },
+            Page::LinkInvalid {
+                flow: Flow::EmailLogin,
+            },
             Page::AcceptInvitation { token, error: None },
             Page::AcceptInvitation {
                 token,
@@ -365,7 +370,10 @@ impl Page<'_> {
             Page::TooManyAttempts,
             Page::Error,
             Page::Login,
-            Page::EmailLogin { token },
+            Page::EmailLogin {
+                token,
+                email: "ada@example.com",
+            },
             Page::Security,
         ]
     }
@@ -380,6 +388,8 @@ pub enum Flow {
     Reset,
     /// Invitation.
     Invitation,
+    /// Sign-in by email.
+    EmailLogin,
 }
 
 impl Flow {
@@ -388,6 +398,7 @@ impl Flow {
             Flow::Confirm => "confirm",
             Flow::Reset => "reset",
             Flow::Invitation => "invitation",
+            Flow::EmailLogin => "email_login",
         }
     }
 }

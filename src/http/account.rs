@@ -8,8 +8,9 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Enrolling};
 use super::pages::{PageLanguage, hosted_page};
 use crate::domain::ValidationErrors;
+use crate::service::email_login;
 use crate::state::AppState;
-use crate::templates::Page;
+use crate::templates::{Flow, Page};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -43,15 +44,28 @@ async fn email_login_page(
     Query(query): Query<LinkQuery>,
 ) -> Response {
     let token = query.token.unwrap_or_default();
-    let page = if token.is_empty() {
-        Page::LinkIncomplete
-    } else {
-        Page::EmailLogin { token: &token }
+    if token.is_empty() {
+        let page = Page::LinkIncomplete;
+        return hosted_page(&app, StatusCode::BAD_REQUEST, language, page, SCRIPT_POLICY);
+    }
+    let address = match email_login::link_address(&app, &token).await {
+        Ok(address) => address,
+        Err(error) => return ApiError::from(error).into_response(),
     };
-    let status = if token.is_empty() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
+    let (status, page) = match &address {
+        Some(email) => (
+            StatusCode::OK,
+            Page::EmailLogin {
+                token: &token,
+                email,
+            },
+        ),
+        None => (
+            StatusCode::BAD_REQUEST,
+            Page::LinkInvalid {
+                flow: Flow::EmailLogin,
+            },
+        ),
     };
     hosted_page(&app, status, language, page, SCRIPT_POLICY)
 }

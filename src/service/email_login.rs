@@ -44,7 +44,8 @@ pub async fn request(app: &AppState, email: &str) -> Result<(), EmailLoginError>
     Ok(mail_requests::queue_typed(app, email, EMAIL_LOGIN).await?)
 }
 
-/// Mails a new sign-in link and code to `user` (cancelling earlier ones). Only an enabled,
+/// Mails a new sign-in link and code to `user`. A new request cancels earlier codes but not
+/// earlier links, so that nobody can cancel the owner's link by asking again. Only an enabled,
 /// verified account gets one: an unverified address may have been registered by someone else
 /// with a password they know, and a link must not make that account theirs to keep.
 pub(crate) async fn send(app: &AppState, user: Option<&User>) -> Result<Committed, Fault> {
@@ -79,13 +80,25 @@ pub(crate) async fn send(app: &AppState, user: Option<&User>) -> Result<Committe
     };
     Ok(app
         .store
-        .replace_email_tokens(
-            user.id,
-            &[TokenPurpose::LoginLink, TokenPurpose::LoginCode],
-            now,
-            &effects,
-        )
+        .replace_email_tokens(user.id, &[TokenPurpose::LoginCode], now, &effects)
         .await?)
+}
+
+/// The address a live sign-in link signs in, for its page to show before the button (so that
+/// nobody signs in to an account mailed by someone else unawares). Spends nothing.
+pub async fn link_address(app: &AppState, token: &str) -> Result<Option<String>, EmailLoginError> {
+    if !app.config.mail.email_login {
+        return Err(EmailLoginError::Off);
+    }
+    let owner = app
+        .store
+        .email_token_owner(
+            &random::token_hash(token),
+            TokenPurpose::LoginLink,
+            app.clock.now(),
+        )
+        .await?;
+    Ok(owner.map(|user| user.email.as_str().to_owned()))
 }
 
 /// Spends a mailed link or code and opens a session (`amr: ["email"]`, `aal1`), or asks for
@@ -119,6 +132,10 @@ pub async fn verify(
         .await?
         .ok_or(EmailLoginError::InvalidToken)?;
     let user = credentials.user;
+    // Verification withdrawn since the mail went out: the account may no longer be its owner's.
+    if !user.email_verified {
+        return Err(EmailLoginError::InvalidToken);
+    }
     if user.disabled {
         let event = Event::login_failed(
             Some(user.id),

@@ -75,11 +75,25 @@ pub(crate) fn invitation_effects(
 pub async fn accept(app: &AppState, token: &str, password: &str) -> Result<User, InvitationError> {
     let token_hash = random::token_hash(token);
     let now = app.clock.now();
-    let user = app
+    let owner = app
         .store
         .email_token_owner(&token_hash, TokenPurpose::Invitation, now)
         .await?
         .ok_or(InvitationError::InvalidToken)?;
+    let credentials = app
+        .store
+        .credentials(owner.id)
+        .await?
+        .ok_or(InvitationError::InvalidToken)?;
+    // An account already in use (a password set, the address verified by a reset) is no
+    // longer the invitation's to give: the link must not replace its password.
+    if credentials.password_hash.is_some() || credentials.user.email_verified {
+        return Err(InvitationError::InvalidToken);
+    }
+    if credentials.user.disabled {
+        return Err(InvitationError::AccountDisabled);
+    }
+    let user = credentials.user;
     let password = app
         .config
         .password_policy

@@ -109,12 +109,14 @@ impl Store {
         lock_user(&mut tx, user_id).await?;
         // Wrong tries count per code and per user across codes, so asking for new codes again
         // and again does not buy unlimited guesses.
+        // Reset and sign-in codes share the cap: two kinds of code must not double the guesses.
         let recent_failures: i64 = sql(
             "select cast(coalesce(sum(failed_attempts), 0) as bigint) from email_tokens
-             where user_id = $1 and purpose = $2 and created_at > $3",
+             where user_id = $1 and purpose in ($2, $3) and created_at > $4",
         )
         .bind(user_id)
-        .bind(purpose.as_str())
+        .bind(TokenPurpose::ResetCode.as_str())
+        .bind(TokenPurpose::LoginCode.as_str())
         .bind(micros(now - time::Duration::hours(1)))
         .fetch_scalar(&mut tx)
         .await?
@@ -233,7 +235,7 @@ impl Store {
         let user_id = parse_uuid(&user_id)?;
         // A reset ends every outstanding reset link and code of the user: this request's other
         // half, and any earlier request's link (new requests replace only the code).
-        kill_reset_tokens(&mut tx, user_id, now).await?;
+        kill_credential_tokens(&mut tx, user_id, now).await?;
         sql(
             "update users set password_hash = $1, email_verified = $2, updated_at = $3
              where id = $4",
@@ -311,19 +313,24 @@ pub(super) async fn insert_token(tx: &mut Tx, token: &NewEmailToken) -> Result<(
     Ok(())
 }
 
-/// Spends every live reset link and code of a user (a password change or a disable).
-pub(super) async fn kill_reset_tokens(
+/// Spends every live mailed token that could set a password or open a session — reset links
+/// and codes, sign-in links and codes, invitations — of a user whose password was set, who was
+/// disabled, or whose address stopped counting as verified: none may outlive that change.
+pub(super) async fn kill_credential_tokens(
     tx: &mut Tx,
     user_id: Uuid,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     sql("update email_tokens set used_at = $1, updated_at = $2
-         where user_id = $3 and purpose in ($4, $5) and used_at is null")
+         where user_id = $3 and purpose in ($4, $5, $6, $7, $8) and used_at is null")
     .bind(micros(now))
     .bind(micros(now))
     .bind(user_id)
     .bind(TokenPurpose::ResetLink.as_str())
     .bind(TokenPurpose::ResetCode.as_str())
+    .bind(TokenPurpose::LoginLink.as_str())
+    .bind(TokenPurpose::LoginCode.as_str())
+    .bind(TokenPurpose::Invitation.as_str())
     .execute(tx)
     .await?;
     Ok(())

@@ -213,8 +213,8 @@ impl Store {
         if updated == 0 {
             return Err(StoreError::NotFound);
         }
-        if change.disabled == Some(true) {
-            recovery::kill_reset_tokens(&mut tx, id, now).await?;
+        if change.disabled == Some(true) || change.email_verified == Some(false) {
+            recovery::kill_credential_tokens(&mut tx, id, now).await?;
         }
         if let Some(reason) = revoke {
             sessions::revoke_in(&mut tx, id, Revoke::All, reason, now).await?;
@@ -278,7 +278,7 @@ impl Store {
         if updated == 0 {
             return Err(StoreError::NotFound);
         }
-        recovery::kill_reset_tokens(&mut tx, id, now).await?;
+        recovery::kill_credential_tokens(&mut tx, id, now).await?;
         write_effects(&mut tx, effects).await?;
         let which = keep.map_or(Revoke::All, Revoke::AllBut);
         sessions::revoke_in(&mut tx, id, which, reason, now).await?;

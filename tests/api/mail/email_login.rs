@@ -38,6 +38,11 @@ async fn a_mailed_link_signs_in_once_and_opening_its_page_spends_nothing() {
         assert_eq!(page.status(), StatusCode::OK);
         let html = page.text().await.unwrap();
         assert!(html.contains(&format!("value=\"{token}\"")), "{html}");
+        // The page names the account, so nobody signs in to one mailed by someone else unawares.
+        assert!(
+            html.contains("as <strong>ada@example.com</strong>"),
+            "{html}"
+        );
     }
     let signed_in = app
         .post("/auth/email-login/verify", &json!({"token": token}))
@@ -217,4 +222,135 @@ async fn the_second_factor_still_applies_and_the_setting_turns_it_off() {
         )
         .await;
     }
+}
+
+#[tokio::test]
+async fn a_new_request_keeps_the_earlier_link_and_a_reset_or_withdrawn_verification_kills_it() {
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    verified_login(&app, &smtp, "ada@example.com").await;
+    let request = json!({"email": "ada@example.com"});
+
+    // Someone asking again cannot cancel the owner's link (only the earlier code).
+    app.post("/auth/email-login", &request).await;
+    let first = smtp.wait_for_mail_to("ada@example.com", 2).await;
+    app.post("/auth/email-login", &request).await;
+    smtp.wait_for_mail_to("ada@example.com", 3).await;
+    assert_problem(
+        app.post(
+            "/auth/email-login/verify",
+            &json!({"email": "ada@example.com", "code": first.reset_code()}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_token",
+    )
+    .await;
+    let signed_in = app
+        .post(
+            "/auth/email-login/verify",
+            &json!({"token": first.login_token()}),
+        )
+        .await;
+    assert_eq!(signed_in.status(), StatusCode::OK);
+
+    // A password reset ends every outstanding sign-in link.
+    app.post("/auth/email-login", &request).await;
+    let outstanding = smtp.wait_for_mail_to("ada@example.com", 4).await;
+    super::forgot_password(&app, "ada@example.com").await;
+    let reset = smtp.wait_for_mail_to("ada@example.com", 5).await;
+    let done = app
+        .post(
+            "/auth/reset-password",
+            &json!({"token": reset.reset_token(), "new_password": super::NEW_PASSWORD}),
+        )
+        .await;
+    assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    assert_problem(
+        app.post(
+            "/auth/email-login/verify",
+            &json!({"token": outstanding.login_token()}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_token",
+    )
+    .await;
+
+    // So does an admin withdrawing the address's verification.
+    // (The reset's "password changed" notice is the sixth mail.)
+    smtp.wait_for_mail_to("ada@example.com", 6).await;
+    app.post("/auth/email-login", &request).await;
+    let outstanding = smtp.wait_for_mail_to("ada@example.com", 7).await;
+    let admin = app.admin_token().await;
+    let pair: Value = app
+        .login("ada@example.com", super::NEW_PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = pair["user"]["id"].as_str().unwrap().to_owned();
+    let patched = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/users/{id}"),
+            &admin,
+            &json!({"email_verified": false}),
+        )
+        .await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    assert_problem(
+        app.post(
+            "/auth/email-login/verify",
+            &json!({"token": outstanding.login_token()}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_token",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn reset_and_sign_in_codes_share_one_cap_of_wrong_tries() {
+    // The per-network budgets would stop the guesses first: this is about the per-account cap.
+    let (app, smtp) = spawn_app_with_mail(&[
+        "--rate-limit-reset-code-ip",
+        "off",
+        "--rate-limit-reset-ip",
+        "off",
+        "--rate-limit-reset-account",
+        "off",
+    ])
+    .await;
+    verified_login(&app, &smtp, "ada@example.com").await;
+    let wrong = |code: &str| if code == "000000" { "000001" } else { "000000" }.to_owned();
+    // Ten wrong reset codes, over two mails: the hour's cap.
+    for nth in [2, 3] {
+        super::forgot_password(&app, "ada@example.com").await;
+        let code = smtp
+            .wait_for_mail_to("ada@example.com", nth)
+            .await
+            .reset_code();
+        for _ in 0..5 {
+            let guess = json!({"email": "ada@example.com", "code": wrong(&code), "new_password": super::NEW_PASSWORD});
+            app.post("/auth/reset-password", &guess).await;
+        }
+    }
+    // A sign-in code buys no more guesses: even the right one is refused within the hour.
+    app.post("/auth/email-login", &json!({"email": "ada@example.com"}))
+        .await;
+    let code = smtp
+        .wait_for_mail_to("ada@example.com", 4)
+        .await
+        .reset_code();
+    assert_problem(
+        app.post(
+            "/auth/email-login/verify",
+            &json!({"email": "ada@example.com", "code": code}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_token",
+    )
+    .await;
 }

@@ -217,3 +217,49 @@ async fn only_admins_invite_a_taken_address_is_refused_and_links_expire() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_invitation_left_unused_cannot_take_over_the_account_once_it_is_in_use() {
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    let admin = app.admin_token().await;
+    app.send(
+        Method::POST,
+        "/users/invitations",
+        &admin,
+        &json!({"email": "grace@example.com"}),
+    )
+    .await;
+    let invitation = smtp
+        .wait_for_mail_to("grace@example.com", 1)
+        .await
+        .invitation_token();
+    // The invitee ignores the invitation and sets a password through a reset instead.
+    app.post(
+        "/auth/forgot-password",
+        &json!({"email": "grace@example.com"}),
+    )
+    .await;
+    let reset = smtp.wait_for_mail_to("grace@example.com", 2).await;
+    let done = app
+        .post(
+            "/auth/reset-password",
+            &json!({"token": reset.reset_token(), "new_password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    // Whoever holds the old invitation mail gets nothing from it.
+    assert_problem(
+        app.post(
+            "/auth/accept-invitation",
+            &json!({"token": invitation, "password": "an attacker's long passphrase"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_token",
+    )
+    .await;
+    assert_eq!(
+        app.login("grace@example.com", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+}
