@@ -96,6 +96,8 @@ pub enum Mail<'a> {
         code: &'a str,
         /// Sent because password sign-in was suspended for the day.
         suspended: bool,
+        /// With a suspension and sign-in by email on: a link that signs in without a password.
+        sign_in_link: Option<&'a str>,
     },
     /// "Sign in to …": a link and a 6-digit code.
     EmailLogin {
@@ -171,7 +173,8 @@ impl Mail<'_> {
                 link,
                 code,
                 suspended,
-            } => context! { link, code, suspended },
+                sign_in_link,
+            } => context! { link, code, suspended, sign_in_link },
             Mail::EmailLogin {
                 link,
                 code,
@@ -198,11 +201,19 @@ impl Mail<'_> {
                 link,
                 code: "012345",
                 suspended: false,
+                sign_in_link: None,
             },
             Mail::Reset {
                 link,
                 code: "012345",
                 suspended: true,
+                sign_in_link: None,
+            },
+            Mail::Reset {
+                link,
+                code: "012345",
+                suspended: true,
+                sign_in_link: Some(link),
             },
             Mail::EmailLogin {
                 link,
@@ -766,6 +777,7 @@ mod tests {
                 link,
                 code: "012345",
                 suspended: false,
+                sign_in_link: None,
             },
         );
         assert!(mail.text.contains(link), "{}", mail.text);

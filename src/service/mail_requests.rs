@@ -209,21 +209,40 @@ pub(crate) async fn send_reset(
             created_at: now,
             expires_at: now + RESET_TTL,
         };
+        let suspended = matches!(why, ResetMail::LoginSuspended);
+        let mut tokens = vec![
+            issued(random::token_hash(&token), TokenPurpose::ResetLink),
+            issued(
+                app.code_key.hash(user.id, &group.to_string(), &code),
+                TokenPurpose::ResetCode,
+            ),
+        ];
+        // Password sign-in is suspended, not the account: with sign-in by email on, the notice
+        // also carries a link that signs the owner in without a password (and its own group,
+        // so that spending one link leaves the other).
+        let sign_in =
+            (suspended && app.config.mail.email_login && user.email_verified).then(|| {
+                let sign_in = random::token();
+                tokens.push(NewEmailToken {
+                    token_hash: random::token_hash(&sign_in),
+                    user_id: user.id,
+                    purpose: TokenPurpose::LoginLink,
+                    group: crate::clock::id_at(now),
+                    created_at: now,
+                    expires_at: now + app.config.mail.email_login_ttl,
+                });
+                link(app, "email-login", &sign_in)
+            });
         let template = Mail::Reset {
             link: &link(app, "reset-password", &token),
             code: &code,
-            suspended: matches!(why, ResetMail::LoginSuspended),
+            suspended,
+            sign_in_link: sign_in.as_deref(),
         };
         Effects {
             events: vec![Event::password_reset_requested(user, now)],
             mails: vec![mail(app, user, template, now)],
-            tokens: vec![
-                issued(random::token_hash(&token), TokenPurpose::ResetLink),
-                issued(
-                    app.code_key.hash(user.id, &group.to_string(), &code),
-                    TokenPurpose::ResetCode,
-                ),
-            ],
+            tokens,
         }
     });
     let (purpose, sent_after) = match why {

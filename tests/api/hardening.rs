@@ -363,6 +363,32 @@ async fn the_daily_cap_suspends_password_sign_in_and_mails_the_owner_a_way_in() 
 }
 
 #[tokio::test]
+async fn the_suspension_notice_also_signs_the_owner_in_without_a_password() {
+    let (app, smtp) = spawn_app_with_mail(&BEHIND_PROXY).await;
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    fail_a_day(&app, "ada@example.com", 1).await;
+    login_from(&app, "192.0.2.44", "ada@example.com", WRONG).await;
+    let mail = smtp.wait_for_mail_to("ada@example.com", 1).await;
+    assert!(mail.contains("sign in without a password"), "{mail}");
+    // Password sign-in is suspended; the mailed link still lets the owner in.
+    let signed_in = app
+        .post(
+            "/auth/email-login/verify",
+            &json!({"token": mail.login_token()}),
+        )
+        .await;
+    assert_eq!(signed_in.status(), StatusCode::OK);
+    // Its reset link is a separate way in, still live.
+    let reset = app
+        .post(
+            "/auth/reset-password",
+            &json!({"token": mail.reset_token(), "new_password": "a brand new passphrase"}),
+        )
+        .await;
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
 async fn a_spent_login_budget_of_one_network_does_not_keep_the_owner_out() {
     let mut args = BEHIND_PROXY.to_vec();
     args.truncate(2);
