@@ -35,6 +35,14 @@ pub struct LimitArgs {
     /// Rate limit of forgot per account (normalised email): a count per window (`10/1m`) or `off`.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_FORGOT_ACCOUNT", default_value = "5/10m", value_parser = parse_limit)]
     pub rate_limit_forgot_account: Limit,
+    /// Rate limit of sign-in mail requests per client address: a count per window (`10/1m`) or
+    /// `off`.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_EMAIL_LOGIN_IP", default_value = "100/1m", value_parser = parse_limit)]
+    pub rate_limit_email_login_ip: Limit,
+    /// Rate limit of sign-in mail requests per account (normalised email): a count per window
+    /// (`10/1m`) or `off`. Its own budget: spending it leaves forgot-password alone.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_EMAIL_LOGIN_ACCOUNT", default_value = "5/10m", value_parser = parse_limit)]
+    pub rate_limit_email_login_account: Limit,
     /// Rate limit of reset per client address: a count per window (`10/1m`) or `off`.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_RESET_IP", default_value = "100/1m", value_parser = parse_limit)]
     pub rate_limit_reset_ip: Limit,
@@ -88,6 +96,7 @@ impl LimitArgs {
             (Action::Refresh, self.rate_limit_refresh_ip),
             (Action::Resend, self.rate_limit_resend_ip),
             (Action::Forgot, self.rate_limit_forgot_ip),
+            (Action::EmailLogin, self.rate_limit_email_login_ip),
             (Action::Reset, self.rate_limit_reset_ip),
             (Action::ResetCode, self.rate_limit_reset_code_ip),
             (Action::Confirm, self.rate_limit_confirm_ip),
@@ -98,6 +107,7 @@ impl LimitArgs {
             (Action::Login, self.rate_limit_login_account),
             (Action::Resend, self.rate_limit_resend_account),
             (Action::Forgot, self.rate_limit_forgot_account),
+            (Action::EmailLogin, self.rate_limit_email_login_account),
             (Action::Reset, self.rate_limit_reset_account),
         ];
         for (action, limit) in per_ip {

@@ -83,7 +83,10 @@ fn api() -> OpenApiRouter<AppState> {
             routes!(recovery::forgot_password),
             &[Action::Forgot],
         ))
-        .routes(limited(routes!(recovery::email_login), &[Action::Forgot]))
+        .routes(limited(
+            routes!(recovery::email_login),
+            &[Action::EmailLogin],
+        ))
         .routes(limited(
             routes!(recovery::accept_invitation),
             &[Action::Reset],

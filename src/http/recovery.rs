@@ -213,7 +213,7 @@ pub async fn email_login(
     budget
         .check(
             &app,
-            Action::Forgot,
+            Action::EmailLogin,
             client.ip.as_deref(),
             budget_account(Some(&email)).as_ref(),
         )

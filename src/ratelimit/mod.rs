@@ -25,6 +25,8 @@ pub enum Action {
     Refresh,
     Resend,
     Forgot,
+    /// A sign-in mail asked for.
+    EmailLogin,
     Reset,
     /// A reset code presented (per client network, across accounts).
     ResetCode,
@@ -41,6 +43,7 @@ impl Action {
             Action::Refresh => "refresh",
             Action::Resend => "resend",
             Action::Forgot => "forgot",
+            Action::EmailLogin => "email_login",
             Action::Reset => "reset",
             Action::ResetCode => "reset_code",
             Action::Confirm => "confirm",

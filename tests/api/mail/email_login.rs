@@ -354,3 +354,22 @@ async fn reset_and_sign_in_codes_share_one_cap_of_wrong_tries() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn sign_in_requests_have_a_budget_of_their_own() {
+    let (app, _smtp) = spawn_app_with_mail(&["--rate-limit-email-login-account", "2/10m"]).await;
+    let request = json!({"email": "ada@example.com"});
+    for _ in 0..2 {
+        let asked = app.post("/auth/email-login", &request).await;
+        assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    }
+    assert_problem(
+        app.post("/auth/email-login", &request).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
+    // Someone spending it does not take the owner's way back through a reset.
+    let forgot = app.post("/auth/forgot-password", &request).await;
+    assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+}
