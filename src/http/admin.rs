@@ -148,13 +148,7 @@ pub async fn create_user(
         req.email_verified.unwrap_or(false),
     )
     .await?;
-    let location = format!("{}/users/{}", app.config.server.base_path, user.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(UserView::from(user)),
-    )
-        .into_response())
+    Ok(created(&app, user))
 }
 
 /// Body of `POST /users/invitations`.
@@ -208,13 +202,18 @@ pub async fn invite_user(
     );
     let (account, role) = errors.and(account.zip(role))?;
     let user = invitations::invite(&app, actor.user().id, account, role).await?;
+    Ok(created(&app, user))
+}
+
+/// 201 with the new user and its `Location`.
+fn created(app: &AppState, user: crate::domain::User) -> Response {
     let location = format!("{}/users/{}", app.config.server.base_path, user.id);
-    Ok((
+    (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
         Json(UserView::from(user)),
     )
-        .into_response())
+        .into_response()
 }
 
 /// One user.

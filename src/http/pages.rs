@@ -190,10 +190,7 @@ async fn reset(
         Ok(()) => page(&app, StatusCode::OK, language, Page::PasswordChanged),
         // The token was not spent: show the form again with what to fix.
         Err(RecoveryError::Invalid(errors)) => {
-            let message = errors
-                .0
-                .first()
-                .map_or("is not acceptable", |e| e.message.as_str());
+            let message = refusal(&errors);
             let form = Page::ResetPassword {
                 token: &form.token,
                 error: Some(message),
@@ -245,10 +242,7 @@ async fn accept_invitation(
     match invitations::accept(&app, &form.token, &form.password).await {
         Ok(_) => page(&app, StatusCode::OK, language, Page::InvitationAccepted),
         Err(InvitationError::Invalid(errors)) => {
-            let message = errors
-                .0
-                .first()
-                .map_or("is not acceptable", |e| e.message.as_str());
+            let message = refusal(&errors);
             let form = Page::AcceptInvitation {
                 token: &form.token,
                 error: Some(message),
@@ -282,6 +276,14 @@ async fn within_budget<T>(
     }
     form.map(|Form(form)| form)
         .map_err(|_| page(app, StatusCode::BAD_REQUEST, language, Page::LinkIncomplete))
+}
+
+/// What the password policy said first about a refused password, for the form's error line.
+fn refusal(errors: &crate::domain::ValidationErrors) -> &str {
+    errors
+        .0
+        .first()
+        .map_or("is not acceptable", |e| e.message.as_str())
 }
 
 /// The token of a mailed link, when the link still carries one.

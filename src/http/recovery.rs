@@ -108,15 +108,7 @@ pub async fn resend_confirmation(
     budget: Budget,
     ApiJson(req): ApiJson<EmailRequest>,
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
-    let email = required_email(req)?;
-    budget
-        .check(
-            &app,
-            Action::Resend,
-            client.ip.as_deref(),
-            budget_account(Some(&email)).as_ref(),
-        )
-        .await?;
+    let email = budgeted_email(&app, &client, &budget, req, Action::Resend).await?;
     recovery::resend_confirmation(&app, &email).await?;
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
 }
@@ -131,15 +123,7 @@ pub async fn forgot_password(
     budget: Budget,
     ApiJson(req): ApiJson<EmailRequest>,
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
-    let email = required_email(req)?;
-    budget
-        .check(
-            &app,
-            Action::Forgot,
-            client.ip.as_deref(),
-            budget_account(Some(&email)).as_ref(),
-        )
-        .await?;
+    let email = budgeted_email(&app, &client, &budget, req, Action::Forgot).await?;
     recovery::forgot_password(&app, &email).await?;
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
 }
@@ -209,15 +193,7 @@ pub async fn email_login(
     budget: Budget,
     ApiJson(req): ApiJson<EmailRequest>,
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
-    let email = required_email(req)?;
-    budget
-        .check(
-            &app,
-            Action::EmailLogin,
-            client.ip.as_deref(),
-            budget_account(Some(&email)).as_ref(),
-        )
-        .await?;
+    let email = budgeted_email(&app, &client, &budget, req, Action::EmailLogin).await?;
     email_login::request(&app, &email).await?;
     Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
 }
@@ -329,6 +305,23 @@ fn mailed_proof(
     }
 }
 
-fn required_email(req: EmailRequest) -> Result<String, ApiError> {
-    Ok(single_field("email", req.email, &req.unknown)?)
+/// The address of a mail request, once it is well-formed and within `action`'s budgets (per
+/// client network and per address).
+async fn budgeted_email(
+    app: &AppState,
+    client: &crate::service::ClientInfo,
+    budget: &Budget,
+    req: EmailRequest,
+    action: Action,
+) -> Result<String, ApiError> {
+    let email = single_field("email", req.email, &req.unknown)?;
+    budget
+        .check(
+            app,
+            action,
+            client.ip.as_deref(),
+            budget_account(Some(&email)).as_ref(),
+        )
+        .await?;
+    Ok(email)
 }
