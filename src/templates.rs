@@ -115,6 +115,33 @@ pub enum Mail<'a> {
         /// How many days it works.
         days: i64,
     },
+    /// "Confirm your new address": to the new address of an email change.
+    EmailChangeConfirm {
+        /// The confirmation page's link.
+        link: &'a str,
+        /// The new address.
+        email: &'a str,
+    },
+    /// "Your address is about to change": to the old address, with the link that undoes it.
+    EmailChangeNotice {
+        /// The revert page's link.
+        link: &'a str,
+        /// The address asked for.
+        new_email: &'a str,
+        /// How many days the link works.
+        days: i64,
+        /// An admin asked, not the user.
+        by_admin: bool,
+    },
+    /// "The change was undone: choose a new password", with a reset link and code.
+    EmailChangeReverted {
+        /// The reset page's link.
+        link: &'a str,
+        /// The 6-digit reset code.
+        code: &'a str,
+        /// The address the account had before the undo.
+        reverted_email: &'a str,
+    },
     /// "Your password was changed".
     PasswordChanged,
     /// "The sign-in factors of your account changed".
@@ -160,6 +187,9 @@ impl Mail<'_> {
             Mail::Reset { .. } => "reset",
             Mail::EmailLogin { .. } => "email-login",
             Mail::Invitation { .. } => "invitation",
+            Mail::EmailChangeConfirm { .. } => "email-change-confirm",
+            Mail::EmailChangeNotice { .. } => "email-change-notice",
+            Mail::EmailChangeReverted { .. } => "email-change-reverted",
             Mail::PasswordChanged => "password-changed",
             Mail::FactorsChanged(_) => "factors-changed",
             Mail::RegistrationAttempt => "registration-attempt",
@@ -181,6 +211,18 @@ impl Mail<'_> {
                 minutes,
             } => context! { link, code, minutes },
             Mail::Invitation { link, days } => context! { link, days },
+            Mail::EmailChangeConfirm { link, email } => context! { link, email },
+            Mail::EmailChangeNotice {
+                link,
+                new_email,
+                days,
+                by_admin,
+            } => context! { link, new_email, days, by_admin },
+            Mail::EmailChangeReverted {
+                link,
+                code,
+                reverted_email,
+            } => context! { link, code, reverted_email },
             Mail::PasswordChanged | Mail::RegistrationAttempt => context! {},
             Mail::FactorsChanged(change) => {
                 let name = match change {
@@ -221,6 +263,27 @@ impl Mail<'_> {
                 minutes: 15,
             },
             Mail::Invitation { link, days: 7 },
+            Mail::EmailChangeConfirm {
+                link,
+                email: "ada@example.org",
+            },
+            Mail::EmailChangeNotice {
+                link,
+                new_email: "ada@example.org",
+                days: 7,
+                by_admin: false,
+            },
+            Mail::EmailChangeNotice {
+                link,
+                new_email: "ada@example.org",
+                days: 7,
+                by_admin: true,
+            },
+            Mail::EmailChangeReverted {
+                link,
+                code: "012345",
+                reverted_email: "ada@example.org",
+            },
             Mail::PasswordChanged,
             Mail::RegistrationAttempt,
         ];
@@ -271,6 +334,34 @@ pub enum Page<'a> {
     },
     /// The invitation is accepted: the account is ready.
     InvitationAccepted,
+    /// The button that confirms an email change, naming the new address.
+    ConfirmEmailChange {
+        /// The link's token, posted back by the form.
+        token: &'a str,
+        /// The new address.
+        email: &'a str,
+        /// The address became another account's meanwhile: no button, only the reason.
+        taken: bool,
+    },
+    /// The new address is the account's now.
+    EmailChanged {
+        /// The account's address now.
+        email: &'a str,
+    },
+    /// The button that undoes an email change, naming both addresses.
+    RevertEmailChange {
+        /// The link's token, posted back by the form.
+        token: &'a str,
+        /// The address that stays or comes back.
+        email: &'a str,
+        /// The address asked for.
+        new_email: &'a str,
+    },
+    /// The change is undone; a reset mail is on its way.
+    EmailChangeReverted {
+        /// The account's address again.
+        email: &'a str,
+    },
     /// A link's token is unknown, used or expired.
     LinkInvalid {
         /// Which mail the link came from.
@@ -305,6 +396,10 @@ impl Page<'_> {
             Page::LinkInvalid { .. } => "link-invalid",
             Page::AcceptInvitation { .. } => "accept-invitation",
             Page::InvitationAccepted => "invitation-accepted",
+            Page::ConfirmEmailChange { .. } => "confirm-email-change",
+            Page::EmailChanged { .. } => "email-changed",
+            Page::RevertEmailChange { .. } => "revert-email-change",
+            Page::EmailChangeReverted { .. } => "email-change-reverted",
             Page::LinkIncomplete => "link-incomplete",
             Page::TooManyAttempts => "too-many-attempts",
             Page::Error => "error",
@@ -325,6 +420,19 @@ impl Page<'_> {
             Page::EmailLogin { token, email } => context! { token, email },
             Page::LinkInvalid { flow } => context! { flow => flow.key() },
             Page::AcceptInvitation { token, error } => context! { token, error },
+            Page::ConfirmEmailChange {
+                token,
+                email,
+                taken,
+            } => context! { token, email, taken },
+            Page::EmailChanged { email } | Page::EmailChangeReverted { email } => {
+                context! { email }
+            }
+            Page::RevertEmailChange {
+                token,
+                email,
+                new_email,
+            } => context! { token, email, new_email },
             Page::EmailConfirmed
             | Page::PasswordChanged
             | Page::InvitationAccepted
@@ -377,6 +485,33 @@ impl Page<'_> {
                 error: Some("is too common"),
             },
             Page::InvitationAccepted,
+            Page::ConfirmEmailChange {
+                token,
+                email: "ada@example.org",
+                taken: false,
+            },
+            Page::ConfirmEmailChange {
+                token,
+                email: "ada@example.org",
+                taken: true,
+            },
+            Page::EmailChanged {
+                email: "ada@example.org",
+            },
+            Page::RevertEmailChange {
+                token,
+                email: "ada@example.com",
+                new_email: "ada@example.org",
+            },
+            Page::EmailChangeReverted {
+                email: "ada@example.com",
+            },
+            Page::LinkInvalid {
+                flow: Flow::EmailChange,
+            },
+            Page::LinkInvalid {
+                flow: Flow::EmailRevert,
+            },
             Page::LinkIncomplete,
             Page::TooManyAttempts,
             Page::Error,
@@ -401,6 +536,10 @@ pub enum Flow {
     Invitation,
     /// Sign-in by email.
     EmailLogin,
+    /// The confirmation of an email change.
+    EmailChange,
+    /// The undoing of an email change.
+    EmailRevert,
 }
 
 impl Flow {
@@ -410,6 +549,8 @@ impl Flow {
             Flow::Reset => "reset",
             Flow::Invitation => "invitation",
             Flow::EmailLogin => "email_login",
+            Flow::EmailChange => "email_change",
+            Flow::EmailRevert => "email_revert",
         }
     }
 }
@@ -665,6 +806,15 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "en/mail/invitation.subject.txt",
     "en/mail/invitation.txt",
     "en/mail/invitation.html",
+    "en/mail/email-change-confirm.subject.txt",
+    "en/mail/email-change-confirm.txt",
+    "en/mail/email-change-confirm.html",
+    "en/mail/email-change-notice.subject.txt",
+    "en/mail/email-change-notice.txt",
+    "en/mail/email-change-notice.html",
+    "en/mail/email-change-reverted.subject.txt",
+    "en/mail/email-change-reverted.txt",
+    "en/mail/email-change-reverted.html",
     "en/mail/password-changed.subject.txt",
     "en/mail/password-changed.txt",
     "en/mail/password-changed.html",
@@ -680,6 +830,10 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "en/pages/password-changed.html",
     "en/pages/accept-invitation.html",
     "en/pages/invitation-accepted.html",
+    "en/pages/confirm-email-change.html",
+    "en/pages/email-changed.html",
+    "en/pages/revert-email-change.html",
+    "en/pages/email-change-reverted.html",
     "en/pages/link-invalid.html",
     "en/pages/link-incomplete.html",
     "en/pages/too-many-attempts.html",
@@ -699,6 +853,15 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "de/mail/invitation.subject.txt",
     "de/mail/invitation.txt",
     "de/mail/invitation.html",
+    "de/mail/email-change-confirm.subject.txt",
+    "de/mail/email-change-confirm.txt",
+    "de/mail/email-change-confirm.html",
+    "de/mail/email-change-notice.subject.txt",
+    "de/mail/email-change-notice.txt",
+    "de/mail/email-change-notice.html",
+    "de/mail/email-change-reverted.subject.txt",
+    "de/mail/email-change-reverted.txt",
+    "de/mail/email-change-reverted.html",
     "de/mail/password-changed.subject.txt",
     "de/mail/password-changed.txt",
     "de/mail/password-changed.html",
@@ -714,6 +877,10 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "de/pages/password-changed.html",
     "de/pages/accept-invitation.html",
     "de/pages/invitation-accepted.html",
+    "de/pages/confirm-email-change.html",
+    "de/pages/email-changed.html",
+    "de/pages/revert-email-change.html",
+    "de/pages/email-change-reverted.html",
     "de/pages/link-invalid.html",
     "de/pages/link-incomplete.html",
     "de/pages/too-many-attempts.html",

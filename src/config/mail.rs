@@ -44,6 +44,9 @@ pub struct MailArgs {
     /// How long an invitation's link works.
     #[arg(long, env = "LATCHKEY_INVITATION_TTL", default_value = "7d", value_parser = parse_duration)]
     pub invitation_ttl: Duration,
+    /// How long the link that undoes an email change works (mailed to the old address).
+    #[arg(long, env = "LATCHKEY_EMAIL_REVERT_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub email_revert_ttl: Duration,
 }
 
 /// The validated mail settings.
@@ -69,6 +72,8 @@ pub struct MailConfig {
     pub email_login_ttl: Duration,
     /// Lifetime of an invitation's link.
     pub invitation_ttl: Duration,
+    /// Lifetime of the link that undoes an email change.
+    pub email_revert_ttl: Duration,
 }
 
 impl MailArgs {
@@ -95,6 +100,10 @@ impl MailArgs {
         if self.invitation_ttl < Duration::hours(1) || self.invitation_ttl > Duration::days(30) {
             return Err("LATCHKEY_INVITATION_TTL must be 1h to 30d".into());
         }
+        // The owner's way back from a hijacked account: it must outlive a few days away.
+        if self.email_revert_ttl < Duration::days(1) || self.email_revert_ttl > Duration::days(90) {
+            return Err("LATCHKEY_EMAIL_REVERT_TTL must be 1d to 90d".into());
+        }
         if self.mail_retry_base < Duration::milliseconds(10)
             || self.mail_max_age < Duration::seconds(1)
         {
@@ -114,6 +123,7 @@ impl MailArgs {
             email_login: self.email_login,
             email_login_ttl: self.email_login_ttl,
             invitation_ttl: self.invitation_ttl,
+            email_revert_ttl: self.email_revert_ttl,
         })
     }
 }

@@ -32,6 +32,9 @@ pub enum EventType {
     PasskeyRemoved,
     UserInvited,
     InvitationAccepted,
+    EmailChangeRequested,
+    EmailChanged,
+    EmailChangeReverted,
 }
 
 impl EventType {
@@ -60,6 +63,9 @@ impl EventType {
             EventType::PasskeyRemoved => "PASSKEY_REMOVED",
             EventType::UserInvited => "USER_INVITED",
             EventType::InvitationAccepted => "INVITATION_ACCEPTED",
+            EventType::EmailChangeRequested => "EMAIL_CHANGE_REQUESTED",
+            EventType::EmailChanged => "EMAIL_CHANGED",
+            EventType::EmailChangeReverted => "EMAIL_CHANGE_REVERTED",
         }
     }
 }
@@ -87,6 +93,10 @@ pub enum RevokeReason {
     RefreshTokenReused,
     /// An admin removed every second factor of the account.
     MfaReset,
+    /// The account's new address was confirmed (every session but the one that asked).
+    EmailChanged,
+    /// An email change was undone from the old address (every session).
+    EmailChangeReverted,
 }
 
 impl RevokeReason {
@@ -103,6 +113,8 @@ impl RevokeReason {
             RevokeReason::AccountDeleted => "account_deleted",
             RevokeReason::RefreshTokenReused => "refresh_token_reused",
             RevokeReason::MfaReset => "mfa_reset",
+            RevokeReason::EmailChanged => "email_changed",
+            RevokeReason::EmailChangeReverted => "email_change_reverted",
         }
     }
 }
@@ -248,6 +260,53 @@ impl Event {
             data["by"] = json!(by);
         }
         Event::new(EventType::EmailVerified, Some(user_id), time, data)
+    }
+
+    /// `EMAIL_CHANGE_REQUESTED`: a change from `email` to `new_email` was asked for (by the
+    /// admin `by`, or the user); nothing changes until the new address confirms it.
+    pub fn email_change_requested(
+        user_id: Uuid,
+        email: &Email,
+        new_email: &Email,
+        by: Option<Uuid>,
+        time: OffsetDateTime,
+    ) -> Event {
+        let mut data = json!({"email": email.as_str(), "new_email": new_email.as_str()});
+        if let Some(by) = by {
+            data["by"] = json!(by);
+        }
+        Event::new(EventType::EmailChangeRequested, Some(user_id), time, data)
+    }
+
+    /// `EMAIL_CHANGED`: the new address confirmed the change; `email` is the account's now.
+    pub fn email_changed(
+        user_id: Uuid,
+        old_email: &Email,
+        email: &Email,
+        time: OffsetDateTime,
+    ) -> Event {
+        Event::new(
+            EventType::EmailChanged,
+            Some(user_id),
+            time,
+            json!({"email": email.as_str(), "old_email": old_email.as_str()}),
+        )
+    }
+
+    /// `EMAIL_CHANGE_REVERTED`: the old address undid a change; `email` is the account's
+    /// again, `reverted_email` the address it had.
+    pub fn email_change_reverted(
+        user_id: Uuid,
+        email: &Email,
+        reverted_email: &Email,
+        time: OffsetDateTime,
+    ) -> Event {
+        Event::new(
+            EventType::EmailChangeReverted,
+            Some(user_id),
+            time,
+            json!({"email": email.as_str(), "reverted_email": reverted_email.as_str()}),
+        )
     }
 
     /// `PASSWORD_CHANGED`: the user changed their own password.

@@ -72,6 +72,11 @@ pub struct UpdateUserRequest {
     disabled: Option<bool>,
     /// Mark the email verified or not.
     email_verified: Option<bool>,
+    /// A new address: asked for, not set. It takes effect when the new address confirms it
+    /// (the old one gets a notice with a link that undoes it); the answer still shows the
+    /// address in use.
+    #[schema(value_type = Option<EmailSchema>)]
+    email: Option<String>,
     #[serde(flatten)]
     #[schema(ignore)]
     unknown: Map<String, Value>,
@@ -232,14 +237,15 @@ pub async fn get_user(
     Ok(Json(admin::get(&app, &actor, path_id(id)).await?.into()))
 }
 
-/// Change a user. Disabling or a role change revokes every session of the user.
+/// Change a user. Disabling or a role change revokes every session of the user. A new `email`
+/// is mailed for confirmation, as the user's own change is.
 #[utoipa::path(patch, path = "/users/{id}", tag = "admin", security(("bearer" = [])), request_body = UpdateUserRequest,
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "The changed user", body = UserView),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`last_admin`: the change would leave no enabled, verified admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last_admin`: the change would leave no enabled, verified admin; `email_taken`: the new address is another account's", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_user(
     State(app): State<AppState>,
@@ -252,6 +258,9 @@ pub async fn update_user(
     let role = req
         .role
         .and_then(|role| errors.take("role", app.config.roles.parse(&role)));
+    let email = req
+        .email
+        .and_then(|email| errors.take("email", Email::parse(&email)));
     let change = UserChange {
         role,
         disabled: req.disabled,
@@ -260,7 +269,7 @@ pub async fn update_user(
     };
     errors.into_result()?;
     Ok(Json(
-        admin::update(&app, &actor, path_id(id), change)
+        admin::update(&app, &actor, path_id(id), change, email)
             .await?
             .into(),
     ))

@@ -516,6 +516,21 @@ impl From<crate::service::email_login::EmailLoginError> for ApiError {
     }
 }
 
+impl From<crate::service::email_change::EmailChangeError> for ApiError {
+    fn from(error: crate::service::email_change::EmailChangeError) -> ApiError {
+        use crate::service::email_change::EmailChangeError;
+        match error {
+            EmailChangeError::EmailTaken => ApiError::EmailTaken,
+            EmailChangeError::InvalidToken => ApiError::InvalidToken,
+            EmailChangeError::Invalid(errors) => ApiError::Validation(errors),
+            EmailChangeError::ReauthenticationRequired => ApiError::ReauthenticationRequired,
+            // The token outlived its account.
+            EmailChangeError::Gone => ApiError::Unauthorized,
+            EmailChangeError::Fault(fault) => fault.into(),
+        }
+    }
+}
+
 impl From<crate::service::invitations::InvitationError> for ApiError {
     fn from(error: crate::service::invitations::InvitationError) -> ApiError {
         use crate::service::invitations::InvitationError;

@@ -92,6 +92,14 @@ fn api() -> OpenApiRouter<AppState> {
             &[Action::Reset],
         ))
         .routes(limited(
+            routes!(recovery::confirm_email_change),
+            &[Action::Confirm],
+        ))
+        .routes(limited(
+            routes!(recovery::revert_email_change),
+            &[Action::Confirm],
+        ))
+        .routes(limited(
             routes!(recovery::email_login_verify),
             &[Action::Reset, Action::ResetCode],
         ))
@@ -117,6 +125,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::revoke))
         .routes(routes!(users::me, users::update_me, users::delete_me))
         .routes(routes!(users::change_password))
+        .routes(limited(routes!(users::change_email), &[Action::Resend]))
         .routes(routes!(admin::list_users, admin::create_user))
         .routes(routes!(admin::invite_user))
         .routes(routes!(

@@ -1,4 +1,5 @@
-//! The hosted pages behind mailed links: `/confirm-email` and `/reset-password`. A GET only
+//! The hosted pages behind mailed links: `/confirm-email`, `/reset-password`,
+//! `/accept-invitation`, `/confirm-email-change` and `/revert-email-change`. A GET only
 //! shows a button or a form (mail scanners prefetch links, so a GET never spends a token); the
 //! form posts, form-encoded, to the same path and the same service code as the JSON endpoints.
 //! No JavaScript; a strict Content-Security-Policy; legible on a phone. Every page is a
@@ -7,9 +8,11 @@
 use super::budget::{Budget, limited_route};
 use super::extract::Client;
 use crate::ratelimit::Action;
+use crate::service::email_change::{self, EmailChangeError};
 use crate::service::invitations::{self, InvitationError};
 use crate::service::recovery::{self, MailedProof, RecoveryError};
 use crate::state::AppState;
+use crate::store::TokenPurpose;
 use crate::templates::{Flow, Language, Page};
 use axum::Router;
 use axum::extract::rejection::{FormRejection, QueryRejection};
@@ -54,6 +57,18 @@ pub fn routes() -> Router<AppState> {
             "/accept-invitation",
             get(show_invitation).merge(limited_route(post(accept_invitation), &[Action::Reset])),
         )
+        .route(
+            "/confirm-email-change",
+            get(show_email_change).merge(limited_route(
+                post(confirm_email_change),
+                &[Action::Confirm],
+            )),
+        )
+        .route(
+            "/revert-email-change",
+            get(show_email_revert)
+                .merge(limited_route(post(revert_email_change), &[Action::Confirm])),
+        )
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +86,11 @@ struct ConfirmForm {
 struct ResetForm {
     token: String,
     new_password: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    token: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +279,129 @@ async fn accept_invitation(
             },
         ),
     }
+}
+
+/// The page of a confirmation link: the new address and a button; a link no longer live says
+/// so at once. Spends nothing.
+async fn show_email_change(
+    State(app): State<AppState>,
+    PageLanguage(language): PageLanguage,
+    query: Result<Query<TokenQuery>, QueryRejection>,
+) -> Response {
+    let Some(token) = link_token(query) else {
+        return page(
+            &app,
+            StatusCode::BAD_REQUEST,
+            language,
+            Page::LinkIncomplete,
+        );
+    };
+    match email_change::addresses_of_link(&app, &token, TokenPurpose::EmailChange).await {
+        Ok(Some(change)) => {
+            let form = Page::ConfirmEmailChange {
+                token: &token,
+                email: change.new_email.as_str(),
+                taken: false,
+            };
+            page(&app, StatusCode::OK, language, form)
+        }
+        Ok(None) => link_invalid(&app, language, Flow::EmailChange),
+        Err(fault) => failure(&app, language, fault),
+    }
+}
+
+async fn confirm_email_change(
+    State(app): State<AppState>,
+    PageLanguage(language): PageLanguage,
+    Client(client): Client,
+    budget: Budget,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Response {
+    let form = match within_budget(&app, language, &client, &budget, Action::Confirm, form).await {
+        Ok(form) => form,
+        Err(page) => return page,
+    };
+    // Read before spending, for the page that says the address was taken meanwhile.
+    let asked = email_change::addresses_of_link(&app, &form.token, TokenPurpose::EmailChange).await;
+    match email_change::confirm(&app, &form.token).await {
+        Ok(user) => {
+            let done = Page::EmailChanged {
+                email: user.email.as_str(),
+            };
+            page(&app, StatusCode::OK, language, done)
+        }
+        Err(EmailChangeError::EmailTaken) => {
+            let email = asked.ok().flatten().map(|change| change.new_email);
+            let taken = Page::ConfirmEmailChange {
+                token: &form.token,
+                email: email.as_ref().map_or("", |email| email.as_str()),
+                taken: true,
+            };
+            page(&app, StatusCode::CONFLICT, language, taken)
+        }
+        Err(EmailChangeError::Fault(fault)) => failure(&app, language, fault),
+        Err(_) => link_invalid(&app, language, Flow::EmailChange),
+    }
+}
+
+/// The page of a revert link: both addresses and a button. Spends nothing.
+async fn show_email_revert(
+    State(app): State<AppState>,
+    PageLanguage(language): PageLanguage,
+    query: Result<Query<TokenQuery>, QueryRejection>,
+) -> Response {
+    let Some(token) = link_token(query) else {
+        return page(
+            &app,
+            StatusCode::BAD_REQUEST,
+            language,
+            Page::LinkIncomplete,
+        );
+    };
+    match email_change::addresses_of_link(&app, &token, TokenPurpose::EmailRevert).await {
+        Ok(Some(change)) => {
+            let form = Page::RevertEmailChange {
+                token: &token,
+                email: change.old_email.as_str(),
+                new_email: change.new_email.as_str(),
+            };
+            page(&app, StatusCode::OK, language, form)
+        }
+        Ok(None) => link_invalid(&app, language, Flow::EmailRevert),
+        Err(fault) => failure(&app, language, fault),
+    }
+}
+
+async fn revert_email_change(
+    State(app): State<AppState>,
+    PageLanguage(language): PageLanguage,
+    Client(client): Client,
+    budget: Budget,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Response {
+    let form = match within_budget(&app, language, &client, &budget, Action::Confirm, form).await {
+        Ok(form) => form,
+        Err(page) => return page,
+    };
+    match email_change::revert(&app, &form.token).await {
+        Ok(user) => {
+            let done = Page::EmailChangeReverted {
+                email: user.email.as_str(),
+            };
+            page(&app, StatusCode::OK, language, done)
+        }
+        Err(EmailChangeError::Fault(fault)) => failure(&app, language, fault),
+        Err(_) => link_invalid(&app, language, Flow::EmailRevert),
+    }
+}
+
+fn link_invalid(app: &AppState, language: Language, flow: Flow) -> Response {
+    page(
+        app,
+        StatusCode::BAD_REQUEST,
+        language,
+        Page::LinkInvalid { flow },
+    )
 }
 
 /// The posted form, when the post is within `action`'s budget (it shares its JSON twin's) and

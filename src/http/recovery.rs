@@ -1,6 +1,6 @@
 //! `/auth/confirm-email`, `/auth/resend-confirmation`, `/auth/forgot-password`,
-//! `/auth/reset-password`, `/auth/email-login[/verify]`, `/auth/accept-invitation`: the JSON
-//! side of the mail flows.
+//! `/auth/reset-password`, `/auth/email-login[/verify]`, `/auth/accept-invitation`,
+//! `/auth/confirm-email-change`, `/auth/revert-email-change`: the JSON side of the mail flows.
 
 use super::budget::Budget;
 use super::cookie::Tokens;
@@ -10,7 +10,7 @@ use super::views::{NewPasswordSchema, TokenPairView, UserView, refuse_unknown, s
 use crate::domain::ValidationErrors;
 use crate::ratelimit::Action;
 use crate::service::recovery::{self, MailedProof};
-use crate::service::{email_login, invitations};
+use crate::service::{email_change, email_login, invitations};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -70,7 +70,7 @@ pub struct AcceptedView {
     message: &'static str,
 }
 
-const ACCEPTED: AcceptedView = AcceptedView {
+pub(super) const ACCEPTED: AcceptedView = AcceptedView {
     message: "If an account can use this, a mail is on its way.",
 };
 
@@ -234,6 +234,58 @@ pub async fn email_login_verify(
     }
     let pair = email_login::verify(&app, proof, client).await?;
     Ok(Tokens::new(&app, pair))
+}
+
+/// Body of `POST /auth/confirm-email-change` and `POST /auth/revert-email-change`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EmailChangeTokenRequest {
+    /// The token from the mailed link.
+    #[schema(required = true, value_type = String)]
+    token: Option<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: Map<String, Value>,
+}
+
+/// Confirm an email change with the link mailed to the new address: the account takes it
+/// (verified), and every session but the one that asked for the change is revoked.
+#[utoipa::path(post, path = "/auth/confirm-email-change", tag = "auth", request_body = EmailChangeTokenRequest,
+    responses(
+        (status = 200, description = "The user, with the new address", body = UserView),
+        (status = 400, description = "`invalid_token` (unknown, expired, used, replaced by a newer change, or the address changed since) or `validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken`: the new address became another account's meanwhile", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn confirm_email_change(
+    State(app): State<AppState>,
+    Client(client): Client,
+    budget: Budget,
+    ApiJson(req): ApiJson<EmailChangeTokenRequest>,
+) -> Result<Json<UserView>, ApiError> {
+    budget
+        .check(&app, Action::Confirm, client.ip.as_deref(), None)
+        .await?;
+    let token = single_field("token", req.token, &req.unknown)?;
+    Ok(Json(email_change::confirm(&app, &token).await?.into()))
+}
+
+/// Undo an email change with the link mailed to the old address: it is the account's again,
+/// every session is revoked, the password removed, and a reset mailed to it.
+#[utoipa::path(post, path = "/auth/revert-email-change", tag = "auth", request_body = EmailChangeTokenRequest,
+    responses(
+        (status = 200, description = "The user, with the old address again", body = UserView),
+        (status = 400, description = "`invalid_token` (unknown, expired or used) or `validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn revert_email_change(
+    State(app): State<AppState>,
+    Client(client): Client,
+    budget: Budget,
+    ApiJson(req): ApiJson<EmailChangeTokenRequest>,
+) -> Result<Json<UserView>, ApiError> {
+    budget
+        .check(&app, Action::Confirm, client.ip.as_deref(), None)
+        .await?;
+    let token = single_field("token", req.token, &req.unknown)?;
+    Ok(Json(email_change::revert(&app, &token).await?.into()))
 }
 
 /// Body of `POST /auth/accept-invitation`.

@@ -1,10 +1,15 @@
-//! `/users/me*`: the caller's own profile, password and account.
+//! `/users/me*`: the caller's own profile, address, password and account.
 
+use super::budget::Budget;
 use super::error::{ApiError, Problem};
-use super::extract::{ApiJson, Bearer, Client, Enrolling};
-use super::views::{NewPasswordSchema, ProfilePatch, UserView, refuse_unknown};
+use super::extract::{ApiJson, Bearer, Client, Enrolling, budget_account};
+use super::recovery::{ACCEPTED, AcceptedView};
+use super::views::{
+    EmailSchema, NewPasswordSchema, ProfilePatch, UserView, refuse_unknown, single_field,
+};
 use crate::domain::ValidationErrors;
-use crate::service::accounts;
+use crate::ratelimit::Action;
+use crate::service::{accounts, email_change};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -44,6 +49,17 @@ pub struct DeleteMeRequest {
     /// The account's password, to confirm.
     #[schema(required = true, value_type = String, format = Password)]
     password: Option<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    unknown: Map<String, Value>,
+}
+
+/// Body of `POST /users/me/email`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangeEmailRequest {
+    /// The address to move the account to; any case, stored normalised.
+    #[schema(required = true, value_type = EmailSchema)]
+    new_email: Option<String>,
     #[serde(flatten)]
     #[schema(ignore)]
     unknown: Map<String, Value>,
@@ -105,6 +121,38 @@ pub async fn change_password(
     let (current, new) = errors.and(current.zip(new))?;
     accounts::change_password(&app, &principal, &current, &new, &client).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ask to move the caller's account to a new address (needs a recent authentication). A link
+/// that confirms goes to the new address, a notice with a link that undoes it to the old one;
+/// nothing changes until the new address confirms.
+#[utoipa::path(post, path = "/users/me/email", tag = "users", security(("bearer" = [])), request_body = ChangeEmailRequest,
+    responses(
+        (status = 202, description = "Asked; the mails are on their way", body = AcceptedView),
+        (status = 400, description = "`validation_failed` (field `new_email`: malformed, or the account's address already) or `malformed_body`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`reauthentication_required`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken` (in conceal mode a taken address gets the 202 instead)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn change_email(
+    State(app): State<AppState>,
+    Bearer(principal): Bearer,
+    Client(client): Client,
+    budget: Budget,
+    ApiJson(req): ApiJson<ChangeEmailRequest>,
+) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
+    let new_email = single_field("new_email", req.new_email, &req.unknown)?;
+    // Mails to an address of the caller's choosing: budgeted per network and per address.
+    budget
+        .check(
+            &app,
+            Action::Resend,
+            client.ip.as_deref(),
+            budget_account(Some(&new_email)).as_ref(),
+        )
+        .await?;
+    email_change::request(&app, &principal, &new_email).await?;
+    Ok((StatusCode::ACCEPTED, Json(ACCEPTED)))
 }
 
 /// Delete the caller's account, confirmed by its password: the user, sessions and tokens go.

@@ -421,7 +421,7 @@ pub async fn change_password(
             &Effects {
                 events: vec![event],
                 mails: vec![mail(app, &credentials.user, Mail::PasswordChanged, now)],
-                tokens: Vec::new(),
+                ..Effects::default()
             },
         )
         .await?;

@@ -2,8 +2,8 @@
 //! checked against the acting user as stored now (role and disabled), not only the token.
 
 use super::accounts::{self, NewAccount, Origin, RegisterError, Registered, changed_fields};
-use super::{Fault, Principal, faults_into};
-use crate::domain::{Acr, Event, RevokeReason, Role, User, ValidationErrors};
+use super::{Fault, Principal, email_change, faults_into};
+use crate::domain::{Acr, Email, Event, RevokeReason, Role, User, ValidationErrors};
 use crate::state::AppState;
 use crate::store::{Effects, StoreError, UserChange, UserFilter};
 use time::OffsetDateTime;
@@ -133,10 +133,13 @@ pub async fn update(
     actor: &Acting,
     id: Option<Uuid>,
     change: UserChange,
+    new_email: Option<Email>,
 ) -> Result<User, AdminError> {
     let id = id.ok_or(AdminError::NotFound)?;
     let current = app.store.user(id).await?.ok_or(AdminError::NotFound)?;
-    if change.is_empty() {
+    // A new address is only asked for: it takes effect when its owner confirms it.
+    let new_email = new_email.filter(|email| *email != current.email);
+    if change.is_empty() && new_email.is_none() {
         return Ok(current);
     }
     let now = app.clock.now();
@@ -166,10 +169,17 @@ pub async fn update(
     if change.email_verified == Some(false) && current.email_verified && revoke.is_none() {
         revoke = Some(RevokeReason::EmailUnverified);
     }
-    let effects = Effects {
+    let mut effects = Effects {
         events,
         ..Effects::default()
     };
+    if let Some(new_email) = new_email {
+        let asked = email_change::admin_request_effects(app, &current, new_email, by, now);
+        effects.events.extend(asked.events);
+        effects.mails.extend(asked.mails);
+        effects.tokens.extend(asked.tokens);
+        effects.email_change = asked.email_change;
+    }
     // Demoting, disabling or unverifying an admin must leave another enabled, verified admin.
     // Checked in the transaction for every such change, not only when `current` (read before
     // it) shows an admin: a change racing this one may have made one meanwhile.
@@ -183,6 +193,7 @@ pub async fn update(
     {
         Err(StoreError::NotFound) => return Err(AdminError::NotFound),
         Err(StoreError::LastAdmin) => return Err(AdminError::LastAdmin),
+        Err(StoreError::Conflict) => return Err(AdminError::EmailTaken),
         result => result?,
     };
     app.after_commit(committed);

@@ -166,6 +166,7 @@ async fn send_confirmation(
         events: Vec::new(),
         mails: vec![mail],
         tokens: vec![token],
+        email_change: None,
     };
     Ok(app
         .store
@@ -177,6 +178,32 @@ async fn send_confirmation(
             Some((user.id, &[][..], &effects)),
         )
         .await?)
+}
+
+/// A new reset link and code for `user`, live for an hour: the link's token, the code, and
+/// their rows (stored as hashes, in one group: using one spends the other).
+pub(crate) fn reset_tokens(
+    app: &AppState,
+    user: &User,
+    now: time::OffsetDateTime,
+) -> (String, String, Vec<NewEmailToken>) {
+    let (token, code, group) = (random::token(), random::code(), crate::clock::id_at(now));
+    let issued = |token_hash: String, purpose| NewEmailToken {
+        token_hash,
+        user_id: user.id,
+        purpose,
+        group,
+        created_at: now,
+        expires_at: now + RESET_TTL,
+    };
+    let rows = vec![
+        issued(random::token_hash(&token), TokenPurpose::ResetLink),
+        issued(
+            app.code_key.hash(user.id, &group.to_string(), &code),
+            TokenPurpose::ResetCode,
+        ),
+    ];
+    (token, code, rows)
 }
 
 /// Why a reset mail goes out.
@@ -200,23 +227,8 @@ pub(crate) async fn send_reset(
 ) -> Result<Committed, Fault> {
     let now = app.clock.now();
     let effects = user.map(|user| {
-        let (token, code, group) = (random::token(), random::code(), crate::clock::id_at(now));
-        let issued = |token_hash: String, purpose| NewEmailToken {
-            token_hash,
-            user_id: user.id,
-            purpose,
-            group,
-            created_at: now,
-            expires_at: now + RESET_TTL,
-        };
+        let (token, code, mut tokens) = reset_tokens(app, user, now);
         let suspended = matches!(why, ResetMail::LoginSuspended);
-        let mut tokens = vec![
-            issued(random::token_hash(&token), TokenPurpose::ResetLink),
-            issued(
-                app.code_key.hash(user.id, &group.to_string(), &code),
-                TokenPurpose::ResetCode,
-            ),
-        ];
         // Password sign-in is suspended, not the account: with sign-in by email on, the notice
         // also carries a link that signs the owner in without a password (and its own group,
         // so that spending one link leaves the other).
@@ -243,6 +255,7 @@ pub(crate) async fn send_reset(
             events: vec![Event::password_reset_requested(user, now)],
             mails: vec![mail(app, user, template, now)],
             tokens,
+            email_change: None,
         }
     });
     let (purpose, sent_after) = match why {

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod admin;
 mod attempts;
+pub mod email_change;
 pub mod email_login;
 pub mod import;
 pub mod invitations;

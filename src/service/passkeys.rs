@@ -163,7 +163,7 @@ pub async fn register(
     let effects = Effects {
         events: vec![Event::passkey_added(user.id, record.id, name, now)],
         mails: vec![notice(app, &user, FactorChange::PasskeyAdded(name), now)],
-        tokens: Vec::new(),
+        ..Effects::default()
     };
     let (first, committed) = match app
         .store
@@ -186,7 +186,7 @@ pub async fn remove(app: &AppState, principal: &Principal, id: Uuid) -> Result<(
     let effects = Effects {
         events: vec![Event::passkey_removed(user.id, id, user.id, now)],
         mails: vec![notice(app, &user, FactorChange::PasskeyRemoved, now)],
-        tokens: Vec::new(),
+        ..Effects::default()
     };
     let committed = match app.store.remove_credential(user.id, id, &effects).await {
         Err(StoreError::NotFound) => return Err(MfaError::NotFound),

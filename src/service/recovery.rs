@@ -15,7 +15,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 /// How long a confirmation link works.
-const VERIFY_TTL: Duration = Duration::hours(24);
+pub(crate) const VERIFY_TTL: Duration = Duration::hours(24);
 /// How long a reset link and code work.
 pub(crate) const RESET_TTL: Duration = Duration::hours(1);
 
@@ -285,7 +285,7 @@ pub async fn reset_password(
     let effects = Effects {
         events: vec![Event::password_reset(&user, now)],
         mails: vec![mail(app, &user, Mail::PasswordChanged, now)],
-        tokens: Vec::new(),
+        ..Effects::default()
     };
     let committed = app
         .store

@@ -4,6 +4,7 @@
 mod attempts;
 mod backend;
 mod challenges;
+mod email_changes;
 mod events;
 mod factors;
 mod keys;

@@ -1,7 +1,7 @@
 //! What the store's operations take and give: rows about to be written, records as read, and
 //! the outcomes the services tell apart.
 
-use crate::domain::{Assurance, Event, User};
+use crate::domain::{Assurance, Email, Event, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -303,6 +303,10 @@ pub enum TokenPurpose {
     LoginCode,
     /// An invitation's link, which sets the first password.
     Invitation,
+    /// The link to the new address that confirms an email change.
+    EmailChange,
+    /// The link to the old address that undoes an email change.
+    EmailRevert,
 }
 
 impl TokenPurpose {
@@ -314,6 +318,8 @@ impl TokenPurpose {
             TokenPurpose::LoginLink => "login_link",
             TokenPurpose::LoginCode => "login_code",
             TokenPurpose::Invitation => "invitation",
+            TokenPurpose::EmailChange => "email_change",
+            TokenPurpose::EmailRevert => "email_revert",
         }
     }
 }
@@ -344,6 +350,35 @@ pub struct Effects {
     pub mails: Vec<NewMail>,
     /// Tokens to store.
     pub tokens: Vec<NewEmailToken>,
+    /// An email change to record (its tokens are among `tokens`, grouped under its id); the
+    /// write fails with `Conflict` when the new address is not free.
+    pub email_change: Option<NewEmailChange>,
+}
+
+/// An email change asked for, about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewEmailChange {
+    /// Its id: the group of its confirmation and revert links.
+    pub id: Uuid,
+    /// Whose.
+    pub user_id: Uuid,
+    /// The address now.
+    pub old_email: Email,
+    /// The address asked for.
+    pub new_email: Email,
+    /// The session that asked (it survives the confirmation); `None` for an admin's change.
+    pub session_id: Option<Uuid>,
+    /// When.
+    pub created_at: OffsetDateTime,
+}
+
+/// The addresses of an email change, as its link's page names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailChangeRecord {
+    /// The address before.
+    pub old_email: Email,
+    /// The address asked for.
+    pub new_email: Email,
 }
 
 /// The outcome of presenting a reset code.

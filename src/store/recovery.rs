@@ -261,7 +261,7 @@ impl Store {
 
 /// Locks the user a mailed token belongs to, where the backend locks rows (the lock order of
 /// every write path: the user first). False when such a backend finds no token.
-async fn lock_token_owner(tx: &mut Tx, token_hash: &str) -> Result<bool, StoreError> {
+pub(super) async fn lock_token_owner(tx: &mut Tx, token_hash: &str) -> Result<bool, StoreError> {
     if tx.dialect.lock_user.is_none() {
         return Ok(true);
     }

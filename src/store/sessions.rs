@@ -319,7 +319,7 @@ impl Store {
         let day = 86_400_000_000_i64;
         let week = 7 * day;
         // Spent refresh tokens stay until they expire: reuse detection needs them.
-        let statements: [(&'static str, i64); 10] = [
+        let statements: [(&'static str, i64); 11] = [
             ("update refresh_tokens set successor_sealed = null where token_hash in
                 (select token_hash from refresh_tokens where successor_sealed is not null and used_at < $1 limit 500)",
              micros(now - grace)),
@@ -333,6 +333,10 @@ impl Store {
                 (select seq from revocations where expires_at <= $1 limit 500)", at),
             ("delete from email_tokens where token_hash in
                 (select token_hash from email_tokens where expires_at <= $1 limit 500)", at),
+            // An email change goes a day after the last of its links.
+            ("delete from email_changes where id in
+                (select id from email_changes c where created_at <= $1
+                   and not exists (select 1 from email_tokens t where t.grp = c.id) limit 500)", at - day),
             ("delete from mfa_challenges where key_hash in
                 (select key_hash from mfa_challenges where expires_at <= $1 limit 500)", at),
             // Delivered or abandoned mail (bodies already erased) is kept a week for inquiries.

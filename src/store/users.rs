@@ -316,6 +316,9 @@ impl Store {
 
 /// Writes the events, mail and tokens that come with a change, in its transaction.
 pub(super) async fn write_effects(tx: &mut Tx, effects: &Effects) -> Result<(), StoreError> {
+    if let Some(change) = &effects.email_change {
+        super::email_changes::record_change(tx, change).await?;
+    }
     for event in &effects.events {
         events::insert_event(tx, event).await?;
     }
@@ -384,6 +387,12 @@ async fn check_admins_left(
 /// Inserts a user's row (`conflict` may add an `on conflict` clause); gives the rows inserted.
 async fn insert_user_row(tx: &mut Tx, new: &NewUser, conflict: &str) -> Result<u64, StoreError> {
     let user = &new.user;
+    // The vacated address of another account's change stays its owner's while the change
+    // can be undone; `conflict` (conceal mode) says to count it as taken without failing.
+    match super::email_changes::ensure_free(tx, &user.email, user.id, user.created_at).await {
+        Err(StoreError::Conflict) if !conflict.is_empty() => return Ok(0),
+        checked => checked?,
+    }
     sql_owned(format!("{INSERT_USER}{conflict}"))
         .bind(user.id)
         .bind(user.email.as_str())

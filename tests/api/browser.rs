@@ -343,6 +343,60 @@ async fn a_person_signs_in_with_the_mailed_link_by_pressing_its_button() {
 }
 
 #[tokio::test]
+async fn a_person_confirms_a_new_address_and_the_old_one_undoes_it_in_a_browser() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    let (token, _) = app.logged_in_user("ada@example.com").await;
+    let asked = app
+        .send(
+            reqwest::Method::POST,
+            "/users/me/email",
+            &token,
+            &json!({"new_email": "ada@example.org"}),
+        )
+        .await;
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    let confirmation = smtp.wait_for_mail_to("ada@example.org", 1).await;
+    let notice = smtp.wait_for_mail_to("ada@example.com", 1).await;
+
+    // Opening either page (as a mail scanner would) spends nothing; only its button does.
+    let revert = format!(
+        "{}/revert-email-change?token={}",
+        app.url,
+        notice.revert_token()
+    );
+    browser.open(&revert).await;
+    browser.wait_for_text("Undo the email change").await;
+    let confirm = format!(
+        "{}/confirm-email-change?token={}",
+        app.url,
+        confirmation.email_change_token()
+    );
+    browser.open(&confirm).await;
+    browser
+        .wait_for_text("Confirm your new email address")
+        .await;
+    browser.screenshot("email-change").await;
+    assert_eq!(app.events_of_type("EMAIL_CHANGED").await.len(), 0);
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Your email address is changed").await;
+    assert_eq!(app.events_of_type("EMAIL_CHANGED").await.len(), 1);
+
+    browser.open(&revert).await;
+    browser.wait_for_text("ada@example.org").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("The change is undone").await;
+    browser.screenshot("email-change-undone").await;
+    assert_eq!(app.events_of_type("EMAIL_CHANGE_REVERTED").await.len(), 1);
+    assert_eq!(
+        app.get("/users/me", Some(&token)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
 async fn a_person_enrols_totp_and_a_passkey_then_signs_in_with_each_in_a_browser() {
     let Some(browser) = Browser::start().await else {
         return;

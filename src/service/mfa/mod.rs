@@ -255,7 +255,7 @@ pub async fn confirm_totp(
     let effects = Effects {
         events: vec![Event::mfa_enabled(user.id, now)],
         mails: vec![notice(app, &user, FactorChange::TotpAdded, now)],
-        tokens: Vec::new(),
+        ..Effects::default()
     };
     let (first, committed) = match app
         .store
@@ -277,7 +277,7 @@ pub async fn remove_totp(app: &AppState, principal: &Principal) -> Result<(), Mf
     let effects = Effects {
         events: vec![Event::mfa_disabled(user.id, "totp", user.id, now)],
         mails: vec![notice(app, &user, FactorChange::TotpRemoved, now)],
-        tokens: Vec::new(),
+        ..Effects::default()
     };
     let committed = match app.store.remove_totp(user.id, &effects).await {
         Err(StoreError::NotFound) => return Err(MfaError::NotFound),
@@ -302,7 +302,7 @@ pub async fn regenerate_recovery_codes(
     let effects = Effects {
         events: Vec::new(),
         mails: vec![notice(app, &user, FactorChange::RecoveryCodesRenewed, now)],
-        tokens: Vec::new(),
+        ..Effects::default()
     };
     let committed = app
         .store
@@ -412,7 +412,7 @@ pub async fn reset(app: &AppState, user_id: Uuid, by: Uuid) -> Result<(), MfaErr
     let effects = Effects {
         events: vec![Event::mfa_disabled(user.id, "all", by, now)],
         mails: vec![notice(app, &user, FactorChange::FactorsReset, now)],
-        tokens: Vec::new(),
+        ..Effects::default()
     };
     let committed = match app.store.clear_factors(user.id, now, &effects).await {
         Err(StoreError::NotFound) => return Err(MfaError::NotFound),

@@ -6,6 +6,7 @@
 mod codes;
 mod confirmation;
 mod delivery;
+mod email_change;
 mod email_login;
 mod invitations;
 mod pages;

@@ -241,6 +241,16 @@ impl Mail {
         token_of(&self.link(INVITATION_LINK))
     }
 
+    /// The token of the first email-change confirmation link.
+    pub(crate) fn email_change_token(&self) -> String {
+        token_of(&self.link(EMAIL_CHANGE_LINK))
+    }
+
+    /// The token of the first link that undoes an email change.
+    pub(crate) fn revert_token(&self) -> String {
+        token_of(&self.link(REVERT_LINK))
+    }
+
     /// The 6-digit code of a reset or sign-in mail.
     pub(crate) fn reset_code(&self) -> String {
         let at = self
@@ -270,6 +280,8 @@ const CONFIRM_LINK: &str = "/confirm-email?token=";
 const RESET_LINK: &str = "/reset-password?token=";
 const LOGIN_LINK: &str = "/email-login?token=";
 const INVITATION_LINK: &str = "/accept-invitation?token=";
+const EMAIL_CHANGE_LINK: &str = "/confirm-email-change?token=";
+const REVERT_LINK: &str = "/revert-email-change?token=";
 const CODE: &str = "code in the app: ";
 
 fn token_of(link: &str) -> String {
