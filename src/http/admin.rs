@@ -243,7 +243,7 @@ pub async fn get_user(
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 200, description = "The changed user", body = UserView),
-        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`, or `reauthentication_required` (a new `email` needs a recent authentication)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`last_admin`: the change would leave no enabled, verified admin; `email_taken`: the new address is another account's", body = Problem, content_type = "application/problem+json"),
     ))]

@@ -562,6 +562,7 @@ impl From<AdminError> for ApiError {
             AdminError::NotFound => ApiError::NotFound,
             AdminError::LastAdmin => ApiError::LastAdmin,
             AdminError::EmailTaken => ApiError::EmailTaken,
+            AdminError::ReauthenticationRequired => ApiError::ReauthenticationRequired,
             AdminError::Invalid(errors) => ApiError::Validation(errors),
             AdminError::Fault(fault) => fault.into(),
         }

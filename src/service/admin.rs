@@ -24,6 +24,9 @@ pub enum AdminError {
     /// The change would leave no enabled, verified admin.
     #[error("last admin")]
     LastAdmin,
+    /// Moving an account to another address needs a recent authentication.
+    #[error("reauthentication required")]
+    ReauthenticationRequired,
     /// A field breaks a rule.
     #[error(transparent)]
     Invalid(#[from] ValidationErrors),
@@ -46,12 +49,17 @@ pub struct UserPage {
 /// An admin, checked against the store: the proof every admin use case asks for. Only
 /// [`authorize`] makes one, so no use case can be reached without the check.
 #[derive(Debug)]
-pub struct Acting(User, Acr);
+pub struct Acting(User, Acr, bool);
 
 impl Acting {
     /// The admin, as stored when checked.
     pub fn user(&self) -> &User {
         &self.0
+    }
+
+    /// Whether its token's authentication is recent (`LATCHKEY_REAUTH_MAX_AGE`).
+    pub fn recent(&self) -> bool {
+        self.2
     }
 
     /// The level its token states.
@@ -78,7 +86,8 @@ pub async fn authorize(app: &AppState, principal: &Principal) -> Result<Acting, 
         .as_deref()
         .and_then(Acr::parse)
         .unwrap_or(Acr::Aal1);
-    Ok(Acting(actor, acr))
+    let recent = super::mfa::require_recent(app, principal).is_ok();
+    Ok(Acting(actor, acr, recent))
 }
 
 /// A page of users matching `filter`.
@@ -139,6 +148,10 @@ pub async fn update(
     let current = app.store.user(id).await?.ok_or(AdminError::NotFound)?;
     // A new address is only asked for: it takes effect when its owner confirms it.
     let new_email = new_email.filter(|email| *email != current.email);
+    // A stolen admin token, however old, must not move accounts to an attacker's mailbox.
+    if new_email.is_some() && !actor.recent() {
+        return Err(AdminError::ReauthenticationRequired);
+    }
     if change.is_empty() && new_email.is_none() {
         return Ok(current);
     }

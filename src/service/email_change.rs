@@ -1,10 +1,11 @@
 //! Email change with double confirmation: the new address gets a link that confirms the
 //! change, the old one a notice with a link that undoes it (`LATCHKEY_EMAIL_REVERT_TTL`,
 //! default 7 days). Nothing changes until the new address confirms; undoing brings the old
-//! address back, signs every device out, removes the password and mails a reset, so that an
-//! intruder who moved the account to their own address loses it again.
+//! address back, signs every device out, removes the password, second factors and passkeys and
+//! mails a reset, so that an intruder who moved the account to their own address loses it
+//! again.
 
-use super::mail_requests::{self, REGISTRATION_ATTEMPT, reset_tokens};
+use super::mail_requests::{REGISTRATION_ATTEMPT, reset_tokens, seal_request};
 use super::mfa::{self, MfaError};
 use super::recovery::{VERIFY_TTL, link, mail};
 use super::{Fault, Principal};
@@ -12,7 +13,8 @@ use crate::crypto::random;
 use crate::domain::{Email, Event, User, ValidationErrors};
 use crate::state::AppState;
 use crate::store::{
-    Effects, EmailChangeRecord, NewEmailChange, NewEmailToken, StoreError, TokenPurpose,
+    ConcealedRequest, Effects, EmailChangeRecord, NewEmailChange, NewEmailToken, StoreError,
+    TokenPurpose,
 };
 use crate::templates::Mail;
 use time::OffsetDateTime;
@@ -45,8 +47,9 @@ pub enum EmailChangeError {
 super::faults_into!(EmailChangeError);
 
 /// The caller asks to move their account to `new_email` (needs a recent authentication). In
-/// conceal mode a taken address gets the same 202 as a free one, and its owner a notice (at
-/// most one an hour) instead of a confirmation link.
+/// conceal mode a taken address costs the same writes and mails the caller's address the same
+/// notice as a free one; its owner gets a notice (at most one an hour) instead of a
+/// confirmation link.
 pub async fn request(
     app: &AppState,
     principal: &Principal,
@@ -67,14 +70,9 @@ pub async fn request(
     let asked = Asked {
         session: Some(principal.session_id),
         by: None,
+        conceal: app.config.conceal_existing_accounts,
     };
-    match write_request(app, &user, new_email.clone(), asked).await {
-        Err(EmailChangeError::EmailTaken) if app.config.conceal_existing_accounts => {
-            mail_requests::queue_request(app, &new_email, REGISTRATION_ATTEMPT).await?;
-            Ok(())
-        }
-        result => result,
-    }
+    write_request(app, &user, new_email, asked).await
 }
 
 /// An admin's change of `user`'s address: the same mails as the user's own request, and no
@@ -93,6 +91,7 @@ pub(crate) fn admin_request_effects(
         Asked {
             session: None,
             by: Some(by),
+            conceal: false,
         },
         now,
     )
@@ -105,6 +104,8 @@ struct Asked {
     session: Option<Uuid>,
     /// The admin who asked.
     by: Option<Uuid>,
+    /// Conceal mode, for a user's own request: a taken address must look like a free one.
+    conceal: bool,
 }
 
 async fn write_request(
@@ -133,7 +134,8 @@ async fn write_request(
 }
 
 /// The change's record, its two links (one group, the change's id) and their mails, and
-/// `EMAIL_CHANGE_REQUESTED`.
+/// `EMAIL_CHANGE_REQUESTED`. An address never verified gets no revert link: it was never
+/// shown to be the owner's, so it is neither mailed one nor kept reserved.
 fn request_effects(
     app: &AppState,
     user: &User,
@@ -167,6 +169,25 @@ fn request_effects(
         days: revert_ttl.whole_days(),
         by_admin: asked.by.is_some(),
     };
+    let mut tokens = vec![issued(
+        &confirm,
+        TokenPurpose::EmailChange,
+        now + VERIFY_TTL,
+    )];
+    let mut mails = Vec::new();
+    if user.email_verified {
+        tokens.push(issued(&revert, TokenPurpose::EmailRevert, now + revert_ttl));
+        mails.push(mail(app, user, notice, now));
+    }
+    let if_taken = asked.conceal.then(|| {
+        let (subject, email_sealed) = seal_request(app, &new_email, REGISTRATION_ATTEMPT);
+        ConcealedRequest {
+            subject,
+            purpose: REGISTRATION_ATTEMPT,
+            email_sealed,
+        }
+    });
+    let confirmation = mail(app, &moved, confirm_mail, now);
     Effects {
         events: vec![Event::email_change_requested(
             user.id,
@@ -175,14 +196,8 @@ fn request_effects(
             asked.by,
             now,
         )],
-        mails: vec![
-            mail(app, &moved, confirm_mail, now),
-            mail(app, user, notice, now),
-        ],
-        tokens: vec![
-            issued(&confirm, TokenPurpose::EmailChange, now + VERIFY_TTL),
-            issued(&revert, TokenPurpose::EmailRevert, now + revert_ttl),
-        ],
+        mails,
+        tokens,
         email_change: Some(NewEmailChange {
             id,
             user_id: user.id,
@@ -190,6 +205,8 @@ fn request_effects(
             new_email,
             session_id: asked.session,
             created_at: now,
+            confirmation,
+            if_taken,
         }),
     }
 }
@@ -222,8 +239,8 @@ pub async fn confirm(app: &AppState, token: &str) -> Result<User, EmailChangeErr
 }
 
 /// Undoes a change with the link mailed to the old address: it is the account's again,
-/// every session is revoked, the password removed, and a reset link and code mailed to it
-/// (which is also the notice of the undoing).
+/// every session is revoked, the password, second factors and passkeys removed, and a reset
+/// link and code mailed to it (which is also the notice of the undoing).
 pub async fn revert(app: &AppState, token: &str) -> Result<User, EmailChangeError> {
     let now = app.clock.now();
     let effects = |user: &User, had: &Email| {
@@ -245,7 +262,9 @@ pub async fn revert(app: &AppState, token: &str) -> Result<User, EmailChangeErro
         .revert_email_change(&random::token_hash(token), now, &effects)
         .await;
     let (user, committed) = match reverted {
-        Err(StoreError::Conflict) => return Err(EmailChangeError::EmailTaken),
+        // The old address is reserved while the link lives, so another account cannot hold
+        // it; should one all the same, the link cannot do its work.
+        Err(StoreError::Conflict) => return Err(EmailChangeError::InvalidToken),
         reverted => reverted?.ok_or(EmailChangeError::InvalidToken)?,
     };
     app.after_commit(committed);

@@ -1,7 +1,10 @@
 //! Email changes: asked for (recorded by `write_effects`), confirmed from the new address,
 //! undone from the old one.
 
+use super::attempts::queue_request_in;
 use super::backend::{Tx, sql};
+use super::factors::remove_factors_in;
+use super::mail::insert_mail;
 use super::recovery::{kill_credential_tokens, kill_tokens, lock_token_owner};
 use super::sessions::revoke_in;
 use super::users::{user_in, write_effects};
@@ -90,7 +93,7 @@ impl Store {
     }
 
     /// Spends a revert link: the address it was mailed to comes back (verified), the password
-    /// is cleared, every session is revoked (reason `email_change_reverted`), every other mailed
+    /// and every second factor and passkey are removed, every session is revoked (reason `email_change_reverted`), every other mailed
     /// link of the account dies but the revert links of earlier changes, `EMAIL_CHANGE_REVERTED`
     /// is written, and `effects(user, the address it had)` (the reset mail) with it. `None` when the link is not
     /// live.
@@ -112,8 +115,12 @@ impl Store {
             ensure_free(&mut tx, &change.old_email, user.id, now).await?;
         }
         // Whoever asked for the change could sign in: the password they may know goes, and the
-        // owner chooses a new one through the reset mailed with this.
+        // owner chooses a new one through the reset mailed with this. So do the second factors
+        // and passkeys, which that recent sign-in could enrol: the owner enrols theirs again.
         set_address(&mut tx, user.id, &change.old_email, true, now).await?;
+        if remove_factors_in(&mut tx, user.id).await? > 0 {
+            insert_event(&mut tx, &Event::mfa_disabled(user.id, "all", user.id, now)).await?;
+        }
         // The revert links of later changes went to addresses the intruder chose: they must
         // not undo this. Earlier changes' links keep working, so that an intruder's own
         // revert link cannot cancel the owner's.
@@ -153,9 +160,11 @@ impl Store {
     }
 }
 
-/// Records an asked-for change (its links are written with it): the new address must be free,
-/// and the change replaces the confirmation link of any earlier one still pending. Earlier
-/// revert links stay: they are the owner's way back.
+/// Records an asked-for change (its links are written with it) and queues the confirmation
+/// mail: the new address must be free, and the change replaces the confirmation link of any
+/// earlier one still pending. Earlier revert links stay: they are the owner's way back. In
+/// conceal mode a taken address is recorded alike, but its owner gets the queued notice
+/// instead of the confirmation (whose link then cannot confirm).
 pub(super) async fn record_change(tx: &mut Tx, change: &NewEmailChange) -> Result<(), StoreError> {
     kill_tokens(
         tx,
@@ -164,7 +173,19 @@ pub(super) async fn record_change(tx: &mut Tx, change: &NewEmailChange) -> Resul
         change.created_at,
     )
     .await?;
-    ensure_free(tx, &change.new_email, change.user_id, change.created_at).await?;
+    match ensure_free(tx, &change.new_email, change.user_id, change.created_at).await {
+        Ok(()) => insert_mail(tx, &change.confirmation).await?,
+        Err(StoreError::Conflict) if change.if_taken.is_some() => {
+            let notice = change.if_taken.as_ref().expect("checked above");
+            let request = super::QueuedRequest {
+                subject: &notice.subject,
+                purpose: notice.purpose,
+                email_sealed: &notice.email_sealed,
+            };
+            queue_request_in(tx, request, change.created_at).await?;
+        }
+        Err(error) => return Err(error),
+    }
     sql(
         "insert into email_changes (id, user_id, old_email, new_email, session_id, created_at)
          values ($1, $2, $3, $4, $5, $6)",

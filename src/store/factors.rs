@@ -402,14 +402,7 @@ impl Store {
         if exists.is_none() {
             return Err(StoreError::NotFound);
         }
-        for statement in [
-            "delete from totp_factors where user_id = $1",
-            "delete from webauthn_credentials where user_id = $1",
-            "delete from recovery_codes where user_id = $1",
-            "delete from mfa_challenges where user_id = $1",
-        ] {
-            sql(statement).bind(user_id).execute(&mut tx).await?;
-        }
+        remove_factors_in(&mut tx, user_id).await?;
         sessions::revoke_in(&mut tx, user_id, Revoke::All, RevokeReason::MfaReset, now).await?;
         write_effects(&mut tx, effects).await?;
         tx.commit_telling().await
@@ -521,4 +514,22 @@ async fn insert_codes(
             .await?;
     }
     Ok(())
+}
+
+/// Removes every factor of `user_id` and every ceremony under way; gives the factors removed
+/// (an authenticator app, passkeys, recovery codes).
+pub(super) async fn remove_factors_in(tx: &mut Tx, user_id: Uuid) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    for statement in [
+        "delete from totp_factors where user_id = $1",
+        "delete from webauthn_credentials where user_id = $1",
+        "delete from recovery_codes where user_id = $1",
+    ] {
+        removed += sql(statement).bind(user_id).execute(&mut *tx).await?;
+    }
+    sql("delete from mfa_challenges where user_id = $1")
+        .bind(user_id)
+        .execute(tx)
+        .await?;
+    Ok(removed)
 }

@@ -370,6 +370,22 @@ pub struct NewEmailChange {
     pub session_id: Option<Uuid>,
     /// When.
     pub created_at: OffsetDateTime,
+    /// The mail with the confirmation link, to the new address when it is free.
+    pub confirmation: NewMail,
+    /// Conceal mode: when the new address is taken, this request is queued instead of the
+    /// confirmation, and the change is recorded all the same.
+    pub if_taken: Option<ConcealedRequest>,
+}
+
+/// A mail request owned by the change that queues it (see [`QueuedRequest`]).
+#[derive(Debug, Clone)]
+pub struct ConcealedRequest {
+    /// The keyed hash of the address.
+    pub subject: String,
+    /// What mail.
+    pub purpose: &'static str,
+    /// The address, sealed.
+    pub email_sealed: Vec<u8>,
 }
 
 /// The addresses of an email change, as its link's page names them.

@@ -291,6 +291,68 @@ async fn an_intruders_own_revert_link_cannot_cancel_the_owners() {
 }
 
 #[tokio::test]
+async fn undoing_also_removes_the_factors_the_intruder_could_enrol() {
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    // The intruder's recent sign-in enrolled an authenticator app before moving the account.
+    let (intruder, _, _) = crate::mfa::user_with_totp(&app, "ada@example.com").await;
+    let confirmed = change(&app, &smtp, &intruder, "mallory@example.net").await;
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    let notice = smtp.wait_for_mail_to("ada@example.com", 2).await;
+    assert_eq!(
+        revert(&app, &notice.revert_token()).await.status(),
+        StatusCode::OK
+    );
+    let reset_mail = smtp.wait_for_mail_to("ada@example.com", 3).await;
+    let reset = app
+        .post(
+            "/auth/reset-password",
+            &json!({"token": reset_mail.reset_token(), "new_password": "the owner's new passphrase"}),
+        )
+        .await;
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+    // No second factor is asked for: the intruder's authenticator is gone.
+    let login = app
+        .login("ada@example.com", "the owner's new passphrase")
+        .await;
+    assert_eq!(login.status(), StatusCode::OK);
+    let body: Value = login.json().await.unwrap();
+    assert!(body["access_token"].is_string(), "{body}");
+    let disabled = app.events_of_type("MFA_DISABLED").await;
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(disabled[0]["data"]["method"], "all");
+}
+
+#[tokio::test]
+async fn a_stale_admin_token_cannot_move_an_account() {
+    let (app, smtp) = spawn_app_with_mail(&[]).await;
+    let admin = app.admin_token().await;
+    let (token, _) = app.logged_in_user("ada@example.com").await;
+    let me: Value = app
+        .get("/users/me", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/users/{}", me["id"].as_str().unwrap());
+    app.state.clock.advance(Duration::minutes(11));
+    assert_problem(
+        app.send(
+            Method::PATCH,
+            &path,
+            &admin,
+            &json!({"email": "mallory@example.net", "role": "admin"}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "reauthentication_required",
+    )
+    .await;
+    let user: Value = app.get(&path, Some(&admin)).await.json().await.unwrap();
+    assert_eq!(user["role"], "user", "nothing of the PATCH applied");
+    assert!(smtp.mails_to("mallory@example.net").is_empty());
+}
+
+#[tokio::test]
 async fn a_taken_address_is_refused_or_concealed_and_taken_meanwhile_is_a_conflict() {
     let (app, smtp) = spawn_app_with_mail(&[]).await;
     app.create_verified_user("grace@example.com", PASSWORD)
@@ -360,17 +422,35 @@ async fn conceal_mode_answers_a_taken_address_like_a_free_one_and_tells_its_owne
     app.create_verified_user("grace@example.com", PASSWORD)
         .await;
     let (token, _) = app.logged_in_user("ada@example.com").await;
-    let taken = ask(&app, &token, "grace@example.com").await;
-    assert_eq!(taken.status(), StatusCode::ACCEPTED);
-    let taken: Value = taken.json().await.unwrap();
     let free = ask(&app, &token, "ada@example.org").await;
     assert_eq!(free.status(), StatusCode::ACCEPTED);
-    assert_eq!(taken, free.json::<Value>().await.unwrap());
+    let earlier = smtp
+        .wait_for_mail_to("ada@example.org", 1)
+        .await
+        .email_change_token();
+    let taken = ask(&app, &token, "grace@example.com").await;
+    assert_eq!(taken.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        taken.json::<Value>().await.unwrap(),
+        free.json::<Value>().await.unwrap()
+    );
     let owner = smtp.wait_for_mail_to("grace@example.com", 1).await;
     assert!(owner.contains("already has one"), "{owner}");
     assert!(!owner.contains("/confirm-email-change"), "{owner}");
-    smtp.wait_for_mail_to("ada@example.org", 1).await;
-    assert_eq!(app.events_of_type("EMAIL_CHANGE_REQUESTED").await.len(), 1);
+    // The caller sees what a free address gives: a notice per request, the earlier link dead.
+    let second_notice = smtp.wait_for_mail_to("ada@example.com", 2).await;
+    assert!(
+        second_notice.contains("grace@example.com"),
+        "{second_notice}"
+    );
+    assert_problem(
+        app.post("/auth/confirm-email-change", &json!({"token": earlier}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_token",
+    )
+    .await;
+    assert_eq!(app.events_of_type("EMAIL_CHANGE_REQUESTED").await.len(), 2);
 }
 
 #[tokio::test]
