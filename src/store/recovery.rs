@@ -133,6 +133,12 @@ impl Store {
         .await?;
         let Some((stored, group)) = live.filter(|_| recent_failures < MAX_CODE_FAILURES_PER_HOUR)
         else {
+            // The work of a wrong code (a keyed hash, an update that here finds no row, a
+            // commit): else the answer's timing would tell whether the address has a live code,
+            // and so, after a forgot-password, whether it has an account.
+            let presented = code_hash("");
+            count_wrong_try(&mut tx, &presented, now).await?;
+            tx.commit().await?;
             return Ok(CodeCheck::NoLiveCode);
         };
         let presented = code_hash(&group);
@@ -145,14 +151,7 @@ impl Store {
         {
             return Ok(CodeCheck::Matches(stored));
         }
-        sql(
-            "update email_tokens set failed_attempts = failed_attempts + 1, updated_at = $1
-             where token_hash = $2",
-        )
-        .bind(micros(now))
-        .bind(&stored)
-        .execute(&mut tx)
-        .await?;
+        count_wrong_try(&mut tx, &stored, now).await?;
         tx.commit().await?;
         Ok(CodeCheck::Wrong)
     }
@@ -274,6 +273,23 @@ pub(super) async fn lock_token_owner(tx: &mut Tx, token_hash: &str) -> Result<bo
     };
     lock_user(tx, parse_uuid(&owner)?).await?;
     Ok(true)
+}
+
+/// Counts a wrong try against the code stored as `token_hash`.
+async fn count_wrong_try(
+    tx: &mut Tx,
+    token_hash: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sql(
+        "update email_tokens set failed_attempts = failed_attempts + 1, updated_at = $1
+         where token_hash = $2",
+    )
+    .bind(micros(now))
+    .bind(token_hash)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// Spends a live token of `purpose`; gives its user.
