@@ -1,14 +1,15 @@
 //! What each command does. Each opens only the layers it uses (see [`crate::startup`]).
 
 use super::{
-    AddUser, Command, Existing, ImportUsers, KeysCommand, NewSecretKey, RotateSecret,
-    TemplatesCommand, UsersCommand,
+    AddClient, AddUser, ClientsCommand, Command, Existing, ImportUsers, KeysCommand, NewSecretKey,
+    RemoveClient, RotateSecret, TemplatesCommand, UsersCommand,
 };
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat, Settings};
 use crate::crypto::Sealer;
 use crate::domain::ValidationErrors;
 use crate::service::accounts::{self, AccountFields, NewAccount, Origin, Registered};
+use crate::service::oauth_clients::{self, ClientError, ClientFields};
 use crate::service::{import, keys, sealing};
 use crate::startup::{self, IfMissing, Sealed};
 use crate::{http, telemetry};
@@ -29,6 +30,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Users(UsersCommand::Add(add)) => add_user(add).await,
         Command::Users(UsersCommand::Import(import)) => import_users(import).await,
+        Command::Clients(ClientsCommand::Add(add)) => add_client(add).await,
+        Command::Clients(ClientsCommand::List(existing)) => list_clients(existing).await,
+        Command::Clients(ClientsCommand::Remove(remove)) => remove_client(remove).await,
         Command::Keys(KeysCommand::Rotate(existing)) => rotate_key(existing).await,
         Command::Keys(KeysCommand::RotateSecret(command)) => rotate_secret(command).await,
         Command::Openapi(settings) => {
@@ -243,5 +247,73 @@ async fn import_users(command: ImportUsers) -> anyhow::Result<()> {
             "{} line(s) refused; the other lines were imported",
             report.failed.len()
         )
+    }
+}
+
+/// `clients add`: the same rules and event as `POST /oauth/clients`.
+async fn add_client(add: AddClient) -> anyhow::Result<()> {
+    let config = configure_existing(add.database)?;
+    let app = startup::build(config, Clock::System).await?;
+    let fields = ClientFields {
+        name: Some(add.name),
+        confidential: Some(!add.public),
+        redirect_uris: Some(add.redirect_uris),
+        post_logout_redirect_uris: Some(add.post_logout_redirect_uris),
+        scopes: Some(add.scopes),
+        first_party: Some(add.first_party),
+    };
+    match oauth_clients::register(&app, None, fields).await {
+        Ok(registered) => {
+            say(&format!("client_id {}", registered.client.client_id))?;
+            match registered.secret {
+                Some(secret) => say(&format!(
+                    "client_secret {secret}\n(shown this once: it is stored only as a hash)"
+                )),
+                None => say("public client: no secret, PKCE only"),
+            }
+        }
+        Err(ClientError::Invalid(errors)) => {
+            let reasons: Vec<String> = errors
+                .0
+                .iter()
+                .map(|e| format!("{} {}", e.field, e.message))
+                .collect();
+            anyhow::bail!("cannot add the client: {}", reasons.join("; "))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `clients list`: one line per client.
+async fn list_clients(existing: Existing) -> anyhow::Result<()> {
+    let app = startup::build(configure_existing(existing)?, Clock::System).await?;
+    for client in oauth_clients::list(&app).await? {
+        let kind = if client.confidential {
+            "confidential"
+        } else {
+            "public"
+        };
+        say(&format!(
+            "{}\t{kind}{}\t{}\t{}",
+            client.client_id,
+            if client.first_party {
+                ",first-party"
+            } else {
+                ""
+            },
+            client.name,
+            client.redirect_uris.join(" ")
+        ))?;
+    }
+    Ok(())
+}
+
+/// `clients remove`.
+async fn remove_client(remove: RemoveClient) -> anyhow::Result<()> {
+    let app = startup::build(configure_existing(remove.database)?, Clock::System).await?;
+    match oauth_clients::remove(&app, &remove.client_id).await {
+        Ok(()) => say(&format!("removed {}", remove.client_id)),
+        Err(ClientError::NotFound) => anyhow::bail!("no client {}", remove.client_id),
+        Err(error) => Err(error.into()),
     }
 }

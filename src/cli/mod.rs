@@ -1,5 +1,5 @@
-//! The command line: `serve`, `migrate`, `users add|import`, `keys rotate|rotate-secret`,
-//! `openapi`.
+//! The command line: `serve`, `migrate`, `users add|import`, `clients add|list|remove`,
+//! `keys rotate|rotate-secret`, `openapi`, `templates list|export`.
 
 mod commands;
 
@@ -38,6 +38,9 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage the OAuth / OpenID Connect clients (the apps that sign users in through latchkey).
+    #[command(subcommand)]
+    Clients(ClientsCommand),
     /// Manage the JWT signing keys and the secret key that seals them.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -60,6 +63,54 @@ pub enum TemplatesCommand {
         /// The directory to write into (created when missing).
         dir: std::path::PathBuf,
     },
+}
+
+/// `latchkey clients …`
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client; prints its id and, for a confidential client, its secret (shown
+    /// this once).
+    Add(AddClient),
+    /// List the clients: id, kind, name, redirect URIs.
+    List(Existing),
+    /// Remove a client.
+    Remove(RemoveClient),
+}
+
+/// `latchkey clients add`
+#[derive(Debug, clap::Args)]
+pub struct AddClient {
+    /// What the consent page calls it.
+    #[arg(long)]
+    pub name: String,
+    /// A redirect URI, matched exactly (repeat for more).
+    #[arg(long = "redirect-uri", required = true)]
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may return (repeat for more).
+    #[arg(long = "post-logout-redirect-uri")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A scope it may ask for besides `openid` (repeat for more).
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// A public client (a single-page or mobile app): no secret, PKCE only.
+    #[arg(long)]
+    pub public: bool,
+    /// An app of the platform's own: its users see no consent page.
+    #[arg(long)]
+    pub first_party: bool,
+    /// The database, which must exist unless `--create` is given.
+    #[command(flatten)]
+    pub database: Existing,
+}
+
+/// `latchkey clients remove`
+#[derive(Debug, clap::Args)]
+pub struct RemoveClient {
+    /// The client id.
+    pub client_id: String,
+    /// The database, which must exist unless `--create` is given.
+    #[command(flatten)]
+    pub database: Existing,
 }
 
 /// `latchkey users …`

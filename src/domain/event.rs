@@ -35,6 +35,7 @@ pub enum EventType {
     EmailChangeRequested,
     EmailChanged,
     EmailChangeReverted,
+    OAuthClientCreated,
 }
 
 impl EventType {
@@ -66,6 +67,7 @@ impl EventType {
             EventType::EmailChangeRequested => "EMAIL_CHANGE_REQUESTED",
             EventType::EmailChanged => "EMAIL_CHANGED",
             EventType::EmailChangeReverted => "EMAIL_CHANGE_REVERTED",
+            EventType::OAuthClientCreated => "OAUTH_CLIENT_CREATED",
         }
     }
 }
@@ -306,6 +308,29 @@ impl Event {
             Some(user_id),
             time,
             json!({"email": email.as_str(), "reverted_email": reverted_email.as_str()}),
+        )
+    }
+
+    /// `OAUTH_CLIENT_CREATED`: `client` was registered, by the admin `by` (none: the command
+    /// line). No secret is in it.
+    pub fn oauth_client_created(
+        client: &crate::domain::OAuthClient,
+        by: Option<Uuid>,
+        time: OffsetDateTime,
+    ) -> Event {
+        Event::new(
+            EventType::OAuthClientCreated,
+            None,
+            time,
+            json!({
+                "client_id": client.client_id,
+                "name": client.name,
+                "confidential": client.confidential,
+                "redirect_uris": client.redirect_uris,
+                "scopes": client.scopes,
+                "first_party": client.first_party,
+                "by": by,
+            }),
         )
     }
 

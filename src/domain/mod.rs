@@ -3,12 +3,14 @@
 pub mod assurance;
 pub mod email;
 pub mod event;
+pub mod oauth;
 pub mod password;
 pub mod user;
 
 pub use assurance::{Acr, Assurance, AuthMethod, Demand};
 pub use email::Email;
 pub use event::{Event, EventType, LoginFailure, RevokeReason};
+pub use oauth::{ClientChange, OAuthClient};
 pub use password::{Password, PasswordPolicy};
 pub use user::{Locale, Metadata, Name, Phone, Role, Roles, User, UserChange, UserFilter};
 

@@ -531,6 +531,17 @@ impl From<crate::service::email_change::EmailChangeError> for ApiError {
     }
 }
 
+impl From<crate::service::oauth_clients::ClientError> for ApiError {
+    fn from(error: crate::service::oauth_clients::ClientError) -> ApiError {
+        use crate::service::oauth_clients::ClientError;
+        match error {
+            ClientError::NotFound => ApiError::NotFound,
+            ClientError::Invalid(errors) => ApiError::Validation(errors),
+            ClientError::Fault(fault) => fault.into(),
+        }
+    }
+}
+
 impl From<crate::service::invitations::InvitationError> for ApiError {
     fn from(error: crate::service::invitations::InvitationError) -> ApiError {
         use crate::service::invitations::InvitationError;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod listen;
 pub mod mfa;
+pub mod oauth_clients;
 mod openapi;
 pub mod ops;
 pub mod pages;
@@ -47,7 +48,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     info(title = "latchkey", description = "User registration and authentication: JWTs, rotating refresh tokens, forward-auth for gateways. Every error is application/problem+json (RFC 9457) with a stable `code`."),
     components(schemas(error::Problem, crate::domain::FieldError)),
     modifiers(&BearerScheme),
-    tags((name = "auth"), (name = "users"), (name = "sessions"), (name = "admin"), (name = "tokens"), (name = "operations")),
+    tags((name = "auth"), (name = "users"), (name = "sessions"), (name = "admin"), (name = "oauth"), (name = "tokens"), (name = "operations")),
 )]
 struct ApiDoc;
 
@@ -132,6 +133,15 @@ fn api() -> OpenApiRouter<AppState> {
             admin::get_user,
             admin::update_user,
             admin::delete_user
+        ))
+        .routes(routes!(
+            oauth_clients::create_client,
+            oauth_clients::list_clients
+        ))
+        .routes(routes!(
+            oauth_clients::get_client,
+            oauth_clients::update_client,
+            oauth_clients::delete_client
         ))
         .routes(routes!(wellknown::jwks))
         .routes(routes!(wellknown::openid_configuration))

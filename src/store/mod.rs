@@ -10,6 +10,7 @@ mod factors;
 mod keys;
 mod listing;
 mod mail;
+mod oauth_clients;
 mod postgres;
 mod records;
 mod recovery;

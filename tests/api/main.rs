@@ -18,6 +18,7 @@ mod hardening;
 mod import;
 mod mail;
 mod mfa;
+mod oauth_clients;
 mod ops;
 mod outage;
 mod passkeys;

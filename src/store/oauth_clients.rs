@@ -1,0 +1,150 @@
+//! OAuth clients: registered, listed, changed and removed by admins.
+
+use super::backend::{Tx, sql, sql_owned};
+use super::users::write_effects;
+use super::{Committed, Effects, Store, StoreError, from_micros, micros};
+use crate::domain::{ClientChange, OAuthClient};
+use time::OffsetDateTime;
+
+const CLIENT_COLUMNS: &str = "select client_id, name, confidential, redirect_uris,
+    post_logout_redirect_uris, scopes, first_party, created_at, updated_at from oauth_clients";
+
+type ClientRow = (String, String, bool, String, String, String, bool, i64, i64);
+
+fn client_of(row: ClientRow) -> Result<OAuthClient, StoreError> {
+    let (
+        client_id,
+        name,
+        confidential,
+        redirect,
+        post_logout,
+        scopes,
+        first_party,
+        created,
+        updated,
+    ) = row;
+    let list = |text: &str| -> Result<Vec<String>, StoreError> {
+        serde_json::from_str(text).map_err(|e| StoreError::Other(e.into()))
+    };
+    Ok(OAuthClient {
+        client_id,
+        name,
+        confidential,
+        redirect_uris: list(&redirect)?,
+        post_logout_redirect_uris: list(&post_logout)?,
+        scopes: list(&scopes)?,
+        first_party,
+        created_at: from_micros(created)?,
+        updated_at: from_micros(updated)?,
+    })
+}
+
+fn json_list(list: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(list).map_err(|e| StoreError::Other(e.into()))
+}
+
+impl Store {
+    /// Registers `client` (a confidential one with the hash of its secret) with `effects`.
+    pub async fn insert_oauth_client(
+        &self,
+        client: &OAuthClient,
+        secret_hash: Option<&str>,
+        effects: &Effects,
+    ) -> Result<Committed, StoreError> {
+        let mut tx = self.write().await?;
+        sql(
+            "insert into oauth_clients (client_id, name, confidential, secret_hash, redirect_uris,
+                post_logout_redirect_uris, scopes, first_party, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(client.client_id.as_str())
+        .bind(client.name.as_str())
+        .bind(client.confidential)
+        .bind(secret_hash)
+        .bind(json_list(&client.redirect_uris)?)
+        .bind(json_list(&client.post_logout_redirect_uris)?)
+        .bind(json_list(&client.scopes)?)
+        .bind(client.first_party)
+        .bind(micros(client.created_at))
+        .bind(micros(client.updated_at))
+        .execute(&mut tx)
+        .await?;
+        write_effects(&mut tx, effects).await?;
+        tx.commit_telling().await
+    }
+
+    /// Every client, newest first (at most 1,000: a platform has tens).
+    pub async fn oauth_clients(&self) -> Result<Vec<OAuthClient>, StoreError> {
+        let rows: Vec<ClientRow> = sql_owned(format!(
+            "{CLIENT_COLUMNS} order by created_at desc, client_id limit 1000"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(client_of).collect()
+    }
+
+    /// One client.
+    pub async fn oauth_client(&self, client_id: &str) -> Result<Option<OAuthClient>, StoreError> {
+        let row: Option<ClientRow> = sql_owned(format!("{CLIENT_COLUMNS} where client_id = $1"))
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(client_of).transpose()
+    }
+
+    /// Applies `change` to a client; `NotFound` when there is none.
+    pub async fn update_oauth_client(
+        &self,
+        client_id: &str,
+        change: &ClientChange,
+        now: OffsetDateTime,
+    ) -> Result<OAuthClient, StoreError> {
+        let mut tx = self.write().await?;
+        let lists = |list: &Option<Vec<String>>| list.as_deref().map(json_list).transpose();
+        let updated = sql("update oauth_clients set
+                name = coalesce($1, name),
+                redirect_uris = coalesce($2, redirect_uris),
+                post_logout_redirect_uris = coalesce($3, post_logout_redirect_uris),
+                scopes = coalesce($4, scopes),
+                first_party = coalesce($5, first_party),
+                updated_at = $6
+             where client_id = $7")
+        .bind(change.name.as_deref())
+        .bind(lists(&change.redirect_uris)?)
+        .bind(lists(&change.post_logout_redirect_uris)?)
+        .bind(lists(&change.scopes)?)
+        .bind(change.first_party)
+        .bind(micros(now))
+        .bind(client_id)
+        .execute(&mut tx)
+        .await?;
+        if updated == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let client = client_in(&mut tx, client_id).await?;
+        tx.commit().await?;
+        Ok(client)
+    }
+
+    /// Removes a client; `NotFound` when there is none.
+    pub async fn delete_oauth_client(&self, client_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let deleted = sql("delete from oauth_clients where client_id = $1")
+            .bind(client_id)
+            .execute(&mut tx)
+            .await?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn client_in(tx: &mut Tx, client_id: &str) -> Result<OAuthClient, StoreError> {
+    let row: ClientRow = sql_owned(format!("{CLIENT_COLUMNS} where client_id = $1"))
+        .bind(client_id)
+        .fetch_one(tx)
+        .await?;
+    client_of(row)
+}
