@@ -1,0 +1,120 @@
+//! The built-in templates, compiled into the binary.
+
+/// The built-in templates' names, in order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    BUILTIN.iter().map(|(name, _)| *name)
+}
+
+/// The built-in text of template `name`.
+pub fn builtin(name: &str) -> Option<&'static str> {
+    BUILTIN
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, source)| *source)
+}
+
+macro_rules! builtin {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/", $name)))),*]
+    };
+}
+
+pub(super) const BUILTIN: &[(&str, &str)] = builtin![
+    "layout/mail.html",
+    "layout/page.html",
+    "layout/page.css",
+    "en/mail/verification.subject.txt",
+    "en/mail/verification.txt",
+    "en/mail/verification.html",
+    "en/mail/reset.subject.txt",
+    "en/mail/reset.txt",
+    "en/mail/reset.html",
+    "en/mail/email-login.subject.txt",
+    "en/mail/email-login.txt",
+    "en/mail/email-login.html",
+    "en/mail/invitation.subject.txt",
+    "en/mail/invitation.txt",
+    "en/mail/invitation.html",
+    "en/mail/email-change-confirm.subject.txt",
+    "en/mail/email-change-confirm.txt",
+    "en/mail/email-change-confirm.html",
+    "en/mail/email-change-notice.subject.txt",
+    "en/mail/email-change-notice.txt",
+    "en/mail/email-change-notice.html",
+    "en/mail/email-change-reverted.subject.txt",
+    "en/mail/email-change-reverted.txt",
+    "en/mail/email-change-reverted.html",
+    "en/mail/password-changed.subject.txt",
+    "en/mail/password-changed.txt",
+    "en/mail/password-changed.html",
+    "en/mail/factors-changed.subject.txt",
+    "en/mail/factors-changed.txt",
+    "en/mail/factors-changed.html",
+    "en/mail/registration-attempt.subject.txt",
+    "en/mail/registration-attempt.txt",
+    "en/mail/registration-attempt.html",
+    "en/pages/confirm-email.html",
+    "en/pages/email-confirmed.html",
+    "en/pages/reset-password.html",
+    "en/pages/password-changed.html",
+    "en/pages/accept-invitation.html",
+    "en/pages/invitation-accepted.html",
+    "en/pages/confirm-email-change.html",
+    "en/pages/email-changed.html",
+    "en/pages/revert-email-change.html",
+    "en/pages/email-change-reverted.html",
+    "en/pages/link-invalid.html",
+    "en/pages/link-incomplete.html",
+    "en/pages/too-many-attempts.html",
+    "en/pages/error.html",
+    "en/pages/login.html",
+    "en/pages/email-login.html",
+    "en/pages/security.html",
+    "de/mail/verification.subject.txt",
+    "de/mail/verification.txt",
+    "de/mail/verification.html",
+    "de/mail/reset.subject.txt",
+    "de/mail/reset.txt",
+    "de/mail/reset.html",
+    "de/mail/email-login.subject.txt",
+    "de/mail/email-login.txt",
+    "de/mail/email-login.html",
+    "de/mail/invitation.subject.txt",
+    "de/mail/invitation.txt",
+    "de/mail/invitation.html",
+    "de/mail/email-change-confirm.subject.txt",
+    "de/mail/email-change-confirm.txt",
+    "de/mail/email-change-confirm.html",
+    "de/mail/email-change-notice.subject.txt",
+    "de/mail/email-change-notice.txt",
+    "de/mail/email-change-notice.html",
+    "de/mail/email-change-reverted.subject.txt",
+    "de/mail/email-change-reverted.txt",
+    "de/mail/email-change-reverted.html",
+    "de/mail/password-changed.subject.txt",
+    "de/mail/password-changed.txt",
+    "de/mail/password-changed.html",
+    "de/mail/factors-changed.subject.txt",
+    "de/mail/factors-changed.txt",
+    "de/mail/factors-changed.html",
+    "de/mail/registration-attempt.subject.txt",
+    "de/mail/registration-attempt.txt",
+    "de/mail/registration-attempt.html",
+    "de/pages/confirm-email.html",
+    "de/pages/email-confirmed.html",
+    "de/pages/reset-password.html",
+    "de/pages/password-changed.html",
+    "de/pages/accept-invitation.html",
+    "de/pages/invitation-accepted.html",
+    "de/pages/confirm-email-change.html",
+    "de/pages/email-changed.html",
+    "de/pages/revert-email-change.html",
+    "de/pages/email-change-reverted.html",
+    "de/pages/link-invalid.html",
+    "de/pages/link-incomplete.html",
+    "de/pages/too-many-attempts.html",
+    "de/pages/error.html",
+    "de/pages/login.html",
+    "de/pages/email-login.html",
+    "de/pages/security.html",
+];
