@@ -8,11 +8,10 @@
 use super::budget::{Budget, limited_route};
 use super::extract::Client;
 use crate::ratelimit::Action;
-use crate::service::email_change::{self, EmailChangeError};
+use crate::service::email_change::{self, ChangeLink, EmailChangeError};
 use crate::service::invitations::{self, InvitationError};
 use crate::service::recovery::{self, MailedProof, RecoveryError};
 use crate::state::AppState;
-use crate::store::TokenPurpose;
 use crate::templates::{Flow, Language, Page};
 use axum::Router;
 use axum::extract::rejection::{FormRejection, QueryRejection};
@@ -105,12 +104,7 @@ async fn show_confirm(
     query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Response {
     let Some(token) = link_token(query) else {
-        return page(
-            &app,
-            StatusCode::BAD_REQUEST,
-            language,
-            Page::LinkIncomplete,
-        );
+        return link_incomplete(&app, language);
     };
     // Looking the token up spends nothing; it only tells whether to ask for the password.
     match recovery::confirmation_needs_password(&app, &token).await {
@@ -157,14 +151,7 @@ async fn confirm(
         Ok(_) => page(&app, StatusCode::OK, language, Page::EmailConfirmed),
         Err(RecoveryError::Invalid(_)) => retry(StatusCode::BAD_REQUEST, "password_needed"),
         Err(RecoveryError::InvalidCredentials) => retry(StatusCode::UNAUTHORIZED, "password_wrong"),
-        Err(RecoveryError::InvalidToken) => page(
-            &app,
-            StatusCode::BAD_REQUEST,
-            language,
-            Page::LinkInvalid {
-                flow: Flow::Confirm,
-            },
-        ),
+        Err(RecoveryError::InvalidToken) => link_invalid(&app, language, Flow::Confirm),
         Err(RecoveryError::Fault(fault)) => failure(&app, language, fault),
     }
 }
@@ -175,12 +162,7 @@ async fn show_reset(
     query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Response {
     let Some(token) = link_token(query) else {
-        return page(
-            &app,
-            StatusCode::BAD_REQUEST,
-            language,
-            Page::LinkIncomplete,
-        );
+        return link_incomplete(&app, language);
     };
     let form = Page::ResetPassword {
         token: &token,
@@ -217,12 +199,9 @@ async fn reset(
             };
             page(&app, StatusCode::BAD_REQUEST, language, form)
         }
-        Err(RecoveryError::InvalidToken | RecoveryError::InvalidCredentials) => page(
-            &app,
-            StatusCode::BAD_REQUEST,
-            language,
-            Page::LinkInvalid { flow: Flow::Reset },
-        ),
+        Err(RecoveryError::InvalidToken | RecoveryError::InvalidCredentials) => {
+            link_invalid(&app, language, Flow::Reset)
+        }
         Err(RecoveryError::Fault(fault)) => failure(&app, language, fault),
     }
 }
@@ -233,12 +212,7 @@ async fn show_invitation(
     query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Response {
     let Some(token) = link_token(query) else {
-        return page(
-            &app,
-            StatusCode::BAD_REQUEST,
-            language,
-            Page::LinkIncomplete,
-        );
+        return link_incomplete(&app, language);
     };
     let form = Page::AcceptInvitation {
         token: &token,
@@ -270,14 +244,7 @@ async fn accept_invitation(
             page(&app, StatusCode::BAD_REQUEST, language, form)
         }
         Err(InvitationError::Fault(fault)) => failure(&app, language, fault),
-        Err(_) => page(
-            &app,
-            StatusCode::BAD_REQUEST,
-            language,
-            Page::LinkInvalid {
-                flow: Flow::Invitation,
-            },
-        ),
+        Err(_) => link_invalid(&app, language, Flow::Invitation),
     }
 }
 
@@ -289,14 +256,9 @@ async fn show_email_change(
     query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Response {
     let Some(token) = link_token(query) else {
-        return page(
-            &app,
-            StatusCode::BAD_REQUEST,
-            language,
-            Page::LinkIncomplete,
-        );
+        return link_incomplete(&app, language);
     };
-    match email_change::addresses_of_link(&app, &token, TokenPurpose::EmailChange).await {
+    match email_change::addresses_of_link(&app, &token, ChangeLink::Confirm).await {
         Ok(Some(change)) => {
             let form = Page::ConfirmEmailChange {
                 token: &token,
@@ -322,7 +284,7 @@ async fn confirm_email_change(
         Err(page) => return page,
     };
     // Read before spending, for the page that says the address was taken meanwhile.
-    let asked = email_change::addresses_of_link(&app, &form.token, TokenPurpose::EmailChange).await;
+    let asked = email_change::addresses_of_link(&app, &form.token, ChangeLink::Confirm).await;
     match email_change::confirm(&app, &form.token).await {
         Ok(user) => {
             let done = Page::EmailChanged {
@@ -351,14 +313,9 @@ async fn show_email_revert(
     query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Response {
     let Some(token) = link_token(query) else {
-        return page(
-            &app,
-            StatusCode::BAD_REQUEST,
-            language,
-            Page::LinkIncomplete,
-        );
+        return link_incomplete(&app, language);
     };
-    match email_change::addresses_of_link(&app, &token, TokenPurpose::EmailRevert).await {
+    match email_change::addresses_of_link(&app, &token, ChangeLink::Revert).await {
         Ok(Some(change)) => {
             let form = Page::RevertEmailChange {
                 token: &token,
@@ -395,6 +352,12 @@ async fn revert_email_change(
     }
 }
 
+/// A link that arrived without its token.
+fn link_incomplete(app: &AppState, language: Language) -> Response {
+    page(app, StatusCode::BAD_REQUEST, language, Page::LinkIncomplete)
+}
+
+/// A link whose token is unknown, used or expired.
 fn link_invalid(app: &AppState, language: Language, flow: Flow) -> Response {
     page(
         app,
@@ -418,7 +381,7 @@ async fn within_budget<T>(
         return Err(limited_page(app, language, limited));
     }
     form.map(|Form(form)| form)
-        .map_err(|_| page(app, StatusCode::BAD_REQUEST, language, Page::LinkIncomplete))
+        .map_err(|_| link_incomplete(app, language))
 }
 
 /// What the password policy said first about a refused password, for the form's error line.

@@ -211,12 +211,25 @@ fn request_effects(
     }
 }
 
-/// The addresses a live confirmation or revert link names, for its page. Spends nothing.
+/// Which of a change's two mailed links.
+#[derive(Debug, Clone, Copy)]
+pub enum ChangeLink {
+    /// The confirmation, mailed to the new address.
+    Confirm,
+    /// The undo, mailed to the old address.
+    Revert,
+}
+
+/// The addresses a live link of `kind` names, for its page. Spends nothing.
 pub async fn addresses_of_link(
     app: &AppState,
     token: &str,
-    purpose: TokenPurpose,
+    kind: ChangeLink,
 ) -> Result<Option<EmailChangeRecord>, Fault> {
+    let purpose = match kind {
+        ChangeLink::Confirm => TokenPurpose::EmailChange,
+        ChangeLink::Revert => TokenPurpose::EmailRevert,
+    };
     Ok(app
         .store
         .email_change_of_token(&random::token_hash(token), purpose, app.clock.now())
