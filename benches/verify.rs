@@ -38,6 +38,7 @@ fn main() {
             iss: String::new(), sub: Clock::System.new_id().to_string(), aud: None, iat: 0, nbf: None, exp: None,
             jti: String::new(), sid: Clock::System.new_id().to_string(), email: "bench@example.com".into(),
             email_verified: true, role: "user".into(), name: None, auth_time: None, amr: None, acr: None,
+            client_id: None, scope: None,
         };
         let token = app.tokens.issue(claims, now).unwrap();
 

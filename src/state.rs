@@ -34,6 +34,8 @@ pub struct Shared {
     pub hasher: Hasher,
     /// Access-token signing and verification.
     pub tokens: Tokens,
+    /// ID-token signing (the OpenID Connect provider).
+    pub id_tokens: crate::crypto::IdTokens,
     /// Which sessions are revoked (kept in step with the store).
     pub revocations: Revocations,
     /// The mail queue's worker side.

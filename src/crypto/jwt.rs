@@ -57,6 +57,12 @@ pub struct AccessClaims {
     /// The assurance level: `aal1` or `aal2`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub acr: Option<String>,
+    /// The OAuth client the token was issued to; none for latchkey's own API.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client_id: Option<String>,
+    /// The scopes granted to that client.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub scope: Option<String>,
 }
 
 /// Why a bearer token was refused. Deliberately coarse: every case answers 401 alike.
@@ -197,7 +203,9 @@ impl Tokens {
         let ring = self.ring();
         let issued = now.unix_timestamp();
         claims.iss = self.settings.issuer.clone();
-        claims.aud = self.settings.audience.clone();
+        // A resource indicator (RFC 8707) of an OAuth grant names the audience; else the
+        // configured one does.
+        claims.aud = claims.aud.take().or_else(|| self.settings.audience.clone());
         claims.iat = issued;
         claims.nbf = Some(issued);
         claims.exp = Some(issued + self.settings.ttl.whole_seconds());
@@ -329,6 +337,8 @@ mod tests {
             auth_time: None,
             amr: None,
             acr: None,
+            client_id: None,
+            scope: None,
         }
     }
 

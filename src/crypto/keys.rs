@@ -2,7 +2,9 @@
 //! their private half sealed, their public JWK and `kid` always derived from that half.
 
 use crate::crypto::random;
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
 };
@@ -26,6 +28,10 @@ pub enum JwtAlg {
     /// HMAC-SHA512 with `LATCHKEY_JWT_SECRET`.
     #[value(name = "HS512")]
     Hs512,
+    /// RSA PKCS#1 v1.5 with SHA-256: ID tokens only (the one algorithm every OpenID Connect
+    /// relying party supports), never access tokens.
+    #[value(skip)]
+    Rs256,
 }
 
 impl JwtAlg {
@@ -36,6 +42,7 @@ impl JwtAlg {
             JwtAlg::Es256 => "ES256",
             JwtAlg::Hs256 => "HS256",
             JwtAlg::Hs512 => "HS512",
+            JwtAlg::Rs256 => "RS256",
         }
     }
 
@@ -50,6 +57,7 @@ impl JwtAlg {
             JwtAlg::Es256 => Algorithm::ES256,
             JwtAlg::Hs256 => Algorithm::HS256,
             JwtAlg::Hs512 => Algorithm::HS512,
+            JwtAlg::Rs256 => Algorithm::RS256,
         }
     }
 }
@@ -90,6 +98,11 @@ impl KeyMaterial {
                 .map_err(|_| anyhow::anyhow!("P-256 key generation failed"))?
                 .as_ref()
                 .to_vec(),
+            JwtAlg::Rs256 => RsaKeyPair::generate(KeySize::Rsa2048)
+                .and_then(|pair| pair.as_der())
+                .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?
+                .as_ref()
+                .to_vec(),
             JwtAlg::Hs256 | JwtAlg::Hs512 => {
                 anyhow::bail!("{} uses the shared secret, not a stored key", alg.as_str())
             }
@@ -117,6 +130,14 @@ impl KeyMaterial {
                     URL_SAFE_NO_PAD.encode(&point[33..65]),
                 );
                 json!({"crv": "P-256", "kty": "EC", "x": x, "y": y})
+            }
+            JwtAlg::Rs256 => {
+                let pair = RsaKeyPair::from_pkcs8(&private_der)
+                    .map_err(|e| anyhow::anyhow!("RSA key rejected: {e}"))?;
+                let public = pair.public_key();
+                let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
+                let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
+                json!({"e": e, "kty": "RSA", "n": n})
             }
             JwtAlg::Hs256 | JwtAlg::Hs512 => {
                 anyhow::bail!("{} uses the shared secret, not a stored key", alg.as_str())

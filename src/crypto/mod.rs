@@ -2,6 +2,7 @@
 //! (with a cache of tokens already verified), random opaque tokens and their hashes, and the
 //! sealing of secrets at rest.
 
+pub mod id_token;
 pub mod jwt;
 mod keys;
 pub mod otp;
@@ -10,6 +11,7 @@ pub mod random;
 pub mod seal;
 mod verified;
 
+pub use id_token::IdTokens;
 pub use jwt::{AccessClaims, JwtAlg, KeyMaterial, TokenError, Tokens};
 pub use password::{HashError, Hasher, HashingConfig, Verified};
 pub use seal::Sealer;

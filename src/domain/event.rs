@@ -36,6 +36,8 @@ pub enum EventType {
     EmailChanged,
     EmailChangeReverted,
     OAuthClientCreated,
+    OAuthConsentGranted,
+    OAuthTokenIssued,
 }
 
 impl EventType {
@@ -68,6 +70,8 @@ impl EventType {
             EventType::EmailChanged => "EMAIL_CHANGED",
             EventType::EmailChangeReverted => "EMAIL_CHANGE_REVERTED",
             EventType::OAuthClientCreated => "OAUTH_CLIENT_CREATED",
+            EventType::OAuthConsentGranted => "OAUTH_CONSENT_GRANTED",
+            EventType::OAuthTokenIssued => "OAUTH_TOKEN_ISSUED",
         }
     }
 }
@@ -99,6 +103,8 @@ pub enum RevokeReason {
     EmailChanged,
     /// An email change was undone from the old address (every session).
     EmailChangeReverted,
+    /// An authorization code was presented a second time: what it issued may be in other hands.
+    CodeReplayed,
 }
 
 impl RevokeReason {
@@ -115,6 +121,7 @@ impl RevokeReason {
             RevokeReason::AccountDeleted => "account_deleted",
             RevokeReason::RefreshTokenReused => "refresh_token_reused",
             RevokeReason::MfaReset => "mfa_reset",
+            RevokeReason::CodeReplayed => "code_replayed",
             RevokeReason::EmailChanged => "email_changed",
             RevokeReason::EmailChangeReverted => "email_change_reverted",
         }
@@ -330,6 +337,44 @@ impl Event {
                 "scopes": client.scopes,
                 "first_party": client.first_party,
                 "by": by,
+            }),
+        )
+    }
+
+    /// `OAUTH_CONSENT_GRANTED`: `user_id` allowed `client_id` the `scopes`.
+    pub fn oauth_consent_granted(
+        user_id: Uuid,
+        client_id: &str,
+        scopes: &[String],
+        time: OffsetDateTime,
+    ) -> Event {
+        Event::new(
+            EventType::OAuthConsentGranted,
+            Some(user_id),
+            time,
+            json!({"client_id": client_id, "scopes": scopes}),
+        )
+    }
+
+    /// `OAUTH_TOKEN_ISSUED`: `client_id` got tokens for `grant_type`, for a session of
+    /// `user_id` (none: a service account of `client_credentials`). No token is in it.
+    pub fn oauth_token_issued(
+        user_id: Option<Uuid>,
+        client_id: &str,
+        grant_type: &str,
+        scope: &str,
+        session_id: Option<Uuid>,
+        time: OffsetDateTime,
+    ) -> Event {
+        Event::new(
+            EventType::OAuthTokenIssued,
+            user_id,
+            time,
+            json!({
+                "client_id": client_id,
+                "grant_type": grant_type,
+                "scope": scope,
+                "session_id": session_id,
             }),
         )
     }

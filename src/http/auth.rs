@@ -3,7 +3,7 @@
 use super::budget::Budget;
 use super::cookie::{self, Tokens};
 use super::error::{ApiError, Problem};
-use super::extract::{ApiJson, Client, Enrolling, budget_account};
+use super::extract::{AnyBearer, ApiJson, Client, budget_account};
 use super::views::{
     EmailSchema, LocaleSchema, NameSchema, NewPasswordSchema, PhoneSchema, TokenPairView, UserView,
     refuse_unknown, single_field,
@@ -189,7 +189,7 @@ pub async fn login(
     ))]
 pub async fn verify(
     State(app): State<AppState>,
-    Enrolling(principal): Enrolling,
+    AnyBearer(principal): AnyBearer,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<HeaderMap, ApiError> {
     let mut demand = parse_demand(query)?;
@@ -226,7 +226,15 @@ pub async fn verify(
         ("x-user-acr", acr),
         ("x-user-auth-time", auth_time.as_str()),
     ];
-    for (name, value) in pairs {
+    // An OAuth client's token also says whose it is and what it may do.
+    let delegated = [
+        ("x-user-client-id", claims.client_id.as_deref()),
+        ("x-user-scope", claims.scope.as_deref()),
+    ];
+    let delegated = delegated
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|value| (name, value)));
+    for (name, value) in pairs.into_iter().chain(delegated) {
         let value = HeaderValue::from_str(value).map_err(|e| ApiError::Internal(e.into()))?;
         headers.insert(HeaderName::from_static(name), value);
     }

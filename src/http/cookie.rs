@@ -131,7 +131,7 @@ fn trusted_origin(app: &AppState, headers: &HeaderMap) -> bool {
 }
 
 /// The serialised origin of `url`; `None` for an opaque one (`null`).
-fn origin_of(url: &str) -> Option<String> {
+pub(super) fn origin_of(url: &str) -> Option<String> {
     let origin = url::Url::parse(url).ok()?.origin();
     origin.is_tuple().then(|| origin.ascii_serialization())
 }

@@ -157,6 +157,24 @@ impl FromRequestParts<AppState> for Enrolling {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let AnyBearer(principal) = AnyBearer::from_request_parts(parts, app).await?;
+        // A token an OAuth client holds was granted scopes for other services, never the
+        // user's own account here: it cannot change a password or read the sessions.
+        if principal.claims.client_id.is_some() {
+            return Err(ApiError::Unauthorized);
+        }
+        Ok(Enrolling(principal))
+    }
+}
+
+/// The holder of any live access token, an OAuth client's included: for the gateway check and
+/// the OpenID Connect userinfo endpoint, which serve those tokens.
+pub struct AnyBearer(pub Principal);
+
+impl FromRequestParts<AppState> for AnyBearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -166,7 +184,7 @@ impl FromRequestParts<AppState> for Enrolling {
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        Ok(Enrolling(authenticate(app, token).await?))
+        Ok(AnyBearer(authenticate(app, token).await?))
     }
 }
 

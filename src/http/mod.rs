@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod listen;
 pub mod mfa;
+pub mod oauth;
 pub mod oauth_clients;
 mod openapi;
 pub mod ops;
@@ -145,6 +146,7 @@ fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(wellknown::jwks))
         .routes(routes!(wellknown::openid_configuration))
+        .routes(routes!(wellknown::oauth_authorization_server))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::openapi_json))
@@ -174,6 +176,7 @@ pub fn router(app: AppState) -> Router {
     let routes = routes
         .merge(pages::routes())
         .merge(account::routes())
+        .merge(oauth::routes())
         .merge(ops::routes());
     let routes = routes
         .fallback(not_found)

@@ -401,7 +401,11 @@ fn link_token(query: Result<Query<TokenQuery>, QueryRejection>) -> Option<String
 }
 
 /// A form post over its budget: 429 with `Retry-After`, as the JSON twin answers.
-fn limited_page(app: &AppState, language: Language, limited: super::error::ApiError) -> Response {
+pub(super) fn limited_page(
+    app: &AppState,
+    language: Language,
+    limited: super::error::ApiError,
+) -> Response {
     let reference = limited.into_response();
     let mut response = page(app, reference.status(), language, Page::TooManyAttempts);
     if let Some(retry) = reference.headers().get(header::RETRY_AFTER) {
@@ -412,7 +416,11 @@ fn limited_page(app: &AppState, language: Language, limited: super::error::ApiEr
     response
 }
 
-fn failure(app: &AppState, language: Language, fault: crate::service::Fault) -> Response {
+pub(super) fn failure(
+    app: &AppState,
+    language: Language,
+    fault: crate::service::Fault,
+) -> Response {
     // A bug is a 500, logged as an error; a busy or unreachable database is a 503 to retry.
     let api_error: super::error::ApiError = fault.into();
     let mut reference = api_error.into_response();
@@ -444,12 +452,34 @@ pub(super) fn hosted_page(
     page: Page<'_>,
     extra: &str,
 ) -> Response {
+    page_under(app, status, language, page, "'self'", extra)
+}
+
+/// A hosted page whose forms may post to (or be redirected to) `form_action`'s sources.
+pub(super) fn hosted_page_with(
+    app: &AppState,
+    status: StatusCode,
+    language: Language,
+    page: Page<'_>,
+    form_action: &str,
+) -> Response {
+    page_under(app, status, language, page, form_action, "")
+}
+
+fn page_under(
+    app: &AppState,
+    status: StatusCode,
+    language: Language,
+    page: Page<'_>,
+    form_action: &str,
+    extra: &str,
+) -> Response {
     let html = app.templates.page(language, page);
     let mut response = (status, Html(html)).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        policy_with(app.templates.stylesheet(), extra),
+        policy_with(app.templates.stylesheet(), form_action, extra),
     );
     // The token is in the URL: it must not leak to other sites through the Referer.
     headers.insert(
@@ -466,12 +496,12 @@ pub(super) fn hosted_page(
 
 /// Nothing may load or run but the one stylesheet (allowed by its hash), plus `extra`; forms
 /// post only here.
-fn policy_with(stylesheet: &str, extra: &str) -> HeaderValue {
+fn policy_with(stylesheet: &str, form_action: &str, extra: &str) -> HeaderValue {
     let hash = crate::crypto::random::sha256_b64(stylesheet.as_bytes());
     let hash = hash.replace('-', "+").replace('_', "/");
     let padded = format!("{hash}{}", "=".repeat((4 - hash.len() % 4) % 4));
     HeaderValue::from_str(&format!(
-        "default-src 'none'; style-src 'sha256-{padded}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'{extra}"
+        "default-src 'none'; style-src 'sha256-{padded}'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'{extra}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
 }

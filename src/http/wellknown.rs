@@ -16,53 +16,119 @@ pub struct JwksView {
     keys: Value,
 }
 
-/// The OpenID discovery subset a gateway needs.
+/// The provider's metadata (OpenID Connect Discovery 1.0 and RFC 8414).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DiscoveryView {
-    /// The `iss` of every access token.
+    /// The `iss` of every token.
     issuer: String,
+    /// Where the user signs in and consents.
+    authorization_endpoint: String,
+    /// Where codes and refresh tokens are exchanged.
+    token_endpoint: String,
+    /// The OpenID Connect userinfo endpoint.
+    userinfo_endpoint: String,
     /// Where the JWKS is.
     jwks_uri: String,
-    /// The signing algorithm in use.
-    id_token_signing_alg_values_supported: Vec<&'static str>,
-    /// Claims carried by access tokens.
-    claims_supported: Vec<&'static str>,
+    /// The scopes every client may be given.
+    scopes_supported: Vec<&'static str>,
+    /// Only the authorization code flow.
+    response_types_supported: Vec<&'static str>,
+    /// Answers travel in the query.
+    response_modes_supported: Vec<&'static str>,
+    /// The grants of the token endpoint.
+    grant_types_supported: Vec<&'static str>,
     /// Only public subject identifiers.
     subject_types_supported: Vec<&'static str>,
+    /// ID tokens are signed RS256.
+    id_token_signing_alg_values_supported: Vec<&'static str>,
+    /// How clients authenticate at the token endpoint.
+    token_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// PKCE: S256 only (and required).
+    code_challenge_methods_supported: Vec<&'static str>,
+    /// Claims of the tokens and of userinfo.
+    claims_supported: Vec<&'static str>,
+    /// The assurance levels.
+    acr_values_supported: Vec<&'static str>,
+    /// The `prompt` values honoured.
+    prompt_values_supported: Vec<&'static str>,
+    /// Authorization answers carry `iss` (RFC 9207).
+    authorization_response_iss_parameter_supported: bool,
+    /// `claims` request parameter: no.
+    claims_parameter_supported: bool,
+    /// `request` objects: no.
+    request_parameter_supported: bool,
+    /// `request_uri`: no.
+    request_uri_parameter_supported: bool,
 }
 
-/// The public keys that verify access tokens.
+/// The public keys that verify access tokens and ID tokens.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "tokens",
     responses((status = 200, description = "JWKS", body = JwksView)))]
 pub async fn jwks(State(app): State<AppState>) -> Json<JwksView> {
-    Json(JwksView {
-        keys: app.tokens.jwks()["keys"].take(),
-    })
+    let mut keys = app.tokens.jwks()["keys"].take();
+    if let Value::Array(keys) = &mut keys {
+        keys.extend(app.id_tokens.jwks());
+    }
+    Json(JwksView { keys })
 }
 
-/// Discovery document: `issuer` and `jwks_uri`, for gateways that verify tokens themselves.
+/// OpenID Connect discovery: the provider's endpoints and what they support.
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "tokens",
-    responses((status = 200, description = "Discovery subset", body = DiscoveryView)))]
+    responses((status = 200, description = "Provider metadata", body = DiscoveryView)))]
 pub async fn openid_configuration(State(app): State<AppState>) -> Json<DiscoveryView> {
-    let settings = app.tokens.settings();
-    Json(DiscoveryView {
-        issuer: settings.issuer.clone(),
-        jwks_uri: format!("{}/.well-known/jwks.json", app.config.server.public_url),
-        id_token_signing_alg_values_supported: vec![settings.alg.as_str()],
+    Json(discovery(&app))
+}
+
+/// RFC 8414 authorization server metadata: the same document.
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "tokens",
+    responses((status = 200, description = "Provider metadata", body = DiscoveryView)))]
+pub async fn oauth_authorization_server(State(app): State<AppState>) -> Json<DiscoveryView> {
+    Json(discovery(&app))
+}
+
+fn discovery(app: &AppState) -> DiscoveryView {
+    let base = &app.config.server.public_url;
+    let at = |path: &str| format!("{base}{path}");
+    DiscoveryView {
+        issuer: app.tokens.settings().issuer.clone(),
+        authorization_endpoint: at("/oauth/authorize"),
+        token_endpoint: at("/oauth/token"),
+        userinfo_endpoint: at("/oauth/userinfo"),
+        jwks_uri: at("/.well-known/jwks.json"),
+        scopes_supported: crate::domain::oauth::STANDARD_SCOPES.to_vec(),
+        response_types_supported: vec!["code"],
+        response_modes_supported: vec!["query"],
+        grant_types_supported: vec!["authorization_code", "refresh_token"],
+        subject_types_supported: vec!["public"],
+        id_token_signing_alg_values_supported: vec!["RS256"],
+        token_endpoint_auth_methods_supported: vec![
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        code_challenge_methods_supported: vec!["S256"],
         claims_supported: vec![
             "iss",
             "sub",
             "aud",
             "iat",
-            "nbf",
             "exp",
-            "jti",
+            "auth_time",
+            "nonce",
+            "acr",
+            "amr",
+            "at_hash",
             "sid",
             "email",
             "email_verified",
-            "role",
             "name",
+            "updated_at",
         ],
-        subject_types_supported: vec!["public"],
-    })
+        acr_values_supported: vec!["aal1", "aal2"],
+        prompt_values_supported: vec!["none", "login", "consent"],
+        authorization_response_iss_parameter_supported: true,
+        claims_parameter_supported: false,
+        request_parameter_supported: false,
+        request_uri_parameter_supported: false,
+    }
 }

@@ -6,7 +6,7 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::jwt::TokenSettings;
-use crate::crypto::{JwtAlg, KeyMaterial, Sealer, Tokens};
+use crate::crypto::{IdTokens, JwtAlg, KeyMaterial, Sealer, Tokens};
 use crate::state::AppState;
 use crate::store::{Store, StoredKey};
 use time::{Duration, OffsetDateTime};
@@ -61,8 +61,45 @@ pub async fn load(
     Tokens::with_keys(settings, &chosen)
 }
 
+/// The ID-token signer with the stored RS256 keys (none until the first ID token is needed).
+pub async fn load_id_tokens(
+    config: &Config,
+    store: &Store,
+    sealer: &Sealer,
+    clock: &Clock,
+) -> anyhow::Result<IdTokens> {
+    let id_tokens = IdTokens::default();
+    let keys = current(store, sealer, JwtAlg::Rs256.as_str()).await?;
+    let (chosen, _) = select(&keys, clock.now(), config.tokens.access_ttl);
+    id_tokens.replace_keys(&chosen)?;
+    Ok(id_tokens)
+}
+
+/// Makes sure an ID-token key exists: RSA keys are slow to make, so the first one is made when
+/// the first ID token is about to be signed, not at every start.
+pub async fn ensure_id_token_key(app: &AppState) -> anyhow::Result<()> {
+    if app.id_tokens.ready() {
+        return Ok(());
+    }
+    let alg = JwtAlg::Rs256.as_str();
+    if current(&app.store, &app.sealer, alg).await?.is_empty() {
+        let key = tokio::task::spawn_blocking(|| KeyMaterial::generate(JwtAlg::Rs256)).await??;
+        insert(&app.store, &app.sealer, &key, app.clock.now()).await?;
+        tracing::info!(kid = %key.kid, alg, "generated the ID-token signing key");
+    }
+    // Another instance may have raced us to it; whatever the table holds now is the truth.
+    let keys = current(&app.store, &app.sealer, alg).await?;
+    let (chosen, _) = select(&keys, app.clock.now(), app.config.tokens.access_ttl);
+    app.id_tokens.replace_keys(&chosen)
+}
+
 /// Reads the keys again: picks up rotations and lets expired keys go.
 pub async fn reload(app: &AppState) -> anyhow::Result<()> {
+    let id_keys = current(&app.store, &app.sealer, JwtAlg::Rs256.as_str()).await?;
+    if !id_keys.is_empty() {
+        let (chosen, _) = select(&id_keys, app.clock.now(), app.config.tokens.access_ttl);
+        app.id_tokens.replace_keys(&chosen)?;
+    }
     if app.config.tokens.alg.is_symmetric() {
         return Ok(());
     }
@@ -119,7 +156,7 @@ pub async fn current(store: &Store, sealer: &Sealer, alg: &str) -> anyhow::Resul
         let private_der = sealer
             .open(&stored.private_der, &binding(&stored.kid))
             .map_err(|e| anyhow::anyhow!("signing key {}: {e}", stored.kid))?;
-        let alg = [JwtAlg::EdDsa, JwtAlg::Es256]
+        let alg = [JwtAlg::EdDsa, JwtAlg::Es256, JwtAlg::Rs256]
             .into_iter()
             .find(|alg| alg.as_str() == stored.alg)
             .ok_or_else(|| anyhow::anyhow!("signing key {}: unknown alg", stored.kid))?;

@@ -12,6 +12,7 @@ pub mod invitations;
 pub mod keys;
 pub mod mail_requests;
 pub mod mfa;
+pub mod oauth;
 pub mod oauth_clients;
 pub mod passkeys;
 pub mod recovery;

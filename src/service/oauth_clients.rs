@@ -134,6 +134,11 @@ pub async fn register(
         .insert_oauth_client(&client, secret_hash.as_deref(), &effects)
         .await?;
     app.after_commit(committed);
+    // The ID-token key must be in the JWKS before the client's first discovery: relying
+    // parties fetch it once and do not look again for a key they have not seen.
+    crate::service::keys::ensure_id_token_key(app)
+        .await
+        .map_err(Fault::Internal)?;
     Ok(Registered { client, secret })
 }
 

@@ -255,6 +255,7 @@ pub async fn refresh(app: &AppState, refresh_token: &str) -> Result<TokenPair, R
         ttl: app.config.tokens.refresh_ttl,
         grace: app.config.tokens.reuse_grace,
         clock: &app.clock,
+        client_id: None,
     };
     let (session_id, user, assurance, successor) = match app
         .store
@@ -354,6 +355,7 @@ pub fn new_session(
         created_at: now,
         expires_at: now + app.config.tokens.refresh_ttl,
         assurance,
+        grant: None,
     };
     (session, refresh_token)
 }
@@ -383,6 +385,8 @@ pub(crate) fn token_pair(
         auth_time: Some(assurance.auth_time.unix_timestamp()),
         amr: Some(assurance.amr()),
         acr: Some(assurance.acr().as_str().to_owned()),
+        client_id: None,
+        scope: None,
     };
     let access_token = app.tokens.issue(claims, now)?;
     Ok(TokenPair {

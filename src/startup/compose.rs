@@ -89,6 +89,7 @@ pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
         sealer,
     } = Sealed::open(&config, &clock, IfMissing::Create).await?;
     let tokens = crate::service::keys::load(&config, &store, &sealer, &clock).await?;
+    let id_tokens = crate::service::keys::load_id_tokens(&config, &store, &sealer, &clock).await?;
     let hasher = Hasher::new(config.hashing)?;
     let revocations = Revocations::load(&store, clock.now()).await?;
     let transport = Transport::new(
@@ -128,6 +129,7 @@ pub async fn build(config: Config, clock: Clock) -> anyhow::Result<AppState> {
         store,
         hasher,
         tokens,
+        id_tokens,
         revocations,
         mailer,
         templates,

@@ -35,6 +35,19 @@ pub struct NewSession {
     pub expires_at: OffsetDateTime,
     /// How and when its holder authenticated.
     pub assurance: Assurance,
+    /// The OAuth grant it serves; none for latchkey's own clients.
+    pub grant: Option<SessionGrant>,
+}
+
+/// What an OAuth client was granted in a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionGrant {
+    /// The client.
+    pub client_id: String,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    /// The resource indicator (RFC 8707) its access tokens name as audience.
+    pub resource: Option<String>,
 }
 
 /// A queued request for mail to one address.
@@ -191,6 +204,9 @@ pub struct Rotate<'a> {
     pub grace: time::Duration,
     /// Read once the write lock is held, so waiting for it cannot stretch expiry or grace.
     pub clock: &'a crate::clock::Clock,
+    /// The OAuth client refreshing (none: latchkey's own refresh); a session serves only the
+    /// client it was opened for.
+    pub client_id: Option<&'a str>,
 }
 
 /// What a refresh-token exchange found.

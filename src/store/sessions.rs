@@ -158,12 +158,18 @@ impl Store {
     /// Exchanges a refresh token for its successor, detecting reuse, in one transaction.
     pub async fn rotate_refresh_token(&self, rotate: &Rotate<'_>) -> Result<Rotation, StoreError> {
         // Unknown tokens (guesses, junk) are answered from a plain read, without the write lock.
-        let known: Option<i32> = sql("select 1 from refresh_tokens where token_hash = $1")
-            .bind(rotate.presented_hash)
-            .fetch_scalar(&self.pool)
-            .await?;
-        if known.is_none() {
-            return Ok(Rotation::Invalid);
+        // A token of another client's session (or of an OAuth grant at latchkey's own refresh,
+        // or the reverse) is refused before anything is written: it is not this caller's.
+        let known: Option<(Option<String>,)> = sql(
+            "select s.client_id from refresh_tokens r join sessions s on s.id = r.session_id
+             where r.token_hash = $1",
+        )
+        .bind(rotate.presented_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        match known {
+            Some((client_id,)) if client_id.as_deref() == rotate.client_id => {}
+            _ => return Ok(Rotation::Invalid),
         }
         let mut tx = self.write().await?;
         // User first (the lock order of every write path), then the token and its session.
@@ -319,7 +325,7 @@ impl Store {
         let day = 86_400_000_000_i64;
         let week = 7 * day;
         // Spent refresh tokens stay until they expire: reuse detection needs them.
-        let statements: [(&'static str, i64); 11] = [
+        let statements: [(&'static str, i64); 12] = [
             ("update refresh_tokens set successor_sealed = null where token_hash in
                 (select token_hash from refresh_tokens where successor_sealed is not null and used_at < $1 limit 500)",
              micros(now - grace)),
@@ -337,6 +343,9 @@ impl Store {
             ("delete from email_changes where id in
                 (select id from email_changes c where created_at <= $1
                    and not exists (select 1 from email_tokens t where t.grp = c.id) limit 500)", at - day),
+            // A spent code is kept a day past its expiry, so a late replay still revokes.
+            ("delete from oauth_codes where code_hash in
+                (select code_hash from oauth_codes where expires_at <= $1 limit 500)", at - day),
             ("delete from mfa_challenges where key_hash in
                 (select key_hash from mfa_challenges where expires_at <= $1 limit 500)", at),
             // Delivered or abandoned mail (bodies already erased) is kept a week for inquiries.
@@ -376,9 +385,10 @@ fn sql_lock_rotation<'a>(dialect: &Dialect) -> super::backend::Sql<'a> {
 /// Starts a session with its first refresh token.
 pub(super) async fn insert_session(tx: &mut Tx, session: &NewSession) -> Result<(), StoreError> {
     let at = micros(session.created_at);
+    let grant = session.grant.as_ref();
     sql("insert into sessions (id, user_id, user_agent, ip, created_at, updated_at, last_used_at, expires_at,
-             auth_time, auth_methods)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+             auth_time, auth_methods, client_id, scope, resource)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
     .bind(session.id)
     .bind(session.user_id)
     .bind(session.user_agent.as_deref())
@@ -389,6 +399,9 @@ pub(super) async fn insert_session(tx: &mut Tx, session: &NewSession) -> Result<
     .bind(micros(session.expires_at))
     .bind(micros(session.assurance.auth_time))
     .bind(session.assurance.stored_methods())
+    .bind(grant.map(|g| g.client_id.as_str()))
+    .bind(grant.map(|g| g.scope.as_str()))
+    .bind(grant.and_then(|g| g.resource.as_deref()))
     .execute(&mut *tx)
     .await?;
     insert_refresh_token(

@@ -70,6 +70,9 @@ pub(super) const BUILTIN: &[(&str, &str)] = builtin![
     "en/pages/login.html",
     "en/pages/email-login.html",
     "en/pages/security.html",
+    "en/pages/oauth-login.html",
+    "en/pages/oauth-consent.html",
+    "en/pages/oauth-error.html",
     "de/mail/verification.subject.txt",
     "de/mail/verification.txt",
     "de/mail/verification.html",
@@ -117,4 +120,7 @@ pub(super) const BUILTIN: &[(&str, &str)] = builtin![
     "de/pages/login.html",
     "de/pages/email-login.html",
     "de/pages/security.html",
+    "de/pages/oauth-login.html",
+    "de/pages/oauth-consent.html",
+    "de/pages/oauth-error.html",
 ];

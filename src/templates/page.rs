@@ -84,6 +84,35 @@ pub enum Page<'a> {
     },
     /// The security settings page (needs the page script).
     Security,
+    /// The sign-in of an authorization request: the password, then the second factor.
+    OAuthLogin {
+        /// The client's name.
+        client: &'a str,
+        /// The authorization request's query, posted back.
+        request: &'a str,
+        /// The address to prefill.
+        email: &'a str,
+        /// What went wrong with the last try.
+        error: Option<&'a str>,
+        /// Set once the password was right and a second factor is needed.
+        mfa_token: Option<&'a str>,
+    },
+    /// The consent of an authorization request.
+    OAuthConsent {
+        /// The client's name.
+        client: &'a str,
+        /// The authorization request's query, posted back.
+        request: &'a str,
+        /// The scopes asked for.
+        scopes: &'a [String],
+        /// The token tying the form to the browser's sign-in.
+        csrf: &'a str,
+    },
+    /// An authorization request that cannot go back to its client.
+    OAuthError {
+        /// Why.
+        reason: &'a str,
+    },
 }
 
 impl Page<'_> {
@@ -106,6 +135,9 @@ impl Page<'_> {
             Page::Login => "login",
             Page::EmailLogin { .. } => "email-login",
             Page::Security => "security",
+            Page::OAuthLogin { .. } => "oauth-login",
+            Page::OAuthConsent { .. } => "oauth-consent",
+            Page::OAuthError { .. } => "oauth-error",
         }
     }
 
@@ -133,6 +165,20 @@ impl Page<'_> {
                 email,
                 new_email,
             } => context! { token, email, new_email },
+            Page::OAuthLogin {
+                client,
+                request,
+                email,
+                error,
+                mfa_token,
+            } => context! { client, request, email, error, mfa_token },
+            Page::OAuthConsent {
+                client,
+                request,
+                scopes,
+                csrf,
+            } => context! { client, request, scopes => scopes.to_vec(), csrf },
+            Page::OAuthError { reason } => context! { reason },
             Page::EmailConfirmed
             | Page::PasswordChanged
             | Page::InvitationAccepted
@@ -221,6 +267,29 @@ impl Page<'_> {
                 email: "ada@example.com",
             },
             Page::Security,
+            Page::OAuthLogin {
+                client: "Dashboard",
+                request: "client_id=sample",
+                email: "ada@example.com",
+                error: Some("invalid_credentials"),
+                mfa_token: None,
+            },
+            Page::OAuthLogin {
+                client: "Dashboard",
+                request: "client_id=sample",
+                email: "",
+                error: None,
+                mfa_token: Some(token),
+            },
+            Page::OAuthConsent {
+                client: "Dashboard",
+                request: "client_id=sample",
+                scopes: &[],
+                csrf: token,
+            },
+            Page::OAuthError {
+                reason: "The client is unknown.",
+            },
         ]
     }
 }

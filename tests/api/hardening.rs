@@ -105,6 +105,7 @@ async fn a_login_checked_before_a_disable_or_role_change_opens_no_session() {
             created_at: now,
             expires_at: now + time::Duration::days(1),
             assurance: latchkey::domain::Assurance::password(now),
+            grant: None,
         };
         let event = latchkey::domain::Event::refresh_token_reused(id, session.id, now);
         let expects = latchkey::store::LoginExpects {

@@ -19,6 +19,7 @@ mod import;
 mod mail;
 mod mfa;
 mod oauth_clients;
+mod oidc;
 mod ops;
 mod outage;
 mod passkeys;

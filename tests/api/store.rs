@@ -72,6 +72,7 @@ fn session(user_id: Uuid, token_hash: &str, at: OffsetDateTime) -> NewSession {
         created_at: at,
         expires_at: at + Duration::days(30),
         assurance: latchkey::domain::Assurance::from_stored(at, "pwd,otp"),
+        grant: None,
     }
 }
 
@@ -353,6 +354,7 @@ async fn a_refresh_token_rotates_once_repeats_in_grace_and_revokes_on_reuse() {
         ttl: Duration::days(30),
         grace: Duration::seconds(10),
         clock: &clock,
+        client_id: None,
     };
     let unknown = store
         .rotate_refresh_token(&rotate("nope", "n"))

@@ -1,0 +1,678 @@
+//! The OpenID Connect provider, driven by a relying-party library nobody here wrote (the
+//! `openidconnect` crate): discovery, PKCE, the code, ID-token verification, userinfo, refresh.
+//! The browser's part (sign-in, second factor, consent) is played with plain requests that
+//! carry the cookie and the `Origin` a browser would.
+
+use crate::mfa::{totp_code, user_with_totp};
+use crate::support::{PASSWORD, TestApp, spawn_app_with};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims,
+};
+use openidconnect::{
+    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+/// The HTTP client the relying party uses: reqwest, no redirects followed.
+async fn send(
+    request: openidconnect::HttpRequest,
+) -> Result<openidconnect::HttpResponse, reqwest::Error> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let (parts, body) = request.into_parts();
+    let mut outgoing = client
+        .request(parts.method, parts.uri.to_string())
+        .body(body);
+    for (name, value) in &parts.headers {
+        outgoing = outgoing.header(name, value);
+    }
+    let response = outgoing.send().await?;
+    let mut builder = openidconnect::http::Response::builder().status(response.status());
+    for (name, value) in response.headers() {
+        builder = builder.header(name, value);
+    }
+    Ok(builder
+        .body(response.bytes().await?.to_vec())
+        .expect("response"))
+}
+
+async fn provider() -> TestApp {
+    spawn_app_with(&["--public-url", "http://127.0.0.1:{port}"]).await
+}
+
+/// Registers a client: (client_id, secret).
+async fn client(app: &TestApp, confidential: bool, first_party: bool) -> (String, Option<String>) {
+    let admin = app.admin_token().await;
+    let created = app
+        .send(
+            Method::POST,
+            "/oauth/clients",
+            &admin,
+            &json!({
+                "name": "Dashboard",
+                "confidential": confidential,
+                "first_party": first_party,
+                "redirect_uris": [REDIRECT],
+                "scopes": ["openid", "profile", "email", "offline_access"],
+            }),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    (
+        created["client_id"].as_str().unwrap().to_owned(),
+        created["client_secret"].as_str().map(str::to_owned),
+    )
+}
+
+/// A client configured from discovery.
+type RelyingParty = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+async fn relying_party(app: &TestApp, id: &str, secret: Option<String>) -> RelyingParty {
+    let issuer = IssuerUrl::new(app.url.clone()).unwrap();
+    let metadata = CoreProviderMetadata::discover_async(issuer, &send)
+        .await
+        .expect("discovery accepted as is");
+    CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(id.to_owned()),
+        secret.map(ClientSecret::new),
+    )
+    .set_redirect_uri(RedirectUrl::new(REDIRECT.to_owned()).unwrap())
+}
+
+/// A browser: no redirects followed, the provider's cookie kept.
+struct Browser {
+    client: reqwest::Client,
+    cookie: Option<String>,
+    origin: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Browser {
+        let origin = url::Url::parse(&app.url)
+            .unwrap()
+            .origin()
+            .ascii_serialization();
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookie: None,
+            origin,
+        }
+    }
+
+    async fn open(&mut self, url: &str) -> reqwest::Response {
+        let mut request = self.client.get(url);
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        self.keep(request.send().await.unwrap())
+    }
+
+    async fn post(&mut self, app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}/oauth/authorize", app.url))
+            .header("origin", &self.origin)
+            .form(form);
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        self.keep(request.send().await.unwrap())
+    }
+
+    fn keep(&mut self, response: reqwest::Response) -> reqwest::Response {
+        if let Some(set) = response.headers().get("set-cookie") {
+            let set = set.to_str().unwrap();
+            assert!(
+                set.contains("HttpOnly") && set.contains("Secure") && set.contains("SameSite=Lax"),
+                "{set}"
+            );
+            self.cookie = Some(set.split(';').next().unwrap().to_owned());
+        }
+        response
+    }
+}
+
+/// The value of hidden field `name` in `html`.
+fn field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + marker.len();
+    let value = &html[start..start + html[start..].find('"').unwrap()];
+    value
+        .replace("&amp;", "&")
+        .replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+}
+
+/// The query of a redirect to the client.
+fn redirected(response: &reqwest::Response) -> Vec<(String, String)> {
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()["location"].to_str().unwrap();
+    assert!(location.starts_with(REDIRECT), "{location}");
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Signs in through the login page and consents: the code and the state.
+async fn sign_in_and_consent(
+    app: &TestApp,
+    browser: &mut Browser,
+    url: &str,
+    email: &str,
+) -> (String, String) {
+    let page = browser.open(url).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:9"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    let request = field(&html, "request");
+    let consent = browser
+        .post(
+            app,
+            &[
+                ("request", &request),
+                ("step", "login"),
+                ("email", email),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(consent.status(), StatusCode::OK);
+    let html = consent.text().await.unwrap();
+    assert!(html.contains("Allow Dashboard?"), "{html}");
+    let csrf = field(&html, "csrf");
+    let back = browser
+        .post(
+            app,
+            &[("request", &request), ("step", "consent"), ("csrf", &csrf)],
+        )
+        .await;
+    let pairs = redirected(&back);
+    assert_eq!(param(&pairs, "iss"), Some(app.url.as_str()), "RFC 9207");
+    (
+        param(&pairs, "code").unwrap().to_owned(),
+        param(&pairs, "state").unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_relying_party_library_signs_a_user_in_verifies_the_id_token_and_refreshes() {
+    let app = provider().await;
+    let user_id = app.create_verified_user("ada@example.com", PASSWORD).await;
+    let (id, secret) = client(&app, true, false).await;
+    let rp = relying_party(&app, &id, secret).await;
+
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state, nonce) = rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("offline_access".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let mut browser = Browser::new(&app);
+    let (code, returned_state) =
+        sign_in_and_consent(&app, &mut browser, url.as_str(), "ada@example.com").await;
+    assert_eq!(&returned_state, state.secret());
+
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code.clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&send)
+        .await
+        .expect("code exchanged");
+    let id_token = tokens.id_token().expect("an ID token for openid");
+    let verifier = rp.id_token_verifier();
+    let claims = id_token
+        .claims(&verifier, &nonce)
+        .expect("ID token verified");
+    assert_eq!(claims.subject().as_str(), user_id.to_string());
+    assert_eq!(claims.email().map(|e| e.as_str()), Some("ada@example.com"));
+    assert_eq!(
+        claims.auth_context_ref().map(|acr| acr.as_str()),
+        Some("aal1")
+    );
+    assert!(claims.auth_time().is_some());
+    let at_hash = AccessTokenHash::from_token(
+        tokens.access_token(),
+        id_token.signing_alg().unwrap(),
+        id_token.signing_key(&verifier).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims.access_token_hash(), Some(&at_hash));
+    let header: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            id_token.to_string().split('.').next().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "RS256");
+
+    // The access token is one /auth/verify accepts, naming the client and its scope; latchkey's
+    // own API refuses it: the client was not given the account.
+    let access = tokens.access_token().secret().clone();
+    let verified = app.get("/auth/verify", Some(&access)).await;
+    assert_eq!(verified.status(), StatusCode::OK);
+    assert_eq!(verified.headers()["x-user-client-id"], id.as_str());
+    assert!(
+        verified.headers()["x-user-scope"]
+            .to_str()
+            .unwrap()
+            .contains("offline_access")
+    );
+    assert_eq!(
+        app.get("/users/me", Some(&access)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let info: CoreUserInfoClaims = rp
+        .user_info(tokens.access_token().clone(), None)
+        .unwrap()
+        .request_async(&send)
+        .await
+        .expect("userinfo");
+    assert_eq!(info.email().map(|e| e.as_str()), Some("ada@example.com"));
+
+    // Refresh rotates; the old token again, past the grace window, revokes the grant.
+    let refresh = tokens
+        .refresh_token()
+        .expect("offline_access gives one")
+        .clone();
+    let refreshed = rp
+        .exchange_refresh_token(&refresh)
+        .unwrap()
+        .request_async(&send)
+        .await
+        .expect("refreshed");
+    assert_ne!(
+        refreshed.refresh_token().unwrap().secret(),
+        refresh.secret()
+    );
+    app.state.clock.advance(time::Duration::seconds(61));
+    assert!(
+        rp.exchange_refresh_token(&refresh)
+            .unwrap()
+            .request_async(&send)
+            .await
+            .is_err()
+    );
+    let next = refreshed.refresh_token().unwrap();
+    assert!(
+        rp.exchange_refresh_token(next)
+            .unwrap()
+            .request_async(&send)
+            .await
+            .is_err(),
+        "the reuse revoked the grant"
+    );
+    let events = app.events_of_type("OAUTH_TOKEN_ISSUED").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["data"]["client_id"], id.as_str());
+    assert_eq!(app.events_of_type("OAUTH_CONSENT_GRANTED").await.len(), 1);
+
+    // Consent is remembered: the next authorization goes straight back with a code.
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let again = browser.open(url.as_str()).await;
+    assert!(param(&redirected(&again), "code").is_some());
+}
+
+#[tokio::test]
+async fn a_code_works_once_for_its_client_redirect_and_verifier_and_a_replay_revokes() {
+    let app = provider().await;
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    let (id, secret) = client(&app, true, false).await;
+    let (other_id, other_secret) = client(&app, true, false).await;
+    let rp = relying_party(&app, &id, secret.clone()).await;
+    let other = relying_party(&app, &other_id, other_secret).await;
+    let mut browser = Browser::new(&app);
+    let code_for = async |browser: &mut Browser| {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, _, _) = rp
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge)
+            .url();
+        let response = browser.open(url.as_str()).await;
+        let code = if response.status() == StatusCode::SEE_OTHER {
+            param(&redirected(&response), "code").unwrap().to_owned()
+        } else {
+            sign_in_and_consent(&app, browser, url.as_str(), "ada@example.com")
+                .await
+                .0
+        };
+        (code, verifier)
+    };
+    let exchange = async |client: &RelyingParty, code: &str, verifier: &str| {
+        client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .unwrap()
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
+            .request_async(&send)
+            .await
+    };
+
+    // A wrong verifier fails, and spends the code.
+    let (code, verifier) = code_for(&mut browser).await;
+    let wrong = PkceCodeChallenge::new_random_sha256().1;
+    assert!(exchange(&rp, &code, wrong.secret()).await.is_err());
+    assert!(
+        exchange(&rp, &code, verifier.secret()).await.is_err(),
+        "spent"
+    );
+
+    // Another client cannot use it.
+    let (code, verifier) = code_for(&mut browser).await;
+    assert!(exchange(&other, &code, verifier.secret()).await.is_err());
+
+    // A replay fails and revokes what the first exchange issued.
+    let (code, verifier) = code_for(&mut browser).await;
+    let tokens = exchange(&rp, &code, verifier.secret())
+        .await
+        .expect("first exchange");
+    let access = tokens.access_token().secret().clone();
+    assert_eq!(
+        app.get("/oauth/userinfo", Some(&access)).await.status(),
+        StatusCode::OK
+    );
+    assert!(exchange(&rp, &code, verifier.secret()).await.is_err());
+    assert_eq!(
+        app.get("/oauth/userinfo", Some(&access)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A redirect URI other than the code's is refused, with an RFC 6749 body.
+    let (code, verifier) = code_for(&mut browser).await;
+    let refused = app
+        .client
+        .post(format!("{}/oauth/token", app.url))
+        .basic_auth(&id, secret.as_deref())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", "http://127.0.0.1:9/other"),
+            ("code_verifier", verifier.secret().as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+
+    // A wrong secret is invalid_client with a Basic challenge.
+    let refused = app
+        .client
+        .post(format!("{}/oauth/token", app.url))
+        .basic_auth(&id, Some("wrong"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        refused.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_never_redirect_anywhere_unregistered_and_pkce_is_required() {
+    let app = provider().await;
+    let (id, _) = client(&app, false, true).await;
+    let mut browser = Browser::new(&app);
+    let authorize = |query: &str| format!("{}/oauth/authorize?{query}", app.url);
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    // An unregistered redirect URI or client: a page, no redirect.
+    for query in [
+        format!(
+            "response_type=code&client_id={id}&redirect_uri=https://evil.example/cb&code_challenge={challenge}&code_challenge_method=S256&scope=openid"
+        ),
+        format!(
+            "response_type=code&client_id=nobody&redirect_uri={REDIRECT}&code_challenge={challenge}&code_challenge_method=S256&scope=openid"
+        ),
+    ] {
+        let page = browser.open(&authorize(&query)).await;
+        assert_eq!(page.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert!(page.headers().get("location").is_none());
+    }
+    // No PKCE, or plain: an error at the client's redirect URI, with its state.
+    for pkce in ["", "&code_challenge=abc&code_challenge_method=plain"] {
+        let query = format!(
+            "response_type=code&client_id={id}&redirect_uri={REDIRECT}&scope=openid&state=s1{pkce}"
+        );
+        let pairs = redirected(&browser.open(&authorize(&query)).await);
+        assert_eq!(param(&pairs, "error"), Some("invalid_request"), "{pkce}");
+        assert_eq!(param(&pairs, "state"), Some("s1"));
+    }
+    // A scope the client was not given.
+    let query = format!(
+        "response_type=code&client_id={id}&redirect_uri={REDIRECT}&scope=openid%20admin&code_challenge={challenge}&code_challenge_method=S256"
+    );
+    assert_eq!(
+        param(
+            &redirected(&browser.open(&authorize(&query)).await),
+            "error"
+        ),
+        Some("invalid_scope")
+    );
+    // prompt=none without a sign-in.
+    let query = format!(
+        "response_type=code&client_id={id}&redirect_uri={REDIRECT}&scope=openid&code_challenge={challenge}&code_challenge_method=S256&prompt=none"
+    );
+    assert_eq!(
+        param(
+            &redirected(&browser.open(&authorize(&query)).await),
+            "error"
+        ),
+        Some("login_required")
+    );
+
+    // A sign-in posted from another site is refused.
+    let query = format!(
+        "response_type=code&client_id={id}&redirect_uri={REDIRECT}&scope=openid&code_challenge={challenge}&code_challenge_method=S256"
+    );
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    browser.origin = "https://evil.example".into();
+    let forged = browser
+        .post(
+            &app,
+            &[
+                ("request", &query),
+                ("step", "login"),
+                ("email", "ada@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    assert!(browser.cookie.is_none());
+}
+
+#[tokio::test]
+async fn consent_needs_the_browsers_own_form_token() {
+    let app = provider().await;
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    let (id, _) = client(&app, false, false).await;
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let query = format!(
+        "response_type=code&client_id={id}&redirect_uri={REDIRECT}&scope=openid&code_challenge={challenge}&code_challenge_method=S256"
+    );
+    let mut browser = Browser::new(&app);
+    let consent = browser
+        .post(
+            &app,
+            &[
+                ("request", &query),
+                ("step", "login"),
+                ("email", "ada@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(consent.status(), StatusCode::OK);
+    for csrf in ["", "forged"] {
+        let refused = browser
+            .post(
+                &app,
+                &[("request", &query), ("step", "consent"), ("csrf", csrf)],
+            )
+            .await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    }
+    assert!(app.events_of_type("OAUTH_CONSENT_GRANTED").await.is_empty());
+    let html = consent.text().await.unwrap();
+    let denied = browser
+        .post(
+            &app,
+            &[
+                ("request", &query),
+                ("step", "deny"),
+                ("csrf", &field(&html, "csrf")),
+            ],
+        )
+        .await;
+    assert_eq!(param(&redirected(&denied), "error"), Some("access_denied"));
+}
+
+#[tokio::test]
+async fn the_second_factor_is_asked_in_the_flow_and_aal2_can_be_demanded() {
+    let app = provider().await;
+    let (_, secret, _) = user_with_totp(&app, "ada@example.com").await;
+    app.create_verified_user("bob@example.com", PASSWORD).await;
+    let (id, _) = client(&app, false, true).await;
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let query = format!(
+        "response_type=code&client_id={id}&redirect_uri={REDIRECT}&scope=openid&code_challenge={challenge}&code_challenge_method=S256&acr_values=aal2"
+    );
+
+    let mut browser = Browser::new(&app);
+    let step = browser
+        .post(
+            &app,
+            &[
+                ("request", &query),
+                ("step", "login"),
+                ("email", "ada@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    let html = step.text().await.unwrap();
+    let mfa_token = field(&html, "mfa_token");
+    assert!(
+        browser.cookie.is_none(),
+        "no sign-in before the second factor"
+    );
+    let wrong = browser
+        .post(
+            &app,
+            &[
+                ("request", &query),
+                ("step", "mfa"),
+                ("mfa_token", &mfa_token),
+                ("code", "000000"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    // The enrolment spent this step's code.
+    app.state.clock.advance(time::Duration::seconds(30));
+    let now = app.state.clock.now().unix_timestamp();
+    let done = browser
+        .post(
+            &app,
+            &[
+                ("request", &query),
+                ("step", "mfa"),
+                ("mfa_token", &mfa_token),
+                ("code", &totp_code(&secret, now)),
+            ],
+        )
+        .await;
+    assert!(
+        param(&redirected(&done), "code").is_some(),
+        "first party: no consent"
+    );
+
+    // Without a factor, aal2 cannot be met.
+    let mut browser = Browser::new(&app);
+    let refused = browser
+        .post(
+            &app,
+            &[
+                ("request", &query),
+                ("step", "login"),
+                ("email", "bob@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(
+        param(&redirected(&refused), "error"),
+        Some("unmet_authentication_requirements")
+    );
+}
