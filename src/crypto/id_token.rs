@@ -5,14 +5,28 @@ use super::keys::KeyMaterial;
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 struct IdRing {
     signing: Option<(String, EncodingKey)>,
+    verifying: HashMap<String, DecodingKey>,
     jwks: Vec<Value>,
+}
+
+/// What an `id_token_hint` of RP-initiated logout says, once its signature is ours.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct HintClaims {
+    /// The user.
+    pub sub: String,
+    /// The client it was issued to.
+    pub aud: String,
+    /// The session it was issued in.
+    #[serde(default)]
+    pub sid: Option<String>,
 }
 
 /// Signs ID tokens. Cheap to clone; keys can be swapped while serving.
@@ -26,6 +40,7 @@ impl Default for IdTokens {
         IdTokens {
             ring: Arc::new(RwLock::new(Arc::new(IdRing {
                 signing: None,
+                verifying: HashMap::new(),
                 jwks: Vec::new(),
             }))),
         }
@@ -39,6 +54,14 @@ impl IdTokens {
             Some(first) => Some((first.kid.clone(), encoding_key(first)?)),
             None => None,
         };
+        let mut verifying = HashMap::new();
+        for key in keys {
+            let (n, e) = (
+                key.public_jwk["n"].as_str().unwrap_or_default(),
+                key.public_jwk["e"].as_str().unwrap_or_default(),
+            );
+            verifying.insert(key.kid.clone(), DecodingKey::from_rsa_components(n, e)?);
+        }
         let jwks = keys
             .iter()
             .map(|key| {
@@ -52,7 +75,11 @@ impl IdTokens {
         *self
             .ring
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(IdRing { signing, jwks });
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(IdRing {
+            signing,
+            verifying,
+            jwks,
+        });
         Ok(())
     }
 
@@ -77,6 +104,25 @@ impl IdTokens {
         header.typ = Some("JWT".into());
         header.kid = Some(kid.clone());
         Ok(jsonwebtoken::encode(&header, claims, key)?)
+    }
+
+    /// The claims of an ID token this provider signed for `issuer` (expired or not: a logout
+    /// hint may be old), or `None`.
+    pub fn verify_hint(&self, token: &str, issuer: &str) -> Option<HintClaims> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != Algorithm::RS256 {
+            return None;
+        }
+        let ring = self.ring();
+        let key = ring.verifying.get(header.kid.as_deref()?)?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["iss", "sub", "aud"]);
+        validation.set_issuer(&[issuer]);
+        jsonwebtoken::decode::<HintClaims>(token, key, &validation)
+            .ok()
+            .map(|data| data.claims)
     }
 
     fn ring(&self) -> Arc<IdRing> {
@@ -114,7 +160,6 @@ pub fn half_hash(token: &str) -> String {
 mod tests {
     use super::*;
     use crate::crypto::JwtAlg;
-    use jsonwebtoken::{DecodingKey, Validation};
 
     #[test]
     fn an_id_token_verifies_with_its_published_key() {

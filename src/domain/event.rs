@@ -105,6 +105,10 @@ pub enum RevokeReason {
     EmailChangeReverted,
     /// An authorization code was presented a second time: what it issued may be in other hands.
     CodeReplayed,
+    /// The OAuth client revoked its token (RFC 7009).
+    RevokedByClient,
+    /// The OAuth client the session served was removed.
+    ClientRemoved,
 }
 
 impl RevokeReason {
@@ -122,6 +126,8 @@ impl RevokeReason {
             RevokeReason::RefreshTokenReused => "refresh_token_reused",
             RevokeReason::MfaReset => "mfa_reset",
             RevokeReason::CodeReplayed => "code_replayed",
+            RevokeReason::RevokedByClient => "revoked_by_client",
+            RevokeReason::ClientRemoved => "client_removed",
             RevokeReason::EmailChanged => "email_changed",
             RevokeReason::EmailChangeReverted => "email_change_reverted",
         }

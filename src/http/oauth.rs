@@ -51,6 +51,15 @@ pub fn routes() -> Router<AppState> {
             limited_route(post(token_endpoint), &[Action::Refresh]),
         )
         .route("/oauth/userinfo", get(userinfo).post(userinfo))
+        .route(
+            "/oauth/revoke",
+            limited_route(post(revoke), &[Action::Refresh]),
+        )
+        .route(
+            "/oauth/introspect",
+            limited_route(post(introspect), &[Action::Refresh]),
+        )
+        .route("/oauth/logout", get(logout))
 }
 
 async fn authorize(
@@ -376,36 +385,145 @@ fn refused(app: &AppState, language: Language, error: AuthorizeError) -> Respons
     }
 }
 
-/// `POST /oauth/token`, form-encoded, each parameter at most once.
-async fn token_endpoint(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The parameters of a form-encoded post to a client endpoint, each at most once.
+fn client_form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, TokenError> {
     let form_encoded = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
     if !form_encoded {
-        return token_error(TokenError::InvalidRequest(
+        return Err(TokenError::InvalidRequest(
             "the body must be application/x-www-form-urlencoded".into(),
         ));
     }
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let mut seen = std::collections::HashSet::new();
     if let Some((key, _)) = params.iter().find(|(key, _)| !seen.insert(key.as_str())) {
-        return token_error(TokenError::InvalidRequest(format!(
+        return Err(TokenError::InvalidRequest(format!(
             "{key} is given more than once"
         )));
     }
-    let get = |key: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+    Ok(params)
+}
+
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The client a form post authenticates as.
+async fn form_client(
+    app: &AppState,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Result<crate::domain::OAuthClient, TokenError> {
+    let credentials = client_credentials(
+        headers,
+        param(params, "client_id"),
+        param(params, "client_secret"),
+    )?;
+    token::authenticate_client(app, &credentials).await
+}
+
+/// The `token` parameter of revocation and introspection.
+fn token_param(params: &[(String, String)]) -> Result<&str, TokenError> {
+    param(params, "token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| TokenError::InvalidRequest("token is required".into()))
+}
+
+/// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was live or known.
+async fn revoke(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let params = client_form(&headers, &body)?;
+        let client = form_client(&app, &headers, &params).await?;
+        oauth::grants::revoke(&app, &client, token_param(&params)?).await
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(error) => token_error(error),
+    }
+}
+
+/// `POST /oauth/introspect` (RFC 7662).
+async fn introspect(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let params = client_form(&headers, &body)?;
+        let client = form_client(&app, &headers, &params).await?;
+        oauth::grants::introspect(&app, &client, token_param(&params)?).await
+    }
+    .await;
+    match result {
+        Ok(answer) => (
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+            Json(answer),
+        )
+            .into_response(),
+        Err(error) => token_error(error),
+    }
+}
+
+/// `GET /oauth/logout` (OpenID Connect RP-Initiated Logout): ends the browser's sign-in and
+/// the hinted session, then returns to a registered address or says so.
+async fn logout(
+    State(app): State<AppState>,
+    PageLanguage(language): PageLanguage,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let get = |key: &str| param(&params, key).filter(|v| !v.is_empty());
+    let checked = oauth::grants::check_logout(
+        &app,
+        get("id_token_hint"),
+        get("client_id"),
+        get("post_logout_redirect_uri"),
+        get("state"),
+    )
+    .await;
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(oauth::grants::LogoutError::Refused(reason)) => {
+            return refused(&app, language, AuthorizeError::NotRedirectable(reason));
+        }
+        Err(oauth::grants::LogoutError::Fault(fault)) => return failure(&app, language, fault),
     };
-    let credentials = match client_credentials(&headers, get("client_id"), get("client_secret")) {
-        Ok(credentials) => credentials,
+    let (browser, _) = signed_in(&app, &headers).await;
+    if let Err(fault) = oauth::grants::logout(&app, &checked, browser.as_ref()).await {
+        return failure(&app, language, fault);
+    }
+    let mut response = match &checked.redirect {
+        Some(location) => redirect(location),
+        None => hosted_page_with(
+            &app,
+            StatusCode::OK,
+            language,
+            Page::OAuthSignedOut,
+            "'self'",
+        ),
+    };
+    let cleared = format!("{SIGN_IN_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax");
+    if let Ok(value) = HeaderValue::from_str(&cleared) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `POST /oauth/token`, form-encoded, each parameter at most once.
+async fn token_endpoint(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let params = match client_form(&headers, &body) {
+        Ok(params) => params,
         Err(error) => return token_error(error),
     };
+    let get = |key: &str| param(&params, key);
     let result = async {
-        let client = token::authenticate_client(&app, &credentials).await?;
+        let client = form_client(&app, &headers, &params).await?;
         let required = |key: &'static str| {
             get(key)
                 .filter(|v| !v.is_empty())
@@ -505,7 +623,7 @@ fn token_error(error: TokenError) -> Response {
         TokenError::UnauthorizedClient => (
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
-            "this client may not use this grant type".to_owned(),
+            "this client may not do this".to_owned(),
         ),
         TokenError::UnsupportedGrantType => (
             StatusCode::BAD_REQUEST,

@@ -29,6 +29,12 @@ pub struct DiscoveryView {
     userinfo_endpoint: String,
     /// Where the JWKS is.
     jwks_uri: String,
+    /// RFC 7009 token revocation.
+    revocation_endpoint: String,
+    /// RFC 7662 token introspection.
+    introspection_endpoint: String,
+    /// RP-initiated logout.
+    end_session_endpoint: String,
     /// The scopes every client may be given.
     scopes_supported: Vec<&'static str>,
     /// Only the authorization code flow.
@@ -43,6 +49,10 @@ pub struct DiscoveryView {
     id_token_signing_alg_values_supported: Vec<&'static str>,
     /// How clients authenticate at the token endpoint.
     token_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// How clients authenticate at the revocation endpoint.
+    revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// How clients authenticate at the introspection endpoint (confidential clients only).
+    introspection_endpoint_auth_methods_supported: Vec<&'static str>,
     /// PKCE: S256 only (and required).
     code_challenge_methods_supported: Vec<&'static str>,
     /// Claims of the tokens and of userinfo.
@@ -95,6 +105,9 @@ fn discovery(app: &AppState) -> DiscoveryView {
         token_endpoint: at("/oauth/token"),
         userinfo_endpoint: at("/oauth/userinfo"),
         jwks_uri: at("/.well-known/jwks.json"),
+        revocation_endpoint: at("/oauth/revoke"),
+        introspection_endpoint: at("/oauth/introspect"),
+        end_session_endpoint: at("/oauth/logout"),
         scopes_supported: crate::domain::oauth::STANDARD_SCOPES.to_vec(),
         response_types_supported: vec!["code"],
         response_modes_supported: vec!["query"],
@@ -105,6 +118,15 @@ fn discovery(app: &AppState) -> DiscoveryView {
             "client_secret_basic",
             "client_secret_post",
             "none",
+        ],
+        revocation_endpoint_auth_methods_supported: vec![
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        introspection_endpoint_auth_methods_supported: vec![
+            "client_secret_basic",
+            "client_secret_post",
         ],
         code_challenge_methods_supported: vec!["S256"],
         claims_supported: vec![

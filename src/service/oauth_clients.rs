@@ -177,8 +177,15 @@ pub async fn update(
 
 /// Removes a client.
 pub async fn remove(app: &AppState, client_id: &str) -> Result<(), ClientError> {
-    match app.store.delete_oauth_client(client_id).await {
+    match app
+        .store
+        .delete_oauth_client(client_id, app.clock.now())
+        .await
+    {
         Err(StoreError::NotFound) => Err(ClientError::NotFound),
-        result => Ok(result?),
+        result => {
+            app.after_commit(result?);
+            Ok(())
+        }
     }
 }

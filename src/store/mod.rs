@@ -28,7 +28,7 @@ pub use attempts::{AttemptCounts, AttemptGate};
 use backend::{Dialect, Pools, Tx, sql};
 pub use challenges::{Challenge, ChallengeKind};
 pub use factors::{CredentialRecord, Factors, TotpRecord};
-pub use oauth::{NewCode, Redeem, Redemption};
+pub use oauth::{NewCode, Redeem, Redemption, RefreshTokenGrant};
 pub use records::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

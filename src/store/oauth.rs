@@ -59,6 +59,23 @@ pub struct Redeem<'a> {
     pub now: OffsetDateTime,
 }
 
+/// A refresh token's session, as introspection and revocation need it.
+#[derive(Debug, Clone)]
+pub struct RefreshTokenGrant {
+    /// The session.
+    pub session_id: Uuid,
+    /// Its user.
+    pub user_id: Uuid,
+    /// The OAuth client it serves, if any.
+    pub client_id: Option<String>,
+    /// The granted scopes.
+    pub scope: Option<String>,
+    /// Unspent, unexpired, and its session live.
+    pub active: bool,
+    /// When it expires.
+    pub expires_at: OffsetDateTime,
+}
+
 /// What a code exchange found.
 #[derive(Debug)]
 pub enum Redemption {
@@ -277,6 +294,43 @@ impl Store {
                 scope: scope.unwrap_or_default(),
                 resource,
             })
+        }))
+    }
+
+    /// The session a refresh token (spent or not) belongs to, with its grant and whether the
+    /// token can still be exchanged.
+    pub async fn refresh_token_grant(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<RefreshTokenGrant>, StoreError> {
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            i64,
+            Option<i64>,
+        );
+        let row: Option<Row> = sql(
+            "select s.id, s.user_id, s.client_id, s.scope, r.used_at, r.expires_at, s.revoked_at
+             from refresh_tokens r join sessions s on s.id = r.session_id where r.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((session_id, user_id, client_id, scope, used_at, expires_at, revoked_at)) = row
+        else {
+            return Ok(None);
+        };
+        Ok(Some(RefreshTokenGrant {
+            session_id: parse_uuid(&session_id)?,
+            user_id: parse_uuid(&user_id)?,
+            client_id,
+            scope,
+            active: used_at.is_none() && revoked_at.is_none() && expires_at > micros(now),
+            expires_at: from_micros(expires_at)?,
         }))
     }
 

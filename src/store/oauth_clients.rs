@@ -1,9 +1,11 @@
 //! OAuth clients: registered, listed, changed and removed by admins.
 
 use super::backend::{Tx, sql, sql_owned};
+use super::sessions::revoke_in;
+use super::users::lock_user;
 use super::users::write_effects;
-use super::{Committed, Effects, Store, StoreError, from_micros, micros};
-use crate::domain::{ClientChange, OAuthClient};
+use super::{Committed, Effects, Revoke, Store, StoreError, from_micros, micros, parse_uuid};
+use crate::domain::{ClientChange, OAuthClient, RevokeReason};
 use time::OffsetDateTime;
 
 const CLIENT_COLUMNS: &str = "select client_id, name, confidential, redirect_uris,
@@ -126,9 +128,25 @@ impl Store {
         Ok(client)
     }
 
-    /// Removes a client; `NotFound` when there is none.
-    pub async fn delete_oauth_client(&self, client_id: &str) -> Result<(), StoreError> {
+    /// Removes a client; `NotFound` when there is none. Its sessions are revoked first, so
+    /// the access tokens it holds die with it rather than at their expiry.
+    pub async fn delete_oauth_client(
+        &self,
+        client_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Committed, StoreError> {
         let mut tx = self.write().await?;
+        let sessions: Vec<(String, String)> =
+            sql("select id, user_id from sessions where client_id = $1 and revoked_at is null")
+                .bind(client_id)
+                .fetch_all(&mut tx)
+                .await?;
+        for (session_id, user_id) in sessions {
+            let (session_id, user_id) = (parse_uuid(&session_id)?, parse_uuid(&user_id)?);
+            lock_user(&mut tx, user_id).await?;
+            let reason = RevokeReason::ClientRemoved;
+            revoke_in(&mut tx, user_id, Revoke::One(session_id), reason, now).await?;
+        }
         let deleted = sql("delete from oauth_clients where client_id = $1")
             .bind(client_id)
             .execute(&mut tx)
@@ -136,8 +154,7 @@ impl Store {
         if deleted == 0 {
             return Err(StoreError::NotFound);
         }
-        tx.commit().await?;
-        Ok(())
+        tx.commit_telling().await
     }
 }
 

@@ -73,6 +73,7 @@ pub(super) const BUILTIN: &[(&str, &str)] = builtin![
     "en/pages/oauth-login.html",
     "en/pages/oauth-consent.html",
     "en/pages/oauth-error.html",
+    "en/pages/oauth-signed-out.html",
     "de/mail/verification.subject.txt",
     "de/mail/verification.txt",
     "de/mail/verification.html",
@@ -123,4 +124,5 @@ pub(super) const BUILTIN: &[(&str, &str)] = builtin![
     "de/pages/oauth-login.html",
     "de/pages/oauth-consent.html",
     "de/pages/oauth-error.html",
+    "de/pages/oauth-signed-out.html",
 ];

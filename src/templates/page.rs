@@ -108,6 +108,8 @@ pub enum Page<'a> {
         /// The token tying the form to the browser's sign-in.
         csrf: &'a str,
     },
+    /// RP-initiated logout without an address to return to.
+    OAuthSignedOut,
     /// An authorization request that cannot go back to its client.
     OAuthError {
         /// Why.
@@ -138,6 +140,7 @@ impl Page<'_> {
             Page::OAuthLogin { .. } => "oauth-login",
             Page::OAuthConsent { .. } => "oauth-consent",
             Page::OAuthError { .. } => "oauth-error",
+            Page::OAuthSignedOut => "oauth-signed-out",
         }
     }
 
@@ -186,7 +189,8 @@ impl Page<'_> {
             | Page::TooManyAttempts
             | Page::Error
             | Page::Login
-            | Page::Security => context! {},
+            | Page::Security
+            | Page::OAuthSignedOut => context! {},
         }
     }
 
@@ -290,6 +294,7 @@ impl Page<'_> {
             Page::OAuthError {
                 reason: "The client is unknown.",
             },
+            Page::OAuthSignedOut,
         ]
     }
 }

@@ -676,3 +676,239 @@ async fn the_second_factor_is_asked_in_the_flow_and_aal2_can_be_demanded() {
         Some("unmet_authentication_requirements")
     );
 }
+
+/// Signs ada in for a confidential client with `offline_access`: (client id, secret, tokens
+/// answer as JSON).
+async fn granted(app: &TestApp, post_logout: &[&str]) -> (String, String, Value) {
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    let admin = app.admin_token().await;
+    let created: Value = app
+        .send(
+            Method::POST,
+            "/oauth/clients",
+            &admin,
+            &json!({
+                "name": "Dashboard",
+                "first_party": true,
+                "redirect_uris": [REDIRECT],
+                "post_logout_redirect_uris": post_logout,
+                "scopes": ["openid", "email", "offline_access"],
+            }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["client_id"].as_str().unwrap().to_owned();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    let verifier = "v".repeat(64);
+    let challenge = latchkey::crypto::random::sha256_b64(verifier.as_bytes());
+    let query = format!(
+        "response_type=code&client_id={id}&redirect_uri={REDIRECT}&scope=openid%20email%20offline_access&code_challenge={challenge}&code_challenge_method=S256&nonce=n1"
+    );
+    let mut browser = Browser::new(app);
+    let back = browser
+        .post(
+            app,
+            &[
+                ("request", &query),
+                ("step", "login"),
+                ("email", "ada@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    let pairs = redirected(&back);
+    let tokens: Value = app
+        .client
+        .post(format!("{}/oauth/token", app.url))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", param(&pairs, "code").unwrap()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier.as_str()),
+            ("client_id", id.as_str()),
+            ("client_secret", secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(tokens["access_token"].is_string(), "{tokens}");
+    (id, secret, tokens)
+}
+
+async fn client_post(
+    app: &TestApp,
+    path: &str,
+    id: &str,
+    secret: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    app.client
+        .post(format!("{}{path}", app.url))
+        .basic_auth(id, Some(secret))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn introspection_describes_live_tokens_and_revocation_ends_the_grant() {
+    let app = provider().await;
+    let (id, secret, tokens) = granted(&app, &[]).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+
+    let live: Value = client_post(
+        &app,
+        "/oauth/introspect",
+        &id,
+        &secret,
+        &[("token", access)],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(live["active"], true);
+    assert_eq!(live["client_id"], id.as_str());
+    assert!(live["scope"].as_str().unwrap().contains("email"));
+    let live: Value = client_post(
+        &app,
+        "/oauth/introspect",
+        &id,
+        &secret,
+        &[("token", refresh)],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(live["active"], true);
+    assert_eq!(live["token_type"], "refresh_token");
+    let junk: Value = client_post(
+        &app,
+        "/oauth/introspect",
+        &id,
+        &secret,
+        &[("token", "junk")],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(junk, json!({"active": false}));
+    let wrong = client_post(
+        &app,
+        "/oauth/introspect",
+        &id,
+        "wrong",
+        &[("token", access)],
+    )
+    .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    // Unknown tokens are "revoked" alike; the refresh token's revocation ends the grant.
+    assert_eq!(
+        client_post(&app, "/oauth/revoke", &id, &secret, &[("token", "junk")])
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        client_post(&app, "/oauth/revoke", &id, &secret, &[("token", refresh)])
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let dead: Value = client_post(
+        &app,
+        "/oauth/introspect",
+        &id,
+        &secret,
+        &[("token", access)],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(dead["active"], false);
+    assert_eq!(
+        app.get("/oauth/userinfo", Some(access)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn removing_a_client_revokes_what_it_holds() {
+    let app = provider().await;
+    let (id, _, tokens) = granted(&app, &[]).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get("/auth/verify", Some(access)).await.status(),
+        StatusCode::OK
+    );
+    let admin = app.admin_token().await;
+    let removed = app
+        .send(
+            Method::DELETE,
+            &format!("/oauth/clients/{id}"),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get("/auth/verify", Some(access)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn logout_returns_only_to_a_registered_address_and_ends_the_hinted_session() {
+    let app = provider().await;
+    let back_to = "https://dash.example.com/signed-out";
+    let (id, _, tokens) = granted(&app, &[back_to]).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let hint = tokens["id_token"].as_str().unwrap();
+    let mut browser = Browser::new(&app);
+    let logout = |query: String| format!("{}/oauth/logout?{query}", app.url);
+
+    // Open redirects: an unregistered address, another client's, or a forged hint.
+    for query in [
+        format!("id_token_hint={hint}&post_logout_redirect_uri=https://evil.example/"),
+        format!("post_logout_redirect_uri={back_to}"),
+        format!("client_id=nobody&post_logout_redirect_uri={back_to}"),
+        format!(
+            "id_token_hint={}x&post_logout_redirect_uri={back_to}",
+            &hint[..hint.len() - 1]
+        ),
+    ] {
+        let refused = browser.open(&logout(query.clone())).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert!(refused.headers().get("location").is_none());
+    }
+    assert_eq!(
+        app.get("/oauth/userinfo", Some(access)).await.status(),
+        StatusCode::OK
+    );
+
+    let done = browser
+        .open(&logout(format!(
+            "id_token_hint={hint}&post_logout_redirect_uri={back_to}&state=s9&client_id={id}"
+        )))
+        .await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        done.headers()["location"],
+        format!("{back_to}?state=s9").as_str()
+    );
+    assert_eq!(
+        app.get("/oauth/userinfo", Some(access)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -1,0 +1,212 @@
+//! What a client can ask about or end of the tokens it holds: revocation (RFC 7009),
+//! introspection (RFC 7662) and RP-initiated logout.
+
+use super::token::TokenError;
+use crate::crypto::random;
+use crate::domain::{OAuthClient, RevokeReason};
+use crate::service::{Fault, Principal};
+use crate::state::AppState;
+use crate::store::Revoke;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Ends the grant `token` (an access or refresh token of `client`'s) belongs to. Tokens that
+/// are unknown, dead, or another client's are ignored alike: the answer never tells them apart.
+pub async fn revoke(app: &AppState, client: &OAuthClient, token: &str) -> Result<(), TokenError> {
+    let now = app.clock.now();
+    let session = match app
+        .store
+        .refresh_token_grant(&random::token_hash(token), now)
+        .await?
+    {
+        Some(grant) if grant.client_id.as_deref() == Some(&client.client_id) => {
+            Some((grant.user_id, grant.session_id))
+        }
+        Some(_) => None,
+        None => access_token_session(app, token, client),
+    };
+    if let Some((user_id, session_id)) = session {
+        let committed = app
+            .store
+            .revoke_sessions(
+                user_id,
+                Revoke::One(session_id),
+                RevokeReason::RevokedByClient,
+                now,
+            )
+            .await?;
+        app.after_commit(committed);
+    }
+    Ok(())
+}
+
+/// The session of an access token `client` holds (signature and expiry checked).
+fn access_token_session(app: &AppState, token: &str, client: &OAuthClient) -> Option<(Uuid, Uuid)> {
+    let claims = app.tokens.verify(token, app.clock.now()).ok()?;
+    if claims.client_id.as_deref() != Some(&client.client_id) {
+        return None;
+    }
+    Some((
+        Uuid::parse_str(&claims.sub).ok()?,
+        Uuid::parse_str(&claims.sid).ok()?,
+    ))
+}
+
+/// RFC 7662: whether `token` is live and what it grants. Resource servers introspect access
+/// tokens of any client, so only confidential clients may ask; a refresh token is described only
+/// to the client that holds it.
+pub async fn introspect(
+    app: &AppState,
+    client: &OAuthClient,
+    token: &str,
+) -> Result<Value, TokenError> {
+    if !client.confidential {
+        return Err(TokenError::UnauthorizedClient);
+    }
+    let inactive = json!({"active": false});
+    let now = app.clock.now();
+    if let Some(grant) = app
+        .store
+        .refresh_token_grant(&random::token_hash(token), now)
+        .await?
+    {
+        if !grant.active || grant.client_id.as_deref() != Some(&client.client_id) {
+            return Ok(inactive);
+        }
+        return Ok(json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "client_id": grant.client_id,
+            "scope": grant.scope,
+            "sub": grant.user_id.to_string(),
+            "sid": grant.session_id.to_string(),
+            "exp": grant.expires_at.unix_timestamp(),
+            "iss": app.tokens.settings().issuer,
+        }));
+    }
+    let principal = match crate::service::sessions::authenticate(app, token).await {
+        Ok(principal) => principal,
+        Err(crate::service::sessions::AuthError::Unauthorized) => return Ok(inactive),
+        Err(crate::service::sessions::AuthError::Fault(fault)) => return Err(fault.into()),
+    };
+    let claims = &principal.claims;
+    Ok(json!({
+        "active": true,
+        "token_type": "Bearer",
+        "client_id": claims.client_id,
+        "scope": claims.scope,
+        "sub": claims.sub,
+        "sid": claims.sid,
+        "aud": claims.aud,
+        "iss": claims.iss,
+        "exp": claims.exp,
+        "iat": claims.iat,
+        "nbf": claims.nbf,
+        "jti": claims.jti,
+        "acr": claims.acr,
+        "auth_time": claims.auth_time,
+    }))
+}
+
+/// A checked RP-initiated logout request.
+#[derive(Debug)]
+pub struct Logout {
+    /// The session the `id_token_hint` was issued in, and its user.
+    pub grant_session: Option<(Uuid, Uuid)>,
+    /// Where to send the browser afterwards (registered for the client, exactly), with `state`.
+    pub redirect: Option<String>,
+}
+
+/// Why a logout request cannot be followed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutError {
+    /// A hint not signed here, a client that does not match it, or a return address the client
+    /// did not register: no redirect (it would be an open one).
+    #[error("{0}")]
+    Refused(&'static str),
+    /// The machinery failed.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+/// Checks an RP-initiated logout request.
+pub async fn check_logout(
+    app: &AppState,
+    id_token_hint: Option<&str>,
+    client_id: Option<&str>,
+    post_logout_redirect_uri: Option<&str>,
+    state: Option<&str>,
+) -> Result<Logout, LogoutError> {
+    let hint = match id_token_hint {
+        Some(token) => Some(
+            app.id_tokens
+                .verify_hint(token, &app.tokens.settings().issuer)
+                .ok_or(LogoutError::Refused(
+                    "The ID token hint was not issued here.",
+                ))?,
+        ),
+        None => None,
+    };
+    let client_id = match (client_id, &hint) {
+        (Some(id), Some(hint)) if id != hint.aud => {
+            return Err(LogoutError::Refused(
+                "The client is not the one the hint was issued to.",
+            ));
+        }
+        (Some(id), _) => Some(id.to_owned()),
+        (None, Some(hint)) => Some(hint.aud.clone()),
+        (None, None) => None,
+    };
+    let redirect = match post_logout_redirect_uri {
+        None => None,
+        Some(uri) => {
+            let client = match &client_id {
+                Some(id) => app.store.oauth_client(id).await.map_err(Fault::from)?,
+                None => None,
+            };
+            let registered = client.is_some_and(|client| {
+                client
+                    .post_logout_redirect_uris
+                    .iter()
+                    .any(|known| known == uri)
+            });
+            if !registered {
+                return Err(LogoutError::Refused(
+                    "The address to return to is not one the client registered.",
+                ));
+            }
+            Some(super::with_query(uri, &[("state", state)]))
+        }
+    };
+    let grant_session = hint.and_then(|hint| {
+        Some((
+            Uuid::parse_str(&hint.sub).ok()?,
+            Uuid::parse_str(hint.sid.as_deref()?).ok()?,
+        ))
+    });
+    Ok(Logout {
+        grant_session,
+        redirect,
+    })
+}
+
+/// Ends the browser's sign-in and the session the hint named.
+pub async fn logout(
+    app: &AppState,
+    logout: &Logout,
+    browser: Option<&Principal>,
+) -> Result<(), Fault> {
+    let now = app.clock.now();
+    let sessions = logout
+        .grant_session
+        .into_iter()
+        .chain(browser.map(|principal| (principal.user_id, principal.session_id)));
+    for (user_id, session_id) in sessions {
+        let committed = app
+            .store
+            .revoke_sessions(user_id, Revoke::One(session_id), RevokeReason::Logout, now)
+            .await?;
+        app.after_commit(committed);
+    }
+    Ok(())
+}
