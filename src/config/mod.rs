@@ -7,6 +7,7 @@ mod limits;
 mod logging;
 mod mail;
 mod mfa;
+mod oauth;
 mod peers;
 mod server;
 mod tokens;
@@ -16,6 +17,7 @@ pub use limits::{Limit, LimitArgs, parse_limit};
 pub use logging::{LogArgs, LogConfig, LogFormat};
 pub use mail::{MailArgs, MailConfig};
 pub use mfa::{MfaArgs, MfaConfig};
+pub use oauth::{OAuthArgs, OAuthConfig};
 pub use peers::{PeerArgs, PeerConfig};
 pub use server::{Cidr, OptionalAddress, ServerArgs, ServerConfig, normalise_base_path};
 pub use tokens::{TokenArgs, TokenConfig};
@@ -43,6 +45,9 @@ pub struct Settings {
     /// Second factors and passkeys.
     #[command(flatten)]
     pub mfa: MfaArgs,
+    /// The OAuth / OpenID Connect provider.
+    #[command(flatten)]
+    pub oauth: OAuthArgs,
     /// Password hashing.
     #[command(flatten)]
     pub hashing: HashingArgs,
@@ -162,6 +167,8 @@ pub struct Config {
     pub unverified_account_ttl: Duration,
     /// Second factors and passkeys.
     pub mfa: MfaConfig,
+    /// The OAuth / OpenID Connect provider.
+    pub oauth: OAuthConfig,
     /// Hashing cost and pool.
     pub hashing: HashingConfig,
     /// Mail.
@@ -226,6 +233,7 @@ impl Settings {
             conceal_existing_accounts: accounts.conceal_existing_accounts,
             unverified_account_ttl: accounts.unverified_account_ttl,
             mfa,
+            oauth: self.oauth.validate(),
             hashing: self.hashing.validate()?,
             mail: self.mail.validate()?,
             peers: self.peers.validate()?,

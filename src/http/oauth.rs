@@ -59,7 +59,11 @@ pub fn routes() -> Router<AppState> {
             "/oauth/introspect",
             limited_route(post(introspect), &[Action::Refresh]),
         )
-        .route("/oauth/logout", get(logout))
+        .route("/oauth/logout", get(logout).post(confirm_logout))
+        .route(
+            "/oauth/register",
+            limited_route(post(register), &[Action::Register]),
+        )
 }
 
 async fn authorize(
@@ -106,15 +110,7 @@ async fn authorize_form(
     headers: HeaderMap,
     form: Result<Form<AuthorizeForm>, FormRejection>,
 ) -> Response {
-    // A form posted from another site would sign the browser in to an account of the
-    // attacker's choosing, or consent for it.
-    let foreign = headers
-        .get(header::ORIGIN)
-        .and_then(|origin| origin.to_str().ok())
-        .is_some_and(|origin| {
-            super::cookie::origin_of(origin)
-                != super::cookie::origin_of(&app.config.server.public_url)
-        });
+    let foreign = foreign_post(&app, &headers);
     let Ok(Form(form)) = form else {
         return refused(
             &app,
@@ -234,6 +230,19 @@ async fn authorize_form(
     }
 }
 
+/// Whether a form post did not come from this origin. A form posted from another site would
+/// sign the browser in to an account of the attacker's choosing, consent, or sign out for it;
+/// every browser sends `Origin` with a form post, so a post without one is not a browser's.
+fn foreign_post(app: &AppState, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ORIGIN)
+        .and_then(|origin| origin.to_str().ok())
+        .is_none_or(|origin| {
+            super::cookie::origin_of(origin)
+                != super::cookie::origin_of(&app.config.server.public_url)
+        })
+}
+
 /// After a sign-in in this flow: the cookie, and whatever comes next.
 async fn signed_in_now(
     app: &AppState,
@@ -246,20 +255,20 @@ async fn signed_in_now(
         Ok(principal) => principal,
         Err(error) => return ApiError::from(error).into_response(),
     };
+    let sealed = seal_cookie(app, &pair.access_token);
     let mut response = answer(
         app,
         language,
         request,
         query,
         Some(&principal),
-        Some(&pair.access_token),
+        Some(&sealed),
         true,
     )
     .await;
     let max_age = app.config.tokens.access_ttl.whole_seconds();
     let cookie = format!(
-        "{SIGN_IN_COOKIE}={}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax",
-        pair.access_token
+        "{SIGN_IN_COOKIE}={sealed}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax"
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
@@ -290,8 +299,10 @@ async fn answer(
         }
         Ok(Step::Consent(scopes)) => {
             let csrf = consent_token(cookie.unwrap_or_default());
+            let destination = redirect_host(&request.redirect_uri);
             let page = Page::OAuthConsent {
                 client: &request.client.name,
+                destination: &destination,
                 request: query,
                 scopes: &scopes,
                 csrf: &csrf,
@@ -322,15 +333,45 @@ async fn signed_in(app: &AppState, headers: &HeaderMap) -> (Option<Principal>, O
     let Some(cookie) = cookie else {
         return (None, None);
     };
-    match authenticate(app, &cookie).await {
+    let Some(token) = open_cookie(app, &cookie) else {
+        return (None, None);
+    };
+    match authenticate(app, &token).await {
         Ok(principal) if principal.claims.client_id.is_none() => (Some(principal), Some(cookie)),
         _ => (None, None),
     }
 }
 
+/// The cookie holds the sign-in's access token sealed under the secret key: sent with every
+/// request to this host (`__Host-` means path `/`), it must be worth nothing as a bearer token.
+fn seal_cookie(app: &AppState, access_token: &str) -> String {
+    let sealed = app.sealer.seal(access_token.as_bytes(), SIGN_IN_COOKIE);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
+}
+
+fn open_cookie(app: &AppState, cookie: &str) -> Option<String> {
+    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cookie)
+        .ok()?;
+    let token = app.sealer.open(&sealed, SIGN_IN_COOKIE).ok()?;
+    String::from_utf8(token).ok()
+}
+
 /// The consent form's token: derived from the sign-in cookie, which other sites cannot read.
 fn consent_token(cookie: &str) -> String {
     random::sha256_b64(format!("latchkey-consent:{cookie}").as_bytes())
+}
+
+/// Where the answer goes, as the consent page names it (a client's name is its own choice; the
+/// address it receives codes at is not).
+fn redirect_host(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(url) => match url.host_str() {
+            Some(host) => host.to_owned(),
+            None => format!("{}:", url.scheme()),
+        },
+        Err(_) => String::new(),
+    }
 }
 
 /// The pages' forms post here, and their answers may redirect to the client, which the
@@ -435,7 +476,19 @@ fn token_param(params: &[(String, String)]) -> Result<&str, TokenError> {
 }
 
 /// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was live or known.
-async fn revoke(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn revoke(
+    State(app): State<AppState>,
+    Client(caller): Client,
+    budget: Budget,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(limited) = budget
+        .check(&app, Action::Refresh, caller.ip.as_deref(), None)
+        .await
+    {
+        return limited.into_response();
+    }
     let result = async {
         let params = client_form(&headers, &body)?;
         let client = form_client(&app, &headers, &params).await?;
@@ -449,7 +502,19 @@ async fn revoke(State(app): State<AppState>, headers: HeaderMap, body: Bytes) ->
 }
 
 /// `POST /oauth/introspect` (RFC 7662).
-async fn introspect(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn introspect(
+    State(app): State<AppState>,
+    Client(caller): Client,
+    budget: Budget,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(limited) = budget
+        .check(&app, Action::Refresh, caller.ip.as_deref(), None)
+        .await
+    {
+        return limited.into_response();
+    }
     let result = async {
         let params = client_form(&headers, &body)?;
         let client = form_client(&app, &headers, &params).await?;
@@ -474,34 +539,120 @@ async fn logout(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let params: Vec<(String, String)> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+    let query = query.unwrap_or_default();
+    let checked = match check_logout(&app, &query).await {
+        Ok(checked) => checked,
+        Err(refusal) => return logout_refused(&app, language, refusal),
+    };
+    let (browser, cookie) = signed_in(&app, &headers).await;
+    if checked.hinted_user.is_none() {
+        // Nothing vouches that the client asked: a page of another site may have sent the
+        // browser here. The user confirms (a form tied to the sign-in cookie), or nothing ends.
+        let Some(cookie) = cookie.filter(|_| browser.is_some()) else {
+            return signed_out(&app, language, None);
+        };
+        let csrf = consent_token(&cookie);
+        let page = Page::OAuthLogout {
+            request: &query,
+            csrf: &csrf,
+        };
+        return hosted_page_with(&app, StatusCode::OK, language, page, "'self'");
+    }
+    // The browser's own sign-in ends only when it is the hinted user's.
+    let browser = browser.filter(|b| Some(b.user_id) == checked.hinted_user);
+    if let Err(fault) = oauth::grants::logout(&app, &checked, browser.as_ref()).await {
+        return failure(&app, language, fault);
+    }
+    signed_out(&app, language, checked.redirect.as_deref())
+}
+
+/// The confirmation form of a logout without a hint.
+#[derive(Debug, Deserialize)]
+struct LogoutForm {
+    request: String,
+    csrf: String,
+}
+
+async fn confirm_logout(
+    State(app): State<AppState>,
+    PageLanguage(language): PageLanguage,
+    headers: HeaderMap,
+    form: Result<Form<LogoutForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return refused(
+            &app,
+            language,
+            AuthorizeError::NotRedirectable("The form is incomplete."),
+        );
+    };
+    if foreign_post(&app, &headers) {
+        return refused(
+            &app,
+            language,
+            AuthorizeError::NotRedirectable("The form was posted from another site."),
+        );
+    }
+    let checked = match check_logout(&app, &form.request).await {
+        Ok(checked) => checked,
+        Err(refusal) => return logout_refused(&app, language, refusal),
+    };
+    let (browser, cookie) = signed_in(&app, &headers).await;
+    let expected = consent_token(cookie.as_deref().unwrap_or_default());
+    let same = aws_lc_rs::constant_time::verify_slices_are_equal(
+        expected.as_bytes(),
+        form.csrf.as_bytes(),
+    );
+    if browser.is_none() || same.is_err() {
+        return refused(
+            &app,
+            language,
+            AuthorizeError::NotRedirectable("The sign-out form is not this browser's."),
+        );
+    }
+    if let Err(fault) = oauth::grants::logout(&app, &checked, browser.as_ref()).await {
+        return failure(&app, language, fault);
+    }
+    signed_out(&app, language, checked.redirect.as_deref())
+}
+
+async fn check_logout(
+    app: &AppState,
+    query: &str,
+) -> Result<oauth::grants::Logout, oauth::grants::LogoutError> {
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
     let get = |key: &str| param(&params, key).filter(|v| !v.is_empty());
-    let checked = oauth::grants::check_logout(
-        &app,
+    oauth::grants::check_logout(
+        app,
         get("id_token_hint"),
         get("client_id"),
         get("post_logout_redirect_uri"),
         get("state"),
     )
-    .await;
-    let checked = match checked {
-        Ok(checked) => checked,
-        Err(oauth::grants::LogoutError::Refused(reason)) => {
-            return refused(&app, language, AuthorizeError::NotRedirectable(reason));
+    .await
+}
+
+fn logout_refused(
+    app: &AppState,
+    language: Language,
+    refusal: oauth::grants::LogoutError,
+) -> Response {
+    match refusal {
+        oauth::grants::LogoutError::Refused(reason) => {
+            refused(app, language, AuthorizeError::NotRedirectable(reason))
         }
-        Err(oauth::grants::LogoutError::Fault(fault)) => return failure(&app, language, fault),
-    };
-    let (browser, _) = signed_in(&app, &headers).await;
-    if let Err(fault) = oauth::grants::logout(&app, &checked, browser.as_ref()).await {
-        return failure(&app, language, fault);
+        oauth::grants::LogoutError::Fault(fault) => failure(app, language, fault),
     }
-    let mut response = match &checked.redirect {
+}
+
+/// Back to the client's registered address, or the page that says so; the cookie goes.
+fn signed_out(app: &AppState, language: Language, location: Option<&str>) -> Response {
+    let mut response = match location {
         Some(location) => redirect(location),
         None => hosted_page_with(
-            &app,
+            app,
             StatusCode::OK,
             language,
             Page::OAuthSignedOut,
@@ -516,7 +667,19 @@ async fn logout(
 }
 
 /// `POST /oauth/token`, form-encoded, each parameter at most once.
-async fn token_endpoint(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn token_endpoint(
+    State(app): State<AppState>,
+    Client(caller): Client,
+    budget: Budget,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(limited) = budget
+        .check(&app, Action::Refresh, caller.ip.as_deref(), None)
+        .await
+    {
+        return limited.into_response();
+    }
     let params = match client_form(&headers, &body) {
         Ok(params) => params,
         Err(error) => return token_error(error),
@@ -704,4 +867,150 @@ async fn userinfo(
         Json(body),
     )
         .into_response())
+}
+
+/// An RFC 7591 client registration request (the metadata latchkey understands).
+#[derive(Debug, Deserialize)]
+struct RegistrationRequest {
+    redirect_uris: Option<Vec<String>>,
+    client_name: Option<String>,
+    token_endpoint_auth_method: Option<String>,
+    grant_types: Option<Vec<String>>,
+    response_types: Option<Vec<String>>,
+    scope: Option<String>,
+    post_logout_redirect_uris: Option<Vec<String>>,
+}
+
+/// `POST /oauth/register` (RFC 7591), when `LATCHKEY_OAUTH_DYNAMIC_REGISTRATION=true`: a
+/// third-party client (consent always asked), its secret shown once.
+async fn register(
+    State(app): State<AppState>,
+    Client(client): Client,
+    budget: Budget,
+    body: Bytes,
+) -> Response {
+    if !app.config.oauth.dynamic_registration {
+        return ApiError::NotFound.into_response();
+    }
+    if let Err(limited) = budget
+        .check(&app, Action::Register, client.ip.as_deref(), None)
+        .await
+    {
+        return limited.into_response();
+    }
+    let metadata_error = |code: &str, description: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+            Json(json!({"error": code, "error_description": description})),
+        )
+            .into_response()
+    };
+    let Ok(request) = serde_json::from_slice::<RegistrationRequest>(&body) else {
+        return metadata_error(
+            "invalid_client_metadata",
+            "the body must be a JSON object of client metadata",
+        );
+    };
+    let confidential = match request.token_endpoint_auth_method.as_deref() {
+        None | Some("client_secret_basic") | Some("client_secret_post") => true,
+        Some("none") => false,
+        Some(_) => {
+            return metadata_error(
+                "invalid_client_metadata",
+                "token_endpoint_auth_method must be client_secret_basic, client_secret_post or none",
+            );
+        }
+    };
+    let grants_ok = request.grant_types.as_ref().is_none_or(|grants| {
+        grants
+            .iter()
+            .all(|g| g == "authorization_code" || g == "refresh_token")
+    });
+    let responses_ok = request
+        .response_types
+        .as_ref()
+        .is_none_or(|types| types.iter().all(|t| t == "code"));
+    if !grants_ok || !responses_ok {
+        return metadata_error(
+            "invalid_client_metadata",
+            "only the authorization code flow (with refresh tokens) is served",
+        );
+    }
+    // Custom scopes mean something to a resource server; only an admin may hand them out.
+    let standard = request
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .all(|scope| scope.is_empty() || crate::domain::oauth::STANDARD_SCOPES.contains(&scope));
+    if !standard {
+        return metadata_error(
+            "invalid_client_metadata",
+            "a registered client may ask only for openid, profile, email and offline_access",
+        );
+    }
+    let fields = crate::service::oauth_clients::ClientFields {
+        name: Some(
+            request
+                .client_name
+                .unwrap_or_else(|| "Unnamed app".to_owned()),
+        ),
+        confidential: Some(confidential),
+        redirect_uris: request.redirect_uris,
+        post_logout_redirect_uris: request.post_logout_redirect_uris,
+        scopes: request.scope.map(|scope| {
+            scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }),
+        first_party: Some(false),
+    };
+    use crate::service::oauth_clients::{ClientError, register};
+    match register(&app, None, fields).await {
+        Ok(registered) => {
+            let client = &registered.client;
+            let method = match (confidential, request.token_endpoint_auth_method.as_deref()) {
+                (false, _) => "none",
+                (true, Some("client_secret_post")) => "client_secret_post",
+                (true, _) => "client_secret_basic",
+            };
+            let mut body = json!({
+                "client_id": client.client_id,
+                "client_id_issued_at": client.created_at.unix_timestamp(),
+                "client_name": client.name,
+                "redirect_uris": client.redirect_uris,
+                "post_logout_redirect_uris": client.post_logout_redirect_uris,
+                "token_endpoint_auth_method": method,
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "scope": client.scopes.join(" "),
+            });
+            if let Some(secret) = &registered.secret {
+                body["client_secret"] = json!(secret);
+                body["client_secret_expires_at"] = json!(0);
+            }
+            (
+                StatusCode::CREATED,
+                [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+                Json(body),
+            )
+                .into_response()
+        }
+        Err(ClientError::Invalid(errors)) => {
+            let first = errors.0.first();
+            let code = match first.map(|e| e.field.as_str()) {
+                Some("redirect_uris") => "invalid_redirect_uri",
+                _ => "invalid_client_metadata",
+            };
+            let description = first
+                .map(|e| format!("{} {}", e.field, e.message))
+                .unwrap_or_default();
+            metadata_error(code, &description)
+        }
+        Err(ClientError::NotFound) => ApiError::NotFound.into_response(),
+        Err(ClientError::Fault(fault)) => ApiError::from(fault).into_response(),
+    }
 }

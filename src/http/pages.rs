@@ -487,6 +487,8 @@ fn page_under(
         HeaderValue::from_static("no-referrer"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Pages carry one-time tokens (a link's, a second step's, a consent form's).
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::CONTENT_LANGUAGE,
         HeaderValue::from_static(language.tag()),

@@ -35,6 +35,9 @@ pub struct DiscoveryView {
     introspection_endpoint: String,
     /// RP-initiated logout.
     end_session_endpoint: String,
+    /// RFC 7591 dynamic client registration, when it is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registration_endpoint: Option<String>,
     /// The scopes every client may be given.
     scopes_supported: Vec<&'static str>,
     /// Only the authorization code flow.
@@ -108,6 +111,11 @@ fn discovery(app: &AppState) -> DiscoveryView {
         revocation_endpoint: at("/oauth/revoke"),
         introspection_endpoint: at("/oauth/introspect"),
         end_session_endpoint: at("/oauth/logout"),
+        registration_endpoint: app
+            .config
+            .oauth
+            .dynamic_registration
+            .then(|| at("/oauth/register")),
         scopes_supported: crate::domain::oauth::STANDARD_SCOPES.to_vec(),
         response_types_supported: vec!["code"],
         response_modes_supported: vec!["query"],

@@ -74,6 +74,7 @@ pub(super) const BUILTIN: &[(&str, &str)] = builtin![
     "en/pages/oauth-consent.html",
     "en/pages/oauth-error.html",
     "en/pages/oauth-signed-out.html",
+    "en/pages/oauth-logout.html",
     "de/mail/verification.subject.txt",
     "de/mail/verification.txt",
     "de/mail/verification.html",
@@ -125,4 +126,5 @@ pub(super) const BUILTIN: &[(&str, &str)] = builtin![
     "de/pages/oauth-consent.html",
     "de/pages/oauth-error.html",
     "de/pages/oauth-signed-out.html",
+    "de/pages/oauth-logout.html",
 ];

@@ -101,6 +101,8 @@ pub enum Page<'a> {
     OAuthConsent {
         /// The client's name.
         client: &'a str,
+        /// The host its answer goes to.
+        destination: &'a str,
         /// The authorization request's query, posted back.
         request: &'a str,
         /// The scopes asked for.
@@ -110,6 +112,13 @@ pub enum Page<'a> {
     },
     /// RP-initiated logout without an address to return to.
     OAuthSignedOut,
+    /// RP-initiated logout without a hint: the user confirms.
+    OAuthLogout {
+        /// The logout request's query, posted back.
+        request: &'a str,
+        /// The token tying the form to the browser's sign-in.
+        csrf: &'a str,
+    },
     /// An authorization request that cannot go back to its client.
     OAuthError {
         /// Why.
@@ -141,6 +150,7 @@ impl Page<'_> {
             Page::OAuthConsent { .. } => "oauth-consent",
             Page::OAuthError { .. } => "oauth-error",
             Page::OAuthSignedOut => "oauth-signed-out",
+            Page::OAuthLogout { .. } => "oauth-logout",
         }
     }
 
@@ -177,11 +187,13 @@ impl Page<'_> {
             } => context! { client, request, email, error, mfa_token },
             Page::OAuthConsent {
                 client,
+                destination,
                 request,
                 scopes,
                 csrf,
-            } => context! { client, request, scopes => scopes.to_vec(), csrf },
+            } => context! { client, destination, request, scopes => scopes.to_vec(), csrf },
             Page::OAuthError { reason } => context! { reason },
+            Page::OAuthLogout { request, csrf } => context! { request, csrf },
             Page::EmailConfirmed
             | Page::PasswordChanged
             | Page::InvitationAccepted
@@ -287,6 +299,7 @@ impl Page<'_> {
             },
             Page::OAuthConsent {
                 client: "Dashboard",
+                destination: "dash.example.com",
                 request: "client_id=sample",
                 scopes: &[],
                 csrf: token,
@@ -295,6 +308,10 @@ impl Page<'_> {
                 reason: "The client is unknown.",
             },
             Page::OAuthSignedOut,
+            Page::OAuthLogout {
+                request: "client_id=sample",
+                csrf: token,
+            },
         ]
     }
 }

@@ -565,3 +565,125 @@ async fn a_browser_app_on_another_origin_keeps_the_refresh_token_in_a_cookie() {
         "scripts never see the cookie: {outcome}"
     );
 }
+
+/// The Python of the test tools' environment, with authlib; `None` (skipped) when it is missing,
+/// except in CI.
+fn authlib_python() -> Option<std::path::PathBuf> {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py/bin/python");
+    let ready = python.exists()
+        && Command::new(&python)
+            .args(["-c", "import authlib, requests"])
+            .status()
+            .is_ok_and(|status| status.success());
+    if !ready {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the authlib test: .ci/run installs authlib into target/py"
+        );
+        eprintln!(
+            "skipping the authlib test: python3 -m venv target/py && target/py/bin/pip install authlib requests"
+        );
+        return None;
+    }
+    Some(python)
+}
+
+/// A callback the browser lands on: any request gets a page that says so.
+async fn callback_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer).await;
+            let body = "<html><body>back at the app</body></html>";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authlib_signs_a_user_in_through_chromium_with_a_second_factor_and_consent() {
+    let Some(python) = authlib_python() else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let app = spawn_app_with(&["--public-url", "http://127.0.0.1:{port}"]).await;
+    let (_, _, recovery_codes) = crate::mfa::user_with_totp(&app, "ada@example.com").await;
+    let redirect = format!("http://127.0.0.1:{}/callback", callback_server().await);
+    let admin = app.admin_token().await;
+    let created: Value = app
+        .send(
+            reqwest::Method::POST,
+            "/oauth/clients",
+            &admin,
+            &json!({"name": "Dashboard", "redirect_uris": [redirect],
+                    "scopes": ["openid", "email", "profile", "offline_access"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let state_file = app.dir.path().join("rp.json");
+    let rp = |args: Vec<String>| {
+        let output = Command::new(&python)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc_rp.py"))
+            .args(args)
+            .env("OIDC_ISSUER", &app.url)
+            .env("OIDC_CLIENT_ID", created["client_id"].as_str().unwrap())
+            .env(
+                "OIDC_CLIENT_SECRET",
+                created["client_secret"].as_str().unwrap(),
+            )
+            .env("OIDC_REDIRECT_URI", &redirect)
+            .output()
+            .expect("python runs");
+        assert!(
+            output.status.success(),
+            "authlib: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let state = state_file.display().to_string();
+    let url = tokio::task::block_in_place(|| rp(vec!["start".into(), state.clone()]));
+
+    browser.open(&url).await;
+    browser.wait_for_text("Sign in to Dashboard").await;
+    browser.type_into("#email", "ada@example.com").await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("recovery code").await;
+    browser.type_into("#code", &recovery_codes[0]).await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for_text("Allow Dashboard?").await;
+    browser.screenshot("oauth-consent").await;
+    browser.click("button[value=consent]").await;
+    browser.wait_for_text("back at the app").await;
+    let landed = browser
+        .call(reqwest::Method::GET, "/url", json!(null))
+        .await;
+    let landed = landed.as_str().unwrap().to_owned();
+    assert!(landed.starts_with(&redirect), "{landed}");
+
+    let answer =
+        tokio::task::block_in_place(|| rp(vec!["finish".into(), state.clone(), landed.clone()]));
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["claims"]["acr"], "aal2", "{answer}");
+    assert_eq!(answer["claims"]["email"], "ada@example.com");
+    assert!(
+        answer["claims"]["amr"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("otp"))
+    );
+    assert_eq!(answer["userinfo"]["email"], "ada@example.com");
+}

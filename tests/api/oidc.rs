@@ -912,3 +912,85 @@ async fn logout_returns_only_to_a_registered_address_and_ends_the_hinted_session
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn dynamic_registration_is_off_by_default_and_gives_third_party_clients_when_on() {
+    let off = provider().await;
+    let refused = off
+        .post("/oauth/register", &json!({"redirect_uris": [REDIRECT]}))
+        .await;
+    assert_eq!(refused.status(), StatusCode::NOT_FOUND);
+    let discovery: Value = off
+        .get("/.well-known/openid-configuration", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(discovery.get("registration_endpoint").is_none());
+
+    let app = spawn_app_with(&[
+        "--public-url",
+        "http://127.0.0.1:{port}",
+        "--oauth-dynamic-registration",
+        "true",
+    ])
+    .await;
+    let discovery: Value = app
+        .get("/.well-known/oauth-authorization-server", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        discovery["registration_endpoint"],
+        format!("{}/oauth/register", app.url).as_str()
+    );
+    let bad = app
+        .post(
+            "/oauth/register",
+            &json!({"redirect_uris": ["https://*.evil.example/cb"]}),
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad.json::<Value>().await.unwrap()["error"],
+        "invalid_redirect_uri"
+    );
+    let created = app
+        .post(
+            "/oauth/register",
+            &json!({
+                "client_name": "Agent",
+                "redirect_uris": [REDIRECT],
+                "token_endpoint_auth_method": "none",
+                "scope": "openid email",
+            }),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    assert!(created.get("client_secret").is_none(), "a public client");
+    assert_eq!(created["token_endpoint_auth_method"], "none");
+    let id = created["client_id"].as_str().unwrap();
+
+    // Never first party: the user is asked.
+    app.create_verified_user("ada@example.com", PASSWORD).await;
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let query = format!(
+        "response_type=code&client_id={id}&redirect_uri={REDIRECT}&scope=openid%20email&code_challenge={challenge}&code_challenge_method=S256"
+    );
+    let mut browser = Browser::new(&app);
+    let consent = browser
+        .post(
+            &app,
+            &[
+                ("request", &query),
+                ("step", "login"),
+                ("email", "ada@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(consent.status(), StatusCode::OK);
+    assert!(consent.text().await.unwrap().contains("Allow Agent?"));
+}

@@ -52,9 +52,9 @@ fn access_token_session(app: &AppState, token: &str, client: &OAuthClient) -> Op
     ))
 }
 
-/// RFC 7662: whether `token` is live and what it grants. Resource servers introspect access
-/// tokens of any client, so only confidential clients may ask; a refresh token is described only
-/// to the client that holds it.
+/// RFC 7662: whether `token` is live and what it grants, told only to the confidential client it
+/// was issued to (a resource server checks access tokens itself, by the JWKS or `/auth/verify`):
+/// another client's token, or one of latchkey's own, is inactive to the caller.
 pub async fn introspect(
     app: &AppState,
     client: &OAuthClient,
@@ -90,6 +90,9 @@ pub async fn introspect(
         Err(crate::service::sessions::AuthError::Fault(fault)) => return Err(fault.into()),
     };
     let claims = &principal.claims;
+    if claims.client_id.as_deref() != Some(&client.client_id) {
+        return Ok(inactive);
+    }
     Ok(json!({
         "active": true,
         "token_type": "Bearer",
@@ -111,6 +114,8 @@ pub async fn introspect(
 /// A checked RP-initiated logout request.
 #[derive(Debug)]
 pub struct Logout {
+    /// The user of a valid `id_token_hint`.
+    pub hinted_user: Option<Uuid>,
     /// The session the `id_token_hint` was issued in, and its user.
     pub grant_session: Option<(Uuid, Uuid)>,
     /// Where to send the browser afterwards (registered for the client, exactly), with `state`.
@@ -178,6 +183,9 @@ pub async fn check_logout(
             Some(super::with_query(uri, &[("state", state)]))
         }
     };
+    let hinted_user = hint
+        .as_ref()
+        .and_then(|hint| Uuid::parse_str(&hint.sub).ok());
     let grant_session = hint.and_then(|hint| {
         Some((
             Uuid::parse_str(&hint.sub).ok()?,
@@ -185,6 +193,7 @@ pub async fn check_logout(
         ))
     });
     Ok(Logout {
+        hinted_user,
         grant_session,
         redirect,
     })

@@ -112,9 +112,9 @@ pub async fn parse_request(
         .oauth_client(client_id)
         .await?
         .ok_or(AuthorizeError::NotRedirectable("The client is unknown."))?;
+    // Required (OpenID Connect), so the token request can always name the same one.
     let redirect_uri = match get("redirect_uri") {
         Some(uri) if client.redirect_uris.iter().any(|known| known == uri) => uri.to_owned(),
-        None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
         _ => {
             return Err(AuthorizeError::NotRedirectable(
                 "The redirect URI is not one the client registered.",
@@ -310,6 +310,19 @@ pub async fn approve(
     request: &AuthorizeRequest,
     principal: &Principal,
 ) -> Result<String, AuthorizeError> {
+    // The form carries the request back: what it demands of the sign-in is checked again.
+    let claims = &principal.claims;
+    let age = app.clock.now().unix_timestamp() - claims.auth_time.unwrap_or_default();
+    let acr = claims.acr.as_deref().and_then(Acr::parse);
+    if request.max_age.is_some_and(|max| age > max)
+        || (request.wants_aal2 && acr != Some(Acr::Aal2))
+    {
+        return Err(redirect_error(
+            request,
+            "login_required",
+            "the sign-in is older or weaker than the request demands",
+        ));
+    }
     let client_id = &request.client.client_id;
     let mut scopes = app
         .store

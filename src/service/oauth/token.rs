@@ -205,18 +205,27 @@ pub async fn refresh(
     if user.disabled {
         return Err(invalid());
     }
-    let mut grant = app
+    let stored = app
         .store
         .session_grant(session_id)
         .await?
         .ok_or_else(invalid)?;
-    if let Some(asked) = scope.filter(|s| !s.is_empty()) {
-        let granted: Vec<&str> = grant.scope.split(' ').collect();
-        if asked.split(' ').any(|s| !granted.contains(&s)) {
+    let mut grant = stored.clone();
+    let asked: Vec<&str> = scope
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !asked.is_empty() {
+        let granted: Vec<&str> = stored.scope.split(' ').collect();
+        if asked.iter().any(|s| !granted.contains(s)) {
             return Err(TokenError::InvalidScope);
         }
-        grant.scope = asked.to_owned();
+        grant.scope = asked.join(" ");
     }
+    // The refresh token follows the stored grant: a narrower access token must not cost the
+    // client its grant.
+    let keeps_refresh = has_scope(&stored, "offline_access");
     let issued = Issued {
         user: &user,
         session_id,
@@ -224,7 +233,11 @@ pub async fn refresh(
         assurance: &assurance,
         nonce: None,
     };
-    respond(app, &issued, successor).await
+    let mut answer = respond(app, &issued, successor.clone()).await?;
+    if keeps_refresh {
+        answer.refresh_token = Some(successor);
+    }
+    Ok(answer)
 }
 
 /// What a grant's tokens are about.
@@ -264,7 +277,9 @@ async fn respond(
             String::new()
         },
         email_verified: email && user.email_verified,
-        role: user.role.as_str().to_owned(),
+        // A client's token is not the account: the role (an admin's powers) is not in it, so
+        // a gateway cannot pass it on as one.
+        role: String::new(),
         name: user
             .name
             .as_ref()
