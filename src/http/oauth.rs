@@ -234,13 +234,15 @@ async fn authorize_form(
 /// sign the browser in to an account of the attacker's choosing, consent, or sign out for it;
 /// every browser sends `Origin` with a form post, so a post without one is not a browser's.
 fn foreign_post(app: &AppState, headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ORIGIN)
-        .and_then(|origin| origin.to_str().ok())
-        .is_none_or(|origin| {
-            super::cookie::origin_of(origin)
-                != super::cookie::origin_of(&app.config.server.public_url)
-        })
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // The pages send no Referer, and then Chromium's `Origin` is `null`: the fetch metadata
+    // header tells a same-origin post apart.
+    if let Some(site) = value("sec-fetch-site") {
+        return site != "same-origin";
+    }
+    value("origin").is_none_or(|origin| {
+        super::cookie::origin_of(origin) != super::cookie::origin_of(&app.config.server.public_url)
+    })
 }
 
 /// After a sign-in in this flow: the cookie, and whatever comes next.
