@@ -244,6 +244,37 @@ pub async fn authenticate(app: &AppState, token: &str) -> Result<Principal, Auth
 /// Exchanges a refresh token for a new pair. A repeat within the grace window gets the same
 /// successor again; a repeat after it revokes the whole session.
 pub async fn refresh(app: &AppState, refresh_token: &str) -> Result<TokenPair, RefreshError> {
+    let rotated = rotate(app, refresh_token, None).await?;
+    // The session's authentication, not this refresh, is what the new token vouches for.
+    Ok(token_pair(
+        app,
+        rotated.user,
+        rotated.session_id,
+        &rotated.assurance,
+        rotated.successor,
+        app.clock.now(),
+    )?)
+}
+
+/// A refresh token exchanged for its successor.
+pub(crate) struct Rotated {
+    /// The session.
+    pub session_id: Uuid,
+    /// Its user, as stored now.
+    pub user: User,
+    /// How and when the user authenticated.
+    pub assurance: Assurance,
+    /// The next refresh token (the same one again for a repeat within the grace window).
+    pub successor: String,
+}
+
+/// Rotates `refresh_token` of a session that serves `client_id` (none: latchkey's own
+/// clients), with reuse detection; a disabled user's token is invalid.
+pub(crate) async fn rotate(
+    app: &AppState,
+    refresh_token: &str,
+    client_id: Option<&str>,
+) -> Result<Rotated, RefreshError> {
     let successor = random::token();
     let presented_hash = random::token_hash(refresh_token);
     let successor_hash = random::token_hash(&successor);
@@ -255,7 +286,7 @@ pub async fn refresh(app: &AppState, refresh_token: &str) -> Result<TokenPair, R
         ttl: app.config.tokens.refresh_ttl,
         grace: app.config.tokens.reuse_grace,
         clock: &app.clock,
-        client_id: None,
+        client_id,
     };
     let (session_id, user, assurance, successor) = match app
         .store
@@ -288,15 +319,12 @@ pub async fn refresh(app: &AppState, refresh_token: &str) -> Result<TokenPair, R
     if user.disabled {
         return Err(RefreshError::Invalid);
     }
-    // The session's authentication, not this refresh, is what the new token vouches for.
-    Ok(token_pair(
-        app,
-        user,
+    Ok(Rotated {
         session_id,
-        &assurance,
+        user,
+        assurance,
         successor,
-        app.clock.now(),
-    )?)
+    })
 }
 
 /// Ends the session a refresh token belongs to; unknown tokens are fine.

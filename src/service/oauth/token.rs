@@ -7,8 +7,9 @@ use crate::crypto::id_token::half_hash;
 use crate::crypto::{AccessClaims, random};
 use crate::domain::{Assurance, User};
 use crate::service::Fault;
+use crate::service::sessions::{RefreshError, Rotated, rotate};
 use crate::state::AppState;
-use crate::store::{Redeem, Redemption, Rotate, Rotation, SessionGrant};
+use crate::store::{Redeem, Redemption, SessionGrant};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -163,48 +164,18 @@ pub async fn refresh(
     refresh_token: &str,
     scope: Option<&str>,
 ) -> Result<TokenResponse, TokenError> {
-    let successor = random::token();
-    let successor_sealed = random::seal(&successor, refresh_token);
-    let rotate = Rotate {
-        presented_hash: &random::token_hash(refresh_token),
-        successor_hash: &random::token_hash(&successor),
-        successor_sealed: &successor_sealed,
-        ttl: app.config.tokens.refresh_ttl,
-        grace: app.config.tokens.reuse_grace,
-        clock: &app.clock,
-        client_id: Some(&client.client_id),
-    };
     let invalid = || TokenError::InvalidGrant("the refresh token is invalid, expired or revoked");
-    let (session_id, user, assurance, successor) = match app
-        .store
-        .rotate_refresh_token(&rotate)
-        .await?
-    {
-        Rotation::Rotated {
-            session_id,
-            user,
-            assurance,
-        } => (session_id, user, assurance, successor),
-        Rotation::Repeated {
-            session_id,
-            user,
-            assurance,
-            successor_sealed,
-        } => {
-            let earlier = random::unseal(&successor_sealed, refresh_token).ok_or_else(invalid)?;
-            (session_id, user, assurance, earlier)
-        }
-        Rotation::Reused { session_id, after } => {
-            metrics::counter!("latchkey_refresh_token_reuse_total").increment(1);
-            tracing::warn!(%session_id, "OAuth refresh token reused after its grace window: grant revoked");
-            app.after_commit(after);
-            return Err(invalid());
-        }
-        Rotation::Invalid => return Err(invalid()),
-    };
-    if user.disabled {
-        return Err(invalid());
-    }
+    let Rotated {
+        session_id,
+        user,
+        assurance,
+        successor,
+    } = rotate(app, refresh_token, Some(&client.client_id))
+        .await
+        .map_err(|error| match error {
+            RefreshError::Invalid => invalid(),
+            RefreshError::Fault(fault) => TokenError::Fault(fault),
+        })?;
     let stored = app
         .store
         .session_grant(session_id)

@@ -1,0 +1,436 @@
+//! The OAuth 2.1 / OpenID Connect endpoints: here the authorization page (sign-in, second
+//! factor, consent; HTML without JavaScript); what clients call in [`client`], logout in
+//! [`logout`], dynamic registration in [`register`].
+//!
+//! The browser's sign-in at the provider is an access token of a latchkey session, sealed, in
+//! an `HttpOnly` `__Host-` cookie: it lasts as long as an access token, dies with its session, and
+//! is read only by `/oauth/authorize`. Every post must come from this origin, and the consent
+//! form carries a token derived from that cookie, so another site can neither sign a browser in
+//! nor consent for it.
+
+mod client;
+mod logout;
+mod register;
+
+use super::budget::{Budget, limited_route};
+use super::error::ApiError;
+use super::extract::Client;
+use super::pages::{PageLanguage, failure, hosted_page_with, limited_page};
+use crate::crypto::random;
+use crate::domain::Email;
+use crate::ratelimit::Action;
+use crate::service::mfa::{self, MfaError, Proof};
+use crate::service::oauth::{self, AuthorizeError, AuthorizeRequest, Step};
+use crate::service::sessions::{LoginError, authenticate};
+use crate::service::{Principal, TokenPair};
+use crate::state::AppState;
+use crate::templates::{Language, Page};
+use axum::Router;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use serde::Deserialize;
+
+/// The browser's sign-in cookie. `__Host-`: secure, this host only, path `/`.
+const SIGN_IN_COOKIE: &str = "__Host-latchkey_sso";
+
+/// The routes of the provider (not part of the OpenAPI document).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/oauth/authorize",
+            get(authorize).merge(limited_route(
+                post(authorize_form),
+                &[Action::Login, Action::Mfa],
+            )),
+        )
+        .route(
+            "/oauth/token",
+            limited_route(post(client::token_endpoint), &[Action::Refresh]),
+        )
+        .route(
+            "/oauth/userinfo",
+            get(client::userinfo).post(client::userinfo),
+        )
+        .route(
+            "/oauth/revoke",
+            limited_route(post(client::revoke), &[Action::Refresh]),
+        )
+        .route(
+            "/oauth/introspect",
+            limited_route(post(client::introspect), &[Action::Refresh]),
+        )
+        .route(
+            "/oauth/logout",
+            get(logout::logout).post(logout::confirm_logout),
+        )
+        .route(
+            "/oauth/register",
+            limited_route(post(register::register), &[Action::Register]),
+        )
+}
+
+async fn authorize(
+    State(app): State<AppState>,
+    PageLanguage(language): PageLanguage,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let request = match parse(&app, &query).await {
+        Ok(request) => request,
+        Err(error) => return refused(&app, language, error),
+    };
+    let (signed_in, cookie) = signed_in(&app, &headers).await;
+    answer(
+        &app,
+        language,
+        &request,
+        &query,
+        signed_in.as_ref(),
+        cookie.as_deref(),
+        false,
+    )
+    .await
+}
+
+/// The forms of the authorization page: `step` is `login`, `mfa`, `consent` or `deny`.
+#[derive(Debug, Deserialize)]
+struct AuthorizeForm {
+    request: String,
+    step: String,
+    email: Option<String>,
+    password: Option<String>,
+    mfa_token: Option<String>,
+    code: Option<String>,
+    csrf: Option<String>,
+}
+
+async fn authorize_form(
+    State(app): State<AppState>,
+    PageLanguage(language): PageLanguage,
+    Client(client): Client,
+    budget: Budget,
+    headers: HeaderMap,
+    form: Result<Form<AuthorizeForm>, FormRejection>,
+) -> Response {
+    let foreign = foreign_post(&app, &headers);
+    let Ok(Form(form)) = form else {
+        return refused(
+            &app,
+            language,
+            AuthorizeError::NotRedirectable("The form is incomplete."),
+        );
+    };
+    if foreign {
+        return refused(
+            &app,
+            language,
+            AuthorizeError::NotRedirectable("The form was posted from another site."),
+        );
+    }
+    let request = match parse(&app, &form.request).await {
+        Ok(request) => request,
+        Err(error) => return refused(&app, language, error),
+    };
+    let login_page = |email: &str, error: Option<&str>, mfa_token: Option<&str>| {
+        let page = Page::OAuthLogin {
+            client: &request.client.name,
+            request: &form.request,
+            email,
+            error,
+            mfa_token,
+        };
+        let status = if error.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+        hosted_page_with(&app, status, language, page, &form_action(&request))
+    };
+    match form.step.as_str() {
+        "login" => {
+            let email = form.email.clone().unwrap_or_default();
+            let account = Email::parse(&email).ok();
+            if let Err(limited) = budget
+                .check(&app, Action::Login, client.ip.as_deref(), account.as_ref())
+                .await
+            {
+                return limited_page(&app, language, limited);
+            }
+            let password = form.password.clone().unwrap_or_default();
+            match crate::service::sessions::login(&app, &email, &password, client).await {
+                Ok(pair) => signed_in_now(&app, language, &request, &form.request, pair).await,
+                Err(LoginError::MfaRequired(step)) => login_page("", None, Some(&step.mfa_token)),
+                Err(LoginError::InvalidCredentials) => {
+                    login_page(&email, Some("invalid_credentials"), None)
+                }
+                Err(LoginError::EmailNotVerified) => {
+                    login_page(&email, Some("email_not_verified"), None)
+                }
+                Err(LoginError::AccountDisabled) => {
+                    login_page(&email, Some("account_disabled"), None)
+                }
+                Err(LoginError::Fault(fault)) => failure(&app, language, fault),
+            }
+        }
+        "mfa" => {
+            if let Err(limited) = budget
+                .check(&app, Action::Mfa, client.ip.as_deref(), None)
+                .await
+            {
+                return limited_page(&app, language, limited);
+            }
+            let mfa_token = form.mfa_token.clone().unwrap_or_default();
+            let code = form.code.as_deref().unwrap_or_default().trim().to_owned();
+            let proof = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+                Proof::Totp(code)
+            } else {
+                Proof::RecoveryCode(code)
+            };
+            match mfa::verify_login(&app, &mfa_token, proof, &client).await {
+                Ok(pair) => signed_in_now(&app, language, &request, &form.request, pair).await,
+                Err(MfaError::Fault(fault)) => failure(&app, language, fault),
+                Err(MfaError::AccountDisabled) => login_page("", Some("account_disabled"), None),
+                Err(_) => login_page("", Some("invalid_mfa"), Some(&mfa_token)),
+            }
+        }
+        "consent" | "deny" => {
+            let (signed_in, cookie) = signed_in(&app, &headers).await;
+            let (Some(principal), Some(cookie)) = (signed_in, cookie) else {
+                return login_page(
+                    request.login_hint.as_deref().unwrap_or_default(),
+                    None,
+                    None,
+                );
+            };
+            let expected = consent_token(&cookie);
+            let presented = form.csrf.as_deref().unwrap_or_default();
+            if aws_lc_rs::constant_time::verify_slices_are_equal(
+                expected.as_bytes(),
+                presented.as_bytes(),
+            )
+            .is_err()
+            {
+                return refused(
+                    &app,
+                    language,
+                    AuthorizeError::NotRedirectable("The consent form is not this browser's."),
+                );
+            }
+            if form.step == "deny" {
+                return refused(&app, language, oauth::deny(&request));
+            }
+            match oauth::approve(&app, &request, &principal).await {
+                Ok(location) => redirect(&location),
+                Err(error) => refused(&app, language, error),
+            }
+        }
+        _ => refused(
+            &app,
+            language,
+            AuthorizeError::NotRedirectable("The form is incomplete."),
+        ),
+    }
+}
+
+/// Whether a form post did not come from this origin. A form posted from another site would
+/// sign the browser in to an account of the attacker's choosing, consent, or sign out for it;
+/// every browser sends `Origin` with a form post, so a post without one is not a browser's.
+fn foreign_post(app: &AppState, headers: &HeaderMap) -> bool {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // The pages send no Referer, and then Chromium's `Origin` is `null`: the fetch metadata
+    // header tells a same-origin post apart.
+    if let Some(site) = value("sec-fetch-site") {
+        return site != "same-origin";
+    }
+    value("origin").is_none_or(|origin| {
+        super::cookie::origin_of(origin) != super::cookie::origin_of(&app.config.server.public_url)
+    })
+}
+
+/// After a sign-in in this flow: the cookie, and whatever comes next.
+async fn signed_in_now(
+    app: &AppState,
+    language: Language,
+    request: &AuthorizeRequest,
+    query: &str,
+    pair: TokenPair,
+) -> Response {
+    let principal = match authenticate(app, &pair.access_token).await {
+        Ok(principal) => principal,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let sealed = seal_cookie(app, &pair.access_token);
+    let mut response = answer(
+        app,
+        language,
+        request,
+        query,
+        Some(&principal),
+        Some(&sealed),
+        true,
+    )
+    .await;
+    let max_age = app.config.tokens.access_ttl.whole_seconds();
+    let cookie = format!(
+        "{SIGN_IN_COOKIE}={sealed}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax"
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn answer(
+    app: &AppState,
+    language: Language,
+    request: &AuthorizeRequest,
+    query: &str,
+    signed_in: Option<&Principal>,
+    cookie: Option<&str>,
+    just_signed_in: bool,
+) -> Response {
+    match oauth::next_step(app, request, signed_in, just_signed_in).await {
+        Ok(Step::Redirect(location)) => redirect(&location),
+        Ok(Step::Login) => {
+            let page = Page::OAuthLogin {
+                client: &request.client.name,
+                request: query,
+                email: request.login_hint.as_deref().unwrap_or_default(),
+                error: None,
+                mfa_token: None,
+            };
+            hosted_page_with(app, StatusCode::OK, language, page, &form_action(request))
+        }
+        Ok(Step::Consent(scopes)) => {
+            let csrf = consent_token(cookie.unwrap_or_default());
+            let destination = redirect_host(&request.redirect_uri);
+            let page = Page::OAuthConsent {
+                client: &request.client.name,
+                destination: &destination,
+                request: query,
+                scopes: &scopes,
+                csrf: &csrf,
+            };
+            hosted_page_with(app, StatusCode::OK, language, page, &form_action(request))
+        }
+        Err(error) => refused(app, language, error),
+    }
+}
+
+async fn parse(app: &AppState, query: &str) -> Result<AuthorizeRequest, AuthorizeError> {
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    oauth::parse_request(app, &params).await
+}
+
+/// The browser's sign-in, when its cookie holds a live token of latchkey's own.
+async fn signed_in(app: &AppState, headers: &HeaderMap) -> (Option<Principal>, Option<String>) {
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == SIGN_IN_COOKIE && !value.is_empty())
+        .map(|(_, value)| value.to_owned());
+    let Some(cookie) = cookie else {
+        return (None, None);
+    };
+    let Some(token) = open_cookie(app, &cookie) else {
+        return (None, None);
+    };
+    match authenticate(app, &token).await {
+        Ok(principal) if principal.claims.client_id.is_none() => (Some(principal), Some(cookie)),
+        _ => (None, None),
+    }
+}
+
+/// The cookie holds the sign-in's access token sealed under the secret key: sent with every
+/// request to this host (`__Host-` means path `/`), it must be worth nothing as a bearer token.
+fn seal_cookie(app: &AppState, access_token: &str) -> String {
+    let sealed = app.sealer.seal(access_token.as_bytes(), SIGN_IN_COOKIE);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
+}
+
+fn open_cookie(app: &AppState, cookie: &str) -> Option<String> {
+    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cookie)
+        .ok()?;
+    let token = app.sealer.open(&sealed, SIGN_IN_COOKIE).ok()?;
+    String::from_utf8(token).ok()
+}
+
+/// The consent form's token: derived from the sign-in cookie, which other sites cannot read.
+fn consent_token(cookie: &str) -> String {
+    random::sha256_b64(format!("latchkey-consent:{cookie}").as_bytes())
+}
+
+/// Where the answer goes, as the consent page names it (a client's name is its own choice; the
+/// address it receives codes at is not).
+fn redirect_host(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(url) => match url.host_str() {
+            Some(host) => host.to_owned(),
+            None => format!("{}:", url.scheme()),
+        },
+        Err(_) => String::new(),
+    }
+}
+
+/// The pages' forms post here, and their answers may redirect to the client, which the
+/// `form-action` directive must allow.
+fn form_action(request: &AuthorizeRequest) -> String {
+    let target = match url::Url::parse(&request.redirect_uri) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => url.origin().ascii_serialization(),
+        Ok(url) => format!("{}:", url.scheme()),
+        Err(_) => String::new(),
+    };
+    format!("'self' {target}")
+}
+
+fn redirect(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(value) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, value),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+fn refused(app: &AppState, language: Language, error: AuthorizeError) -> Response {
+    match error {
+        AuthorizeError::NotRedirectable(reason) => hosted_page_with(
+            app,
+            StatusCode::BAD_REQUEST,
+            language,
+            Page::OAuthError { reason },
+            "'self'",
+        ),
+        AuthorizeError::Redirect {
+            redirect_uri,
+            state,
+            error,
+            description,
+        } => redirect(&oauth::with_query(
+            &redirect_uri,
+            &[
+                ("error", Some(error)),
+                ("error_description", Some(&description)),
+                ("state", state.as_deref()),
+                ("iss", Some(app.tokens.settings().issuer.as_str())),
+            ],
+        )),
+        AuthorizeError::Fault(fault) => failure(app, language, fault),
+    }
+}
