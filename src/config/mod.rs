@@ -17,7 +17,7 @@ pub use limits::{Limit, LimitArgs, parse_limit};
 pub use logging::{LogArgs, LogConfig, LogFormat};
 pub use mail::{MailArgs, MailConfig};
 pub use mfa::{MfaArgs, MfaConfig};
-pub use oauth::{OAuthArgs, OAuthConfig};
+pub use oauth::{OAuthArgs, OAuthConfig, is_resource_uri};
 pub use peers::{PeerArgs, PeerConfig};
 pub use server::{Cidr, OptionalAddress, ServerArgs, ServerConfig, normalise_base_path};
 pub use tokens::{TokenArgs, TokenConfig};
@@ -233,7 +233,7 @@ impl Settings {
             conceal_existing_accounts: accounts.conceal_existing_accounts,
             unverified_account_ttl: accounts.unverified_account_ttl,
             mfa,
-            oauth: self.oauth.validate(),
+            oauth: self.oauth.validate()?,
             hashing: self.hashing.validate()?,
             mail: self.mail.validate()?,
             peers: self.peers.validate()?,

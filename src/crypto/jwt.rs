@@ -85,6 +85,8 @@ pub struct TokenSettings {
     pub issuer: String,
     /// `aud`, when configured.
     pub audience: Option<String>,
+    /// The other audiences accepted: the resource servers OAuth clients may get tokens for.
+    pub resources: Vec<String>,
     /// Lifetime of access tokens.
     pub ttl: Duration,
 }
@@ -291,7 +293,11 @@ impl Tokens {
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.set_issuer(&[&self.settings.issuer]);
         match &self.settings.audience {
-            Some(audience) => validation.set_audience(&[audience]),
+            Some(audience) => {
+                let mut accepted = vec![audience.as_str()];
+                accepted.extend(self.settings.resources.iter().map(String::as_str));
+                validation.set_audience(&accepted);
+            }
             None => validation.validate_aud = false,
         }
         validation
@@ -316,6 +322,7 @@ mod tests {
             alg,
             issuer: "http://issuer.test".into(),
             audience: None,
+            resources: Vec::new(),
             ttl: Duration::minutes(15),
         }
     }

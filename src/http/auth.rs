@@ -11,7 +11,7 @@ use super::views::{
 use crate::domain::{Acr, Demand, ValidationErrors};
 use crate::ratelimit::Action;
 use crate::service::accounts::{self, AccountFields, NewAccount, Origin, Registered};
-use crate::service::sessions;
+use crate::service::{Caller, sessions};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -189,10 +189,24 @@ pub async fn login(
     ))]
 pub async fn verify(
     State(app): State<AppState>,
-    AnyBearer(principal): AnyBearer,
+    AnyBearer(caller): AnyBearer,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<HeaderMap, ApiError> {
     let mut demand = parse_demand(query)?;
+    let principal = match caller {
+        Caller::User(principal) => principal,
+        Caller::Service(service) => {
+            // No user: no X-User-Id a downstream service could take for one, and no
+            // authentication a step-up demand could be met by.
+            if demand.acr.is_some() || demand.max_age.is_some() {
+                return Err(ApiError::InsufficientAuthentication {
+                    acr: demand.acr,
+                    max_age: demand.max_age,
+                });
+            }
+            return delegation_headers(&service.claims, HeaderMap::new());
+        }
+    };
     // A role that needs a second factor is told to step up, like a route that asks for it.
     if crate::service::mfa::role_requires_more(&app, &principal) {
         demand.acr = Some(Acr::Aal2);
@@ -226,17 +240,28 @@ pub async fn verify(
         ("x-user-acr", acr),
         ("x-user-auth-time", auth_time.as_str()),
     ];
-    // An OAuth client's token also says whose it is and what it may do.
+    for (name, value) in pairs {
+        let value = HeaderValue::from_str(value).map_err(|e| ApiError::Internal(e.into()))?;
+        headers.insert(HeaderName::from_static(name), value);
+    }
+    delegation_headers(claims, headers)
+}
+
+/// An OAuth client's token also says whose it is and what it may do: `X-User-Client-Id` and
+/// `X-User-Scope`.
+fn delegation_headers(
+    claims: &crate::crypto::AccessClaims,
+    mut headers: HeaderMap,
+) -> Result<HeaderMap, ApiError> {
     let delegated = [
         ("x-user-client-id", claims.client_id.as_deref()),
         ("x-user-scope", claims.scope.as_deref()),
     ];
-    let delegated = delegated
-        .into_iter()
-        .filter_map(|(name, value)| value.map(|value| (name, value)));
-    for (name, value) in pairs.into_iter().chain(delegated) {
-        let value = HeaderValue::from_str(value).map_err(|e| ApiError::Internal(e.into()))?;
-        headers.insert(HeaderName::from_static(name), value);
+    for (name, value) in delegated {
+        if let Some(value) = value {
+            let value = HeaderValue::from_str(value).map_err(|e| ApiError::Internal(e.into()))?;
+            headers.insert(HeaderName::from_static(name), value);
+        }
     }
     Ok(headers)
 }

@@ -3,8 +3,8 @@
 
 use super::error::ApiError;
 use crate::config::Cidr;
-use crate::service::sessions::authenticate;
-use crate::service::{ClientInfo, Principal, admin};
+use crate::service::sessions::authenticate_caller;
+use crate::service::{Caller, ClientInfo, Principal, admin};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -157,19 +157,21 @@ impl FromRequestParts<AppState> for Enrolling {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let AnyBearer(principal) = AnyBearer::from_request_parts(parts, app).await?;
-        // A token an OAuth client holds was granted scopes for other services, never the
-        // user's own account here: it cannot change a password or read the sessions.
-        if principal.claims.client_id.is_some() {
-            return Err(ApiError::Unauthorized);
+        let AnyBearer(caller) = AnyBearer::from_request_parts(parts, app).await?;
+        match caller {
+            // A token an OAuth client holds was granted scopes for other services, never the
+            // user's own account here: it cannot change a password or read the sessions.
+            Caller::User(principal) if principal.claims.client_id.is_none() => {
+                Ok(Enrolling(principal))
+            }
+            _ => Err(ApiError::Unauthorized),
         }
-        Ok(Enrolling(principal))
     }
 }
 
-/// The holder of any live access token, an OAuth client's included: for the gateway check and
-/// the OpenID Connect userinfo endpoint, which serve those tokens.
-pub struct AnyBearer(pub Principal);
+/// The holder of any live access token, an OAuth client's included (and a client's own): for
+/// the gateway check and the OpenID Connect userinfo endpoint, which serve those tokens.
+pub struct AnyBearer(pub Caller);
 
 impl FromRequestParts<AppState> for AnyBearer {
     type Rejection = ApiError;
@@ -184,7 +186,7 @@ impl FromRequestParts<AppState> for AnyBearer {
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        Ok(AnyBearer(authenticate(app, token).await?))
+        Ok(AnyBearer(authenticate_caller(app, token).await?))
     }
 }
 

@@ -38,6 +38,7 @@ pub async fn load(
         alg: config.tokens.alg,
         issuer: config.tokens.issuer.clone(),
         audience: config.tokens.audience.clone(),
+        resources: config.oauth.resources.clone(),
         ttl: config.tokens.access_ttl,
     };
     if let Some(secret) = config

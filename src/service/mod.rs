@@ -113,6 +113,25 @@ pub struct Principal {
     pub claims: std::sync::Arc<crate::crypto::AccessClaims>,
 }
 
+/// Who holds a bearer token: a user (through latchkey's API or an OAuth client), or an OAuth
+/// client acting for itself.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A user's token.
+    User(Principal),
+    /// A `client_credentials` token: no user behind it.
+    Service(ServicePrincipal),
+}
+
+/// An OAuth client acting for itself, as proven by its `client_credentials` token.
+#[derive(Debug, Clone)]
+pub struct ServicePrincipal {
+    /// The client (also `sub`).
+    pub client_id: String,
+    /// The verified claims.
+    pub claims: std::sync::Arc<crate::crypto::AccessClaims>,
+}
+
 /// Where a request came from, recorded on the sessions it starts.
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {

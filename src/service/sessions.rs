@@ -1,7 +1,9 @@
 //! Logging in and proving who is calling: sessions, token pairs, bearer-token checks.
 
 use super::attempts::{Attempt, PasswordCheck, check_password, settle};
-use super::{ClientInfo, Fault, Outage, Principal, TokenPair, faults_into};
+use super::{
+    Caller, ClientInfo, Fault, Outage, Principal, ServicePrincipal, TokenPair, faults_into,
+};
 use crate::crypto::{AccessClaims, random};
 use crate::domain::{Assurance, Email, Event, LoginFailure, RevokeReason, User};
 use crate::revocations::SessionStatus;
@@ -212,33 +214,52 @@ pub(crate) fn login_event(user: &User, session: &NewSession, now: OffsetDateTime
 }
 
 /// Checks a bearer token and names its holder: a valid signature and claims, and a session
-/// that has not been revoked (on any instance).
+/// that has not been revoked (on any instance). A client's own token (no user) is refused.
 pub async fn authenticate(app: &AppState, token: &str) -> Result<Principal, AuthError> {
+    match authenticate_caller(app, token).await? {
+        Caller::User(principal) => Ok(principal),
+        Caller::Service(_) => Err(AuthError::Unauthorized),
+    }
+}
+
+/// Checks a bearer token of a user or of an OAuth client acting for itself
+/// (`client_credentials`, whose `sub` is the client id, RFC 9068 §2.2).
+pub async fn authenticate_caller(app: &AppState, token: &str) -> Result<Caller, AuthError> {
     let claims = app.tokens.verify(token, app.clock.now()).map_err(|error| {
         tracing::debug!(%error, "bearer token refused");
         AuthError::Unauthorized
     })?;
-    let (Ok(user_id), Ok(session_id)) =
-        (Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.sid))
-    else {
-        return Err(AuthError::Unauthorized);
-    };
+    let session_id = Uuid::parse_str(&claims.sid).map_err(|_| AuthError::Unauthorized)?;
     match app.revocations.status(session_id) {
-        SessionStatus::Live => Ok(Principal {
-            user_id,
-            session_id,
-            claims,
-        }),
-        SessionStatus::Revoked => Err(AuthError::Unauthorized),
+        SessionStatus::Live => {}
+        SessionStatus::Revoked => return Err(AuthError::Unauthorized),
         // Fail closed: better refuse a good token for a moment than accept a revoked one.
-        SessionStatus::Unknown if !app.revocations.signal_healthy() => Err(AuthError::Fault(
-            Fault::Unavailable(Outage::Redis, anyhow::anyhow!("Redis is unreachable")),
-        )),
-        SessionStatus::Unknown => Err(AuthError::Fault(Fault::Unavailable(
-            Outage::Database,
-            anyhow::anyhow!("the revocation view is stale"),
-        ))),
+        SessionStatus::Unknown if !app.revocations.signal_healthy() => {
+            return Err(AuthError::Fault(Fault::Unavailable(
+                Outage::Redis,
+                anyhow::anyhow!("Redis is unreachable"),
+            )));
+        }
+        SessionStatus::Unknown => {
+            return Err(AuthError::Fault(Fault::Unavailable(
+                Outage::Database,
+                anyhow::anyhow!("the revocation view is stale"),
+            )));
+        }
     }
+    // Client ids are never UUIDs, so a client's own token cannot pass for a user's.
+    if claims.client_id.as_deref() == Some(claims.sub.as_str()) {
+        return Ok(Caller::Service(ServicePrincipal {
+            client_id: claims.sub.clone(),
+            claims,
+        }));
+    }
+    let user_id = Uuid::parse_str(&claims.sub).map_err(|_| AuthError::Unauthorized)?;
+    Ok(Caller::User(Principal {
+        user_id,
+        session_id,
+        claims,
+    }))
 }
 
 /// Exchanges a refresh token for a new pair. A repeat within the grace window gets the same

@@ -1,12 +1,17 @@
 //! OAuth clients: registered, listed, changed and removed by admins.
 
 use super::backend::{Tx, sql, sql_owned};
+use super::events::insert_event;
 use super::sessions::revoke_in;
 use super::users::lock_user;
 use super::users::write_effects;
-use super::{Committed, Effects, Revoke, Store, StoreError, from_micros, micros, parse_uuid};
-use crate::domain::{ClientChange, OAuthClient, RevokeReason};
+use super::{
+    Committed, Effects, REVOCATION_LIFETIME, Revoke, Store, StoreError, from_micros, micros,
+    parse_uuid,
+};
+use crate::domain::{ClientChange, Event, OAuthClient, RevokeReason};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 const CLIENT_COLUMNS: &str = "select client_id, name, confidential, redirect_uris,
     post_logout_redirect_uris, scopes, first_party, created_at, updated_at from oauth_clients";
@@ -147,6 +152,7 @@ impl Store {
             let reason = RevokeReason::ClientRemoved;
             revoke_in(&mut tx, user_id, Revoke::One(session_id), reason, now).await?;
         }
+        revoke_service_in(&mut tx, client_id, now).await?;
         let deleted = sql("delete from oauth_clients where client_id = $1")
             .bind(client_id)
             .execute(&mut tx)
@@ -156,6 +162,83 @@ impl Store {
         }
         tx.commit_telling().await
     }
+
+    /// The session id of a token `client_id` is issued of its own (`client_credentials`, for
+    /// `scope`), `fresh` when it has none live, with `OAUTH_TOKEN_ISSUED`; none when there is
+    /// no such client.
+    pub async fn issue_service_token(
+        &self,
+        client_id: &str,
+        scope: &str,
+        fresh: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let mut tx = self.write().await?;
+        let id: Option<(String,)> = sql("update oauth_clients
+             set service_session_id = coalesce(service_session_id, $1)
+             where client_id = $2 returning service_session_id")
+        .bind(fresh)
+        .bind(client_id)
+        .fetch_optional(&mut tx)
+        .await?;
+        let Some(id) = id.map(|(id,)| parse_uuid(&id)).transpose()? else {
+            return Ok(None);
+        };
+        let event =
+            Event::oauth_token_issued(None, client_id, "client_credentials", scope, Some(id), now);
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
+    /// Revokes every token `client_id` holds of its own: every instance refuses them within a
+    /// second, and the next grant draws a new session id.
+    pub async fn revoke_service_session(
+        &self,
+        client_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Committed, StoreError> {
+        let mut tx = self.write().await?;
+        revoke_service_in(&mut tx, client_id, now).await?;
+        tx.commit_telling().await
+    }
+}
+
+/// Ends the session of `client_id`'s own tokens, if it has one, inside a transaction.
+async fn revoke_service_in(
+    tx: &mut Tx,
+    client_id: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    tx.lock(tx.dialect.order_revocations, None).await?;
+    let old: Option<(Option<String>,)> =
+        sql("select service_session_id from oauth_clients where client_id = $1")
+            .bind(client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(session_id) = old.and_then(|(id,)| id) else {
+        return Ok(());
+    };
+    let session_id = parse_uuid(&session_id)?;
+    sql("update oauth_clients set service_session_id = null where client_id = $1")
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?;
+    let at = micros(now);
+    // The revocation's owner is the client: no user is behind these tokens.
+    sql(
+        "insert into revocations (session_id, user_id, created_at, updated_at, expires_at)
+         values ($1, $2, $3, $4, $5)",
+    )
+    .bind(session_id)
+    .bind(client_id)
+    .bind(at)
+    .bind(at)
+    .bind(micros(now + REVOCATION_LIFETIME))
+    .execute(&mut *tx)
+    .await?;
+    tx.after.revoked.push(session_id);
+    Ok(())
 }
 
 async fn client_in(tx: &mut Tx, client_id: &str) -> Result<OAuthClient, StoreError> {

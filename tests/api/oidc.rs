@@ -994,3 +994,240 @@ async fn dynamic_registration_is_off_by_default_and_gives_third_party_clients_wh
     assert_eq!(consent.status(), StatusCode::OK);
     assert!(consent.text().await.unwrap().contains("Allow Agent?"));
 }
+
+/// Registers a client with scopes of its own: (client_id, secret).
+async fn service_client(app: &TestApp, confidential: bool) -> (String, Option<String>) {
+    let admin = app.admin_token().await;
+    let created: Value = app
+        .send(
+            Method::POST,
+            "/oauth/clients",
+            &admin,
+            &json!({
+                "name": "Billing worker",
+                "confidential": confidential,
+                "redirect_uris": [REDIRECT],
+                "scopes": ["openid", "email", "orders:read", "orders:write"],
+            }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    (
+        created["client_id"].as_str().unwrap().to_owned(),
+        created["client_secret"].as_str().map(str::to_owned),
+    )
+}
+
+async fn token_error(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    body["error"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_confidential_client_gets_tokens_of_its_own_that_name_no_user() {
+    let app = provider().await;
+    let (public, _) = service_client(&app, false).await;
+    let refused = app
+        .client
+        .post(format!("{}/oauth/token", app.url))
+        .form(&[("grant_type", "client_credentials"), ("client_id", &public)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token_error(refused).await, "unauthorized_client");
+
+    let (id, secret) = service_client(&app, true).await;
+    let secret = secret.unwrap();
+    let grant = async |scope: Option<&str>| {
+        let mut form = vec![("grant_type", "client_credentials")];
+        form.extend(scope.map(|scope| ("scope", scope)));
+        client_post(&app, "/oauth/token", &id, &secret, &form).await
+    };
+    let all: Value = grant(None).await.json().await.unwrap();
+    assert_eq!(all["scope"], "orders:read orders:write");
+    assert_eq!(all["token_type"], "Bearer");
+    assert!(all.get("refresh_token").is_none() && all.get("id_token").is_none());
+    let narrow = grant(Some("orders:read")).await;
+    assert_eq!(narrow.status(), StatusCode::OK);
+    let narrow: Value = narrow.json().await.unwrap();
+    assert_eq!(narrow["scope"], "orders:read");
+    // Standard scopes are about a user, and another client's scope is not this one's.
+    assert_eq!(
+        token_error(grant(Some("openid")).await).await,
+        "invalid_scope"
+    );
+    assert_eq!(
+        token_error(grant(Some("email")).await).await,
+        "invalid_scope"
+    );
+    assert_eq!(
+        token_error(grant(Some("admin")).await).await,
+        "invalid_scope"
+    );
+
+    // The gateway passes the client and its scope on, and no user at all.
+    let access = all["access_token"].as_str().unwrap().to_owned();
+    let checked = app.get("/auth/verify", Some(&access)).await;
+    assert_eq!(checked.status(), StatusCode::OK);
+    let headers = checked.headers();
+    assert_eq!(headers["x-user-client-id"], id.as_str());
+    assert_eq!(headers["x-user-scope"], "orders:read orders:write");
+    for absent in ["x-user-id", "x-user-email", "x-user-role", "x-user-acr"] {
+        assert!(headers.get(absent).is_none(), "{absent} must not be sent");
+    }
+    assert_eq!(
+        app.get("/auth/verify?acr=aal1", Some(&access))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "no user authenticated, so no step-up demand is met"
+    );
+    // It is no user's token: latchkey's own API and userinfo refuse it.
+    for path in [
+        "/users/me",
+        "/users/me/sessions",
+        "/oauth/userinfo",
+        "/users",
+    ] {
+        assert_eq!(
+            app.get(path, Some(&access)).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    let described: Value = client_post(
+        &app,
+        "/oauth/introspect",
+        &id,
+        &secret,
+        &[("token", &access)],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(described["active"], true);
+    assert_eq!(described["sub"], id.as_str());
+    assert_eq!(described["client_id"], id.as_str());
+    let issued = app.events_of_type("OAUTH_TOKEN_ISSUED").await;
+    assert_eq!(issued.len(), 2);
+    assert_eq!(issued[0]["data"]["grant_type"], "client_credentials");
+    assert!(issued[0]["subject"].is_null() || issued[0].get("subject").is_none());
+
+    // Revoking one of its tokens revokes them all; the next grant works again.
+    let other = narrow["access_token"].as_str().unwrap();
+    assert_eq!(
+        client_post(&app, "/oauth/revoke", &id, &secret, &[("token", &access)])
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    for dead in [access.as_str(), other] {
+        assert_eq!(
+            app.get("/auth/verify", Some(dead)).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let again: Value = grant(None).await.json().await.unwrap();
+    let again = again["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get("/auth/verify", Some(&again)).await.status(),
+        StatusCode::OK
+    );
+
+    // Another client cannot revoke it, and removing the client ends it.
+    let (stranger, stranger_secret) = service_client(&app, true).await;
+    client_post(
+        &app,
+        "/oauth/revoke",
+        &stranger,
+        &stranger_secret.unwrap(),
+        &[("token", &again)],
+    )
+    .await;
+    assert_eq!(
+        app.get("/auth/verify", Some(&again)).await.status(),
+        StatusCode::OK
+    );
+    let admin = app.admin_token().await;
+    let removed = app
+        .send(
+            Method::DELETE,
+            &format!("/oauth/clients/{id}"),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get("/auth/verify", Some(&again)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn resource_indicators_name_only_configured_resource_servers() {
+    const API: &str = "https://api.example.test/";
+    let app = spawn_app_with(&[
+        "--public-url",
+        "http://127.0.0.1:{port}",
+        "--jwt-audience",
+        "https://latchkey.example.test",
+        "--oauth-resources",
+        API,
+    ])
+    .await;
+    let (id, secret) = service_client(&app, true).await;
+    let secret = secret.unwrap();
+    let form =
+        |resource: &'static str| vec![("grant_type", "client_credentials"), ("resource", resource)];
+    let unknown = client_post(
+        &app,
+        "/oauth/token",
+        &id,
+        &secret,
+        &form("https://evil.test/"),
+    )
+    .await;
+    assert_eq!(token_error(unknown).await, "invalid_target");
+    let granted: Value = client_post(&app, "/oauth/token", &id, &secret, &form(API))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = granted["access_token"].as_str().unwrap();
+    let payload = access.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], API);
+    // A token for a configured resource server is accepted beside the configured audience.
+    assert_eq!(
+        app.get("/auth/verify", Some(access)).await.status(),
+        StatusCode::OK
+    );
+
+    // At the authorization endpoint an unknown resource goes back to the client as an error.
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &id)
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("scope", "openid")
+        .append_pair("state", "s1")
+        .append_pair("code_challenge", challenge.as_str())
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("resource", "https://evil.test/")
+        .finish();
+    let answer = Browser::new(&app)
+        .open(&format!("{}/oauth/authorize?{query}", app.url))
+        .await;
+    let pairs = redirected(&answer);
+    assert_eq!(param(&pairs, "error"), Some("invalid_target"));
+    assert_eq!(param(&pairs, "state"), Some("s1"));
+}

@@ -6,8 +6,8 @@ use crate::http::budget::Budget;
 use crate::http::error::ApiError;
 use crate::http::extract::{AnyBearer, Client};
 use crate::ratelimit::Action;
-use crate::service::oauth;
 use crate::service::oauth::token::{self, ClientCredentials, TokenError};
+use crate::service::{Caller, oauth};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -153,6 +153,9 @@ pub(super) async fn token_endpoint(State(app): State<AppState>, call: ClientCall
             Some("refresh_token") => {
                 token::refresh(&app, &client, required("refresh_token")?, get("scope")).await
             }
+            Some("client_credentials") => {
+                token::client_credentials(&app, &client, get("scope"), get("resource")).await
+            }
             Some(_) => Err(TokenError::UnsupportedGrantType),
             None => Err(TokenError::InvalidRequest("grant_type is required".into())),
         }
@@ -240,12 +243,17 @@ fn token_error(error: TokenError) -> Response {
         TokenError::UnsupportedGrantType => (
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
-            "grant types: authorization_code, refresh_token".to_owned(),
+            "grant types: authorization_code, refresh_token, client_credentials".to_owned(),
         ),
         TokenError::InvalidScope => (
             StatusCode::BAD_REQUEST,
             "invalid_scope",
             "the scope exceeds what was granted".to_owned(),
+        ),
+        TokenError::InvalidTarget => (
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            "resource is not a resource server tokens are issued for".to_owned(),
         ),
         TokenError::Fault(_) => {
             let TokenError::Fault(fault) = error else {
@@ -275,8 +283,12 @@ fn token_error(error: TokenError) -> Response {
 /// `GET/POST /oauth/userinfo`: the claims the token's scopes allow, read from the account now.
 pub(super) async fn userinfo(
     State(app): State<AppState>,
-    AnyBearer(principal): AnyBearer,
+    AnyBearer(caller): AnyBearer,
 ) -> Result<Response, ApiError> {
+    // A client's own token has no user to tell of.
+    let Caller::User(principal) = caller else {
+        return Err(ApiError::Unauthorized);
+    };
     let claims = &principal.claims;
     let scopes: Option<Vec<&str>> = claims.scope.as_deref().map(|s| s.split(' ').collect());
     let allows = |scope: &str| {

@@ -4,7 +4,7 @@
 use super::token::TokenError;
 use crate::crypto::random;
 use crate::domain::{OAuthClient, RevokeReason};
-use crate::service::{Fault, Principal};
+use crate::service::{Caller, Fault, Principal};
 use crate::state::AppState;
 use crate::store::Revoke;
 use serde_json::{Value, json};
@@ -23,7 +23,20 @@ pub async fn revoke(app: &AppState, client: &OAuthClient, token: &str) -> Result
             Some((grant.user_id, grant.session_id))
         }
         Some(_) => None,
-        None => access_token_session(app, token, client),
+        None => match access_token_holder(app, token, client) {
+            Some(Holder::User(user_id, session_id)) => Some((user_id, session_id)),
+            // Its own tokens share one session: revoking one revokes them all (RFC 7009
+            // §2.1 lets a server revoke related tokens).
+            Some(Holder::Client) => {
+                let committed = app
+                    .store
+                    .revoke_service_session(&client.client_id, now)
+                    .await?;
+                app.after_commit(committed);
+                None
+            }
+            None => None,
+        },
     };
     if let Some((user_id, session_id)) = session {
         let committed = app
@@ -40,13 +53,24 @@ pub async fn revoke(app: &AppState, client: &OAuthClient, token: &str) -> Result
     Ok(())
 }
 
-/// The session of an access token `client` holds (signature and expiry checked).
-fn access_token_session(app: &AppState, token: &str, client: &OAuthClient) -> Option<(Uuid, Uuid)> {
+/// Whose an access token `client` holds is.
+enum Holder {
+    /// A user's, of this session.
+    User(Uuid, Uuid),
+    /// The client's own (`client_credentials`).
+    Client,
+}
+
+/// Whose an access token `client` holds is (signature and expiry checked).
+fn access_token_holder(app: &AppState, token: &str, client: &OAuthClient) -> Option<Holder> {
     let claims = app.tokens.verify(token, app.clock.now()).ok()?;
     if claims.client_id.as_deref() != Some(&client.client_id) {
         return None;
     }
-    Some((
+    if claims.sub == client.client_id {
+        return Some(Holder::Client);
+    }
+    Some(Holder::User(
         Uuid::parse_str(&claims.sub).ok()?,
         Uuid::parse_str(&claims.sid).ok()?,
     ))
@@ -84,12 +108,12 @@ pub async fn introspect(
             "iss": app.tokens.settings().issuer,
         }));
     }
-    let principal = match crate::service::sessions::authenticate(app, token).await {
-        Ok(principal) => principal,
+    let claims = match crate::service::sessions::authenticate_caller(app, token).await {
+        Ok(Caller::User(principal)) => principal.claims,
+        Ok(Caller::Service(service)) => service.claims,
         Err(crate::service::sessions::AuthError::Unauthorized) => return Ok(inactive),
         Err(crate::service::sessions::AuthError::Fault(fault)) => return Err(fault.into()),
     };
-    let claims = &principal.claims;
     if claims.client_id.as_deref() != Some(&client.client_id) {
         return Ok(inactive);
     }

@@ -10,7 +10,6 @@ use crate::domain::{Acr, Event, OAuthClient};
 use crate::state::AppState;
 use crate::store::NewCode;
 use time::Duration;
-use url::Url;
 
 /// How long a code lives.
 pub const CODE_TTL: Duration = Duration::seconds(60);
@@ -203,18 +202,8 @@ pub async fn parse_request(
     {
         return Err(refuse("invalid_request", "nonce or state is too long"));
     }
-    let resource = match get("resource") {
-        None => None,
-        Some(raw) => match Url::parse(raw) {
-            Ok(url) if url.fragment().is_none() && raw.len() <= 2000 => Some(raw.to_owned()),
-            _ => {
-                return Err(refuse(
-                    "invalid_target",
-                    "resource must be an absolute URI without a fragment",
-                ));
-            }
-        },
-    };
+    let resource =
+        resource_audience(app, get("resource")).map_err(|why| refuse("invalid_target", why))?;
     Ok(AuthorizeRequest {
         redirect_uri: redirect_uri.clone(),
         state: state.clone(),
@@ -232,6 +221,32 @@ pub async fn parse_request(
         resource,
         client,
     })
+}
+
+/// The audience a `resource` indicator (RFC 8707) gives a token: one of
+/// `LATCHKEY_OAUTH_RESOURCES` or the configured audience when either is set (a token for any
+/// other would be refused where it is presented), else any absolute URI without a fragment.
+pub(crate) fn resource_audience(
+    app: &AppState,
+    resource: Option<&str>,
+) -> Result<Option<String>, &'static str> {
+    let Some(raw) = resource else {
+        return Ok(None);
+    };
+    let settings = app.tokens.settings();
+    let mut allowed = settings
+        .resources
+        .iter()
+        .chain(&settings.audience)
+        .peekable();
+    let known = match allowed.peek() {
+        Some(_) => allowed.any(|r| r == raw),
+        None => crate::config::is_resource_uri(raw),
+    };
+    match known {
+        true => Ok(Some(raw.to_owned())),
+        false => Err("resource is not a resource server tokens are issued for"),
+    }
 }
 
 /// The unreserved characters of RFC 7636 (verifiers and S256 challenges).
