@@ -37,6 +37,7 @@ pub enum EventType {
     EmailChangeReverted,
     OAuthClientCreated,
     OAuthConsentGranted,
+    OAuthConsentRevoked,
     OAuthTokenIssued,
 }
 
@@ -71,6 +72,7 @@ impl EventType {
             EventType::EmailChangeReverted => "EMAIL_CHANGE_REVERTED",
             EventType::OAuthClientCreated => "OAUTH_CLIENT_CREATED",
             EventType::OAuthConsentGranted => "OAUTH_CONSENT_GRANTED",
+            EventType::OAuthConsentRevoked => "OAUTH_CONSENT_REVOKED",
             EventType::OAuthTokenIssued => "OAUTH_TOKEN_ISSUED",
         }
     }
@@ -109,6 +111,8 @@ pub enum RevokeReason {
     RevokedByClient,
     /// The OAuth client the session served was removed.
     ClientRemoved,
+    /// The user withdrew the consent the session's client was given.
+    ConsentRevoked,
 }
 
 impl RevokeReason {
@@ -128,6 +132,7 @@ impl RevokeReason {
             RevokeReason::CodeReplayed => "code_replayed",
             RevokeReason::RevokedByClient => "revoked_by_client",
             RevokeReason::ClientRemoved => "client_removed",
+            RevokeReason::ConsentRevoked => "consent_revoked",
             RevokeReason::EmailChanged => "email_changed",
             RevokeReason::EmailChangeReverted => "email_change_reverted",
         }
@@ -356,6 +361,22 @@ impl Event {
     ) -> Event {
         Event::new(
             EventType::OAuthConsentGranted,
+            Some(user_id),
+            time,
+            json!({"client_id": client_id, "scopes": scopes}),
+        )
+    }
+
+    /// `OAUTH_CONSENT_REVOKED`: `user_id` withdrew what they allowed `client_id` (the
+    /// `scopes`); the client's sessions of theirs were revoked with it.
+    pub fn oauth_consent_revoked(
+        user_id: Uuid,
+        client_id: &str,
+        scopes: &[String],
+        time: OffsetDateTime,
+    ) -> Event {
+        Event::new(
+            EventType::OAuthConsentRevoked,
             Some(user_id),
             time,
             json!({"client_id": client_id, "scopes": scopes}),

@@ -10,7 +10,7 @@ pub mod user;
 pub use assurance::{Acr, Assurance, AuthMethod, Demand};
 pub use email::Email;
 pub use event::{Event, EventType, LoginFailure, RevokeReason};
-pub use oauth::{ClientChange, OAuthClient};
+pub use oauth::{ClientChange, Consent, OAuthClient};
 pub use password::{Password, PasswordPolicy};
 pub use user::{Locale, Metadata, Name, Phone, Role, Roles, User, UserChange, UserFilter};
 

@@ -40,6 +40,21 @@ pub struct OAuthClient {
     pub updated_at: OffsetDateTime,
 }
 
+/// What a user allowed a client: asked once per client and scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    /// The client.
+    pub client_id: String,
+    /// Its name, as the consent page showed it.
+    pub client_name: String,
+    /// The scopes allowed.
+    pub scopes: Vec<String>,
+    /// When it was first given.
+    pub created_at: OffsetDateTime,
+    /// When it last grew.
+    pub updated_at: OffsetDateTime,
+}
+
 /// What a client registration or change sets; `None` keeps (or, on creation, defaults).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientChange {

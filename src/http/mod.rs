@@ -125,6 +125,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(mfa::reset))
         .routes(routes!(sessions::list, sessions::revoke_all))
         .routes(routes!(sessions::revoke))
+        .routes(routes!(sessions::consents))
+        .routes(routes!(sessions::revoke_consent))
         .routes(routes!(users::me, users::update_me, users::delete_me))
         .routes(routes!(users::change_password))
         .routes(limited(routes!(users::change_email), &[Action::Resend]))

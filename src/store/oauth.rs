@@ -7,7 +7,7 @@ use super::{
     Committed, NewSession, Revoke, SessionGrant, Store, StoreError, events::insert_event,
     from_micros, micros, parse_uuid,
 };
-use crate::domain::{Assurance, Event, RevokeReason, User};
+use crate::domain::{Assurance, Consent, Event, RevokeReason, User};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -126,6 +126,66 @@ impl Store {
         Ok(scopes
             .map(|s| s.split(' ').map(str::to_owned).collect())
             .unwrap_or_default())
+    }
+
+    /// What `user_id` has allowed which clients, oldest first.
+    pub async fn consents(&self, user_id: Uuid) -> Result<Vec<Consent>, StoreError> {
+        let rows: Vec<(String, String, String, i64, i64)> = sql(
+            "select c.client_id, k.name, c.scopes, c.created_at, c.updated_at
+             from oauth_consents c join oauth_clients k on k.client_id = c.client_id
+             where c.user_id = $1 order by c.created_at, c.client_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(client_id, client_name, scopes, created, updated)| {
+                Ok(Consent {
+                    client_id,
+                    client_name,
+                    scopes: scopes.split(' ').map(str::to_owned).collect(),
+                    created_at: from_micros(created)?,
+                    updated_at: from_micros(updated)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Withdraws what `user_id` allowed `client_id`, and revokes the client's sessions of
+    /// theirs, with `OAUTH_CONSENT_REVOKED`. None: there was no such consent.
+    pub async fn revoke_consent(
+        &self,
+        user_id: Uuid,
+        client_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Committed>, StoreError> {
+        let mut tx = self.write().await?;
+        lock_user(&mut tx, user_id).await?;
+        let scopes: Option<(String,)> = sql(
+            "delete from oauth_consents where user_id = $1 and client_id = $2 returning scopes",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .fetch_optional(&mut tx)
+        .await?;
+        let Some((scopes,)) = scopes else {
+            return Ok(None);
+        };
+        let sessions: Vec<String> = sql(
+            "select id from sessions where user_id = $1 and client_id = $2 and revoked_at is null",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .fetch_column(&mut tx)
+        .await?;
+        for session_id in sessions {
+            let one = Revoke::One(parse_uuid(&session_id)?);
+            revoke_in(&mut tx, user_id, one, RevokeReason::ConsentRevoked, now).await?;
+        }
+        let scopes: Vec<String> = scopes.split(' ').map(str::to_owned).collect();
+        let event = Event::oauth_consent_revoked(user_id, client_id, &scopes, now);
+        insert_event(&mut tx, &event).await?;
+        tx.commit_telling().await.map(Some)
     }
 
     /// Records that `user_id` allows `client_id` the `scopes` (all it allowed before included).

@@ -1231,3 +1231,110 @@ async fn resource_indicators_name_only_configured_resource_servers() {
     assert_eq!(param(&pairs, "error"), Some("invalid_target"));
     assert_eq!(param(&pairs, "state"), Some("s1"));
 }
+
+#[tokio::test]
+async fn a_user_sees_and_withdraws_what_they_allowed_an_app() {
+    let app = provider().await;
+    let (own, _) = app.logged_in_user("ada@example.com").await;
+    let (id, secret) = client(&app, true, false).await;
+    let secret = secret.unwrap();
+    let verifier = "v".repeat(64);
+    let challenge = latchkey::crypto::random::sha256_b64(verifier.as_bytes());
+    let url = format!(
+        "{}/oauth/authorize?response_type=code&client_id={id}&redirect_uri={REDIRECT}&scope=openid%20email%20offline_access&code_challenge={challenge}&code_challenge_method=S256&state=s1",
+        app.url
+    );
+    let mut browser = Browser::new(&app);
+    let (code, _) = sign_in_and_consent(&app, &mut browser, &url, "ada@example.com").await;
+    let tokens: Value = client_post(
+        &app,
+        "/oauth/token",
+        &id,
+        &secret,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+
+    let listed: Value = app
+        .get("/users/me/consents", Some(&own))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let consents = listed["consents"].as_array().unwrap();
+    assert_eq!(consents.len(), 1, "{listed}");
+    assert_eq!(consents[0]["client_id"], id.as_str());
+    assert_eq!(consents[0]["client_name"], "Dashboard");
+    assert_eq!(
+        consents[0]["scopes"],
+        json!(["openid", "email", "offline_access"])
+    );
+    // The app's own token cannot read or withdraw the user's consents.
+    assert_eq!(
+        app.get("/users/me/consents", Some(access)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let path = format!("/users/me/consents/{id}");
+    let (stranger, _) = app.logged_in_user("eve@example.com").await;
+    let foreign = app.send(Method::DELETE, &path, &stranger, &json!({})).await;
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND, "not Eve's consent");
+    assert_eq!(
+        app.get("/auth/verify", Some(access)).await.status(),
+        StatusCode::OK
+    );
+
+    let withdrawn = app.send(Method::DELETE, &path, &own, &json!({})).await;
+    assert_eq!(withdrawn.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get("/auth/verify", Some(access)).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the app's session is revoked with the consent"
+    );
+    let refreshed = client_post(
+        &app,
+        "/oauth/token",
+        &id,
+        &secret,
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+    )
+    .await;
+    assert_eq!(refreshed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.get("/users/me", Some(&own)).await.status(),
+        StatusCode::OK,
+        "the user's own session lives on"
+    );
+    let listed: Value = app
+        .get("/users/me/consents", Some(&own))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["consents"], json!([]));
+    let again = app.send(Method::DELETE, &path, &own, &json!({})).await;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    let events = app.events_of_type("OAUTH_CONSENT_REVOKED").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["data"]["client_id"], id.as_str());
+    let revoked = app.events_of_type("SESSION_REVOKED").await;
+    assert!(
+        revoked
+            .iter()
+            .any(|e| e["data"]["reason"] == "consent_revoked")
+    );
+
+    // The next authorization asks again.
+    let page = browser.open(&url).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("Allow Dashboard?"));
+}

@@ -1,6 +1,7 @@
 //! The OAuth 2.1 / OpenID Connect provider: the authorization request, consent, codes
 //! ([`authorize`]-side, here) and the token endpoint ([`token`]).
 
+pub mod consents;
 pub mod grants;
 pub mod token;
 
