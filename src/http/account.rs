@@ -6,7 +6,7 @@
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Enrolling};
-use super::pages::{PageLanguage, hosted_page};
+use super::pages::{PageLanguage, SCRIPT_POLICY, hosted_page};
 use crate::domain::ValidationErrors;
 use crate::service::email_login;
 use crate::state::AppState;
@@ -29,9 +29,6 @@ pub fn routes() -> Router<AppState> {
         .route("/account/security/qr", post(totp_qr))
         .route("/assets/account.js", get(script))
 }
-
-/// Our script, fetch and connect to this service only, and QR images made here as blobs.
-const SCRIPT_POLICY: &str = "; script-src 'self'; connect-src 'self'; img-src blob:";
 
 async fn login_page(State(app): State<AppState>, PageLanguage(language): PageLanguage) -> Response {
     hosted_page(&app, StatusCode::OK, language, Page::Login, SCRIPT_POLICY)

@@ -466,6 +466,21 @@ pub(super) fn hosted_page_with(
     page_under(app, status, language, page, form_action, "")
 }
 
+/// The sign-in pages' script policy: our script, fetch and connect to this service only, and
+/// QR images made here as blobs.
+pub(super) const SCRIPT_POLICY: &str = "; script-src 'self'; connect-src 'self'; img-src blob:";
+
+/// `hosted_page_with`, running the sign-in pages' script (for WebAuthn, which needs it).
+pub(super) fn scripted_page_with(
+    app: &AppState,
+    status: StatusCode,
+    language: Language,
+    page: Page<'_>,
+    form_action: &str,
+) -> Response {
+    page_under(app, status, language, page, form_action, SCRIPT_POLICY)
+}
+
 fn page_under(
     app: &AppState,
     status: StatusCode,

@@ -96,6 +96,8 @@ pub enum Page<'a> {
         error: Option<&'a str>,
         /// Set once the password was right and a second factor is needed.
         mfa_token: Option<&'a str>,
+        /// Whether that second factor can be a passkey.
+        passkey: bool,
     },
     /// The consent of an authorization request.
     OAuthConsent {
@@ -184,7 +186,8 @@ impl Page<'_> {
                 email,
                 error,
                 mfa_token,
-            } => context! { client, request, email, error, mfa_token },
+                passkey,
+            } => context! { client, request, email, error, mfa_token, passkey },
             Page::OAuthConsent {
                 client,
                 destination,
@@ -289,6 +292,7 @@ impl Page<'_> {
                 email: "ada@example.com",
                 error: Some("invalid_credentials"),
                 mfa_token: None,
+                passkey: false,
             },
             Page::OAuthLogin {
                 client: "Dashboard",
@@ -296,6 +300,7 @@ impl Page<'_> {
                 email: "",
                 error: None,
                 mfa_token: Some(token),
+                passkey: true,
             },
             Page::OAuthConsent {
                 client: "Dashboard",

@@ -486,6 +486,83 @@ async fn a_person_enrols_totp_and_a_passkey_then_signs_in_with_each_in_a_browser
     // A user-verified passkey is two factors in one (possession and the device's PIN or biometric).
     assert_eq!(claims["amr"], json!(["hwk", "mfa"]), "{claims}");
     assert_eq!(claims["acr"], "aal2");
+
+    // An app's OAuth sign-in takes the passkey as the second factor, or as the whole sign-in.
+    let callback = format!("http://127.0.0.1:{}/callback", callback_server().await);
+    let admin = app.admin_token().await;
+    let created: Value = app
+        .send(
+            reqwest::Method::POST,
+            "/oauth/clients",
+            &admin,
+            &json!({"name": "Dashboard", "first_party": true, "redirect_uris": [callback],
+                    "scopes": ["openid"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["client_id"].as_str().unwrap();
+    let secret = created["client_secret"].as_str().unwrap();
+    let verifier = "v".repeat(64);
+    let challenge = latchkey::crypto::random::sha256_b64(verifier.as_bytes());
+    let authorize = format!(
+        "{site}/oauth/authorize?response_type=code&client_id={id}&redirect_uri={callback}&scope=openid&code_challenge={challenge}&code_challenge_method=S256&prompt=login"
+    );
+    let signed_in_by = async |how: &str| {
+        browser.wait_for_text("back at the app").await;
+        let landed = browser
+            .call(reqwest::Method::GET, "/url", json!(null))
+            .await;
+        let landed = reqwest::Url::parse(landed.as_str().unwrap()).unwrap();
+        let code = landed
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("{how}: no code in {landed}"));
+        let tokens: Value = app
+            .client
+            .post(format!("{}/oauth/token", app.url))
+            .basic_auth(id, Some(secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", callback.as_str()),
+                ("code_verifier", verifier.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = tokens["id_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{how}: {tokens}"));
+        jsonwebtoken::dangerous::insecure_decode::<Value>(token)
+            .unwrap()
+            .claims
+    };
+    browser.open(&authorize).await;
+    browser.wait_for_text("Sign in to Dashboard").await;
+    browser.type_into("#email", "ada@example.com").await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("form button[type=submit]").await;
+    browser.wait_for_text("Use a passkey instead").await;
+    browser.click("#oauth-mfa-passkey").await;
+    let claims = signed_in_by("password, then passkey").await;
+    assert_eq!(claims["acr"], "aal2", "{claims}");
+    assert!(
+        claims["amr"].as_array().unwrap().contains(&json!("hwk")),
+        "{claims}"
+    );
+
+    browser.open(&authorize).await;
+    browser.wait_for_text("Sign in with a passkey").await;
+    browser.click("#oauth-passkey").await;
+    let claims = signed_in_by("passkey alone").await;
+    assert_eq!(claims["acr"], "aal2", "{claims}");
+    assert_eq!(claims["amr"], json!(["hwk", "mfa"]), "{claims}");
 }
 
 /// A browser app on another origin signs in, refreshes and signs out with the refresh token in

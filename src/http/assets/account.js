@@ -172,6 +172,37 @@
     showFactors();
   }
 
+  // The sign-in of an OAuth authorization works by forms posted to the server; only a
+  // passkey needs this script, which makes the assertion and posts it in a form like the others.
+  function oauthLogin() {
+    const post = (id, fields) => {
+      const form = $(id);
+      for (const [name, value] of Object.entries(fields)) form.elements[name].value = value;
+      form.submit();
+    };
+    const offer = (id, handler) => {
+      if (!$(id) || !window.PublicKeyCredential) return;
+      $(id).hidden = false;
+      $(id).addEventListener("click", handler);
+    };
+    offer("oauth-mfa-passkey", async () => {
+      const mfaToken = $("oauth-mfa-webauthn").elements.mfa_token.value;
+      const options = await call("POST", "/auth/mfa/webauthn/options", { mfa_token: mfaToken });
+      if (!options.ok) return fail(options.data);
+      post("oauth-mfa-webauthn", { webauthn: JSON.stringify(await assertion(options.data)) });
+    });
+    offer("oauth-passkey", async () => {
+      const options = await call("POST", "/auth/passkey/options", {});
+      if (!options.ok) return fail(options.data);
+      const credential = await assertion(options.data);
+      post("oauth-passkey-form", {
+        challenge_id: options.data.challenge_id,
+        credential: JSON.stringify(credential),
+      });
+    });
+  }
+
   if ($("password-form")) login();
+  if ($("oauth-passkey") || $("oauth-mfa-passkey")) oauthLogin();
   if ($("security")) security();
 })();

@@ -15,7 +15,7 @@ mod register;
 use super::budget::{Budget, limited_route};
 use super::error::ApiError;
 use super::extract::Client;
-use super::pages::{PageLanguage, failure, hosted_page_with, limited_page};
+use super::pages::{PageLanguage, failure, hosted_page_with, limited_page, scripted_page_with};
 use crate::crypto::random;
 use crate::domain::Email;
 use crate::ratelimit::Action;
@@ -97,7 +97,9 @@ async fn authorize(
     .await
 }
 
-/// The forms of the authorization page: `step` is `login`, `mfa`, `consent` or `deny`.
+/// The forms of the authorization page: `step` is `login`, `passkey` (a discoverable
+/// credential's assertion for `challenge_id`), `mfa` (a `code`, or a passkey's assertion in
+/// `webauthn`), `consent` or `deny`.
 #[derive(Debug, Deserialize)]
 struct AuthorizeForm {
     request: String,
@@ -106,6 +108,10 @@ struct AuthorizeForm {
     password: Option<String>,
     mfa_token: Option<String>,
     code: Option<String>,
+    webauthn: Option<String>,
+    passkey: Option<String>,
+    challenge_id: Option<String>,
+    credential: Option<String>,
     csrf: Option<String>,
 }
 
@@ -136,20 +142,24 @@ async fn authorize_form(
         Ok(request) => request,
         Err(error) => return refused(&app, language, error),
     };
-    let login_page = |email: &str, error: Option<&str>, mfa_token: Option<&str>| {
+    // Whether the second factor the page asked for may be a passkey: told when it was asked,
+    // carried by the form after that.
+    let mut passkey = form.passkey.is_some();
+    let login_page = |email: &str, error: Option<&str>, mfa_token: Option<&str>, passkey: bool| {
         let page = Page::OAuthLogin {
             client: &request.client.name,
             request: &form.request,
             email,
             error,
             mfa_token,
+            passkey: passkey && mfa_token.is_some(),
         };
         let status = if error.is_some() {
             StatusCode::BAD_REQUEST
         } else {
             StatusCode::OK
         };
-        hosted_page_with(&app, status, language, page, &form_action(&request))
+        scripted_page_with(&app, status, language, page, &form_action(&request))
     };
     match form.step.as_str() {
         "login" => {
@@ -164,15 +174,18 @@ async fn authorize_form(
             let password = form.password.clone().unwrap_or_default();
             match crate::service::sessions::login(&app, &email, &password, client).await {
                 Ok(pair) => signed_in_now(&app, language, &request, &form.request, pair).await,
-                Err(LoginError::MfaRequired(step)) => login_page("", None, Some(&step.mfa_token)),
+                Err(LoginError::MfaRequired(step)) => {
+                    passkey = step.methods.contains(&"webauthn");
+                    login_page("", None, Some(&step.mfa_token), passkey)
+                }
                 Err(LoginError::InvalidCredentials) => {
-                    login_page(&email, Some("invalid_credentials"), None)
+                    login_page(&email, Some("invalid_credentials"), None, false)
                 }
                 Err(LoginError::EmailNotVerified) => {
-                    login_page(&email, Some("email_not_verified"), None)
+                    login_page(&email, Some("email_not_verified"), None, false)
                 }
                 Err(LoginError::AccountDisabled) => {
-                    login_page(&email, Some("account_disabled"), None)
+                    login_page(&email, Some("account_disabled"), None, false)
                 }
                 Err(LoginError::Fault(fault)) => failure(&app, language, fault),
             }
@@ -186,16 +199,48 @@ async fn authorize_form(
             }
             let mfa_token = form.mfa_token.clone().unwrap_or_default();
             let code = form.code.as_deref().unwrap_or_default().trim().to_owned();
-            let proof = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
-                Proof::Totp(code)
-            } else {
-                Proof::RecoveryCode(code)
+            let proof = match form.webauthn.as_deref().map(serde_json::from_str) {
+                Some(Ok(assertion)) => Proof::Webauthn(assertion),
+                Some(Err(_)) => {
+                    return login_page("", Some("invalid_passkey"), Some(&mfa_token), passkey);
+                }
+                None if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) => {
+                    Proof::Totp(code)
+                }
+                None => Proof::RecoveryCode(code),
+            };
+            let wrong = match proof {
+                Proof::Webauthn(_) => "invalid_passkey",
+                _ => "invalid_mfa",
             };
             match mfa::verify_login(&app, &mfa_token, proof, &client).await {
                 Ok(pair) => signed_in_now(&app, language, &request, &form.request, pair).await,
                 Err(MfaError::Fault(fault)) => failure(&app, language, fault),
-                Err(MfaError::AccountDisabled) => login_page("", Some("account_disabled"), None),
-                Err(_) => login_page("", Some("invalid_mfa"), Some(&mfa_token)),
+                Err(MfaError::AccountDisabled) => {
+                    login_page("", Some("account_disabled"), None, false)
+                }
+                Err(_) => login_page("", Some(wrong), Some(&mfa_token), passkey),
+            }
+        }
+        "passkey" => {
+            if let Err(limited) = budget
+                .check(&app, Action::Mfa, client.ip.as_deref(), None)
+                .await
+            {
+                return limited_page(&app, language, limited);
+            }
+            let challenge_id = form.challenge_id.as_deref().unwrap_or_default();
+            let credential = form.credential.as_deref().map(serde_json::from_str);
+            let Some(Ok(credential)) = credential else {
+                return login_page("", Some("invalid_passkey"), None, false);
+            };
+            match crate::service::passkeys::login(&app, challenge_id, credential, client).await {
+                Ok(pair) => signed_in_now(&app, language, &request, &form.request, pair).await,
+                Err(MfaError::Fault(fault)) => failure(&app, language, fault),
+                Err(MfaError::AccountDisabled) => {
+                    login_page("", Some("account_disabled"), None, false)
+                }
+                Err(_) => login_page("", Some("invalid_passkey"), None, false),
             }
         }
         "consent" | "deny" => {
@@ -205,6 +250,7 @@ async fn authorize_form(
                     request.login_hint.as_deref().unwrap_or_default(),
                     None,
                     None,
+                    false,
                 );
             };
             let expected = consent_token(&cookie);
@@ -303,8 +349,9 @@ async fn answer(
                 email: request.login_hint.as_deref().unwrap_or_default(),
                 error: None,
                 mfa_token: None,
+                passkey: false,
             };
-            hosted_page_with(app, StatusCode::OK, language, page, &form_action(request))
+            scripted_page_with(app, StatusCode::OK, language, page, &form_action(request))
         }
         Ok(Step::Consent(scopes)) => {
             let csrf = consent_token(cookie.unwrap_or_default());
