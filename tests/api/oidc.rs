@@ -1098,6 +1098,18 @@ async fn a_confidential_client_gets_tokens_of_its_own_that_name_no_user() {
             "{path}"
         );
     }
+    let userinfo = app.get("/oauth/userinfo", Some(&access)).await;
+    let challenge = userinfo.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
+    let anonymous = app.get("/oauth/userinfo", None).await;
+    assert_eq!(
+        anonymous.headers()["www-authenticate"],
+        "Bearer",
+        "RFC 6750 §3.1: no error without a token"
+    );
     let described: Value = client_post(
         &app,
         "/oauth/introspect",

@@ -281,14 +281,39 @@ fn token_error(error: TokenError) -> Response {
 }
 
 /// `GET/POST /oauth/userinfo`: the claims the token's scopes allow, read from the account now.
+/// A token that was presented and refused is told so in RFC 6750's terms (`invalid_token`).
 pub(super) async fn userinfo(
     State(app): State<AppState>,
-    AnyBearer(caller): AnyBearer,
-) -> Result<Response, ApiError> {
-    // A client's own token has no user to tell of.
-    let Caller::User(principal) = caller else {
-        return Err(ApiError::Unauthorized);
+    headers: HeaderMap,
+    caller: Result<AnyBearer, ApiError>,
+) -> Response {
+    let presented = headers.contains_key(header::AUTHORIZATION);
+    let answer = match caller {
+        Ok(AnyBearer(Caller::User(principal))) => user_claims(&app, &principal).await,
+        // A client's own token has no user to tell of.
+        Ok(AnyBearer(Caller::Service(_))) => Err(ApiError::Unauthorized),
+        Err(error) => Err(error),
     };
+    match answer {
+        Ok(response) => response,
+        Err(ApiError::Unauthorized) if presented => {
+            let mut response = ApiError::Unauthorized.into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(
+                    "Bearer error=\"invalid_token\", error_description=\"The access token is invalid, expired or revoked\"",
+                ),
+            );
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn user_claims(
+    app: &AppState,
+    principal: &crate::service::Principal,
+) -> Result<Response, ApiError> {
     let claims = &principal.claims;
     let scopes: Option<Vec<&str>> = claims.scope.as_deref().map(|s| s.split(' ').collect());
     let allows = |scope: &str| {
