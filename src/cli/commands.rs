@@ -2,11 +2,11 @@
 
 use super::{
     AddClient, AddUser, ClientsCommand, Command, Existing, ImportUsers, KeysCommand, NewSecretKey,
-    RemoveClient, RotateSecret, TemplatesCommand, UsersCommand,
+    RemoveClient, RotateKey, RotateSecret, TemplatesCommand, UsersCommand,
 };
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat, Settings};
-use crate::crypto::Sealer;
+use crate::crypto::{JwtAlg, Sealer};
 use crate::domain::ValidationErrors;
 use crate::service::accounts::{self, AccountFields, NewAccount, Origin, Registered};
 use crate::service::oauth_clients::{self, ClientError, ClientFields};
@@ -33,7 +33,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Clients(ClientsCommand::Add(add)) => add_client(add).await,
         Command::Clients(ClientsCommand::List(existing)) => list_clients(existing).await,
         Command::Clients(ClientsCommand::Remove(remove)) => remove_client(remove).await,
-        Command::Keys(KeysCommand::Rotate(existing)) => rotate_key(existing).await,
+        Command::Keys(KeysCommand::Rotate(rotate)) => rotate_key(rotate).await,
         Command::Keys(KeysCommand::RotateSecret(command)) => rotate_secret(command).await,
         Command::Openapi(settings) => {
             let config = settings
@@ -113,11 +113,15 @@ fn export_templates(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `keys rotate`: the database and the secret key are all a new signing key needs.
-async fn rotate_key(existing: Existing) -> anyhow::Result<()> {
-    let config = configure_existing(existing)?;
+async fn rotate_key(rotate: RotateKey) -> anyhow::Result<()> {
+    let config = configure_existing(rotate.existing)?;
     let clock = Clock::System;
     let Sealed { store, sealer, .. } = Sealed::open(&config, &clock, IfMissing::Create).await?;
-    let key = keys::rotate(&store, &sealer, config.tokens.alg, clock.now()).await?;
+    let alg = match rotate.id_token {
+        true => JwtAlg::Rs256,
+        false => config.tokens.alg,
+    };
+    let key = keys::rotate(&store, &sealer, alg, clock.now()).await?;
     say(&format!(
         "new signing key {}: it signs within a minute on every instance; the previous key stays in the JWKS until its tokens have expired",
         key.kid

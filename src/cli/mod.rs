@@ -145,12 +145,23 @@ pub struct Existing {
     pub settings: Settings,
 }
 
+/// `latchkey keys rotate`: the access-token key, or the OpenID Connect ID-token key.
+#[derive(Debug, clap::Args)]
+pub struct RotateKey {
+    /// Rotate the RS256 key that signs ID tokens instead of the access-token key.
+    #[arg(long)]
+    pub id_token: bool,
+    /// Database and secret key settings.
+    #[command(flatten)]
+    pub existing: Existing,
+}
+
 /// `latchkey keys …`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Add a new signing key: it signs on every instance within a minute; the old one stays
     /// published until every token it signed has expired.
-    Rotate(Existing),
+    Rotate(RotateKey),
     /// Re-seal the database's secrets under a new secret key. Stop every instance first.
     ///
     /// Opens, with the current secret key, everything sealed under it (every signing key's

@@ -98,8 +98,15 @@ pub async fn ensure_id_token_key(app: &AppState) -> anyhow::Result<()> {
 pub async fn reload(app: &AppState) -> anyhow::Result<()> {
     let id_keys = current(&app.store, &app.sealer, JwtAlg::Rs256.as_str()).await?;
     if !id_keys.is_empty() {
-        let (chosen, _) = select(&id_keys, app.clock.now(), app.config.tokens.access_ttl);
+        // ID tokens live as long as access tokens: the same rule publishes and retires them.
+        let (chosen, retired) = select(&id_keys, app.clock.now(), app.config.tokens.access_ttl);
         app.id_tokens.replace_keys(&chosen)?;
+        if !retired.is_empty() {
+            app.store
+                .retire_signing_keys(&retired, app.clock.now())
+                .await?;
+            tracing::info!(kids = ?retired, "ID-token keys retired: every token they signed has expired");
+        }
     }
     if app.config.tokens.alg.is_symmetric() {
         return Ok(());

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::process::Command;
 
-fn latchkey(app: &TestApp) -> Command {
+pub(crate) fn latchkey(app: &TestApp) -> Command {
     let mut command = latchkey_command();
     command.env("LATCHKEY_DATABASE_URL", app.database_url());
     command.env(

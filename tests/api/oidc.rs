@@ -1350,3 +1350,94 @@ async fn a_user_sees_and_withdraws_what_they_allowed_an_app() {
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.unwrap().contains("Allow Dashboard?"));
 }
+
+#[tokio::test]
+async fn the_id_token_key_rotates_like_the_access_token_key() {
+    let app = provider().await;
+    let (id, secret, tokens) = granted(&app, &[]).await;
+    let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let old_kid = kid(tokens["id_token"].as_str().unwrap());
+    let access_kid = kid(tokens["access_token"].as_str().unwrap());
+
+    let rotated = crate::import::latchkey(&app)
+        .args(["keys", "rotate", "--id-token"])
+        .output()
+        .unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let rsa_kids = |jwks: &Value| -> Vec<String> {
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["kty"] == "RSA")
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    latchkey::service::keys::reload(&app.state).await.unwrap();
+    let jwks: Value = app
+        .get("/.well-known/jwks.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        rsa_kids(&jwks).len(),
+        2,
+        "the new key is published before it signs"
+    );
+
+    let refresh = |token: String| {
+        let (app, id, secret) = (&app, id.clone(), secret.clone());
+        async move {
+            let answer: Value = client_post(
+                app,
+                "/oauth/token",
+                &id,
+                &secret,
+                &[("grant_type", "refresh_token"), ("refresh_token", &token)],
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+            answer
+        }
+    };
+    let next = refresh(tokens["refresh_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(
+        kid(next["id_token"].as_str().unwrap()),
+        old_kid,
+        "not signing yet"
+    );
+
+    app.state.clock.advance(time::Duration::seconds(40));
+    latchkey::service::keys::reload(&app.state).await.unwrap();
+    let next = refresh(next["refresh_token"].as_str().unwrap().to_owned()).await;
+    let new_kid = kid(next["id_token"].as_str().unwrap());
+    assert_ne!(new_kid, old_kid, "the new key signs");
+    assert_eq!(
+        kid(next["access_token"].as_str().unwrap()),
+        access_kid,
+        "the access-token key is left alone"
+    );
+
+    app.state
+        .clock
+        .advance(time::Duration::minutes(15) + time::Duration::seconds(2));
+    latchkey::service::keys::reload(&app.state).await.unwrap();
+    let jwks: Value = app
+        .get("/.well-known/jwks.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        rsa_kids(&jwks),
+        [new_kid],
+        "the old key left once its tokens expired"
+    );
+}
