@@ -702,3 +702,120 @@ async fn deleting_a_user_takes_its_sessions_and_writes_its_events() {
         Err(StoreError::NotFound)
     ));
 }
+
+fn oauth_client(client_id: &str, at: OffsetDateTime) -> latchkey::domain::OAuthClient {
+    latchkey::domain::OAuthClient {
+        client_id: client_id.to_owned(),
+        name: "Worker".to_owned(),
+        confidential: true,
+        redirect_uris: vec!["https://app.example/cb".to_owned()],
+        post_logout_redirect_uris: Vec::new(),
+        scopes: vec!["openid".to_owned(), "jobs".to_owned()],
+        first_party: false,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+#[tokio::test]
+async fn a_clients_own_tokens_share_one_session_until_it_is_revoked() {
+    let (store, _dir) = store().await;
+    let client = oauth_client("worker", start());
+    let _ = store
+        .insert_oauth_client(&client, Some("hash"), &Effects::default())
+        .await
+        .expect("client");
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    let issue = |fresh| store.issue_service_token("worker", "jobs", fresh, start());
+    assert_eq!(issue(first).await.expect("issue"), Some(first));
+    assert_eq!(
+        issue(second).await.expect("issue"),
+        Some(first),
+        "one session"
+    );
+    assert_eq!(
+        store
+            .issue_service_token("nobody", "jobs", second, start())
+            .await
+            .expect("issue"),
+        None
+    );
+
+    let committed = store
+        .revoke_service_session("worker", start())
+        .await
+        .expect("revoke");
+    assert_eq!(committed.revoked, vec![first]);
+    let revocations = store.revocations_after(0, start()).await.expect("read");
+    assert!(revocations.iter().any(|r| r.session_id == first));
+    assert_eq!(
+        issue(second).await.expect("issue"),
+        Some(second),
+        "a new one after"
+    );
+    let again = store
+        .revoke_service_session("worker", start())
+        .await
+        .expect("revoke");
+    assert_eq!(again.revoked, vec![second]);
+    let nothing = store
+        .revoke_service_session("worker", start())
+        .await
+        .expect("revoke");
+    assert!(nothing.revoked.is_empty(), "nothing live to revoke");
+
+    // Removing the client revokes its live one too.
+    let third = Uuid::now_v7();
+    assert_eq!(issue(third).await.expect("issue"), Some(third));
+    let removed = store
+        .delete_oauth_client("worker", start())
+        .await
+        .expect("delete");
+    assert_eq!(removed.revoked, vec![third]);
+}
+
+#[tokio::test]
+async fn withdrawing_a_consent_revokes_only_that_clients_sessions_of_that_user() {
+    let (store, _dir) = store().await;
+    let ada = insert(&store, "ada@example.com", "user", start()).await;
+    let client = oauth_client("dashboard", start());
+    let _ = store
+        .insert_oauth_client(&client, Some("hash"), &Effects::default())
+        .await
+        .expect("client");
+    let scopes = vec!["openid".to_owned(), "jobs".to_owned()];
+    let event = Event::oauth_consent_granted(ada.id, "dashboard", &scopes, start());
+    store
+        .grant_consent(ada.id, "dashboard", &scopes, &event, start())
+        .await
+        .expect("consent");
+    let consents = store.consents(ada.id).await.expect("list");
+    assert_eq!(consents.len(), 1);
+    assert_eq!(consents[0].client_name, "Worker");
+    assert_eq!(consents[0].scopes, scopes);
+
+    let withdrawn = store
+        .revoke_consent(ada.id, "dashboard", start())
+        .await
+        .expect("withdraw");
+    assert!(
+        withdrawn.is_some_and(|c| c.revoked.is_empty()),
+        "no session was open"
+    );
+    assert!(store.consents(ada.id).await.expect("list").is_empty());
+    assert!(
+        store
+            .consented_scopes(ada.id, "dashboard")
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert!(
+        store
+            .revoke_consent(ada.id, "dashboard", start())
+            .await
+            .expect("withdraw")
+            .is_none(),
+        "nothing to withdraw"
+    );
+}
