@@ -172,7 +172,9 @@ pub async fn login(
 /// Forward-auth for gateways: checks the bearer token and answers 200 with the caller in
 /// `X-User-Id`, `X-User-Email`, `X-User-Role`, `X-User-Email-Verified`, `X-User-Acr` and
 /// `X-User-Auth-Time`, or 401. With `acr` or `max_age`, a token whose authentication is
-/// weaker or older is refused with the RFC 9470 step-up challenge.
+/// weaker or older is refused with the RFC 9470 step-up challenge. An OAuth client's token
+/// adds `X-User-Client-Id` and `X-User-Scope`; a client's own (`client_credentials`) has only
+/// those two, no user.
 #[utoipa::path(get, path = "/auth/verify", tag = "auth", security(("bearer" = [])),
     params(
         ("acr" = Option<String>, Query, pattern = "^aal[12]$", description = "`aal1` or `aal2`: the least assurance level the route needs"),
@@ -183,7 +185,9 @@ pub async fn login(
             ("X-User-Id" = String), ("X-User-Email" = String), ("X-User-Role" = String),
             ("X-User-Email-Verified" = String, description = "`true` or `false`"),
             ("X-User-Acr" = String, description = "`aal1` or `aal2`"),
-            ("X-User-Auth-Time" = String, description = "Unix seconds of the last authentication"))),
+            ("X-User-Auth-Time" = String, description = "Unix seconds of the last authentication"),
+            ("X-User-Client-Id" = String, description = "An OAuth client's token only: the client it was issued to"),
+            ("X-User-Scope" = String, description = "An OAuth client's token only: the scopes granted, space-separated"))),
         (status = 400, description = "`validation_failed`: `acr` or `max_age` malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`, or `insufficient_user_authentication` with `WWW-Authenticate: Bearer error=\"insufficient_user_authentication\", acr_values=…, max_age=…`", body = Problem, content_type = "application/problem+json"),
     ))]
