@@ -53,6 +53,17 @@ pub async fn run(
     if app.config.mail.smtp_url.is_none() {
         warn_mail_goes_to_the_log(&app.config);
     }
+    if app.config.tokens.issuer.trim_end_matches('/')
+        != app.config.server.public_url.trim_end_matches('/')
+    {
+        // OpenID Connect Discovery §4.3: a relying party refuses a document whose issuer is
+        // not the URL it fetched it under.
+        tracing::warn!(
+            issuer = %app.config.tokens.issuer,
+            public_url = %app.config.server.public_url,
+            "LATCHKEY_JWT_ISSUER differs from LATCHKEY_PUBLIC_URL: OpenID Connect clients will refuse the discovery document"
+        );
+    }
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let mail_worker = app
         .mailer
