@@ -878,8 +878,72 @@ async fn logout_returns_only_to_a_registered_address_and_ends_the_hinted_session
     let mut browser = Browser::new(&app);
     let logout = |query: String| format!("{}/oauth/logout?{query}", app.url);
 
+    // Forged hints with the real claims: `alg: none`, HS256 keyed with the published RSA key
+    // (its JWK, or its modulus), and RS256 under a stranger's key with the real `kid`.
+    let b64 = |bytes: &[u8]| {
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+    };
+    let parts: Vec<&str> = hint.split('.').collect();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    let kid = jsonwebtoken::decode_header(hint).unwrap().kid.unwrap();
+    let none = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT", "kid": kid})
+            .to_string()
+            .as_bytes()),
+        parts[1]
+    );
+    let jwks: Value = app
+        .get("/.well-known/jwks.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rsa = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .unwrap()
+        .clone();
+    let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    hs.kid = Some(kid.clone());
+    let mut forged = vec![none];
+    for secret in [
+        rsa.to_string().into_bytes(),
+        rsa["n"].as_str().unwrap().as_bytes().to_vec(),
+    ] {
+        let key = jsonwebtoken::EncodingKey::from_secret(&secret);
+        forged.push(jsonwebtoken::encode(&hs, &claims, &key).unwrap());
+    }
+    let stranger =
+        latchkey::crypto::KeyMaterial::generate(latchkey::crypto::JwtAlg::Rs256).unwrap();
+    let mut rs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    rs.kid = Some(kid.clone());
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            &stranger.private_der
+        )
+    );
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+    forged.push(jsonwebtoken::encode(&rs, &claims, &key).unwrap());
+
+    // An ID token is no access token, genuine or not.
+    for token in forged.iter().map(String::as_str).chain([hint]) {
+        assert_eq!(
+            app.get("/auth/verify", Some(token)).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
     // Open redirects: an unregistered address, another client's, or a forged hint.
-    for query in [
+    let mut queries = vec![
         format!("id_token_hint={hint}&post_logout_redirect_uri=https://evil.example/"),
         format!("post_logout_redirect_uri={back_to}"),
         format!("client_id=nobody&post_logout_redirect_uri={back_to}"),
@@ -887,7 +951,13 @@ async fn logout_returns_only_to_a_registered_address_and_ends_the_hinted_session
             "id_token_hint={}x&post_logout_redirect_uri={back_to}",
             &hint[..hint.len() - 1]
         ),
-    ] {
+    ];
+    queries.extend(
+        forged
+            .iter()
+            .map(|forged| format!("id_token_hint={forged}&post_logout_redirect_uri={back_to}")),
+    );
+    for query in queries {
         let refused = browser.open(&logout(query.clone())).await;
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{query}");
         assert!(refused.headers().get("location").is_none());
