@@ -169,6 +169,15 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
+/// Whether `scope` is one scope token of RFC 6749 §3.3 (at most 100 characters).
+pub fn is_scope(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope.len() <= MAX_SCOPE_LEN
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
 /// A client's scopes: each of RFC 6749's `scope-token` grammar (printable ASCII but space, `"`
 /// and `\`), at most 100 characters, at most 50, duplicates dropped. `openid` is always
 /// among them: every client of this provider is an OpenID Connect relying party.
@@ -181,12 +190,7 @@ pub fn parse_scopes(raw: Vec<String>) -> Result<Vec<String>, ValidationErrors> {
     }
     let mut scopes = vec!["openid".to_owned()];
     for scope in raw {
-        let well_formed = !scope.is_empty()
-            && scope.len() <= MAX_SCOPE_LEN
-            && scope
-                .bytes()
-                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
-        if !well_formed {
+        if !is_scope(&scope) {
             return Err(ValidationErrors::one(
                 "scopes",
                 format!(

@@ -8,9 +8,10 @@ use super::views::{
     EmailSchema, LocaleSchema, NameSchema, NewPasswordSchema, PhoneSchema, TokenPairView, UserView,
     refuse_unknown, single_field,
 };
-use crate::domain::{Acr, Demand, ValidationErrors};
+use crate::domain::{Acr, ValidationErrors};
 use crate::ratelimit::Action;
 use crate::service::accounts::{self, AccountFields, NewAccount, Origin, Registered};
+use crate::service::gateway::{self, Gate, Refusal};
 use crate::service::{Caller, sessions};
 use crate::state::AppState;
 use axum::Json;
@@ -173,12 +174,16 @@ pub async fn login(
 /// `X-User-Id`, `X-User-Email`, `X-User-Role`, `X-User-Email-Verified`, `X-User-Acr` and
 /// `X-User-Auth-Time`, or 401. With `acr` or `max_age`, a token whose authentication is
 /// weaker or older is refused with the RFC 9470 step-up challenge. An OAuth client's token
-/// adds `X-User-Client-Id` and `X-User-Scope`; a client's own (`client_credentials`) has only
-/// those two, no user.
+/// adds `X-User-Client-Id` and `X-User-Scope`, and must hold every `scope` the route names
+/// (else 403 `insufficient_scope`); a token for a resource server (`aud` from RFC 8707) passes
+/// only where `resource` names it. A client's own token (`client_credentials`) passes only a
+/// route that names a `scope`, and then with those two headers and no user.
 #[utoipa::path(get, path = "/auth/verify", tag = "auth", security(("bearer" = [])),
     params(
         ("acr" = Option<String>, Query, pattern = "^aal[12]$", description = "`aal1` or `aal2`: the least assurance level the route needs"),
         ("max_age" = Option<i64>, Query, minimum = 0, description = "The most seconds since the user authenticated"),
+        ("scope" = Option<String>, Query, description = "Space-separated scopes an OAuth client's token must hold"),
+        ("resource" = Option<String>, Query, description = "The resource server (RFC 8707) the route fronts: tokens issued for it pass"),
     ),
     responses(
         (status = 200, description = "Valid token; empty body", headers(
@@ -188,7 +193,8 @@ pub async fn login(
             ("X-User-Auth-Time" = String, description = "Unix seconds of the last authentication"),
             ("X-User-Client-Id" = String, description = "An OAuth client's token only: the client it was issued to"),
             ("X-User-Scope" = String, description = "An OAuth client's token only: the scopes granted, space-separated"))),
-        (status = 400, description = "`validation_failed`: `acr` or `max_age` malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`validation_failed`: `acr`, `max_age`, `scope` or `resource` malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`, with `WWW-Authenticate: Bearer error=\"insufficient_scope\", scope=…`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthorized`, or `insufficient_user_authentication` with `WWW-Authenticate: Bearer error=\"insufficient_user_authentication\", acr_values=…, max_age=…`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn verify(
@@ -196,33 +202,21 @@ pub async fn verify(
     AnyBearer(caller): AnyBearer,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<HeaderMap, ApiError> {
-    let mut demand = parse_demand(query)?;
-    let principal = match caller {
-        Caller::User(principal) => principal,
-        Caller::Service(service) => {
-            // No user: no X-User-Id a downstream service could take for one, and no
-            // authentication a step-up demand could be met by.
-            if demand.acr.is_some() || demand.max_age.is_some() {
-                return Err(ApiError::InsufficientAuthentication {
-                    acr: demand.acr,
-                    max_age: demand.max_age,
-                });
-            }
-            return delegation_headers(&service.claims, HeaderMap::new());
-        }
-    };
-    // A role that needs a second factor is told to step up, like a route that asks for it.
-    if crate::service::mfa::role_requires_more(&app, &principal) {
-        demand.acr = Some(Acr::Aal2);
-    }
-    let claims = &principal.claims;
-    let acr = claims.acr.as_deref().and_then(Acr::parse);
-    if !demand.met_by(acr, claims.auth_time, app.clock.now()) {
-        return Err(ApiError::InsufficientAuthentication {
+    let gate = parse_gate(query)?;
+    let service = matches!(caller, Caller::Service(_));
+    let claims = gateway::admit(&app, caller, &gate).map_err(|refusal| match refusal {
+        Refusal::Unauthorized => ApiError::Unauthorized,
+        Refusal::StepUp(demand) => ApiError::InsufficientAuthentication {
             acr: demand.acr,
             max_age: demand.max_age,
-        });
+        },
+        Refusal::InsufficientScope(scopes) => ApiError::InsufficientScope(scopes.join(" ")),
+    })?;
+    if service {
+        // No user: no X-User-Id a downstream service could take for one.
+        return delegation_headers(&claims, HeaderMap::new());
     }
+    let acr = claims.acr.as_deref().and_then(Acr::parse);
     let acr = acr.unwrap_or(Acr::Aal1).as_str();
     let auth_time = claims
         .auth_time
@@ -248,7 +242,7 @@ pub async fn verify(
         let value = HeaderValue::from_str(value).map_err(|e| ApiError::Internal(e.into()))?;
         headers.insert(HeaderName::from_static(name), value);
     }
-    delegation_headers(claims, headers)
+    delegation_headers(&claims, headers)
 }
 
 /// An OAuth client's token also says whose it is and what it may do: `X-User-Client-Id` and
@@ -270,15 +264,17 @@ fn delegation_headers(
     Ok(headers)
 }
 
-/// The step-up demand of a `GET /auth/verify` query. Parameters it does not define are left
+/// The demands of a `GET /auth/verify` query: `acr`, `max_age` (RFC 9470), `scope` (space-
+/// separated; repeatable) and `resource` (RFC 8707). Parameters it does not define are left
 /// alone: a gateway may pass its own.
-fn parse_demand(
+fn parse_gate(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Demand, ValidationErrors> {
+) -> Result<Gate, ValidationErrors> {
     let Query(pairs) =
         query.map_err(|_| ValidationErrors::one("query", "is not a valid query string"))?;
     let mut errors = ValidationErrors::default();
-    let mut demand = Demand::default();
+    let mut gate = Gate::default();
+    let demand = &mut gate.demand;
     for (key, value) in pairs {
         match key.as_str() {
             "acr" => match Acr::parse(&value) {
@@ -293,11 +289,23 @@ fn parse_demand(
                 Ok(seconds) if seconds >= 0 => errors.add("max_age", "is given more than once"),
                 _ => errors.add("max_age", "must be a whole number of seconds, 0 or more"),
             },
+            "scope" => {
+                let scopes: Vec<&str> = value.split(' ').filter(|s| !s.is_empty()).collect();
+                if scopes.is_empty() || !scopes.iter().all(|s| crate::domain::oauth::is_scope(s)) {
+                    errors.add("scope", "must be space-separated scope names");
+                }
+                gate.scopes.extend(scopes.into_iter().map(str::to_owned));
+            }
+            "resource" if gate.audience.is_some() => {
+                errors.add("resource", "is given more than once")
+            }
+            "resource" if crate::config::is_resource_uri(&value) => gate.audience = Some(value),
+            "resource" => errors.add("resource", "must be an absolute URI without a fragment"),
             _ => {}
         }
     }
     errors.into_result()?;
-    Ok(demand)
+    Ok(gate)
 }
 
 /// Body of `POST /auth/refresh` and `POST /auth/logout`. In cookie mode

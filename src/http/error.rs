@@ -33,6 +33,9 @@ pub enum ApiError {
         /// The most seconds since authentication allowed, when given.
         max_age: Option<i64>,
     },
+    /// An OAuth client's token without a scope the route names (RFC 6750 §3.1); the scopes.
+    #[error("insufficient scope")]
+    InsufficientScope(String),
     /// Wrong email or password.
     #[error("invalid credentials")]
     InvalidCredentials,
@@ -167,6 +170,12 @@ impl ApiError {
                 "insufficient_user_authentication",
                 "Insufficient user authentication",
                 "This route needs a stronger or more recent authentication.".into(),
+            ),
+            InsufficientScope(_) => (
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "Insufficient scope",
+                "The token was not granted every scope this route needs.".into(),
             ),
             InvalidCredentials => (
                 StatusCode::UNAUTHORIZED,
@@ -367,6 +376,12 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::InsufficientScope(scopes) => {
+                let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scopes}\"");
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
             }
             ApiError::InsufficientAuthentication { acr, max_age } => {
                 // RFC 9470 §3: the challenge names what would satisfy the route.

@@ -71,7 +71,7 @@ pub async fn load_id_tokens(
 ) -> anyhow::Result<IdTokens> {
     let id_tokens = IdTokens::default();
     let keys = current(store, sealer, JwtAlg::Rs256.as_str()).await?;
-    let (chosen, _) = select(&keys, clock.now(), config.tokens.access_ttl);
+    let (chosen, _) = select(&keys, clock.now(), config.tokens.refresh_ttl);
     id_tokens.replace_keys(&chosen)?;
     Ok(id_tokens)
 }
@@ -90,7 +90,7 @@ pub async fn ensure_id_token_key(app: &AppState) -> anyhow::Result<()> {
     }
     // Another instance may have raced us to it; whatever the table holds now is the truth.
     let keys = current(&app.store, &app.sealer, alg).await?;
-    let (chosen, _) = select(&keys, app.clock.now(), app.config.tokens.access_ttl);
+    let (chosen, _) = select(&keys, app.clock.now(), app.config.tokens.refresh_ttl);
     app.id_tokens.replace_keys(&chosen)
 }
 
@@ -98,8 +98,9 @@ pub async fn ensure_id_token_key(app: &AppState) -> anyhow::Result<()> {
 pub async fn reload(app: &AppState) -> anyhow::Result<()> {
     let id_keys = current(&app.store, &app.sealer, JwtAlg::Rs256.as_str()).await?;
     if !id_keys.is_empty() {
-        // ID tokens live as long as access tokens: the same rule publishes and retires them.
-        let (chosen, retired) = select(&id_keys, app.clock.now(), app.config.tokens.access_ttl);
+        // An ID token stays useful as a logout hint as long as its session can live: its key
+        // is kept that long, not merely until the token expires.
+        let (chosen, retired) = select(&id_keys, app.clock.now(), app.config.tokens.refresh_ttl);
         app.id_tokens.replace_keys(&chosen)?;
         if !retired.is_empty() {
             app.store

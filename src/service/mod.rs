@@ -7,6 +7,7 @@ pub mod admin;
 mod attempts;
 pub mod email_change;
 pub mod email_login;
+pub mod gateway;
 pub mod import;
 pub mod invitations;
 pub mod keys;

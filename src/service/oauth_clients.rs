@@ -171,7 +171,11 @@ pub async fn update(
         .await
     {
         Err(StoreError::NotFound) => Err(ClientError::NotFound),
-        result => Ok(result?),
+        Err(error) => Err(error.into()),
+        Ok((client, committed)) => {
+            app.after_commit(committed);
+            Ok(client)
+        }
     }
 }
 

@@ -171,6 +171,12 @@ impl Store {
         let Some((scopes,)) = scopes else {
             return Ok(None);
         };
+        // A code issued before the withdrawal must not open a session after it.
+        sql("delete from oauth_codes where user_id = $1 and client_id = $2 and used_at is null")
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut tx)
+            .await?;
         let sessions: Vec<String> = sql(
             "select id from sessions where user_id = $1 and client_id = $2 and revoked_at is null",
         )

@@ -105,7 +105,7 @@ impl Store {
         client_id: &str,
         change: &ClientChange,
         now: OffsetDateTime,
-    ) -> Result<OAuthClient, StoreError> {
+    ) -> Result<(OAuthClient, Committed), StoreError> {
         let mut tx = self.write().await?;
         let lists = |list: &Option<Vec<String>>| list.as_deref().map(json_list).transpose();
         let updated = sql("update oauth_clients set
@@ -129,8 +129,12 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         let client = client_in(&mut tx, client_id).await?;
-        tx.commit().await?;
-        Ok(client)
+        // Its own tokens carry the scopes of their grant: changed scopes end them, and the
+        // next grant has the new ones.
+        if change.scopes.is_some() {
+            revoke_service_in(&mut tx, client_id, None, now).await?;
+        }
+        Ok((client, tx.commit_telling().await?))
     }
 
     /// Removes a client; `NotFound` when there is none. Its sessions are revoked first, so
@@ -152,7 +156,7 @@ impl Store {
             let reason = RevokeReason::ClientRemoved;
             revoke_in(&mut tx, user_id, Revoke::One(session_id), reason, now).await?;
         }
-        revoke_service_in(&mut tx, client_id, now).await?;
+        revoke_service_in(&mut tx, client_id, None, now).await?;
         let deleted = sql("delete from oauth_clients where client_id = $1")
             .bind(client_id)
             .execute(&mut tx)
@@ -191,23 +195,27 @@ impl Store {
         Ok(Some(id))
     }
 
-    /// Revokes every token `client_id` holds of its own: every instance refuses them within a
-    /// second, and the next grant draws a new session id.
+    /// Revokes every token `client_id` holds of its own, when `session_id` is still their
+    /// session: every instance refuses them within a second, and the next grant draws a new
+    /// session id. A token of an earlier, already revoked session ends nothing.
     pub async fn revoke_service_session(
         &self,
         client_id: &str,
+        session_id: Uuid,
         now: OffsetDateTime,
     ) -> Result<Committed, StoreError> {
         let mut tx = self.write().await?;
-        revoke_service_in(&mut tx, client_id, now).await?;
+        revoke_service_in(&mut tx, client_id, Some(session_id), now).await?;
         tx.commit_telling().await
     }
 }
 
-/// Ends the session of `client_id`'s own tokens, if it has one, inside a transaction.
+/// Ends the session of `client_id`'s own tokens, if it has one (and it is `only`, when
+/// given), inside a transaction.
 async fn revoke_service_in(
     tx: &mut Tx,
     client_id: &str,
+    only: Option<Uuid>,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     tx.lock(tx.dialect.order_revocations, None).await?;
@@ -220,6 +228,9 @@ async fn revoke_service_in(
         return Ok(());
     };
     let session_id = parse_uuid(&session_id)?;
+    if only.is_some_and(|only| only != session_id) {
+        return Ok(());
+    }
     sql("update oauth_clients set service_session_id = null where client_id = $1")
         .bind(client_id)
         .execute(&mut *tx)

@@ -1108,6 +1108,18 @@ async fn a_confidential_client_gets_tokens_of_its_own_that_name_no_user() {
         .await
         .unwrap();
     assert_eq!(token_error(refused).await, "unauthorized_client");
+    // A client with only the standard scopes (all dynamic registration gives) signs users in
+    // and gets no token of its own.
+    let (signer, signer_secret) = client(&app, true, false).await;
+    let refused = client_post(
+        &app,
+        "/oauth/token",
+        &signer,
+        &signer_secret.unwrap(),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(token_error(refused).await, "unauthorized_client");
 
     let (id, secret) = service_client(&app, true).await;
     let secret = secret.unwrap();
@@ -1138,9 +1150,28 @@ async fn a_confidential_client_gets_tokens_of_its_own_that_name_no_user() {
         "invalid_scope"
     );
 
-    // The gateway passes the client and its scope on, and no user at all.
+    // The gateway passes it only on a route that names the scope it needs, and with the
+    // client and its scope but no user at all: a route for "any signed-in user" stays shut.
     let access = all["access_token"].as_str().unwrap().to_owned();
-    let checked = app.get("/auth/verify", Some(&access)).await;
+    assert_eq!(
+        app.get("/auth/verify", Some(&access)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let short = app
+        .get("/auth/verify?scope=orders:refund", Some(&access))
+        .await;
+    assert_eq!(short.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        short.headers()["www-authenticate"],
+        "Bearer error=\"insufficient_scope\", scope=\"orders:refund\""
+    );
+    assert_eq!(
+        app.get("/auth/verify?scope=bad\"scope", Some(&access))
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    let checked = app.get(VERIFY_ORDERS, Some(&access)).await;
     assert_eq!(checked.status(), StatusCode::OK);
     let headers = checked.headers();
     assert_eq!(headers["x-user-client-id"], id.as_str());
@@ -1149,11 +1180,17 @@ async fn a_confidential_client_gets_tokens_of_its_own_that_name_no_user() {
         assert!(headers.get(absent).is_none(), "{absent} must not be sent");
     }
     assert_eq!(
-        app.get("/auth/verify?acr=aal1", Some(&access))
+        app.get("/auth/verify?scope=orders:read&acr=aal1", Some(&access))
             .await
             .status(),
         StatusCode::UNAUTHORIZED,
         "no user authenticated, so no step-up demand is met"
+    );
+    // A user's own token is the account: a scope demand does not shut it out.
+    let (own, _) = app.logged_in_user("ada@example.com").await;
+    assert_eq!(
+        app.get(VERIFY_ORDERS, Some(&own)).await.status(),
+        StatusCode::OK
     );
     // It is no user's token: latchkey's own API and userinfo refuse it.
     for path in [
@@ -1209,14 +1246,20 @@ async fn a_confidential_client_gets_tokens_of_its_own_that_name_no_user() {
     );
     for dead in [access.as_str(), other] {
         assert_eq!(
-            app.get("/auth/verify", Some(dead)).await.status(),
+            app.get(VERIFY_ORDERS, Some(dead)).await.status(),
             StatusCode::UNAUTHORIZED
         );
     }
     let again: Value = grant(None).await.json().await.unwrap();
     let again = again["access_token"].as_str().unwrap().to_owned();
     assert_eq!(
-        app.get("/auth/verify", Some(&again)).await.status(),
+        app.get(VERIFY_ORDERS, Some(&again)).await.status(),
+        StatusCode::OK
+    );
+    // A stale token of the revoked session cannot end the new one.
+    client_post(&app, "/oauth/revoke", &id, &secret, &[("token", &access)]).await;
+    assert_eq!(
+        app.get(VERIFY_ORDERS, Some(&again)).await.status(),
         StatusCode::OK
     );
 
@@ -1231,9 +1274,27 @@ async fn a_confidential_client_gets_tokens_of_its_own_that_name_no_user() {
     )
     .await;
     assert_eq!(
-        app.get("/auth/verify", Some(&again)).await.status(),
+        app.get(VERIFY_ORDERS, Some(&again)).await.status(),
         StatusCode::OK
     );
+    // New scopes end the tokens of the old ones.
+    let admin = app.admin_token().await;
+    let changed = app
+        .send(
+            Method::PATCH,
+            &format!("/oauth/clients/{id}"),
+            &admin,
+            &json!({"scopes": ["orders:read"]}),
+        )
+        .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_eq!(
+        app.get(VERIFY_ORDERS, Some(&again)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let again: Value = grant(None).await.json().await.unwrap();
+    assert_eq!(again["scope"], "orders:read");
+    let again = again["access_token"].as_str().unwrap().to_owned();
     let admin = app.admin_token().await;
     let removed = app
         .send(
@@ -1245,10 +1306,13 @@ async fn a_confidential_client_gets_tokens_of_its_own_that_name_no_user() {
         .await;
     assert_eq!(removed.status(), StatusCode::NO_CONTENT);
     assert_eq!(
-        app.get("/auth/verify", Some(&again)).await.status(),
+        app.get(VERIFY_ORDERS, Some(&again)).await.status(),
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// A gateway route that lets through tokens granted `orders:read`.
+const VERIFY_ORDERS: &str = "/auth/verify?scope=orders:read";
 
 #[tokio::test]
 async fn resource_indicators_name_only_configured_resource_servers() {
@@ -1288,9 +1352,26 @@ async fn resource_indicators_name_only_configured_resource_servers() {
     )
     .unwrap();
     assert_eq!(claims["aud"], API);
-    // A token for a configured resource server is accepted beside the configured audience.
+    // A token for a resource server passes only a route that names it: one handed to that
+    // server cannot be replayed in front of another.
+    let fronting = |resource: &str| {
+        format!(
+            "/auth/verify?scope=orders:read&resource={}",
+            url::form_urlencoded::byte_serialize(resource.as_bytes()).collect::<String>()
+        )
+    };
     assert_eq!(
-        app.get("/auth/verify", Some(access)).await.status(),
+        app.get(VERIFY_ORDERS, Some(access)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get(&fronting("https://other.example.test/"), Some(access))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get(&fronting(API), Some(access)).await.status(),
         StatusCode::OK
     );
 
@@ -1375,8 +1456,27 @@ async fn a_user_sees_and_withdraws_what_they_allowed_an_app() {
         StatusCode::OK
     );
 
+    // Consent is remembered, so a new code comes at once; withdrawn before it is spent, it
+    // opens nothing.
+    let pending = redirected(&browser.open(&url).await);
+    let pending = param(&pending, "code").unwrap().to_owned();
+
     let withdrawn = app.send(Method::DELETE, &path, &own, &json!({})).await;
     assert_eq!(withdrawn.status(), StatusCode::NO_CONTENT);
+    let late = client_post(
+        &app,
+        "/oauth/token",
+        &id,
+        &secret,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &pending),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(token_error(late).await, "invalid_grant");
     assert_eq!(
         app.get("/auth/verify", Some(access)).await.status(),
         StatusCode::UNAUTHORIZED,
@@ -1495,9 +1595,20 @@ async fn the_id_token_key_rotates_like_the_access_token_key() {
         "the access-token key is left alone"
     );
 
+    // Its ID tokens have expired, but they still name their sessions as logout hints: the key
+    // stays as long as a session can.
     app.state
         .clock
         .advance(time::Duration::minutes(15) + time::Duration::seconds(2));
+    latchkey::service::keys::reload(&app.state).await.unwrap();
+    let jwks: Value = app
+        .get("/.well-known/jwks.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rsa_kids(&jwks).len(), 2);
+    app.state.clock.advance(time::Duration::days(30));
     latchkey::service::keys::reload(&app.state).await.unwrap();
     let jwks: Value = app
         .get("/.well-known/jwks.json", None)

@@ -742,7 +742,7 @@ async fn a_clients_own_tokens_share_one_session_until_it_is_revoked() {
     );
 
     let committed = store
-        .revoke_service_session("worker", start())
+        .revoke_service_session("worker", first, start())
         .await
         .expect("revoke");
     assert_eq!(committed.revoked, vec![first]);
@@ -753,13 +753,21 @@ async fn a_clients_own_tokens_share_one_session_until_it_is_revoked() {
         Some(second),
         "a new one after"
     );
+    let stale = store
+        .revoke_service_session("worker", first, start())
+        .await
+        .expect("revoke");
+    assert!(
+        stale.revoked.is_empty(),
+        "a token of the revoked session ends nothing"
+    );
     let again = store
-        .revoke_service_session("worker", start())
+        .revoke_service_session("worker", second, start())
         .await
         .expect("revoke");
     assert_eq!(again.revoked, vec![second]);
     let nothing = store
-        .revoke_service_session("worker", start())
+        .revoke_service_session("worker", second, start())
         .await
         .expect("revoke");
     assert!(nothing.revoked.is_empty(), "nothing live to revoke");

@@ -27,10 +27,10 @@ pub async fn revoke(app: &AppState, client: &OAuthClient, token: &str) -> Result
             Some(Holder::User(user_id, session_id)) => Some((user_id, session_id)),
             // Its own tokens share one session: revoking one revokes them all (RFC 7009
             // §2.1 lets a server revoke related tokens).
-            Some(Holder::Client) => {
+            Some(Holder::Client(session_id)) => {
                 let committed = app
                     .store
-                    .revoke_service_session(&client.client_id, now)
+                    .revoke_service_session(&client.client_id, session_id, now)
                     .await?;
                 app.after_commit(committed);
                 None
@@ -57,8 +57,8 @@ pub async fn revoke(app: &AppState, client: &OAuthClient, token: &str) -> Result
 enum Holder {
     /// A user's, of this session.
     User(Uuid, Uuid),
-    /// The client's own (`client_credentials`).
-    Client,
+    /// The client's own (`client_credentials`), of this session.
+    Client(Uuid),
 }
 
 /// Whose an access token `client` holds is (signature and expiry checked).
@@ -68,7 +68,7 @@ fn access_token_holder(app: &AppState, token: &str, client: &OAuthClient) -> Opt
         return None;
     }
     if claims.sub == client.client_id {
-        return Some(Holder::Client);
+        return Some(Holder::Client(Uuid::parse_str(&claims.sid).ok()?));
     }
     Some(Holder::User(
         Uuid::parse_str(&claims.sub).ok()?,

@@ -238,6 +238,11 @@ pub async fn client_credentials(
         .split(' ')
         .filter(|s| !s.is_empty())
         .collect();
+    // A client without scopes of its own was registered to sign users in, not to act alone
+    // (dynamic registration gives only standard scopes): it gets no token of its own.
+    if own.is_empty() {
+        return Err(TokenError::UnauthorizedClient);
+    }
     if asked.iter().any(|s| !own.contains(s)) {
         return Err(TokenError::InvalidScope);
     }
