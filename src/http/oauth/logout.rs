@@ -1,9 +1,8 @@
 //! RP-initiated logout (OpenID Connect): with a hint signed here it ends the hinted session;
 //! without one the user confirms, so another site cannot sign a browser out.
 
-use super::{
-    AuthorizeError, SIGN_IN_COOKIE, consent_token, foreign_post, redirect, refused, signed_in,
-};
+use super::browser::{SIGN_IN_COOKIE, consent_token, foreign_post, signed_in};
+use super::{AuthorizeError, redirect, refused};
 use crate::http::pages::{PageLanguage, failure, hosted_page_with};
 use crate::service::oauth;
 use crate::state::AppState;

@@ -8,6 +8,7 @@
 //! form carries a token derived from that cookie, so another site can neither sign a browser in
 //! nor consent for it.
 
+mod browser;
 mod client;
 mod logout;
 mod register;
@@ -16,7 +17,6 @@ use super::budget::{Budget, limited_route};
 use super::error::ApiError;
 use super::extract::Client;
 use super::pages::{PageLanguage, failure, hosted_page_with, limited_page, scripted_page_with};
-use crate::crypto::random;
 use crate::domain::Email;
 use crate::ratelimit::Action;
 use crate::service::mfa::{self, MfaError, Proof};
@@ -31,11 +31,8 @@ use axum::extract::{Form, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
+use browser::{consent_token, foreign_post, seal_cookie, sign_in_cookie, signed_in};
 use serde::Deserialize;
-
-/// The browser's sign-in cookie. `__Host-`: secure, this host only, path `/`.
-const SIGN_IN_COOKIE: &str = "__Host-latchkey_sso";
 
 /// The routes of the provider (not part of the OpenAPI document).
 pub fn routes() -> Router<AppState> {
@@ -283,21 +280,6 @@ async fn authorize_form(
     }
 }
 
-/// Whether a form post did not come from this origin. A form posted from another site would
-/// sign the browser in to an account of the attacker's choosing, consent, or sign out for it;
-/// every browser sends `Origin` with a form post, so a post without one is not a browser's.
-fn foreign_post(app: &AppState, headers: &HeaderMap) -> bool {
-    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    // The pages send no Referer, and then Chromium's `Origin` is `null`: the fetch metadata
-    // header tells a same-origin post apart.
-    if let Some(site) = value("sec-fetch-site") {
-        return site != "same-origin";
-    }
-    value("origin").is_none_or(|origin| {
-        super::cookie::origin_of(origin) != super::cookie::origin_of(&app.config.server.public_url)
-    })
-}
-
 /// After a sign-in in this flow: the cookie, and whatever comes next.
 async fn signed_in_now(
     app: &AppState,
@@ -321,12 +303,8 @@ async fn signed_in_now(
         true,
     )
     .await;
-    let max_age = app.config.tokens.access_ttl.whole_seconds();
-    let cookie = format!(
-        "{SIGN_IN_COOKIE}={sealed}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax"
-    );
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
+    if let Some(cookie) = sign_in_cookie(app, &sealed) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
 }
@@ -374,48 +352,6 @@ async fn parse(app: &AppState, query: &str) -> Result<AuthorizeRequest, Authoriz
         .into_owned()
         .collect();
     oauth::parse_request(app, &params).await
-}
-
-/// The browser's sign-in, when its cookie holds a live token of latchkey's own.
-async fn signed_in(app: &AppState, headers: &HeaderMap) -> (Option<Principal>, Option<String>) {
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == SIGN_IN_COOKIE && !value.is_empty())
-        .map(|(_, value)| value.to_owned());
-    let Some(cookie) = cookie else {
-        return (None, None);
-    };
-    let Some(token) = open_cookie(app, &cookie) else {
-        return (None, None);
-    };
-    match authenticate(app, &token).await {
-        Ok(principal) if principal.claims.client_id.is_none() => (Some(principal), Some(cookie)),
-        _ => (None, None),
-    }
-}
-
-/// The cookie holds the sign-in's access token sealed under the secret key: sent with every
-/// request to this host (`__Host-` means path `/`), it must be worth nothing as a bearer token.
-fn seal_cookie(app: &AppState, access_token: &str) -> String {
-    let sealed = app.sealer.seal(access_token.as_bytes(), SIGN_IN_COOKIE);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)
-}
-
-fn open_cookie(app: &AppState, cookie: &str) -> Option<String> {
-    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cookie)
-        .ok()?;
-    let token = app.sealer.open(&sealed, SIGN_IN_COOKIE).ok()?;
-    String::from_utf8(token).ok()
-}
-
-/// The consent form's token: derived from the sign-in cookie, which other sites cannot read.
-fn consent_token(cookie: &str) -> String {
-    random::sha256_b64(format!("latchkey-consent:{cookie}").as_bytes())
 }
 
 /// Where the answer goes, as the consent page names it (a client's name is its own choice; the
