@@ -230,6 +230,15 @@ fn describe() {
         "Refresh tokens presented again after rotation, each of which revoked its session."
     );
     describe_gauge!(
+        "latchkey_verify_cache_tokens",
+        "Access tokens remembered as verified (LATCHKEY_VERIFY_CACHE_MB), updated every second."
+    );
+    describe_gauge!(
+        "latchkey_verify_cache_bytes",
+        Unit::Bytes,
+        "The estimated memory of the verified-token cache, updated every second."
+    );
+    describe_gauge!(
         "latchkey_build_info",
         "Always 1; the labels name the running version and commit."
     );

@@ -89,6 +89,8 @@ pub struct TokenSettings {
     pub resources: Vec<String>,
     /// Lifetime of access tokens.
     pub ttl: Duration,
+    /// The verified-token cache's memory budget, bytes.
+    pub verify_cache_bytes: u64,
 }
 
 struct KeyRing {
@@ -121,15 +123,16 @@ impl Tokens {
             jwks: Vec::new(),
         };
         Tokens {
+            verified: Arc::new(VerifiedTokens::with_budget(settings.verify_cache_bytes)),
             settings: Arc::new(settings),
             ring: Arc::new(RwLock::new(Arc::new(ring))),
-            verified: Arc::default(),
         }
     }
 
     /// Tokens signed with the first of `keys` and verified with any of them.
     pub fn with_keys(settings: TokenSettings, keys: &[KeyMaterial]) -> anyhow::Result<Tokens> {
         let tokens = Tokens {
+            verified: Arc::new(VerifiedTokens::with_budget(settings.verify_cache_bytes)),
             settings: Arc::new(settings),
             ring: Arc::new(RwLock::new(Arc::new(KeyRing {
                 signing_kid: String::new(),
@@ -137,7 +140,6 @@ impl Tokens {
                 verifying: HashMap::new(),
                 jwks: Vec::new(),
             }))),
-            verified: Arc::default(),
         };
         tokens.replace_keys(keys)?;
         Ok(tokens)
@@ -184,6 +186,11 @@ impl Tokens {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(ring);
         Ok(())
+    }
+
+    /// How many tokens the verified-token cache holds, and their estimated bytes.
+    pub fn cache_usage(&self) -> (usize, u64) {
+        self.verified.usage()
     }
 
     /// The token settings.
@@ -233,8 +240,7 @@ impl Tokens {
             _ => {
                 let (kid, claims) = self.verify_signature(&ring, token)?;
                 let claims = Arc::new(claims);
-                self.verified
-                    .insert(token, &kid, &claims, now.unix_timestamp());
+                self.verified.insert(token, &kid, &claims);
                 claims
             }
         };
@@ -324,6 +330,7 @@ mod tests {
             audience: None,
             resources: Vec::new(),
             ttl: Duration::minutes(15),
+            verify_cache_bytes: 1 << 20,
         }
     }
 

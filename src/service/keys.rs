@@ -40,6 +40,7 @@ pub async fn load(
         audience: config.tokens.audience.clone(),
         resources: config.oauth.resources.clone(),
         ttl: config.tokens.access_ttl,
+        verify_cache_bytes: config.tokens.verify_cache_bytes,
     };
     if let Some(secret) = config
         .tokens

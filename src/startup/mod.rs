@@ -161,6 +161,9 @@ fn spawn_key_reload(app: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(crate::service::keys::RELOAD_INTERVAL).await;
+            let (tokens, bytes) = app.tokens.cache_usage();
+            metrics::gauge!("latchkey_verify_cache_tokens").set(tokens as f64);
+            metrics::gauge!("latchkey_verify_cache_bytes").set(bytes as f64);
             if let Err(error) = crate::service::keys::reload(&app).await {
                 tracing::warn!(
                     error = format!("{error:#}"),
