@@ -35,7 +35,7 @@ pub struct TokenArgs {
     #[arg(long, env = "LATCHKEY_REFRESH_COOKIE", default_value_t = false, action = clap::ArgAction::Set)]
     pub refresh_cookie: bool,
     /// Memory for access tokens already verified, in MiB: a gateway in front of many users
-    /// checks each of their tokens' signatures once while they fit (about 1,600 tokens a MiB).
+    /// checks each of their tokens' signatures once while they fit (about 1,200 tokens a MiB).
     #[arg(long, env = "LATCHKEY_VERIFY_CACHE_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub verify_cache_mb: u64,
 }

@@ -10,12 +10,21 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 use std::sync::Arc;
 
-/// What an entry is estimated to weigh beyond its strings: the key, the two shared pointers
-/// and their counts, the claims themselves, and the cache's own bookkeeping (21 bytes).
-const ENTRY_OVERHEAD: u64 = 32 + 2 * 16 + 2 * 16 + size_of::<AccessClaims>() as u64 + 21;
+/// What an entry weighs in the cache's table: the key, the two shared pointers and the cache's
+/// own bookkeeping (21 bytes).
+const SLOT: u64 = 32 + 2 * 16 + 21;
 
 /// A typical entry, for sizing the table up front.
-const TYPICAL_ENTRY: u64 = 640;
+const TYPICAL_ENTRY: u64 = 900;
+
+/// The memory an allocation of `len` bytes takes from the allocator: a header, rounded up to
+/// 16 bytes, at least 32 (glibc's smallest chunk).
+fn allocated(len: usize) -> u64 {
+    match len {
+        0 => 0,
+        len => ((len as u64 + 8).div_ceil(16) * 16).max(32),
+    }
+}
 
 /// The key id and claims of a verified token, by the token's SHA-256 (the token itself is not
 /// kept).
@@ -30,7 +39,9 @@ pub(crate) struct VerifiedTokens {
 impl VerifiedTokens {
     /// A cache of at most `budget_bytes` (estimated from what each entry holds).
     pub(crate) fn with_budget(budget_bytes: u64) -> VerifiedTokens {
-        let items = usize::try_from(budget_bytes / TYPICAL_ENTRY).unwrap_or(usize::MAX).max(1);
+        let items = usize::try_from(budget_bytes / TYPICAL_ENTRY)
+            .unwrap_or(usize::MAX)
+            .max(1);
         VerifiedTokens {
             entries: Cache::with_weighter(items, budget_bytes.max(1), EntryWeight),
         }
@@ -59,25 +70,35 @@ struct EntryWeight;
 
 impl Weighter<[u8; 32], Entry> for EntryWeight {
     fn weight(&self, _key: &[u8; 32], (kid, claims): &Entry) -> u64 {
-        let strings = [
-            claims.iss.len(),
-            claims.sub.len(),
-            claims.jti.len(),
-            claims.sid.len(),
-            claims.email.len(),
-            claims.role.len(),
-            claims.aud.as_ref().map_or(0, String::len),
-            claims.name.as_ref().map_or(0, String::len),
-            claims.acr.as_ref().map_or(0, String::len),
-            claims.client_id.as_ref().map_or(0, String::len),
-            claims.scope.as_ref().map_or(0, String::len),
-            claims
-                .amr
-                .as_ref()
-                .map_or(0, |amr| amr.iter().map(|m| m.len() + 24).sum()),
-            kid.len(),
-        ];
-        ENTRY_OVERHEAD + strings.iter().sum::<usize>() as u64
+        let optional = |s: &Option<String>| s.as_ref().map_or(0, |s| allocated(s.len()));
+        let amr = claims.amr.as_ref().map_or(0, |amr| {
+            allocated(amr.len() * size_of::<String>())
+                + amr.iter().map(|m| allocated(m.len())).sum::<u64>()
+        });
+        SLOT + allocated(size_of::<AccessClaims>() + 16)
+            + allocated(kid.len() + 16)
+            + [
+                &claims.iss,
+                &claims.sub,
+                &claims.jti,
+                &claims.sid,
+                &claims.email,
+                &claims.role,
+            ]
+            .iter()
+            .map(|s| allocated(s.len()))
+            .sum::<u64>()
+            + [
+                &claims.aud,
+                &claims.name,
+                &claims.acr,
+                &claims.client_id,
+                &claims.scope,
+            ]
+            .iter()
+            .map(|s| optional(s))
+            .sum::<u64>()
+            + amr
     }
 }
 
@@ -137,5 +158,17 @@ mod tests {
         let kept = busy.iter().filter(|t| cache.get(t).is_some()).count();
         // An LRU would have kept none of them.
         assert!(kept >= 45, "{kept} of 50 busy tokens survived the scan");
+    }
+
+    #[test]
+    fn a_typical_entry_is_counted_near_what_it_takes() {
+        let weight = EntryWeight.weight(
+            &[0; 32],
+            &(
+                Arc::from("k".repeat(43).as_str()),
+                claims("0190a7d2-0000-7000-8000-000000000002"),
+            ),
+        );
+        assert!((700..=1100).contains(&weight), "{weight}");
     }
 }

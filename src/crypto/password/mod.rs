@@ -1,14 +1,21 @@
-//! Password hashing with argon2id on a bounded blocking pool: never on the async workers, and
-//! when the queue is full the caller is told to shed load instead of waiting without bound.
+//! Password hashing with argon2id on a bounded pool of its own, at a lower priority than the
+//! async workers: never on them, and when the queue is full, or longer than the machine can
+//! hash within the wait budget, the caller is told to shed load instead of waiting.
 
 use crate::domain::password::{Candidate, Password};
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 mod imported;
+mod threads;
+
+/// The longest an admitted hash should wait for a worker: past it a login is better refused
+/// (503, and a load balancer tries another instance) than kept waiting.
+const WAIT_BUDGET: Duration = Duration::from_secs(1);
 
 pub use imported::check_imported_hash;
 
@@ -57,8 +64,14 @@ struct Inner {
     params: Params,
     workers: Arc<Semaphore>,
     admission: Arc<Semaphore>,
+    /// Workers plus queue: the admission permits when none is taken.
+    capacity: usize,
+    worker_count: usize,
     dummy_hash: String,
     operations: AtomicU64,
+    /// A hash's recent time on a worker, µs, smoothed: what the queue ahead costs in waiting.
+    hash_micros: AtomicU64,
+    jobs: std::sync::mpsc::Sender<threads::Job>,
 }
 
 impl Hasher {
@@ -73,14 +86,20 @@ impl Hasher {
         .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
         let workers = config.workers.max(1);
         let dummy_secret = crate::crypto::random::token();
+        let started = Instant::now();
         let dummy_hash = hash_with(&params, &dummy_secret)?;
+        let hash_micros = micros(started.elapsed());
         Ok(Hasher {
             inner: Arc::new(Inner {
                 params,
                 workers: Arc::new(Semaphore::new(workers)),
                 admission: Arc::new(Semaphore::new(workers + config.queue)),
+                capacity: workers + config.queue,
+                worker_count: workers,
                 dummy_hash,
                 operations: AtomicU64::new(0),
+                hash_micros: AtomicU64::new(hash_micros),
+                jobs: threads::start(workers)?,
             }),
         })
     }
@@ -128,12 +147,16 @@ impl Hasher {
         T: Send + 'static,
         F: FnOnce(&Params) -> anyhow::Result<T> + Send + 'static,
     {
+        let shed = || {
+            metrics::counter!("latchkey_password_hashes_shed_total").increment(1);
+            HashError::Overloaded
+        };
+        if self.expected_wait() > WAIT_BUDGET {
+            return Err(shed());
+        }
         let admitted = Arc::clone(&self.inner.admission)
             .try_acquire_owned()
-            .map_err(|_| {
-                metrics::counter!("latchkey_password_hashes_shed_total").increment(1);
-                HashError::Overloaded
-            })?;
+            .map_err(|_| shed())?;
         let worker = Arc::clone(&self.inner.workers)
             .acquire_owned()
             .await
@@ -141,19 +164,45 @@ impl Hasher {
         self.inner.operations.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("latchkey_password_hashes_total").increment(1);
         let inner = Arc::clone(&self.inner);
-        // The permits move into the blocking task: if the caller goes away, the hash still runs
-        // to its end and keeps its permits until then, so the bound on concurrent hashes holds.
-        let result = tokio::task::spawn_blocking(move || {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        // The permits move into the job: if the caller goes away, the hash still runs to its end
+        // and keeps its permits until then, so the bound on concurrent hashes holds.
+        let job: threads::Job = Box::new(move || {
             let _permits = (admitted, worker);
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let result = work(&inner.params);
-            metrics::histogram!(crate::telemetry::HASH_DURATION).record(started.elapsed());
-            result
-        })
-        .await
-        .map_err(|e| HashError::Internal(e.into()))?;
+            let took = started.elapsed();
+            metrics::histogram!(crate::telemetry::HASH_DURATION).record(took);
+            // Smoothed over about the last eight hashes: it follows a busy neighbour within a
+            // second, and one slow hash does not close the door.
+            let before = inner.hash_micros.load(Ordering::Relaxed);
+            let smoothed = (before * 7 + micros(took)) / 8;
+            inner.hash_micros.store(smoothed, Ordering::Relaxed);
+            let _ = answer.send(result);
+        });
+        self.inner
+            .jobs
+            .send(job)
+            .map_err(|_| HashError::Internal(anyhow::anyhow!("the hashing threads are gone")))?;
+        let result = answered
+            .await
+            .map_err(|_| HashError::Internal(anyhow::anyhow!("a hashing thread failed")))?;
         Ok(result?)
     }
+
+    /// How long a hash admitted now would wait for a worker: the hashes ahead of it, shared
+    /// out among the workers, at the time a hash takes now.
+    fn expected_wait(&self) -> Duration {
+        let inner = &self.inner;
+        let pending = inner.capacity - inner.admission.available_permits();
+        let ahead = (pending + 1).saturating_sub(inner.worker_count);
+        let rounds = ahead.div_ceil(inner.worker_count) as u64;
+        Duration::from_micros(rounds * inner.hash_micros.load(Ordering::Relaxed))
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Bytes above which glibc always maps a fresh region and unmaps it on free (its largest mmap
@@ -416,5 +465,48 @@ mod tests {
             matches!(next, Err(HashError::Overloaded)),
             "the abandoned hash still holds the only worker"
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashes_run_below_the_async_workers_priority() {
+        let hasher = Hasher::new(config(2, 4, 1)).unwrap();
+        let niceness = hasher
+            .run(|_| Ok(threads::current_niceness()))
+            .await
+            .unwrap();
+        assert_eq!(niceness, 10);
+        assert_eq!(
+            threads::current_niceness(),
+            0,
+            "the caller's thread is left alone"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queue_longer_than_the_wait_budget_is_refused_though_it_has_room() {
+        // Room for 100 waiting, but each hash is said to take 300 ms: with one worker, the fourth
+        // hash in line would wait over a second.
+        let hasher = Hasher::new(config(1, 100, 1)).unwrap();
+        hasher.inner.hash_micros.store(300_000, Ordering::Relaxed);
+        let hold = |hasher: &Hasher| {
+            let hasher = hasher.clone();
+            tokio::spawn(async move {
+                hasher
+                    .run(|_| {
+                        std::thread::sleep(Duration::from_millis(300));
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        let running: Vec<_> = (0..4).map(|_| hold(&hasher)).collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(hasher.expected_wait() > WAIT_BUDGET);
+        let refused = hasher.hash(&password("correct horse battery")).await;
+        assert!(matches!(refused, Err(HashError::Overloaded)), "{refused:?}");
+        for held in running {
+            held.await.unwrap().unwrap();
+        }
     }
 }
