@@ -76,6 +76,7 @@ pub async fn login(
     password: &str,
     client: ClientInfo,
 ) -> Result<TokenPair, LoginError> {
+    app.hasher.has_room()?;
     let email = Email::parse(email).ok();
     let credentials = match &email {
         Some(email) => app.store.credentials_by_email(email).await?,

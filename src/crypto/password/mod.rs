@@ -168,7 +168,7 @@ impl Hasher {
         // The permits move into the job: if the caller goes away, the hash still runs to its end
         // and keeps its permits until then, so the bound on concurrent hashes holds.
         let job: threads::Job = Box::new(move || {
-            let _permits = (admitted, worker);
+            let permits = (admitted, worker);
             let started = Instant::now();
             let result = work(&inner.params);
             let took = started.elapsed();
@@ -178,6 +178,10 @@ impl Hasher {
             let before = inner.hash_micros.load(Ordering::Relaxed);
             let smoothed = (before * 7 + micros(took)) / 8;
             inner.hash_micros.store(smoothed, Ordering::Relaxed);
+            // The permits go back before the answer does: a caller that moves on at once (and
+            // asks again) must find its worker free, even if this low-priority thread is not
+            // scheduled again for a while.
+            drop(permits);
             let _ = answer.send(result);
         });
         self.inner
@@ -188,6 +192,17 @@ impl Hasher {
             .await
             .map_err(|_| HashError::Internal(anyhow::anyhow!("a hashing thread failed")))?;
         Ok(result?)
+    }
+
+    /// Whether a hash asked for now would be admitted: a login checks this before it reads the
+    /// account, so the load it sheds costs no database round trip (the hash itself is
+    /// admitted, or refused, again when it is asked for).
+    pub fn has_room(&self) -> Result<(), HashError> {
+        if self.inner.admission.available_permits() == 0 || self.expected_wait() > WAIT_BUDGET {
+            metrics::counter!("latchkey_password_hashes_shed_total").increment(1);
+            return Err(HashError::Overloaded);
+        }
+        Ok(())
     }
 
     /// How long a hash admitted now would wait for a worker: the hashes ahead of it, shared
@@ -471,6 +486,7 @@ mod tests {
     #[tokio::test]
     async fn hashes_run_below_the_async_workers_priority() {
         let hasher = Hasher::new(config(2, 4, 1)).unwrap();
+        assert!(hasher.has_room().is_ok());
         let niceness = hasher
             .run(|_| Ok(threads::current_niceness()))
             .await
@@ -503,6 +519,7 @@ mod tests {
         let running: Vec<_> = (0..4).map(|_| hold(&hasher)).collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(hasher.expected_wait() > WAIT_BUDGET);
+        assert!(matches!(hasher.has_room(), Err(HashError::Overloaded)));
         let refused = hasher.hash(&password("correct horse battery")).await;
         assert!(matches!(refused, Err(HashError::Overloaded)), "{refused:?}");
         for held in running {
