@@ -6,6 +6,7 @@ use crate::http::budget::Budget;
 use crate::http::error::ApiError;
 use crate::http::extract::{AnyBearer, Client};
 use crate::ratelimit::Action;
+use crate::service::oauth::grants::UserinfoError;
 use crate::service::oauth::token::{self, ClientCredentials, TokenError};
 use crate::service::{Caller, oauth};
 use crate::state::AppState;
@@ -289,7 +290,18 @@ pub(super) async fn userinfo(
 ) -> Response {
     let presented = headers.contains_key(header::AUTHORIZATION);
     let answer = match caller {
-        Ok(AnyBearer(Caller::User(principal))) => user_claims(&app, &principal).await,
+        Ok(AnyBearer(Caller::User(principal))) => {
+            match oauth::grants::userinfo(&app, &principal).await {
+                Ok(claims) => Ok((
+                    [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+                    Json(claims),
+                )
+                    .into_response()),
+                Err(UserinfoError::NoOpenid) => Err(ApiError::InsufficientScope("openid".into())),
+                Err(UserinfoError::UserGone) => Err(ApiError::Unauthorized),
+                Err(UserinfoError::Fault(fault)) => Err(fault.into()),
+            }
+        }
         // A client's own token has no user to tell of.
         Ok(AnyBearer(Caller::Service(_))) => Err(ApiError::Unauthorized),
         Err(error) => Err(error),
@@ -308,49 +320,4 @@ pub(super) async fn userinfo(
         }
         Err(error) => error.into_response(),
     }
-}
-
-async fn user_claims(
-    app: &AppState,
-    principal: &crate::service::Principal,
-) -> Result<Response, ApiError> {
-    let claims = &principal.claims;
-    let scopes: Option<Vec<&str>> = claims.scope.as_deref().map(|s| s.split(' ').collect());
-    let allows = |scope: &str| {
-        scopes
-            .as_ref()
-            .is_none_or(|granted| granted.contains(&scope))
-    };
-    if !allows("openid") {
-        return Ok((
-            StatusCode::FORBIDDEN,
-            [(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"insufficient_scope\", scope=\"openid\""),
-            )],
-        )
-            .into_response());
-    }
-    let user = app
-        .store
-        .user(principal.user_id)
-        .await
-        .map_err(|e| ApiError::from(crate::service::Fault::from(e)))?
-        .ok_or(ApiError::Unauthorized)?;
-    let mut body = json!({"sub": user.id.to_string()});
-    if allows("email") {
-        body["email"] = json!(user.email.as_str());
-        body["email_verified"] = json!(user.email_verified);
-    }
-    if allows("profile") {
-        if let Some(name) = &user.name {
-            body["name"] = json!(name.as_str());
-        }
-        body["updated_at"] = json!(user.updated_at.unix_timestamp());
-    }
-    Ok((
-        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-        Json(body),
-    )
-        .into_response())
 }

@@ -1,5 +1,5 @@
-//! What a client can ask about or end of the tokens it holds: revocation (RFC 7009),
-//! introspection (RFC 7662) and RP-initiated logout.
+//! What a client can ask about or end of the tokens it holds: the user's claims (userinfo),
+//! revocation (RFC 7009), introspection (RFC 7662) and RP-initiated logout.
 
 use super::token::TokenError;
 use crate::crypto::random;
@@ -9,6 +9,52 @@ use crate::state::AppState;
 use crate::store::Revoke;
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+/// Why userinfo tells nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum UserinfoError {
+    /// The token was not granted `openid`.
+    #[error("the token was not granted openid")]
+    NoOpenid,
+    /// The account is gone.
+    #[error("no such user")]
+    UserGone,
+    /// The machinery failed.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}
+
+/// The claims (OpenID Connect Core §5.3) the token's scopes allow, read from the account now. A
+/// user's own token (no scope) is the account itself and allows them all.
+pub async fn userinfo(app: &AppState, principal: &Principal) -> Result<Value, UserinfoError> {
+    let granted: Option<Vec<&str>> = principal
+        .claims
+        .scope
+        .as_deref()
+        .map(|s| s.split(' ').collect());
+    let allows = |scope: &str| granted.as_ref().is_none_or(|g| g.contains(&scope));
+    if !allows("openid") {
+        return Err(UserinfoError::NoOpenid);
+    }
+    let user = app
+        .store
+        .user(principal.user_id)
+        .await
+        .map_err(Fault::from)?
+        .ok_or(UserinfoError::UserGone)?;
+    let mut claims = json!({"sub": user.id.to_string()});
+    if allows("email") {
+        claims["email"] = json!(user.email.as_str());
+        claims["email_verified"] = json!(user.email_verified);
+    }
+    if allows("profile") {
+        if let Some(name) = &user.name {
+            claims["name"] = json!(name.as_str());
+        }
+        claims["updated_at"] = json!(user.updated_at.unix_timestamp());
+    }
+    Ok(claims)
+}
 
 /// Ends the grant `token` (an access or refresh token of `client`'s) belongs to. Tokens that
 /// are unknown, dead, or another client's are ignored alike: the answer never tells them apart.
